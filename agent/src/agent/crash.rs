@@ -1,0 +1,17 @@
+//! Test-only crash points. With the `test-crash-points` feature, setting
+//! `KUBEBOOT_TEST_CRASH=<phase>:<point>` kills the agent with SIGKILL at that
+//! point, so tests can prove a crash anywhere resumes correctly. Without the
+//! feature (every product build) this compiles to nothing.
+
+#[cfg(feature = "test-crash-points")]
+pub fn point(phase: crate::status::Phase, point: &str) {
+    if let Ok(want) = std::env::var("KUBEBOOT_TEST_CRASH") {
+        if want == format!("{phase}:{point}") {
+            let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+}
+
+#[cfg(not(feature = "test-crash-points"))]
+#[inline(always)]
+pub fn point(_phase: crate::status::Phase, _point: &str) {}

@@ -1,0 +1,376 @@
+//! The agent's run (DESIGN.md §3): a persisted state machine over the phases
+//! `source → validate → preflight → prepare → discover → kubeadm → ready → done`.
+//!
+//! Each phase is recorded as started before its side effects and as succeeded
+//! (or failed) after them, atomically, so a crash or reboot resumes at the
+//! first phase that has not succeeded, and a finished node never runs kubeadm
+//! again. Every change of phase is one status event sent to every sink.
+
+mod crash;
+mod phases;
+pub mod state;
+
+use std::path::PathBuf;
+
+use chrono::Utc;
+use sha2::{Digest, Sha256};
+
+use crate::document::{self, InvalidDocument, Role, ValidDocument};
+use crate::host::{Facts, Host};
+use crate::kubeadm::{self, ApiVersion};
+use crate::redact::Redactor;
+use crate::source::{self, FetchOptions};
+use crate::status::{ErrorKind, ErrorReport, Phase, PhaseState, StatusEvent, StatusSink, LOG_TAIL_MAX_LINES};
+use state::{AgentState, Outcome, StateStore};
+
+pub use state::DEFAULT_STATE_DIR;
+
+#[derive(Debug, Clone)]
+pub struct AgentOptions {
+    /// `--document`: use this file instead of searching the node's sources.
+    pub document: Option<PathBuf>,
+    /// State dir as a node path (under the host root).
+    pub state_dir: String,
+    /// Overrides `kubeadm version -o short` when choosing the config API version.
+    pub kubeadm_version: Option<String>,
+    pub fetch: FetchOptions,
+}
+
+impl Default for AgentOptions {
+    fn default() -> Self {
+        AgentOptions {
+            document: None,
+            state_dir: DEFAULT_STATE_DIR.into(),
+            kubeadm_version: None,
+            fetch: FetchOptions::default(),
+        }
+    }
+}
+
+/// A phase failed. The message is free of secrets.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub kind: ErrorKind,
+    pub message: String,
+    pub log_tail: Vec<String>,
+}
+
+impl Failure {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Failure {
+        Failure { kind, message: message.into(), log_tail: Vec::new() }
+    }
+    fn report(&self) -> ErrorReport {
+        ErrorReport { kind: self.kind, message: self.message.clone() }
+    }
+}
+
+/// How a run ended.
+#[derive(Debug)]
+pub enum Finish {
+    /// This run took the node to `done`.
+    Done,
+    /// The node was already done: nothing ran.
+    AlreadyDone,
+    /// Terminal failure (now, or recorded by an earlier run).
+    Failed { phase: Phase, error: ErrorReport },
+    /// The document is unusable: nothing on the host was changed.
+    Invalid(InvalidDocument),
+}
+
+impl Finish {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Finish::Done | Finish::AlreadyDone => 0,
+            Finish::Failed { .. } => 1,
+            Finish::Invalid(_) => 2,
+        }
+    }
+}
+
+pub struct Agent {
+    host: Host,
+    opts: AgentOptions,
+    store: StateStore,
+    sinks: Vec<Box<dyn StatusSink>>,
+    identity: Identity,
+    redactor: Redactor,
+    facts: Option<Facts>,
+}
+
+struct Identity {
+    node: String,
+    role: Option<Role>,
+    machine_id: String,
+    boot_id: String,
+}
+
+const SEQ_FILE: &str = "/run/kubeboot/seq";
+
+impl Agent {
+    pub fn new(host: Host, opts: AgentOptions, sinks: Vec<Box<dyn StatusSink>>) -> Agent {
+        let store = StateStore::new(host.clone(), opts.state_dir.clone());
+        let identity = Identity {
+            node: host.hostname(),
+            role: None,
+            machine_id: host.machine_id(),
+            boot_id: host.boot_id(),
+        };
+        Agent { host, opts, store, sinks, identity, redactor: Redactor::default(), facts: None }
+    }
+
+    pub fn run(&mut self) -> Finish {
+        let mut state = match self.store.load() {
+            Ok(Some(state)) => state,
+            Ok(None) => match self.start_fresh() {
+                Ok(state) => state,
+                Err(finish) => return finish,
+            },
+            Err(message) => {
+                let error = ErrorReport { kind: ErrorKind::StateCorrupt, message };
+                self.emit(Phase::Source, PhaseState::Failed, 1, None, Some(error.clone()), Vec::new());
+                return Finish::Failed { phase: Phase::Source, error };
+            }
+        };
+        self.identity.node = state.node.clone();
+        self.identity.role = Some(state.role);
+        match state.outcome {
+            Outcome::Done => {
+                tracing::info!(node = %state.node, "node already bootstrapped: nothing to do");
+                return Finish::AlreadyDone;
+            }
+            Outcome::Failed => {
+                let phase = state.failed_phase.unwrap_or(Phase::Source);
+                let error = state.last_error.clone().unwrap_or(ErrorReport {
+                    kind: ErrorKind::StateCorrupt,
+                    message: "failed earlier without a recorded reason".into(),
+                });
+                tracing::error!(
+                    node = %state.node,
+                    "this node failed earlier in {phase} and kubeboot does not retry a failed node: replace it \
+                     (or remove {} to try again)",
+                    self.opts.state_dir
+                );
+                return Finish::Failed { phase, error };
+            }
+            Outcome::Running => {}
+        }
+        self.resume(&mut state)
+    }
+
+    /// First run on this node: find and validate the document, then persist it
+    /// and the first records. Nothing is written to the host before validation.
+    fn start_fresh(&mut self) -> Result<AgentState, Finish> {
+        self.emit(Phase::Source, PhaseState::Started, 1, None, None, Vec::new());
+        let loaded = match source::resolve(&self.host, self.opts.document.clone(), &self.opts.fetch) {
+            Ok(l) => l,
+            Err(e) => {
+                let phase = if e.invalid.is_some() { Phase::Validate } else { Phase::Source };
+                let error = ErrorReport { kind: e.kind, message: document::scrub(&e.message) };
+                self.emit(phase, PhaseState::Failed, 1, None, Some(error.clone()), Vec::new());
+                return Err(match e.invalid {
+                    Some(invalid) => Finish::Invalid(invalid),
+                    None => Finish::Failed { phase, error },
+                });
+            }
+        };
+        let source_started = Utc::now();
+        self.emit(Phase::Source, PhaseState::Succeeded, 1, None, None, Vec::new());
+        self.emit(Phase::Validate, PhaseState::Started, 1, None, None, Vec::new());
+        let doc = match validate_fully(&loaded.text) {
+            Ok(doc) => doc,
+            Err(invalid) => {
+                let error = ErrorReport { kind: ErrorKind::InvalidDocument, message: invalid.to_string() };
+                self.emit(Phase::Validate, PhaseState::Failed, 1, None, Some(error), Vec::new());
+                return Err(Finish::Invalid(invalid));
+            }
+        };
+        self.adopt(&doc);
+        let sha = hex::encode(Sha256::digest(loaded.text.as_bytes()));
+        let mut state = AgentState::new(self.identity.node.clone(), doc.role, loaded.origin.clone(), sha);
+        for phase in [Phase::Source, Phase::Validate] {
+            state.start(phase);
+            state.phases.get_mut(&phase).expect("started").started_at = source_started;
+            state.finish(phase, PhaseState::Succeeded, None);
+        }
+        let saved = self
+            .store
+            .save_document(&loaded.text)
+            .and_then(|_| self.store.save(&mut state));
+        if let Err(e) = saved {
+            let error = ErrorReport { kind: ErrorKind::HostIo, message: e.to_string() };
+            self.emit(Phase::Validate, PhaseState::Failed, 1, None, Some(error.clone()), Vec::new());
+            return Err(Finish::Failed { phase: Phase::Validate, error });
+        }
+        self.emit(Phase::Validate, PhaseState::Succeeded, 1, None, None, Vec::new());
+        crash::point(Phase::Validate, "after-record");
+        Ok(state)
+    }
+
+    fn adopt(&mut self, doc: &ValidDocument) {
+        self.redactor = Redactor::for_document(&doc.doc);
+        self.identity.role = Some(doc.role);
+        if let Some(name) = doc.node_name() {
+            self.identity.node = name.to_string();
+        }
+    }
+
+    fn resume(&mut self, state: &mut AgentState) -> Finish {
+        let mut doc: Option<ValidDocument> = None;
+        while let Some(phase) = state.next_phase() {
+            if doc.is_none() && phase < Phase::Done {
+                match self.load_saved_document() {
+                    Ok(d) => {
+                        self.adopt(&d);
+                        doc = Some(d);
+                    }
+                    Err(f) => return self.fail_now(state, phase, f),
+                }
+            }
+            if let Err(f) = self.step(state, phase, doc.as_ref()) {
+                return Finish::Failed { phase, error: f.report() };
+            }
+        }
+        Finish::Done
+    }
+
+    fn load_saved_document(&self) -> Result<ValidDocument, Failure> {
+        let text = self.store.read_document().map_err(|e| {
+            Failure::new(ErrorKind::StateCorrupt, format!("the saved node document is gone ({e}); replace the node"))
+        })?;
+        document::load(&text).map_err(|e| Failure::new(ErrorKind::StateCorrupt, format!("the saved node document: {e}")))
+    }
+
+    fn fail_now(&mut self, state: &mut AgentState, phase: Phase, f: Failure) -> Finish {
+        let attempt = state.start(phase);
+        state.finish(phase, PhaseState::Failed, Some(f.report()));
+        let _ = self.store.save(state);
+        self.emit(phase, PhaseState::Failed, attempt, None, Some(f.report()), f.log_tail.clone());
+        Finish::Failed { phase, error: f.report() }
+    }
+
+    /// Run one phase: record start, do it, record the result.
+    fn step(&mut self, state: &mut AgentState, phase: Phase, doc: Option<&ValidDocument>) -> Result<(), Failure> {
+        let interrupted = state.phases.get(&phase).map(|r| r.state);
+        let attempt = state.start(phase);
+        self.save(state)?;
+        self.emit(phase, PhaseState::Started, attempt, None, None, Vec::new());
+        crash::point(phase, "after-start");
+        let result = match (phase, doc) {
+            (Phase::Source | Phase::Validate, _) => Ok(()),
+            (Phase::Preflight, Some(d)) => self.preflight(d),
+            (Phase::Prepare, Some(d)) => self.prepare(d),
+            (Phase::Discover, Some(d)) => self.discover(d),
+            (Phase::Kubeadm, Some(d)) => self.kubeadm(state, d, interrupted),
+            (Phase::Ready, Some(d)) => self.ready(d),
+            (Phase::Done, _) => self.done(),
+            (_, None) => Err(Failure::new(ErrorKind::StateCorrupt, "no node document to run this phase with")),
+        };
+        crash::point(phase, "after-effect");
+        let attempt = state.attempt(phase);
+        match result {
+            Ok(()) => {
+                let ms = state.finish(phase, PhaseState::Succeeded, None);
+                self.save(state)?;
+                let facts = if phase == Phase::Preflight { self.facts.clone() } else { None };
+                self.emit_with_facts(phase, PhaseState::Succeeded, attempt, Some(ms), None, Vec::new(), facts);
+                crash::point(phase, "after-record");
+                Ok(())
+            }
+            Err(f) => {
+                let f = Failure { message: self.redactor.redact(&f.message), ..f };
+                let ms = state.finish(phase, PhaseState::Failed, Some(f.report()));
+                state.log_tail = f.log_tail.clone();
+                let _ = self.save(state);
+                self.emit(phase, PhaseState::Failed, attempt, Some(ms), Some(f.report()), f.log_tail.clone());
+                Err(f)
+            }
+        }
+    }
+
+    fn save(&self, state: &mut AgentState) -> Result<(), Failure> {
+        self.store
+            .save(state)
+            .map_err(|e| Failure::new(ErrorKind::HostIo, format!("recording progress: {e}")))
+    }
+
+    fn emit(
+        &mut self,
+        phase: Phase,
+        state: PhaseState,
+        attempt: u32,
+        duration_ms: Option<u64>,
+        error: Option<ErrorReport>,
+        log_tail: Vec<String>,
+    ) {
+        self.emit_with_facts(phase, state, attempt, duration_ms, error, log_tail, None)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn emit_with_facts(
+        &mut self,
+        phase: Phase,
+        state: PhaseState,
+        attempt: u32,
+        duration_ms: Option<u64>,
+        error: Option<ErrorReport>,
+        mut log_tail: Vec<String>,
+        facts: Option<Facts>,
+    ) {
+        if log_tail.len() > LOG_TAIL_MAX_LINES {
+            log_tail.drain(..log_tail.len() - LOG_TAIL_MAX_LINES);
+        }
+        let event = StatusEvent {
+            node: self.identity.node.clone(),
+            machine_id: self.identity.machine_id.clone(),
+            boot_id: self.identity.boot_id.clone(),
+            seq: self.next_seq(),
+            role: self.identity.role,
+            phase,
+            state,
+            attempt,
+            at: Utc::now(),
+            duration_ms,
+            error: error.map(|e| ErrorReport { message: self.redactor.redact(&e.message), ..e }),
+            log_tail: log_tail.iter().map(|l| self.redactor.redact(l)).collect(),
+            facts,
+            agent_version: env!("CARGO_PKG_VERSION").to_string(),
+        };
+        for sink in &mut self.sinks {
+            sink.emit(&event);
+        }
+    }
+
+    /// Per-boot sequence number, kept in /run so it restarts with each boot.
+    fn next_seq(&self) -> u64 {
+        let seq = self
+            .host
+            .read_to_string(SEQ_FILE)
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+            + 1;
+        if let Err(e) = self.host.write_atomic(SEQ_FILE, seq.to_string().as_bytes(), 0o644) {
+            tracing::warn!("could not persist the status sequence number: {e}");
+        }
+        seq
+    }
+
+    fn api_version(&self) -> Result<ApiVersion, Failure> {
+        let version = match &self.opts.kubeadm_version {
+            Some(v) => Some(v.clone()),
+            None => self.host.find_program("kubeadm").and_then(|k| kubeadm::detect_version(&k)),
+        };
+        match version {
+            Some(v) => ApiVersion::for_kubeadm(&v).map_err(|m| Failure::new(ErrorKind::VersionSkew, m)),
+            None => Ok(ApiVersion::NEWEST),
+        }
+    }
+}
+
+/// Parse, validate, and check that the kubeadm config renders (patches included).
+pub fn validate_fully(text: &str) -> Result<ValidDocument, InvalidDocument> {
+    let doc = document::load(text)?;
+    kubeadm::render(&doc, ApiVersion::NEWEST, &kubeadm::ConfigPaths::default())
+        .map_err(|m| InvalidDocument::single("kubeadm.patch", m, "patch only fields kubeadm has, never apiVersion/kind"))?;
+    Ok(doc)
+}

@@ -1,0 +1,430 @@
+//! The bodies of the phases that touch the host. Each is idempotent: running
+//! it again after a crash converges on the same result.
+
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+use secrecy::ExposeSecret;
+
+use super::{Agent, Failure};
+use crate::backoff::Backoff;
+use crate::document::formats::parse_kubernetes_version;
+use crate::document::{Role, ValidDocument};
+use crate::kubeadm::{self, ConfigPaths};
+use crate::status::{ErrorKind, Phase, PhaseState, LOG_TAIL_MAX_LINES};
+
+use super::state::AgentState;
+
+const MODULES: [&str; 2] = ["overlay", "br_netfilter"];
+const SYSCTLS: [(&str, &str); 3] = [
+    ("net.bridge.bridge-nf-call-iptables", "1"),
+    ("net.bridge.bridge-nf-call-ip6tables", "1"),
+    ("net.ipv4.ip_forward", "1"),
+];
+const MIB: u64 = 1024 * 1024;
+const KUBELET_CONF: &str = "/etc/kubernetes/kubelet.conf";
+const ADMIN_CONF: &str = "/etc/kubernetes/admin.conf";
+const NODE_FILE: &str = "/etc/kubeboot/node.toml";
+
+/// Resource minimums: (cpus, memory MiB, free disk MiB). Control planes follow
+/// kubeadm's own checks (2 CPUs, 1700 MB); disk covers images and etcd.
+fn minimums(role: Role) -> (usize, u64, u64) {
+    if role.is_control_plane() {
+        (2, 1700, 2048)
+    } else {
+        (1, 512, 1024)
+    }
+}
+
+impl Agent {
+    pub(super) fn preflight(&mut self, doc: &ValidDocument) -> Result<(), Failure> {
+        let facts = self.host.facts();
+        let ignored = |name: &str| {
+            doc.doc
+                .kubeadm
+                .ignore_preflight_errors
+                .iter()
+                .any(|i| i.eq_ignore_ascii_case(name) || i.eq_ignore_ascii_case("all"))
+        };
+        let (min_cpus, min_mib, min_disk_mib) = minimums(doc.role);
+        let check = |ok: bool, name: &str, kind: ErrorKind, message: String| -> Result<(), Failure> {
+            if ok {
+                return Ok(());
+            }
+            if ignored(name) {
+                tracing::warn!("preflight {name} ignored: {message}");
+                return Ok(());
+            }
+            Err(Failure::new(kind, format!("{message} (add \"{name}\" to kubeadm.ignore_preflight_errors to go on anyway)")))
+        };
+        check(
+            facts.cpus >= min_cpus,
+            "NumCPU",
+            ErrorKind::InsufficientCpu,
+            format!("a {} needs at least {min_cpus} CPUs, this machine has {}", doc.role, facts.cpus),
+        )?;
+        check(
+            facts.memory_bytes >= min_mib * MIB,
+            "Mem",
+            ErrorKind::InsufficientMemory,
+            format!("a {} needs at least {min_mib} MiB of memory, this machine has {} MiB", doc.role, facts.memory_bytes / MIB),
+        )?;
+        check(
+            facts.disk_free_bytes >= min_disk_mib * MIB,
+            "DiskSpace",
+            ErrorKind::InsufficientDisk,
+            format!("/var/lib needs at least {min_disk_mib} MiB free, it has {} MiB", facts.disk_free_bytes / MIB),
+        )?;
+        self.facts = Some(facts);
+        self.check_binaries(doc)?;
+        self.wait_for_clock(doc)
+    }
+
+    fn check_binaries(&self, doc: &ValidDocument) -> Result<(), Failure> {
+        let missing: Vec<&str> = ["kubeadm", "kubelet"]
+            .into_iter()
+            .filter(|b| self.host.find_program(b).is_none())
+            .collect();
+        if !missing.is_empty() {
+            return Err(Failure::new(
+                ErrorKind::MissingBinary,
+                format!("{} not found on PATH: this image lacks the Kubernetes node packages", missing.join(" and ")),
+            ));
+        }
+        let Some(wanted) = &doc.cluster.kubernetes_version else {
+            return Ok(());
+        };
+        let (_, want_minor, _) = parse_kubernetes_version(wanted).expect("validated");
+        let kubeadm_version = self.api_version_string()?;
+        if let Some(kv) = kubeadm_version {
+            if let Ok((_, minor, _)) = parse_kubernetes_version(&kv) {
+                // kubeadm deploys its own minor version and the one before it.
+                if want_minor > minor || want_minor + 1 < minor {
+                    return Err(Failure::new(
+                        ErrorKind::VersionSkew,
+                        format!("kubeadm {kv} cannot deploy Kubernetes {wanted}: use kubeadm v1.{want_minor}.x or v1.{}.x", want_minor + 1),
+                    ));
+                }
+            }
+        }
+        if let Some(kubelet) = self.kubelet_version() {
+            if let Ok((_, minor, _)) = parse_kubernetes_version(&kubelet) {
+                if minor > want_minor {
+                    return Err(Failure::new(
+                        ErrorKind::VersionSkew,
+                        format!("kubelet {kubelet} is newer than the cluster's {wanted}; a kubelet must not be newer than its control plane"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn api_version_string(&self) -> Result<Option<String>, Failure> {
+        Ok(match &self.opts.kubeadm_version {
+            Some(v) => Some(v.clone()),
+            None => self.host.find_program("kubeadm").and_then(|k| kubeadm::detect_version(&k)),
+        })
+    }
+
+    /// `kubelet --version` prints `Kubernetes v1.34.2`.
+    fn kubelet_version(&self) -> Option<String> {
+        let kubelet = self.host.find_program("kubelet")?;
+        let out = self.host.command(kubelet).arg("--version").output().ok()?;
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .find(|w| w.starts_with('v'))
+            .map(str::to_string)
+    }
+
+    fn wait_for_clock(&self, doc: &ValidDocument) -> Result<(), Failure> {
+        let opts = &doc.doc.preflight;
+        let limit = Duration::from_secs(opts.clock_sync_timeout_seconds);
+        if wait_until(limit, Duration::from_millis(500), || self.host.clock_synchronized()) {
+            return Ok(());
+        }
+        let message = format!(
+            "the system clock is not synchronised after {}s: certificates may look expired or not yet valid; check NTP (chrony or systemd-timesyncd)",
+            limit.as_secs()
+        );
+        if opts.require_clock_sync {
+            return Err(Failure::new(ErrorKind::ClockUnsynchronized, message));
+        }
+        tracing::warn!("{message}; going on because preflight.require_clock_sync is false");
+        Ok(())
+    }
+
+    pub(super) fn prepare(&mut self, doc: &ValidDocument) -> Result<(), Failure> {
+        for m in MODULES {
+            self.host
+                .load_module(m)
+                .map_err(|e| Failure::new(ErrorKind::KernelModule, e.to_string()))?;
+        }
+        for (k, v) in SYSCTLS {
+            self.host
+                .set_sysctl(k, v)
+                .map_err(|e| Failure::new(ErrorKind::Sysctl, e.to_string()))?;
+        }
+        let persisted = self
+            .host
+            .write_atomic("/etc/modules-load.d/kubeboot.conf", format!("{}\n", MODULES.join("\n")).as_bytes(), 0o644)
+            .and_then(|_| {
+                let lines: String = SYSCTLS.iter().map(|(k, v)| format!("{k} = {v}\n")).collect();
+                self.host.write_atomic("/etc/sysctl.d/90-kubeboot.conf", lines.as_bytes(), 0o644)
+            });
+        persisted.map_err(|e| Failure::new(ErrorKind::HostIo, e.to_string()))?;
+        let swaps = self
+            .host
+            .swap_off()
+            .map_err(|e| Failure::new(ErrorKind::Swap, format!("{e}; the kubelet refuses to run with swap on")))?;
+        if !swaps.is_empty() {
+            tracing::info!("turned swap off on {}", swaps.join(", "));
+        }
+        self.wait_for_cri(doc)
+    }
+
+    fn wait_for_cri(&self, doc: &ValidDocument) -> Result<(), Failure> {
+        let socket = doc.cri_socket().trim_start_matches("unix://").to_string();
+        if !self.host.exists(&socket) && self.host.is_system_root() {
+            if let Some(systemctl) = self.host.find_program("systemctl") {
+                let _ = self.host.command(systemctl).args(["start", "containerd.service"]).status();
+            }
+        }
+        let limit = Duration::from_secs(doc.doc.preflight.cri_timeout_seconds);
+        if wait_until(limit, Duration::from_millis(250), || self.host.exists(&socket)) {
+            return Ok(());
+        }
+        Err(Failure::new(
+            ErrorKind::ContainerRuntimeUnavailable,
+            format!("the container runtime socket {socket} did not appear within {}s: is containerd installed and enabled?", limit.as_secs()),
+        ))
+    }
+
+    /// Joins: make sure the cluster answers before kubeadm is run, so a dead
+    /// endpoint is reported as such rather than as a kubeadm timeout.
+    pub(super) fn discover(&mut self, doc: &ValidDocument) -> Result<(), Failure> {
+        if doc.role == Role::Init {
+            return Ok(());
+        }
+        if let Some(file) = &doc.doc.discovery.file {
+            if file.starts_with('/') && !self.host.exists(file) {
+                return Err(Failure::new(
+                    ErrorKind::DiscoveryFileMissing,
+                    format!("discovery.file {file} does not exist on this node"),
+                ));
+            }
+            return Ok(());
+        }
+        let endpoint = doc.endpoint.to_string();
+        let limit = Duration::from_secs(doc.doc.discovery_timeout_seconds());
+        let started = Instant::now();
+        let mut attempt = 0;
+        let backoff = Backoff::new(0.5, 10.0);
+        let mut last = String::new();
+        while started.elapsed() < limit {
+            attempt += 1;
+            match connect(&endpoint, Duration::from_secs(5)) {
+                Ok(()) => return Ok(()),
+                Err(e) => last = e,
+            }
+            let left = limit.saturating_sub(started.elapsed());
+            std::thread::sleep(backoff.delay(attempt).min(left));
+        }
+        Err(Failure::new(
+            ErrorKind::DiscoveryEndpointUnreachable,
+            format!("the API endpoint {endpoint} did not answer within {}s ({last}); check the load balancer and that the init node is up", limit.as_secs()),
+        ))
+    }
+
+    pub(super) fn kubeadm(
+        &mut self,
+        state: &mut AgentState,
+        doc: &ValidDocument,
+        interrupted: Option<PhaseState>,
+    ) -> Result<(), Failure> {
+        let kubeadm = self
+            .host
+            .find_program("kubeadm")
+            .ok_or_else(|| Failure::new(ErrorKind::KubeadmNotRunnable, "kubeadm not found on PATH"))?;
+        if interrupted.is_some() {
+            if self.kubeadm_completed(doc.role) {
+                tracing::info!("kubeadm completed before the agent was interrupted; not running it again");
+                return Ok(());
+            }
+            tracing::info!("a kubeadm run was interrupted; resetting the node before trying again");
+            self.reset(&kubeadm);
+        }
+        let max = doc.doc.kubeadm.attempts;
+        let backoff = Backoff::new(doc.doc.kubeadm.retry_backoff_seconds, 300.0);
+        loop {
+            let attempt = state.attempt(Phase::Kubeadm);
+            if attempt > max {
+                return Err(Failure::new(
+                    ErrorKind::KubeadmFailed,
+                    format!("kubeadm did not complete in {max} attempts (the agent was restarted during an attempt)"),
+                ));
+            }
+            let err = match self.kubeadm_once(state, doc, &kubeadm) {
+                Ok(()) => return Ok(()),
+                Err(f) => f,
+            };
+            if attempt >= max {
+                return Err(Failure {
+                    message: format!("{} (attempt {attempt} of {max}; giving up)", err.message),
+                    ..err
+                });
+            }
+            state.finish(Phase::Kubeadm, PhaseState::Retrying, Some(err.report()));
+            state.log_tail = err.log_tail.clone();
+            self.save(state)?;
+            self.emit(Phase::Kubeadm, PhaseState::Retrying, attempt, None, Some(err.report()), err.log_tail.clone());
+            self.reset(&kubeadm);
+            let delay = backoff.delay(attempt);
+            tracing::info!("retrying kubeadm in {:.1}s", delay.as_secs_f64());
+            std::thread::sleep(delay);
+            let next = state.start(Phase::Kubeadm);
+            self.save(state)?;
+            self.emit(Phase::Kubeadm, PhaseState::Started, next, None, None, Vec::new());
+        }
+    }
+
+    fn kubeadm_once(&mut self, state: &mut AgentState, doc: &ValidDocument, kubeadm: &std::path::Path) -> Result<(), Failure> {
+        let io = |e: crate::host::HostError| Failure::new(ErrorKind::HostIo, e.to_string());
+        let paths = ConfigPaths::default();
+        self.write_pki(doc, &paths).map_err(io)?;
+        let api = self.api_version()?;
+        let rendered = kubeadm::render(doc, api, &paths).map_err(|m| Failure::new(ErrorKind::InvalidDocument, m))?;
+        let config_path = self.store.kubeadm_config_path();
+        self.host
+            .write_atomic(&config_path, rendered.expose().as_bytes(), 0o600)
+            .map_err(io)?;
+        let upload = doc.doc.discovery.certificate_key.is_some();
+        let argv = kubeadm::command_line(doc.role, &self.host.path(&config_path).to_string_lossy(), upload);
+        tracing::info!(command = %format!("kubeadm {}", argv.join(" ")), "running kubeadm ({})", api.group_version());
+        state.kubeadm_runs += 1;
+        self.save(state)?;
+        let mut cmd = self.host.command(kubeadm);
+        cmd.args(&argv);
+        let redactor = self.redactor.clone();
+        let outcome = kubeadm::run_streaming(cmd, LOG_TAIL_MAX_LINES, |line| {
+            tracing::info!(target: "kubeadm", "{}", redactor.redact(line));
+        })
+        .map_err(|e| Failure::new(ErrorKind::KubeadmNotRunnable, format!("could not run {}: {e}", kubeadm.display())))?;
+        let tail: Vec<String> = outcome.tail.iter().map(|l| self.redactor.redact(l)).collect();
+        if outcome.status.success() {
+            state.log_tail = tail;
+            return Ok(());
+        }
+        let last = tail.iter().rev().find(|l| !l.trim().is_empty()).cloned().unwrap_or_default();
+        Err(Failure {
+            kind: ErrorKind::KubeadmFailed,
+            message: format!("kubeadm {} exited with {}: {last}", argv[0], outcome.status),
+            log_tail: tail,
+        })
+    }
+
+    fn kubeadm_completed(&self, role: Role) -> bool {
+        self.host.exists(KUBELET_CONF) && (role != Role::Init || self.host.exists(ADMIN_CONF))
+    }
+
+    fn reset(&self, kubeadm: &std::path::Path) {
+        let mut cmd = self.host.command(kubeadm);
+        cmd.args(["reset", "-f"]);
+        match kubeadm::run_streaming(cmd, 10, |line| tracing::info!(target: "kubeadm", "{line}")) {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => tracing::warn!("kubeadm reset -f exited with {}", o.status),
+            Err(e) => tracing::warn!("could not run kubeadm reset -f: {e}"),
+        }
+    }
+
+    /// Pre-generated CA material (init) and inline external-etcd credentials,
+    /// written before every kubeadm attempt (kubeadm reset removes them).
+    fn write_pki(&self, doc: &ValidDocument, paths: &ConfigPaths) -> crate::host::HostResult<()> {
+        let dir = &paths.certificates_dir;
+        if let (Role::Init, Some(pki)) = (doc.role, &doc.doc.pki) {
+            let pairs = [
+                ("ca.crt", pki.ca_cert.as_deref(), "ca.key", pki.ca_key.as_ref()),
+                ("front-proxy-ca.crt", pki.front_proxy_ca_cert.as_deref(), "front-proxy-ca.key", pki.front_proxy_ca_key.as_ref()),
+                ("etcd/ca.crt", pki.etcd_ca_cert.as_deref(), "etcd/ca.key", pki.etcd_ca_key.as_ref()),
+                ("sa.pub", pki.sa_pub.as_deref(), "sa.key", pki.sa_key.as_ref()),
+            ];
+            for (cert_name, cert, key_name, key) in pairs {
+                if let (Some(cert), Some(key)) = (cert, key) {
+                    self.host.write_atomic(format!("{dir}/{cert_name}"), cert.as_bytes(), 0o644)?;
+                    self.host.write_atomic(format!("{dir}/{key_name}"), key.expose_secret().as_bytes(), 0o600)?;
+                }
+            }
+        }
+        if let Some(etcd) = &doc.cluster.etcd {
+            let edir = &paths.external_etcd_dir;
+            if let Some(ca) = &etcd.ca_cert {
+                self.host.write_atomic(format!("{edir}/ca.crt"), ca.as_bytes(), 0o644)?;
+            }
+            if let Some(cert) = &etcd.cert {
+                self.host.write_atomic(format!("{edir}/client.crt"), cert.as_bytes(), 0o644)?;
+            }
+            if let Some(key) = &etcd.key {
+                self.host.write_atomic(format!("{edir}/client.key"), key.expose_secret().as_bytes(), 0o600)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The node's kubelet has its credentials (and init has the admin kubeconfig).
+    pub(super) fn ready(&mut self, doc: &ValidDocument) -> Result<(), Failure> {
+        let mut missing: Vec<&str> = Vec::new();
+        if !self.host.exists(KUBELET_CONF) {
+            missing.push(KUBELET_CONF);
+        }
+        if doc.role == Role::Init && !self.host.exists(ADMIN_CONF) {
+            missing.push(ADMIN_CONF);
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(Failure::new(
+            ErrorKind::NodeNotReady,
+            format!("kubeadm finished but {} is missing: the kubelet cannot register this node", missing.join(" and ")),
+        ))
+    }
+
+    /// Remove the files that hold the bootstrap token and certificate key.
+    pub(super) fn done(&mut self) -> Result<(), Failure> {
+        for path in [self.store.kubeadm_config_path(), self.store.document_path(), NODE_FILE.to_string()] {
+            match self.host.remove_file_if_exists(&path) {
+                Ok(true) => tracing::info!("removed {path} (it held bootstrap secrets)"),
+                Ok(false) => {}
+                Err(e) => return Err(Failure::new(ErrorKind::HostIo, e.to_string())),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn wait_until(limit: Duration, every: Duration, mut ok: impl FnMut() -> bool) -> bool {
+    let started = Instant::now();
+    loop {
+        if ok() {
+            return true;
+        }
+        if started.elapsed() >= limit {
+            return false;
+        }
+        std::thread::sleep(every.min(limit.saturating_sub(started.elapsed())));
+    }
+}
+
+fn connect(endpoint: &str, timeout: Duration) -> Result<(), String> {
+    let addrs: Vec<_> = endpoint
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {endpoint}: {e}"))?
+        .collect();
+    let mut last = format!("no address for {endpoint}");
+    for addr in addrs {
+        match TcpStream::connect_timeout(&addr, timeout) {
+            Ok(_) => return Ok(()),
+            Err(e) => last = format!("{addr}: {e}"),
+        }
+    }
+    Err(last)
+}

@@ -1,0 +1,85 @@
+//! The `kubeboot` command line. Exit codes: 0 success, 1 failure, 2 bad input
+//! (invalid document or arguments; nothing on the host was changed).
+
+mod agent;
+mod render;
+mod status;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "kubeboot",
+    version,
+    about = "Bootstrap Kubernetes nodes with kubeadm at first boot, and report how it went",
+    long_about = "kubeboot turns a node document (TOML: role, cluster endpoint, bootstrap token, CA hash, \
+certificate key) into `kubeadm init` or `kubeadm join`, phase by phase \
+(source → validate → preflight → prepare → discover → kubeadm → ready → done), \
+resuming after a crash or reboot and never running kubeadm twice on a finished node. \
+Every phase change is reported to the journal, the console and /run/kubeboot/status.json.",
+    after_help = "Exit codes: 0 success, 1 failure, 2 invalid input (nothing on the host was changed).\n\
+Examples:\n  kubeboot agent --dry-run --document cloud-init/examples/worker.toml\n  \
+kubeboot render --document cloud-init/examples/init.toml --kubeadm-version v1.30.4\n  kubeboot status --output json"
+)]
+pub struct Cli {
+    /// Treat DIR as the node's root file system (tests and chroots); default /.
+    #[arg(long, global = true, value_name = "DIR", default_value = "/", hide_default_value = true)]
+    pub root: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the first-boot agent (what kubeboot.service runs). Idempotent and resumable.
+    Agent(agent::AgentArgs),
+    /// Print the kubeadm configuration the agent would write for a document.
+    Render(render::RenderArgs),
+    /// Show this node's bootstrap progress: phase, state, attempts, last error, timings.
+    Status(status::StatusArgs),
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Output {
+    #[default]
+    Text,
+    Json,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let code = match cli.command {
+        Command::Agent(args) => agent::run(&cli.root, args),
+        Command::Render(args) => render::run(args),
+        Command::Status(args) => status::run(&cli.root, args),
+    };
+    ExitCode::from(code)
+}
+
+/// Journal (structured fields) when running under systemd, else readable stderr.
+fn init_logging() {
+    use tracing_subscriber::prelude::*;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KUBEBOOT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let under_systemd = std::env::var_os("INVOCATION_ID").is_some() || std::env::var_os("JOURNAL_STREAM").is_some();
+    let journald = under_systemd
+        .then(|| tracing_journald::layer().ok())
+        .flatten()
+        .map(|l| l.with_field_prefix(Some("KUBEBOOT".into())).with_syslog_identifier("kubeboot".into()));
+    let stderr = journald.is_none().then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_target(false)
+            .compact()
+    });
+    let _ = tracing_subscriber::registry().with(filter).with(journald).with(stderr).try_init();
+}
+
+/// Print a document error the way every command does.
+pub(crate) fn print_invalid(e: &crate::document::InvalidDocument) {
+    eprintln!("error: {e}");
+}

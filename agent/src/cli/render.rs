@@ -1,0 +1,61 @@
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::agent;
+use crate::host::Host;
+use crate::kubeadm::{self, ApiVersion, ConfigPaths};
+use crate::redact::Redactor;
+
+#[derive(Args, Debug)]
+pub struct RenderArgs {
+    /// The node document (TOML).
+    #[arg(long, value_name = "PATH")]
+    document: PathBuf,
+    /// Render for this kubeadm version (v1beta4 for >= 1.31, v1beta3 for 1.22-1.30).
+    /// Default: `kubeadm version -o short` on PATH, else the newest API.
+    #[arg(long, value_name = "vX.Y.Z")]
+    kubeadm_version: Option<String>,
+    /// Print the bootstrap token and certificate key instead of <redacted>
+    /// (to feed the file to kubeadm yourself; keep the output private).
+    #[arg(long)]
+    show_secrets: bool,
+}
+
+pub fn run(args: RenderArgs) -> u8 {
+    let text = match std::fs::read_to_string(&args.document) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: --document {}: {e}", args.document.display());
+            return 2;
+        }
+    };
+    let doc = match agent::validate_fully(&text) {
+        Ok(d) => d,
+        Err(e) => {
+            super::print_invalid(&e);
+            return 2;
+        }
+    };
+    let version = args.kubeadm_version.clone().or_else(|| {
+        Host::system()
+            .find_program("kubeadm")
+            .and_then(|k| kubeadm::detect_version(&k))
+    });
+    let api = match version.as_deref().map(ApiVersion::for_kubeadm).transpose() {
+        Ok(a) => a.unwrap_or(ApiVersion::NEWEST),
+        Err(m) => {
+            eprintln!("error: --kubeadm-version: {m}");
+            return 2;
+        }
+    };
+    match kubeadm::render(&doc, api, &ConfigPaths::default()) {
+        Ok(r) if args.show_secrets => print!("{}", r.expose()),
+        Ok(r) => print!("{}", Redactor::for_document(&doc.doc).redact(r.expose())),
+        Err(m) => {
+            eprintln!("error: {m}");
+            return 2;
+        }
+    }
+    0
+}

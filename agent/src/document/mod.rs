@@ -1,0 +1,331 @@
+//! The node document (DESIGN.md §2): one TOML file that tells a node everything.
+//!
+//! Parsing is strict (unknown keys are errors) and never echoes secret values;
+//! [`validate`] then checks meaning (formats, role vs. fields) before anything on
+//! the host changes.
+
+pub mod formats;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+pub use validate::{FieldError, InvalidDocument};
+
+/// The document format version this agent understands.
+pub const DOCUMENT_VERSION: u32 = 1;
+
+/// The default CRI socket: containerd, as installed in the kubeboot image.
+pub const DEFAULT_CRI_SOCKET: &str = "unix:///run/containerd/containerd.sock";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// The first control plane: `kubeadm init`.
+    Init,
+    /// Another control plane: `kubeadm join --control-plane`.
+    ControlPlane,
+    /// A worker: `kubeadm join`.
+    Worker,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Init => "init",
+            Role::ControlPlane => "control-plane",
+            Role::Worker => "worker",
+        }
+    }
+    pub fn is_control_plane(self) -> bool {
+        matches!(self, Role::Init | Role::ControlPlane)
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The document as written. Every optional table defaults to empty.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeDocument {
+    pub version: u32,
+    pub role: Option<Role>,
+    pub cluster: Option<Cluster>,
+    #[serde(default)]
+    pub discovery: Discovery,
+    #[serde(default)]
+    pub node: Node,
+    pub pki: Option<Pki>,
+    pub report: Option<Report>,
+    #[serde(default)]
+    pub kubeadm: KubeadmOptions,
+    #[serde(default)]
+    pub preflight: PreflightOptions,
+    /// A pointer document: fetch the real document from here.
+    pub source: Option<Source>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cluster {
+    /// The shared controlPlaneEndpoint, `HOST:PORT`.
+    pub endpoint: String,
+    pub kubernetes_version: Option<String>,
+    pub pod_subnet: Option<String>,
+    pub service_subnet: Option<String>,
+    pub name: Option<String>,
+    pub etcd: Option<ExternalEtcd>,
+}
+
+/// External etcd (the second HA topology). Credentials as paths on the node, or as PEM.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalEtcd {
+    pub external_endpoints: Vec<String>,
+    pub ca_file: Option<String>,
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
+    pub ca_cert: Option<String>,
+    pub cert: Option<String>,
+    pub key: Option<SecretString>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Discovery {
+    pub token: Option<SecretString>,
+    #[serde(default)]
+    pub ca_cert_hashes: Vec<String>,
+    pub certificate_key: Option<SecretString>,
+    /// kubeadm's discovery file: a path on the node or an https URL of a kubeconfig.
+    pub file: Option<String>,
+    /// Lifetime of the bootstrap token `kubeadm init` creates, as a Go duration ("24h0m0s", "0" = never).
+    pub token_ttl: Option<String>,
+    /// How long a joining node waits for the API endpoint to answer (default 300 s).
+    pub timeout_seconds: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Node {
+    pub name: Option<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// `None`: kubeadm's default (control planes get the control-plane taint); `Some([])`: no taints.
+    pub taints: Option<Vec<Taint>>,
+    pub advertise_address: Option<IpAddr>,
+    pub cri_socket: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Taint {
+    pub key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    pub effect: TaintEffect,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, serde::Serialize)]
+pub enum TaintEffect {
+    NoSchedule,
+    PreferNoSchedule,
+    NoExecute,
+}
+
+/// Pre-generated CA material (PEM) for `init`, so the CA hash is known before the cluster exists.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pki {
+    pub ca_cert: Option<String>,
+    pub ca_key: Option<SecretString>,
+    pub front_proxy_ca_cert: Option<String>,
+    pub front_proxy_ca_key: Option<SecretString>,
+    pub etcd_ca_cert: Option<String>,
+    pub etcd_ca_key: Option<SecretString>,
+    pub sa_key: Option<SecretString>,
+    pub sa_pub: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Report {
+    pub url: String,
+    pub token: Option<SecretString>,
+    pub ca_cert_hash: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Source {
+    pub url: String,
+    pub ca_cert_hash: Option<String>,
+    pub token: Option<SecretString>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubeadmOptions {
+    #[serde(default)]
+    pub ignore_preflight_errors: Vec<String>,
+    #[serde(default)]
+    pub skip_phases: Vec<String>,
+    /// How many times `kubeadm init/join` is tried before the node is `failed`.
+    #[serde(default = "default_attempts")]
+    pub attempts: u32,
+    /// Base of the jittered exponential backoff between attempts, in seconds.
+    #[serde(default = "default_backoff")]
+    pub retry_backoff_seconds: f64,
+    /// kubeadm's own `patches.directory` for the components it deploys.
+    pub patches_directory: Option<String>,
+    /// Deep-merged into the generated configuration documents (kubeadm's field names).
+    #[serde(default)]
+    pub patch: ConfigPatches,
+}
+
+impl Default for KubeadmOptions {
+    fn default() -> Self {
+        KubeadmOptions {
+            ignore_preflight_errors: Vec::new(),
+            skip_phases: Vec::new(),
+            attempts: default_attempts(),
+            retry_backoff_seconds: default_backoff(),
+            patches_directory: None,
+            patch: ConfigPatches::default(),
+        }
+    }
+}
+
+fn default_attempts() -> u32 {
+    3
+}
+fn default_backoff() -> f64 {
+    10.0
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigPatches {
+    pub init_configuration: Option<toml::Table>,
+    pub cluster_configuration: Option<toml::Table>,
+    pub join_configuration: Option<toml::Table>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreflightOptions {
+    /// How long to wait for the clock to be synchronised (NTP) before going on.
+    #[serde(default = "default_clock_wait")]
+    pub clock_sync_timeout_seconds: u64,
+    /// Fail instead of warning when the clock is still not synchronised.
+    #[serde(default)]
+    pub require_clock_sync: bool,
+    /// How long to wait for the container runtime socket.
+    #[serde(default = "default_cri_wait")]
+    pub cri_timeout_seconds: u64,
+}
+
+impl Default for PreflightOptions {
+    fn default() -> Self {
+        PreflightOptions {
+            clock_sync_timeout_seconds: default_clock_wait(),
+            require_clock_sync: false,
+            cri_timeout_seconds: default_cri_wait(),
+        }
+    }
+}
+
+fn default_clock_wait() -> u64 {
+    60
+}
+fn default_cri_wait() -> u64 {
+    60
+}
+
+impl NodeDocument {
+    pub fn discovery_timeout_seconds(&self) -> u64 {
+        self.discovery.timeout_seconds.unwrap_or(300)
+    }
+}
+
+/// A document that passed [`validate`]: role and cluster are present and every field is well-formed.
+#[derive(Debug)]
+pub struct ValidDocument {
+    pub role: Role,
+    pub cluster: Cluster,
+    pub endpoint: formats::Endpoint,
+    pub doc: NodeDocument,
+}
+
+impl ValidDocument {
+    pub fn node_name(&self) -> Option<&str> {
+        self.doc.node.name.as_deref()
+    }
+    pub fn cri_socket(&self) -> &str {
+        self.doc.node.cri_socket.as_deref().unwrap_or(DEFAULT_CRI_SOCKET)
+    }
+}
+
+/// Parse TOML into a document. Errors name the line and the key path, never a value.
+pub fn parse(text: &str) -> Result<NodeDocument, InvalidDocument> {
+    let de = toml::Deserializer::parse(text).map_err(|e| syntax_error(text, &e))?;
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let mut err = syntax_error(text, &inner);
+        if path != "." && !path.is_empty() {
+            err.errors[0].field = path;
+        }
+        err
+    })
+}
+
+fn syntax_error(text: &str, e: &toml::de::Error) -> InvalidDocument {
+    let location = e
+        .span()
+        .map(|span| {
+            let line = text[..span.start.min(text.len())].lines().count().max(1);
+            format!(" (line {line})")
+        })
+        .unwrap_or_default();
+    InvalidDocument::single(
+        "document",
+        format!("{}{location}", scrub(e.message().trim())),
+        "fix the TOML syntax or the key named here; see cloud-init/examples/ for complete documents",
+    )
+}
+
+/// Parse and validate in one step.
+pub fn load(text: &str) -> Result<ValidDocument, InvalidDocument> {
+    validate::validate(parse(text)?)
+}
+
+/// Defence in depth for messages that may quote document text: blank out
+/// anything shaped like a bootstrap token or a 64-hex key.
+pub fn scrub(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        let looks_secret = formats::check_bootstrap_token(word).is_ok()
+            || (word.len() >= 32 && word.chars().all(|c| c.is_ascii_hexdigit()));
+        out.push_str(if looks_secret { "<redacted>" } else { word });
+        word.clear();
+    };
+    for c in message.chars() {
+        if c.is_ascii_alphanumeric() || c == '.' {
+            word.push(c);
+        } else {
+            flush(&mut word, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
+    out
+}

@@ -1,0 +1,260 @@
+//! Rendering the kubeadm configuration (InitConfiguration + ClusterConfiguration,
+//! or JoinConfiguration) as multi-document YAML for a given API version.
+
+use secrecy::ExposeSecret;
+use serde_json::{json, Map, Value};
+
+use super::ApiVersion;
+use crate::document::{ConfigPatches, Role, ValidDocument};
+
+/// Where files live on the node, as kubeadm will see them.
+#[derive(Debug, Clone)]
+pub struct ConfigPaths {
+    pub certificates_dir: String,
+    /// Where inline external-etcd PEM material is written (if the document carries PEM).
+    pub external_etcd_dir: String,
+}
+
+impl Default for ConfigPaths {
+    fn default() -> Self {
+        ConfigPaths {
+            certificates_dir: "/etc/kubernetes/pki".into(),
+            external_etcd_dir: "/etc/kubernetes/pki/external-etcd".into(),
+        }
+    }
+}
+
+/// The rendered configuration. It holds secrets: write it 0600, print it only redacted.
+pub struct Rendered {
+    yaml: String,
+}
+
+impl Rendered {
+    pub fn expose(&self) -> &str {
+        &self.yaml
+    }
+}
+
+impl std::fmt::Debug for Rendered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Rendered(<kubeadm config, redacted>)")
+    }
+}
+
+pub fn render(doc: &ValidDocument, api: ApiVersion, paths: &ConfigPaths) -> Result<Rendered, String> {
+    let docs = match doc.role {
+        Role::Init => vec![
+            patched(init_configuration(doc, api), &doc.doc.kubeadm.patch, Kind::Init)?,
+            patched(cluster_configuration(doc, api, paths), &doc.doc.kubeadm.patch, Kind::Cluster)?,
+        ],
+        Role::ControlPlane | Role::Worker => {
+            vec![patched(join_configuration(doc, api), &doc.doc.kubeadm.patch, Kind::Join)?]
+        }
+    };
+    let mut yaml = String::new();
+    for (i, d) in docs.iter().enumerate() {
+        if i > 0 {
+            yaml.push_str("---\n");
+        }
+        yaml.push_str(&serde_yaml_ng::to_string(d).map_err(|e| e.to_string())?);
+    }
+    Ok(Rendered { yaml })
+}
+
+fn header(api: ApiVersion, kind: &str) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("apiVersion".into(), api.group_version().into());
+    m.insert("kind".into(), kind.into());
+    m
+}
+
+fn init_configuration(doc: &ValidDocument, api: ApiVersion) -> Value {
+    let d = &doc.doc.discovery;
+    let mut m = header(api, "InitConfiguration");
+    if let Some(token) = &d.token {
+        m.insert(
+            "bootstrapTokens".into(),
+            json!([{
+                "token": token.expose_secret(),
+                "description": "kubeboot: shared bootstrap token for this cluster's nodes",
+                "ttl": d.token_ttl.as_deref().unwrap_or("24h0m0s"),
+                "usages": ["signing", "authentication"],
+                "groups": ["system:bootstrappers:kubeadm:default-node-token"],
+            }]),
+        );
+    }
+    if let Some(key) = &d.certificate_key {
+        m.insert("certificateKey".into(), key.expose_secret().into());
+    }
+    if let Some(addr) = doc.doc.node.advertise_address {
+        m.insert("localAPIEndpoint".into(), json!({ "advertiseAddress": addr.to_string() }));
+    }
+    m.insert("nodeRegistration".into(), node_registration(doc, api));
+    common_tail(doc, &mut m);
+    Value::Object(m)
+}
+
+fn cluster_configuration(doc: &ValidDocument, api: ApiVersion, paths: &ConfigPaths) -> Value {
+    let c = &doc.cluster;
+    let mut m = header(api, "ClusterConfiguration");
+    if let Some(name) = &c.name {
+        m.insert("clusterName".into(), name.as_str().into());
+    }
+    if let Some(v) = &c.kubernetes_version {
+        m.insert("kubernetesVersion".into(), v.as_str().into());
+    }
+    m.insert("controlPlaneEndpoint".into(), doc.endpoint.to_string().into());
+    m.insert("certificatesDir".into(), paths.certificates_dir.as_str().into());
+    let mut networking = Map::new();
+    if let Some(s) = &c.pod_subnet {
+        networking.insert("podSubnet".into(), s.as_str().into());
+    }
+    if let Some(s) = &c.service_subnet {
+        networking.insert("serviceSubnet".into(), s.as_str().into());
+    }
+    if !networking.is_empty() {
+        m.insert("networking".into(), Value::Object(networking));
+    }
+    if let Some(etcd) = &c.etcd {
+        let dir = &paths.external_etcd_dir;
+        let pick = |path: &Option<String>, inline: bool, file: &str| {
+            path.clone()
+                .or_else(|| inline.then(|| format!("{dir}/{file}")))
+                .unwrap_or_default()
+        };
+        m.insert(
+            "etcd".into(),
+            json!({ "external": {
+                "endpoints": etcd.external_endpoints,
+                "caFile": pick(&etcd.ca_file, etcd.ca_cert.is_some(), "ca.crt"),
+                "certFile": pick(&etcd.cert_file, etcd.cert.is_some(), "client.crt"),
+                "keyFile": pick(&etcd.key_file, etcd.key.is_some(), "client.key"),
+            }}),
+        );
+    }
+    Value::Object(m)
+}
+
+fn join_configuration(doc: &ValidDocument, api: ApiVersion) -> Value {
+    let d = &doc.doc.discovery;
+    let mut m = header(api, "JoinConfiguration");
+    let mut discovery = Map::new();
+    if let Some(file) = &d.file {
+        discovery.insert("file".into(), json!({ "kubeConfigPath": file }));
+        if let Some(token) = &d.token {
+            discovery.insert("tlsBootstrapToken".into(), token.expose_secret().into());
+        }
+    } else if let Some(token) = &d.token {
+        discovery.insert(
+            "bootstrapToken".into(),
+            json!({
+                "token": token.expose_secret(),
+                "apiServerEndpoint": doc.endpoint.to_string(),
+                "caCertHashes": d.ca_cert_hashes,
+            }),
+        );
+    }
+    m.insert("discovery".into(), Value::Object(discovery));
+    if doc.role == Role::ControlPlane {
+        let mut cp = Map::new();
+        if let Some(addr) = doc.doc.node.advertise_address {
+            cp.insert("localAPIEndpoint".into(), json!({ "advertiseAddress": addr.to_string() }));
+        }
+        if let Some(key) = &d.certificate_key {
+            cp.insert("certificateKey".into(), key.expose_secret().into());
+        }
+        m.insert("controlPlane".into(), Value::Object(cp));
+    }
+    m.insert("nodeRegistration".into(), node_registration(doc, api));
+    common_tail(doc, &mut m);
+    Value::Object(m)
+}
+
+/// skipPhases and patches: both exist in InitConfiguration and JoinConfiguration of both versions.
+fn common_tail(doc: &ValidDocument, m: &mut Map<String, Value>) {
+    let k = &doc.doc.kubeadm;
+    if !k.skip_phases.is_empty() {
+        m.insert("skipPhases".into(), json!(k.skip_phases));
+    }
+    if let Some(dir) = &k.patches_directory {
+        m.insert("patches".into(), json!({ "directory": dir }));
+    }
+}
+
+fn node_registration(doc: &ValidDocument, api: ApiVersion) -> Value {
+    let node = &doc.doc.node;
+    let mut m = Map::new();
+    if let Some(name) = &node.name {
+        m.insert("name".into(), name.as_str().into());
+    }
+    m.insert("criSocket".into(), doc.cri_socket().into());
+    if let Some(taints) = &node.taints {
+        m.insert("taints".into(), json!(taints));
+    }
+    let mut args: Vec<(&str, String)> = Vec::new();
+    if !node.labels.is_empty() {
+        let labels: Vec<String> = node.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        args.push(("node-labels", labels.join(",")));
+    }
+    if let Some(addr) = node.advertise_address {
+        args.push(("node-ip", addr.to_string()));
+    }
+    if !args.is_empty() {
+        let rendered = match api {
+            ApiVersion::V1Beta3 => {
+                Value::Object(args.into_iter().map(|(k, v)| (k.to_string(), v.into())).collect())
+            }
+            ApiVersion::V1Beta4 => Value::Array(
+                args.into_iter()
+                    .map(|(k, v)| json!({ "name": k, "value": v }))
+                    .collect(),
+            ),
+        };
+        m.insert("kubeletExtraArgs".into(), rendered);
+    }
+    let ignore = &doc.doc.kubeadm.ignore_preflight_errors;
+    if !ignore.is_empty() {
+        m.insert("ignorePreflightErrors".into(), json!(ignore));
+    }
+    Value::Object(m)
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Init,
+    Cluster,
+    Join,
+}
+
+fn patched(mut base: Value, patches: &ConfigPatches, kind: Kind) -> Result<Value, String> {
+    let (patch, name) = match kind {
+        Kind::Init => (&patches.init_configuration, "init_configuration"),
+        Kind::Cluster => (&patches.cluster_configuration, "cluster_configuration"),
+        Kind::Join => (&patches.join_configuration, "join_configuration"),
+    };
+    if let Some(patch) = patch {
+        let patch = serde_json::to_value(patch).map_err(|e| format!("kubeadm.patch.{name}: {e}"))?;
+        for key in ["apiVersion", "kind"] {
+            if patch.get(key).is_some() {
+                return Err(format!("kubeadm.patch.{name}: {key} cannot be patched"));
+            }
+        }
+        merge(&mut base, patch);
+    }
+    Ok(base)
+}
+
+/// JSON merge: objects merge key by key, anything else replaces.
+fn merge(base: &mut Value, patch: Value) {
+    match (base, patch) {
+        (Value::Object(b), Value::Object(p)) => {
+            for (k, v) in p {
+                merge(b.entry(k).or_insert(Value::Null), v);
+            }
+        }
+        (b, p) => *b = p,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,23 @@
+//! kubeboot: the first-boot agent that turns a node document into
+//! `kubeadm init` / `kubeadm join`, phase by phase, resumable, reporting its
+//! status at every step; plus the operator-side commands.
+//!
+//! Layout: one folder per concept.
+//! - [`document`]: the node document (DESIGN.md §2), parsing and validation
+//! - [`source`]: where the document comes from (kernel command line, cloud-init, file, HTTPS)
+//! - [`agent`]: the persisted phase machine (DESIGN.md §3)
+//! - [`host`]: the one interface that touches the machine, under a root prefix
+//! - [`kubeadm`]: config rendering per API version, running kubeadm
+//! - [`status`]: the status event and its local channels (DESIGN.md §4)
+//! - [`cli`]: the `kubeboot` command line
+
+pub mod agent;
+pub mod backoff;
+pub mod cli;
+pub mod document;
+pub mod host;
+pub mod kubeadm;
+pub mod redact;
+pub mod source;
+pub mod status;
+pub mod tls;

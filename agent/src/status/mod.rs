@@ -1,0 +1,13 @@
+//! Status (DESIGN.md §4): one event type, emitted on every phase change to
+//! every channel. This module defines the event (the wire format the HTTPS
+//! reporter and `kubeboot serve` share) and the local channels.
+
+mod event;
+mod local;
+
+pub use event::{ErrorKind, ErrorReport, Phase, PhaseState, StatusEvent, LOG_TAIL_MAX_LINES};
+pub use local::{LocalChannels, StatusSink, STATUS_FILE};
+
+pub fn local_status_file() -> &'static str {
+    STATUS_FILE
+}

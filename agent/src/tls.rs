@@ -1,0 +1,116 @@
+//! TLS trust for kubeboot's HTTPS clients: system roots, or a CA pinned by the
+//! SHA-256 of its SubjectPublicKeyInfo (RFC 7469), the way kubeadm pins the
+//! cluster CA with `--discovery-token-ca-cert-hash`.
+
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+use sha2::{Digest, Sha256};
+
+/// `sha256:<hex>` of a DER certificate's SubjectPublicKeyInfo.
+pub fn ca_hash_of_der(cert_der: &[u8]) -> Result<String, String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(cert_der)
+        .map_err(|e| format!("not an X.509 certificate: {e}"))?;
+    Ok(format!("sha256:{}", hex::encode(Sha256::digest(cert.tbs_certificate.subject_pki.raw))))
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A client config trusting either the pinned CA or the system's roots.
+pub fn client_config(pin: Option<&str>) -> Result<rustls::ClientConfig, String> {
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?;
+    let config = match pin {
+        Some(pin) => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(PinnedCa::new(pin)?))
+            .with_no_client_auth(),
+        None => {
+            let mut roots = RootCertStore::empty();
+            let found = rustls_native_certs::load_native_certs();
+            for cert in found.certs {
+                let _ = roots.add(cert);
+            }
+            if roots.is_empty() {
+                return Err("no system CA certificates found (install ca-certificates, or pin the server's CA with a ca_cert_hash)".into());
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        }
+    };
+    Ok(config)
+}
+
+/// Trust exactly one CA: the certificate in the served chain whose public key
+/// matches the pin becomes the only trust anchor, and the chain is then
+/// verified normally (signatures, validity, server name).
+#[derive(Debug)]
+pub struct PinnedCa {
+    pin: String,
+    provider: Arc<CryptoProvider>,
+}
+
+impl PinnedCa {
+    pub fn new(pin: &str) -> Result<PinnedCa, String> {
+        crate::document::formats::check_ca_hash(pin).map_err(|why| format!("CA pin {pin:?} {why}"))?;
+        Ok(PinnedCa { pin: pin.to_ascii_lowercase(), provider: provider() })
+    }
+}
+
+impl ServerCertVerifier for PinnedCa {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let anchor = intermediates
+            .iter()
+            .find(|c| ca_hash_of_der(c).is_ok_and(|h| h == self.pin))
+            .ok_or_else(|| {
+                rustls::Error::General(format!(
+                    "no CA certificate in the server's chain matches the pinned hash {} \
+                     (wrong hash, wrong server, or the server does not send its CA certificate)",
+                    self.pin
+                ))
+            })?;
+        let mut roots = RootCertStore::empty();
+        roots
+            .add(anchor.clone().into_owned())
+            .map_err(|e| rustls::Error::General(format!("pinned CA is unusable as a trust anchor: {e}")))?;
+        let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
+            .build()
+            .map_err(|e| rustls::Error::General(e.to_string()))?;
+        inner.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
