@@ -1,1 +1,11 @@
+//! End-to-end tests of `kubeboot agent` against a temporary root and the
+//! kubeadm test double. See harness.rs for what the test node provides.
 
+mod double;
+mod faults;
+mod harness;
+mod real_kubeadm;
+mod resume;
+mod roles;
+mod secrets;
+mod sources;

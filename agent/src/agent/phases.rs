@@ -315,7 +315,12 @@ impl Agent {
             state.log_tail = tail;
             return Ok(());
         }
-        let last = tail.iter().rev().find(|l| !l.trim().is_empty()).cloned().unwrap_or_default();
+        let last = outcome
+            .last_error_line
+            .as_deref()
+            .or_else(|| outcome.tail.iter().rev().map(String::as_str).find(|l| !l.trim().is_empty()))
+            .map(|l| self.redactor.redact(l))
+            .unwrap_or_default();
         Err(Failure {
             kind: ErrorKind::KubeadmFailed,
             message: format!("kubeadm {} exited with {}: {last}", argv[0], outcome.status),

@@ -27,6 +27,12 @@ pub struct AgentArgs {
     /// Assume this kubeadm version instead of asking `kubeadm version -o short`.
     #[arg(long, value_name = "vX.Y.Z")]
     kubeadm_version: Option<String>,
+    /// How many times to try fetching a document from a URL (kubeboot.url=, [source] url).
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=100))]
+    source_attempts: u32,
+    /// Timeout of each document fetch, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 15)]
+    source_timeout: u64,
     /// Output format of --dry-run.
     #[arg(long, value_enum, default_value_t)]
     output: Output,
@@ -38,7 +44,11 @@ pub fn run(root: &Path, args: AgentArgs) -> u8 {
         document: args.document,
         state_dir: args.state_dir,
         kubeadm_version: args.kubeadm_version,
-        ..AgentOptions::default()
+        fetch: source::FetchOptions {
+            attempts: args.source_attempts,
+            timeout: std::time::Duration::from_secs(args.source_timeout),
+            ..Default::default()
+        },
     };
     if args.dry_run {
         return dry_run(&host, &opts, args.output);

@@ -128,7 +128,7 @@ impl Host {
                 return Ok(());
             }
         }
-        ctx(OpenOptions::new().write(true).open(&p), || format!("open sysctl {name} ({node_path})"))
+        ctx(OpenOptions::new().write(true).truncate(true).open(&p), || format!("open sysctl {name} ({node_path})"))
             .and_then(|mut f| ctx(f.write_all(value.as_bytes()), || format!("set sysctl {name}={value}")))
     }
 

@@ -25,6 +25,8 @@ pub struct RunOutcome {
     pub status: ExitStatus,
     /// The last lines of stdout and stderr, interleaved as they arrived.
     pub tail: Vec<String>,
+    /// The last non-empty line on stderr: where kubeadm writes its error.
+    pub last_error_line: Option<String>,
 }
 
 /// Run a command, handing every output line (stdout and stderr) to `on_line` as
@@ -39,14 +41,18 @@ pub fn run_streaming(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()?;
-    let (tx, rx) = mpsc::channel::<String>();
+    let (tx, rx) = mpsc::channel::<(bool, String)>();
     let readers = [
-        forward(child.stdout.take().expect("piped"), tx.clone()),
-        forward(child.stderr.take().expect("piped"), tx),
+        forward(child.stdout.take().expect("piped"), false, tx.clone()),
+        forward(child.stderr.take().expect("piped"), true, tx),
     ];
     let mut tail = VecDeque::with_capacity(tail_lines);
-    for line in rx {
+    let mut last_error_line = None;
+    for (is_stderr, line) in rx {
         on_line(&line);
+        if is_stderr && !line.trim().is_empty() {
+            last_error_line = Some(line.clone());
+        }
         if tail.len() == tail_lines {
             tail.pop_front();
         }
@@ -59,12 +65,14 @@ pub fn run_streaming(
     Ok(RunOutcome {
         status,
         tail: tail.into(),
+        last_error_line,
     })
 }
 
 fn forward(
     stream: impl Read + Send + 'static,
-    tx: mpsc::Sender<String>,
+    is_stderr: bool,
+    tx: mpsc::Sender<(bool, String)>,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let mut reader = BufReader::new(stream);
@@ -78,7 +86,7 @@ fn forward(
                     let line = line.trim_end_matches(['\n', '\r']);
                     // Bound a single line so a runaway writer cannot grow memory.
                     let line: String = line.chars().take(4096).collect();
-                    if tx.send(line).is_err() {
+                    if tx.send((is_stderr, line)).is_err() {
                         break;
                     }
                 }
@@ -92,15 +100,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keeps_tail_and_streams_every_line() {
+    fn streams_every_line_and_keeps_the_last_error() {
         let mut cmd = Command::new("sh");
-        cmd.args(["-c", "for i in 1 2 3 4 5; do echo out$i; done; echo err >&2; exit 3"]);
+        cmd.args(["-c", "for i in 1 2 3 4 5; do echo out$i; done; echo err1 >&2; echo err2 >&2; exit 3"]);
         let mut seen = Vec::new();
-        let out = run_streaming(cmd, 3, |l| seen.push(l.to_string())).unwrap();
+        let out = run_streaming(cmd, 10, |l| seen.push(l.to_string())).unwrap();
         assert_eq!(out.status.code(), Some(3));
-        assert_eq!(seen.len(), 6);
-        assert_eq!(out.tail.len(), 3);
-        assert!(out.tail.contains(&"err".to_string()));
-        assert!(out.tail.contains(&"out5".to_string()));
+        assert_eq!(seen.len(), 7);
+        assert_eq!(out.tail.len(), 7);
+        assert_eq!(out.last_error_line.as_deref(), Some("err2"));
+    }
+
+    #[test]
+    fn tail_is_bounded_to_the_last_lines() {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "for i in $(seq 1 20); do echo line$i; done"]);
+        let out = run_streaming(cmd, 3, |_| {}).unwrap();
+        assert_eq!(out.tail, ["line18", "line19", "line20"]);
+        assert_eq!(out.last_error_line, None);
     }
 }
