@@ -12,14 +12,18 @@ pub struct Backoff {
 
 impl Backoff {
     pub fn new(base_seconds: f64, max_seconds: f64) -> Backoff {
-        Backoff { base_seconds: base_seconds.max(0.0), max_seconds: max_seconds.max(0.0) }
+        Backoff {
+            base_seconds: base_seconds.max(0.0),
+            max_seconds: max_seconds.max(0.0),
+        }
     }
 
     /// Delay before retry number `attempt` (1-based): uniform in [cap/2, cap],
     /// cap = min(max, base · 2^(attempt-1)). Half is kept so retries never bunch at 0
     /// when many nodes of an autoscaling group fail together.
     pub fn delay(&self, attempt: u32) -> Duration {
-        let cap = (self.base_seconds * 2f64.powi(attempt.saturating_sub(1).min(30) as i32)).min(self.max_seconds);
+        let cap = (self.base_seconds * 2f64.powi(attempt.saturating_sub(1).min(30) as i32))
+            .min(self.max_seconds);
         if cap <= 0.0 {
             return Duration::ZERO;
         }

@@ -31,9 +31,12 @@ impl Redactor {
                 r.add(secret);
             }
         }
-        for s in [&d.certificate_key, &doc.report.as_ref().and_then(|r| r.token.clone())]
-            .into_iter()
-            .flatten()
+        for s in [
+            &d.certificate_key,
+            &doc.report.as_ref().and_then(|r| r.token.clone()),
+        ]
+        .into_iter()
+        .flatten()
         {
             r.add(s.expose_secret());
         }

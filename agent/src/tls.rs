@@ -15,7 +15,10 @@ use sha2::{Digest, Sha256};
 pub fn ca_hash_of_der(cert_der: &[u8]) -> Result<String, String> {
     let (_, cert) = x509_parser::parse_x509_certificate(cert_der)
         .map_err(|e| format!("not an X.509 certificate: {e}"))?;
-    Ok(format!("sha256:{}", hex::encode(Sha256::digest(cert.tbs_certificate.subject_pki.raw))))
+    Ok(format!(
+        "sha256:{}",
+        hex::encode(Sha256::digest(cert.tbs_certificate.subject_pki.raw))
+    ))
 }
 
 fn provider() -> Arc<CryptoProvider> {
@@ -58,8 +61,12 @@ pub struct PinnedCa {
 
 impl PinnedCa {
     pub fn new(pin: &str) -> Result<PinnedCa, String> {
-        crate::document::formats::check_ca_hash(pin).map_err(|why| format!("CA pin {pin:?} {why}"))?;
-        Ok(PinnedCa { pin: pin.to_ascii_lowercase(), provider: provider() })
+        crate::document::formats::check_ca_hash(pin)
+            .map_err(|why| format!("CA pin {pin:?} {why}"))?;
+        Ok(PinnedCa {
+            pin: pin.to_ascii_lowercase(),
+            provider: provider(),
+        })
     }
 }
 
@@ -83,12 +90,13 @@ impl ServerCertVerifier for PinnedCa {
                 ))
             })?;
         let mut roots = RootCertStore::empty();
-        roots
-            .add(anchor.clone().into_owned())
-            .map_err(|e| rustls::Error::General(format!("pinned CA is unusable as a trust anchor: {e}")))?;
-        let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
-            .build()
-            .map_err(|e| rustls::Error::General(e.to_string()))?;
+        roots.add(anchor.clone().into_owned()).map_err(|e| {
+            rustls::Error::General(format!("pinned CA is unusable as a trust anchor: {e}"))
+        })?;
+        let inner =
+            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
+                .build()
+                .map_err(|e| rustls::Error::General(e.to_string()))?;
         inner.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
     }
 
@@ -98,7 +106,12 @@ impl ServerCertVerifier for PinnedCa {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -107,10 +120,17 @@ impl ServerCertVerifier for PinnedCa {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }

@@ -48,10 +48,25 @@ fn rejects_unknown_fields_wrong_types_and_versions() {
 
 #[test]
 fn rejects_flags_kubeadm_refuses_with_config() {
-    let (ok, out) = run_double("v1.34.2", &["join", "--token", "abcdef.0123456789abcdef"], JOIN_V4);
+    let (ok, out) = run_double(
+        "v1.34.2",
+        &["join", "--token", "abcdef.0123456789abcdef"],
+        JOIN_V4,
+    );
     assert!(!ok);
-    assert!(out.contains("can not mix '--config' with arguments"), "{out}");
-    let (ok, out) = run_double("v1.34.2", &["join", "--skip-phases=preflight", "--ignore-preflight-errors=all"], JOIN_V4);
+    assert!(
+        out.contains("can not mix '--config' with arguments"),
+        "{out}"
+    );
+    let (ok, out) = run_double(
+        "v1.34.2",
+        &[
+            "join",
+            "--skip-phases=preflight",
+            "--ignore-preflight-errors=all",
+        ],
+        JOIN_V4,
+    );
     assert!(ok, "{out}");
 }
 
@@ -70,5 +85,9 @@ fn preflight_refuses_a_node_that_was_not_reset() {
     assert!(run().status.success());
     let second = run();
     assert!(!second.status.success());
-    assert!(text(&second).contains("[ERROR FileAvailable--etc-kubernetes-kubelet.conf]"), "{}", text(&second));
+    assert!(
+        text(&second).contains("[ERROR FileAvailable--etc-kubernetes-kubelet.conf]"),
+        "{}",
+        text(&second)
+    );
 }

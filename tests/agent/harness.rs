@@ -36,9 +36,18 @@ impl TestNode {
             ("proc/sys/net/ipv4/ip_forward", "0\n"),
             ("proc/sys/net/bridge/bridge-nf-call-iptables", "0\n"),
             ("proc/sys/net/bridge/bridge-nf-call-ip6tables", "0\n"),
-            ("proc/sys/kernel/random/boot_id", "1b2c3d4e-0000-4000-8000-000000000001\n"),
-            ("proc/swaps", "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n"),
-            ("proc/cmdline", "BOOT_IMAGE=/vmlinuz root=PARTUUID=x console=ttyS0 quiet\n"),
+            (
+                "proc/sys/kernel/random/boot_id",
+                "1b2c3d4e-0000-4000-8000-000000000001\n",
+            ),
+            (
+                "proc/swaps",
+                "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n",
+            ),
+            (
+                "proc/cmdline",
+                "BOOT_IMAGE=/vmlinuz root=PARTUUID=x console=ttyS0 quiet\n",
+            ),
             ("etc/machine-id", "5f4dcc3b5aa765d61d8327deb882cf99\n"),
             ("etc/hostname", "test-node\n"),
             ("run/containerd/containerd.sock", ""),
@@ -50,13 +59,23 @@ impl TestNode {
         for m in ["overlay", "br_netfilter"] {
             fs::create_dir_all(r.join("sys/module").join(m)).unwrap();
         }
-        std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_kubeadm-test-double"), bin.path().join("kubeadm")).unwrap();
+        std::os::unix::fs::symlink(
+            env!("CARGO_BIN_EXE_kubeadm-test-double"),
+            bin.path().join("kubeadm"),
+        )
+        .unwrap();
         let kubelet = bin.path().join("kubelet");
         write(&kubelet, "#!/bin/sh\necho Kubernetes v1.34.2\n");
         fs::set_permissions(&kubelet, fs::Permissions::from_mode(0o755)).unwrap();
         let doc = bin.path().join("node.toml");
         write(&doc, &doc_template.replace("ENDPOINT", &endpoint));
-        TestNode { root, bin, doc, listener, env: Vec::new() }
+        TestNode {
+            root,
+            bin,
+            doc,
+            listener,
+            env: Vec::new(),
+        }
     }
 
     pub fn path(&self, node_path: &str) -> PathBuf {
@@ -77,7 +96,10 @@ impl TestNode {
         let mut c = Command::new(env!("CARGO_BIN_EXE_kubeboot-under-test"));
         c.arg("--root").arg(self.root.path()).args(args);
         c.env_clear()
-            .env("PATH", format!("{}:/usr/bin:/bin", self.bin.path().display()))
+            .env(
+                "PATH",
+                format!("{}:/usr/bin:/bin", self.bin.path().display()),
+            )
             .env("KUBEADM_TEST_DOUBLE_ROOT", self.root.path())
             .env("KUBEBOOT_LOG", "info");
         for (k, v) in &self.env {
@@ -113,19 +135,30 @@ impl TestNode {
     }
 
     pub fn kubeadm_subcommands(&self) -> Vec<String> {
-        self.kubeadm_calls().iter().map(|c| c["argv"][0].as_str().unwrap().to_string()).collect()
+        self.kubeadm_calls()
+            .iter()
+            .map(|c| c["argv"][0].as_str().unwrap().to_string())
+            .collect()
     }
 
     pub fn console(&self) -> Vec<String> {
-        fs::read_to_string(self.path("/dev/console")).unwrap().lines().map(str::to_string).collect()
+        fs::read_to_string(self.path("/dev/console"))
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect()
     }
 
     pub fn status_json(&self) -> Value {
-        serde_json::from_str(&fs::read_to_string(self.path("/run/kubeboot/status.json")).unwrap()).unwrap()
+        serde_json::from_str(&fs::read_to_string(self.path("/run/kubeboot/status.json")).unwrap())
+            .unwrap()
     }
 
     pub fn state_json(&self) -> Value {
-        serde_json::from_str(&fs::read_to_string(self.path("/var/lib/kubeboot/state.json")).unwrap()).unwrap()
+        serde_json::from_str(
+            &fs::read_to_string(self.path("/var/lib/kubeboot/state.json")).unwrap(),
+        )
+        .unwrap()
     }
 
     pub fn read(&self, node_path: &str) -> String {
@@ -133,7 +166,11 @@ impl TestNode {
     }
 
     pub fn mode(&self, node_path: &str) -> u32 {
-        fs::metadata(self.path(node_path)).unwrap().permissions().mode() & 0o777
+        fs::metadata(self.path(node_path))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
     }
 
     /// Every file under the root with its mode and contents, except the status
@@ -160,10 +197,16 @@ fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<String, (u32, Vec<u8>)>) {
         let rel = p.strip_prefix(base).unwrap().to_string_lossy().to_string();
         let meta = fs::symlink_metadata(&p).unwrap();
         if meta.is_dir() {
-            out.insert(format!("{rel}/"), (meta.permissions().mode() & 0o777, vec![]));
+            out.insert(
+                format!("{rel}/"),
+                (meta.permissions().mode() & 0o777, vec![]),
+            );
             walk(base, &p, out);
         } else {
-            out.insert(rel, (meta.permissions().mode() & 0o777, fs::read(&p).unwrap()));
+            out.insert(
+                rel,
+                (meta.permissions().mode() & 0o777, fs::read(&p).unwrap()),
+            );
         }
     }
 }
@@ -174,12 +217,21 @@ pub fn write(p: &Path, content: &str) {
 }
 
 pub fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 #[track_caller]
 pub fn assert_exit(o: &Output, code: i32) {
-    assert_eq!(o.status.code(), Some(code), "unexpected exit; output:\n{}", text(o));
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "unexpected exit; output:\n{}",
+        text(o)
+    );
 }
 
 pub const WORKER: &str = r#"
@@ -222,8 +274,10 @@ clock_sync_timeout_seconds = 1
 cri_timeout_seconds = 1
 "#;
 
-pub const CA_PEM: &str = "-----BEGIN CERTIFICATE-----\nMIIBfakeCAcertificateForTests\n-----END CERTIFICATE-----\n";
-pub const CA_KEY_PEM: &str = "-----BEGIN PRIVATE KEY-----\nMIIBfakeCAkeyForTests\n-----END PRIVATE KEY-----\n";
+pub const CA_PEM: &str =
+    "-----BEGIN CERTIFICATE-----\nMIIBfakeCAcertificateForTests\n-----END CERTIFICATE-----\n";
+pub const CA_KEY_PEM: &str =
+    "-----BEGIN PRIVATE KEY-----\nMIIBfakeCAkeyForTests\n-----END PRIVATE KEY-----\n";
 
 pub fn init_doc() -> String {
     format!(

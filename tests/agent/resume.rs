@@ -7,7 +7,14 @@ use crate::harness::*;
 #[test]
 fn a_crash_anywhere_resumes_and_never_runs_kubeadm_twice() {
     let mut points = vec!["validate:after-record".to_string()];
-    for phase in ["preflight", "prepare", "discover", "kubeadm", "ready", "done"] {
+    for phase in [
+        "preflight",
+        "prepare",
+        "discover",
+        "kubeadm",
+        "ready",
+        "done",
+    ] {
         for point in ["after-start", "after-effect", "after-record"] {
             points.push(format!("{phase}:{point}"));
         }
@@ -16,17 +23,31 @@ fn a_crash_anywhere_resumes_and_never_runs_kubeadm_twice() {
         for doc in [WORKER.to_string(), init_doc()] {
             let node = TestNode::new(&doc);
             let crashed = node.agent_env(&[("KUBEBOOT_TEST_CRASH", point)]);
-            assert_eq!(crashed.status.signal(), Some(9), "{point}: the agent should have been killed:\n{}", text(&crashed));
+            assert_eq!(
+                crashed.status.signal(),
+                Some(9),
+                "{point}: the agent should have been killed:\n{}",
+                text(&crashed)
+            );
 
             let resumed = node.agent(&[]);
             assert_exit(&resumed, 0);
             let subcommands = node.kubeadm_subcommands();
-            let runs = subcommands.iter().filter(|s| *s == "init" || *s == "join").count();
+            let runs = subcommands
+                .iter()
+                .filter(|s| *s == "init" || *s == "join")
+                .count();
             assert_eq!(runs, 1, "{point}: kubeadm calls {subcommands:?}");
             let state = node.state_json();
             assert_eq!(state["outcome"], "done", "{point}");
-            assert!(!node.path("/var/lib/kubeboot/kubeadm.yaml").exists(), "{point}");
-            assert!(!node.path("/var/lib/kubeboot/node.toml").exists(), "{point}");
+            assert!(
+                !node.path("/var/lib/kubeboot/kubeadm.yaml").exists(),
+                "{point}"
+            );
+            assert!(
+                !node.path("/var/lib/kubeboot/node.toml").exists(),
+                "{point}"
+            );
             assert_eq!(node.status_json()["phase"], "done");
         }
     }
@@ -39,7 +60,10 @@ fn an_interrupted_kubeadm_run_is_reset_and_retried() {
     // Simulate: the agent recorded the kubeadm start, kubeadm wrote part of its files, then power was lost.
     let crashed = node.agent_env(&[("KUBEBOOT_TEST_CRASH", "kubeadm:after-start")]);
     assert_eq!(crashed.status.signal(), Some(9));
-    write(&node.path("/etc/kubernetes/manifests/etcd.yaml"), "partial\n");
+    write(
+        &node.path("/etc/kubernetes/manifests/etcd.yaml"),
+        "partial\n",
+    );
     assert_exit(&node.agent(&[]), 0);
     assert_eq!(node.kubeadm_subcommands(), ["reset", "join"]);
     let state = node.state_json();

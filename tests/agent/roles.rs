@@ -3,7 +3,15 @@ use crate::harness::*;
 fn phases_on_console(node: &TestNode) -> Vec<String> {
     node.console()
         .iter()
-        .map(|l| l.split("] ").nth(1).unwrap().split(" — ").next().unwrap().to_string())
+        .map(|l| {
+            l.split("] ")
+                .nth(1)
+                .unwrap()
+                .split(" — ")
+                .next()
+                .unwrap()
+                .to_string()
+        })
         .collect()
 }
 
@@ -16,27 +24,53 @@ fn worker_joins_end_to_end() {
     // kubeadm ran once: join with only --config, config 0600 and valid v1beta4.
     let calls = node.kubeadm_calls();
     assert_eq!(calls.len(), 1, "{calls:?}");
-    let argv: Vec<&str> = calls[0]["argv"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    let argv: Vec<&str> = calls[0]["argv"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
     let config_path = node.path("/var/lib/kubeboot/kubeadm.yaml");
     assert_eq!(argv, ["join", "--config", config_path.to_str().unwrap()]);
     assert_eq!(calls[0]["config_mode"], "600");
     let config = calls[0]["config"].as_str().unwrap();
     assert!(config.contains("apiVersion: kubeadm.k8s.io/v1beta4"));
-    assert!(config.contains("name: node-labels\n    value: node.kubernetes.io/pool=general"), "{config}");
+    assert!(
+        config.contains("name: node-labels\n    value: node.kubernetes.io/pool=general"),
+        "{config}"
+    );
 
     // The host was prepared.
-    for k in ["net/ipv4/ip_forward", "net/bridge/bridge-nf-call-iptables", "net/bridge/bridge-nf-call-ip6tables"] {
+    for k in [
+        "net/ipv4/ip_forward",
+        "net/bridge/bridge-nf-call-iptables",
+        "net/bridge/bridge-nf-call-ip6tables",
+    ] {
         assert_eq!(node.read(&format!("/proc/sys/{k}")), "1", "{k}");
     }
-    assert_eq!(node.read("/etc/modules-load.d/kubeboot.conf"), "overlay\nbr_netfilter\n");
-    assert!(node.read("/etc/sysctl.d/90-kubeboot.conf").contains("net.ipv4.ip_forward = 1"));
+    assert_eq!(
+        node.read("/etc/modules-load.d/kubeboot.conf"),
+        "overlay\nbr_netfilter\n"
+    );
+    assert!(node
+        .read("/etc/sysctl.d/90-kubeboot.conf")
+        .contains("net.ipv4.ip_forward = 1"));
     assert!(node.path("/etc/kubernetes/kubelet.conf").exists());
 
     // Every phase started and succeeded, in order, on the console.
-    let expected: Vec<String> = ["source", "validate", "preflight", "prepare", "discover", "kubeadm", "ready", "done"]
-        .iter()
-        .flat_map(|p| [format!("{p} started"), format!("{p} succeeded")])
-        .collect();
+    let expected: Vec<String> = [
+        "source",
+        "validate",
+        "preflight",
+        "prepare",
+        "discover",
+        "kubeadm",
+        "ready",
+        "done",
+    ]
+    .iter()
+    .flat_map(|p| [format!("{p} started"), format!("{p} succeeded")])
+    .collect();
     let seen: Vec<String> = phases_on_console(&node)
         .iter()
         .map(|l| l.split(" in ").next().unwrap().to_string())
@@ -68,7 +102,10 @@ fn worker_joins_end_to_end() {
     assert_eq!(node.kubeadm_calls().len(), 1);
 
     // kubeboot status agrees, as text and JSON.
-    let st = node.kubeboot(&["status", "--output", "json"]).output().unwrap();
+    let st = node
+        .kubeboot(&["status", "--output", "json"])
+        .output()
+        .unwrap();
     assert_exit(&st, 0);
     let v: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
     assert_eq!(v["outcome"], "done");
@@ -84,11 +121,18 @@ fn init_writes_the_pregenerated_ca_and_uploads_certs() {
     assert_exit(&out, 0);
     let calls = node.kubeadm_calls();
     assert_eq!(calls.len(), 1);
-    let argv: Vec<&str> = calls[0]["argv"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    let argv: Vec<&str> = calls[0]["argv"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
     assert_eq!(argv[0], "init");
     assert_eq!(argv.last(), Some(&"--upload-certs"));
     let config = calls[0]["config"].as_str().unwrap();
-    assert!(config.contains("kind: InitConfiguration") && config.contains("kind: ClusterConfiguration"));
+    assert!(
+        config.contains("kind: InitConfiguration") && config.contains("kind: ClusterConfiguration")
+    );
     assert!(config.contains(&format!("certificateKey: {CERT_KEY}")));
     assert!(config.contains(&format!("token: {TOKEN}")));
     assert!(config.contains("podSubnet: 10.244.0.0/16"));
@@ -123,17 +167,27 @@ fn init_with_external_etcd_writes_inline_credentials() {
     );
     let node = TestNode::new(&doc);
     assert_exit(&node.agent(&[]), 0);
-    let config = node.kubeadm_calls()[0]["config"].as_str().unwrap().to_string();
+    let config = node.kubeadm_calls()[0]["config"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(config.contains(
         "etcd:\n  external:\n    endpoints:\n    - https://127.0.0.1:2379\n    caFile: /etc/kubernetes/pki/external-etcd/ca.crt\n    certFile: /etc/kubernetes/pki/external-etcd/client.crt\n    keyFile: /etc/kubernetes/pki/external-etcd/client.key"
     ), "{config}");
-    assert_eq!(node.mode("/etc/kubernetes/pki/external-etcd/client.key"), 0o600);
-    assert_eq!(node.read("/etc/kubernetes/pki/external-etcd/client.key"), CA_KEY_PEM);
+    assert_eq!(
+        node.mode("/etc/kubernetes/pki/external-etcd/client.key"),
+        0o600
+    );
+    assert_eq!(
+        node.read("/etc/kubernetes/pki/external-etcd/client.key"),
+        CA_KEY_PEM
+    );
 }
 
 #[test]
 fn kubeadm_1_30_gets_v1beta3() {
-    let node = TestNode::new(&WORKER.replace("v1.34.2", "v1.30.4")).with_env("KUBEADM_TEST_DOUBLE_VERSION", "v1.30.4");
+    let node = TestNode::new(&WORKER.replace("v1.34.2", "v1.30.4"))
+        .with_env("KUBEADM_TEST_DOUBLE_VERSION", "v1.30.4");
     // The kubelet stand-in says v1.34.2, newer than the cluster: preflight refuses.
     let out = node.agent(&[]);
     assert_exit(&out, 1);
@@ -143,9 +197,15 @@ fn kubeadm_1_30_gets_v1beta3() {
     let node = TestNode::new(&WORKER.replace("kubernetes_version = \"v1.34.2\"\n", ""))
         .with_env("KUBEADM_TEST_DOUBLE_VERSION", "v1.30.4");
     assert_exit(&node.agent(&[]), 0);
-    let config = node.kubeadm_calls()[0]["config"].as_str().unwrap().to_string();
+    let config = node.kubeadm_calls()[0]["config"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(config.contains("apiVersion: kubeadm.k8s.io/v1beta3"));
-    assert!(config.contains("kubeletExtraArgs:\n    node-labels: node.kubernetes.io/pool=general"), "{config}");
+    assert!(
+        config.contains("kubeletExtraArgs:\n    node-labels: node.kubernetes.io/pool=general"),
+        "{config}"
+    );
 }
 
 #[test]
@@ -156,13 +216,22 @@ fn dry_run_changes_nothing_and_shows_the_command() {
     assert_exit(&out, 0);
     assert_eq!(node.full_tree(), before, "dry run changed the host");
     let s = text(&out);
-    assert!(s.contains("kubeadm init --config /var/lib/kubeboot/kubeadm.yaml --upload-certs"), "{s}");
+    assert!(
+        s.contains("kubeadm init --config /var/lib/kubeboot/kubeadm.yaml --upload-certs"),
+        "{s}"
+    );
     assert!(s.contains("kind: ClusterConfiguration"));
     assert!(s.contains("token: <redacted>"));
     assert!(!s.contains(TOKEN) && !s.contains(CERT_KEY), "{s}");
     assert!(node.kubeadm_calls().is_empty());
 
-    let out = node.agent(&["--dry-run", "--output", "json", "--kubeadm-version", "v1.29.1"]);
+    let out = node.agent(&[
+        "--dry-run",
+        "--output",
+        "json",
+        "--kubeadm-version",
+        "v1.29.1",
+    ]);
     assert_exit(&out, 0);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["kubeadm_api_version"], "kubeadm.k8s.io/v1beta3");

@@ -18,11 +18,25 @@ fn secrets_never_leak_into_outputs() {
     assert!(tail.contains("<redacted>"), "{tail}");
     outputs.push(text(&out));
     outputs.push(text(&node.kubeboot(&["status"]).output().unwrap()));
-    outputs.push(text(&node.kubeboot(&["status", "--output", "json"]).output().unwrap()));
+    outputs.push(text(
+        &node
+            .kubeboot(&["status", "--output", "json"])
+            .output()
+            .unwrap(),
+    ));
     outputs.push(text(&node.agent(&["--dry-run"])));
     outputs.push(text(&node.agent(&["--dry-run", "--output", "json"])));
-    outputs.push(text(&node.kubeboot(&["render", "--document", node.doc.to_str().unwrap()]).output().unwrap()));
-    for f in ["/dev/console", "/run/kubeboot/status.json", "/var/lib/kubeboot/state.json"] {
+    outputs.push(text(
+        &node
+            .kubeboot(&["render", "--document", node.doc.to_str().unwrap()])
+            .output()
+            .unwrap(),
+    ));
+    for f in [
+        "/dev/console",
+        "/run/kubeboot/status.json",
+        "/var/lib/kubeboot/state.json",
+    ] {
         outputs.push(node.read(f));
     }
 
@@ -30,7 +44,11 @@ fn secrets_never_leak_into_outputs() {
     let out = failing.agent(&[]);
     assert_exit(&out, 1);
     outputs.push(text(&out));
-    for f in ["/dev/console", "/run/kubeboot/status.json", "/var/lib/kubeboot/state.json"] {
+    for f in [
+        "/dev/console",
+        "/run/kubeboot/status.json",
+        "/var/lib/kubeboot/state.json",
+    ] {
         outputs.push(failing.read(f));
     }
 
@@ -45,10 +63,16 @@ fn secrets_never_leak_into_outputs() {
 fn render_shows_secrets_only_when_asked() {
     let node = TestNode::new(CONTROL_PLANE);
     let doc = node.doc.to_str().unwrap();
-    let hidden = node.kubeboot(&["render", "--document", doc]).output().unwrap();
+    let hidden = node
+        .kubeboot(&["render", "--document", doc])
+        .output()
+        .unwrap();
     assert_exit(&hidden, 0);
     assert!(!text(&hidden).contains(CERT_KEY));
-    let shown = node.kubeboot(&["render", "--document", doc, "--show-secrets"]).output().unwrap();
+    let shown = node
+        .kubeboot(&["render", "--document", doc, "--show-secrets"])
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&shown.stdout).contains(CERT_KEY));
 }
 

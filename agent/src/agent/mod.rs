@@ -20,7 +20,9 @@ use crate::host::{Facts, Host};
 use crate::kubeadm::{self, ApiVersion};
 use crate::redact::Redactor;
 use crate::source::{self, FetchOptions};
-use crate::status::{ErrorKind, ErrorReport, Phase, PhaseState, StatusEvent, StatusSink, LOG_TAIL_MAX_LINES};
+use crate::status::{
+    ErrorKind, ErrorReport, Phase, PhaseState, StatusEvent, StatusSink, LOG_TAIL_MAX_LINES,
+};
 use state::{AgentState, Outcome, StateStore};
 
 pub use state::DEFAULT_STATE_DIR;
@@ -57,10 +59,17 @@ pub struct Failure {
 
 impl Failure {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Failure {
-        Failure { kind, message: message.into(), log_tail: Vec::new() }
+        Failure {
+            kind,
+            message: message.into(),
+            log_tail: Vec::new(),
+        }
     }
     fn report(&self) -> ErrorReport {
-        ErrorReport { kind: self.kind, message: self.message.clone() }
+        ErrorReport {
+            kind: self.kind,
+            message: self.message.clone(),
+        }
     }
 }
 
@@ -115,7 +124,15 @@ impl Agent {
             machine_id: host.machine_id(),
             boot_id: host.boot_id(),
         };
-        Agent { host, opts, store, sinks, identity, redactor: Redactor::default(), facts: None }
+        Agent {
+            host,
+            opts,
+            store,
+            sinks,
+            identity,
+            redactor: Redactor::default(),
+            facts: None,
+        }
     }
 
     pub fn run(&mut self) -> Finish {
@@ -126,9 +143,22 @@ impl Agent {
                 Err(finish) => return finish,
             },
             Err(message) => {
-                let error = ErrorReport { kind: ErrorKind::StateCorrupt, message };
-                self.emit(Phase::Source, PhaseState::Failed, 1, None, Some(error.clone()), Vec::new());
-                return Finish::Failed { phase: Phase::Source, error };
+                let error = ErrorReport {
+                    kind: ErrorKind::StateCorrupt,
+                    message,
+                };
+                self.emit(
+                    Phase::Source,
+                    PhaseState::Failed,
+                    1,
+                    None,
+                    Some(error.clone()),
+                    Vec::new(),
+                );
+                return Finish::Failed {
+                    phase: Phase::Source,
+                    error,
+                };
             }
         };
         self.identity.node = state.node.clone();
@@ -160,13 +190,35 @@ impl Agent {
     /// First run on this node: find and validate the document, then persist it
     /// and the first records. Nothing is written to the host before validation.
     fn start_fresh(&mut self) -> Result<AgentState, Finish> {
-        self.emit(Phase::Source, PhaseState::Started, 1, None, None, Vec::new());
-        let loaded = match source::resolve(&self.host, self.opts.document.clone(), &self.opts.fetch) {
+        self.emit(
+            Phase::Source,
+            PhaseState::Started,
+            1,
+            None,
+            None,
+            Vec::new(),
+        );
+        let loaded = match source::resolve(&self.host, self.opts.document.clone(), &self.opts.fetch)
+        {
             Ok(l) => l,
             Err(e) => {
-                let phase = if e.invalid.is_some() { Phase::Validate } else { Phase::Source };
-                let error = ErrorReport { kind: e.kind, message: document::scrub(&e.message) };
-                self.emit(phase, PhaseState::Failed, 1, None, Some(error.clone()), Vec::new());
+                let phase = if e.invalid.is_some() {
+                    Phase::Validate
+                } else {
+                    Phase::Source
+                };
+                let error = ErrorReport {
+                    kind: e.kind,
+                    message: document::scrub(&e.message),
+                };
+                self.emit(
+                    phase,
+                    PhaseState::Failed,
+                    1,
+                    None,
+                    Some(error.clone()),
+                    Vec::new(),
+                );
                 return Err(match e.invalid {
                     Some(invalid) => Finish::Invalid(invalid),
                     None => Finish::Failed { phase, error },
@@ -174,19 +226,48 @@ impl Agent {
             }
         };
         let source_started = Utc::now();
-        self.emit(Phase::Source, PhaseState::Succeeded, 1, None, None, Vec::new());
-        self.emit(Phase::Validate, PhaseState::Started, 1, None, None, Vec::new());
+        self.emit(
+            Phase::Source,
+            PhaseState::Succeeded,
+            1,
+            None,
+            None,
+            Vec::new(),
+        );
+        self.emit(
+            Phase::Validate,
+            PhaseState::Started,
+            1,
+            None,
+            None,
+            Vec::new(),
+        );
         let doc = match validate_fully(&loaded.text) {
             Ok(doc) => doc,
             Err(invalid) => {
-                let error = ErrorReport { kind: ErrorKind::InvalidDocument, message: invalid.to_string() };
-                self.emit(Phase::Validate, PhaseState::Failed, 1, None, Some(error), Vec::new());
+                let error = ErrorReport {
+                    kind: ErrorKind::InvalidDocument,
+                    message: invalid.to_string(),
+                };
+                self.emit(
+                    Phase::Validate,
+                    PhaseState::Failed,
+                    1,
+                    None,
+                    Some(error),
+                    Vec::new(),
+                );
                 return Err(Finish::Invalid(invalid));
             }
         };
         self.adopt(&doc);
         let sha = hex::encode(Sha256::digest(loaded.text.as_bytes()));
-        let mut state = AgentState::new(self.identity.node.clone(), doc.role, loaded.origin.clone(), sha);
+        let mut state = AgentState::new(
+            self.identity.node.clone(),
+            doc.role,
+            loaded.origin.clone(),
+            sha,
+        );
         for phase in [Phase::Source, Phase::Validate] {
             state.start(phase);
             state.phases.get_mut(&phase).expect("started").started_at = source_started;
@@ -197,11 +278,31 @@ impl Agent {
             .save_document(&loaded.text)
             .and_then(|_| self.store.save(&mut state));
         if let Err(e) = saved {
-            let error = ErrorReport { kind: ErrorKind::HostIo, message: e.to_string() };
-            self.emit(Phase::Validate, PhaseState::Failed, 1, None, Some(error.clone()), Vec::new());
-            return Err(Finish::Failed { phase: Phase::Validate, error });
+            let error = ErrorReport {
+                kind: ErrorKind::HostIo,
+                message: e.to_string(),
+            };
+            self.emit(
+                Phase::Validate,
+                PhaseState::Failed,
+                1,
+                None,
+                Some(error.clone()),
+                Vec::new(),
+            );
+            return Err(Finish::Failed {
+                phase: Phase::Validate,
+                error,
+            });
         }
-        self.emit(Phase::Validate, PhaseState::Succeeded, 1, None, None, Vec::new());
+        self.emit(
+            Phase::Validate,
+            PhaseState::Succeeded,
+            1,
+            None,
+            None,
+            Vec::new(),
+        );
         crash::point(Phase::Validate, "after-record");
         Ok(state)
     }
@@ -227,7 +328,10 @@ impl Agent {
                 }
             }
             if let Err(f) = self.step(state, phase, doc.as_ref()) {
-                return Finish::Failed { phase, error: f.report() };
+                return Finish::Failed {
+                    phase,
+                    error: f.report(),
+                };
             }
         }
         Finish::Done
@@ -235,21 +339,44 @@ impl Agent {
 
     fn load_saved_document(&self) -> Result<ValidDocument, Failure> {
         let text = self.store.read_document().map_err(|e| {
-            Failure::new(ErrorKind::StateCorrupt, format!("the saved node document is gone ({e}); replace the node"))
+            Failure::new(
+                ErrorKind::StateCorrupt,
+                format!("the saved node document is gone ({e}); replace the node"),
+            )
         })?;
-        document::load(&text).map_err(|e| Failure::new(ErrorKind::StateCorrupt, format!("the saved node document: {e}")))
+        document::load(&text).map_err(|e| {
+            Failure::new(
+                ErrorKind::StateCorrupt,
+                format!("the saved node document: {e}"),
+            )
+        })
     }
 
     fn fail_now(&mut self, state: &mut AgentState, phase: Phase, f: Failure) -> Finish {
         let attempt = state.start(phase);
         state.finish(phase, PhaseState::Failed, Some(f.report()));
         let _ = self.store.save(state);
-        self.emit(phase, PhaseState::Failed, attempt, None, Some(f.report()), f.log_tail.clone());
-        Finish::Failed { phase, error: f.report() }
+        self.emit(
+            phase,
+            PhaseState::Failed,
+            attempt,
+            None,
+            Some(f.report()),
+            f.log_tail.clone(),
+        );
+        Finish::Failed {
+            phase,
+            error: f.report(),
+        }
     }
 
     /// Run one phase: record start, do it, record the result.
-    fn step(&mut self, state: &mut AgentState, phase: Phase, doc: Option<&ValidDocument>) -> Result<(), Failure> {
+    fn step(
+        &mut self,
+        state: &mut AgentState,
+        phase: Phase,
+        doc: Option<&ValidDocument>,
+    ) -> Result<(), Failure> {
         let interrupted = state.phases.get(&phase).map(|r| r.state);
         let attempt = state.start(phase);
         self.save(state)?;
@@ -263,7 +390,10 @@ impl Agent {
             (Phase::Kubeadm, Some(d)) => self.kubeadm(state, d, interrupted),
             (Phase::Ready, Some(d)) => self.ready(d),
             (Phase::Done, _) => self.done(),
-            (_, None) => Err(Failure::new(ErrorKind::StateCorrupt, "no node document to run this phase with")),
+            (_, None) => Err(Failure::new(
+                ErrorKind::StateCorrupt,
+                "no node document to run this phase with",
+            )),
         };
         crash::point(phase, "after-effect");
         let attempt = state.attempt(phase);
@@ -271,17 +401,39 @@ impl Agent {
             Ok(()) => {
                 let ms = state.finish(phase, PhaseState::Succeeded, None);
                 self.save(state)?;
-                let facts = if phase == Phase::Preflight { self.facts.clone() } else { None };
-                self.emit_with_facts(phase, PhaseState::Succeeded, attempt, Some(ms), None, Vec::new(), facts);
+                let facts = if phase == Phase::Preflight {
+                    self.facts.clone()
+                } else {
+                    None
+                };
+                self.emit_with_facts(
+                    phase,
+                    PhaseState::Succeeded,
+                    attempt,
+                    Some(ms),
+                    None,
+                    Vec::new(),
+                    facts,
+                );
                 crash::point(phase, "after-record");
                 Ok(())
             }
             Err(f) => {
-                let f = Failure { message: self.redactor.redact(&f.message), ..f };
+                let f = Failure {
+                    message: self.redactor.redact(&f.message),
+                    ..f
+                };
                 let ms = state.finish(phase, PhaseState::Failed, Some(f.report()));
                 state.log_tail = f.log_tail.clone();
                 let _ = self.save(state);
-                self.emit(phase, PhaseState::Failed, attempt, Some(ms), Some(f.report()), f.log_tail.clone());
+                self.emit(
+                    phase,
+                    PhaseState::Failed,
+                    attempt,
+                    Some(ms),
+                    Some(f.report()),
+                    f.log_tail.clone(),
+                );
                 Err(f)
             }
         }
@@ -330,7 +482,10 @@ impl Agent {
             attempt,
             at: Utc::now(),
             duration_ms,
-            error: error.map(|e| ErrorReport { message: self.redactor.redact(&e.message), ..e }),
+            error: error.map(|e| ErrorReport {
+                message: self.redactor.redact(&e.message),
+                ..e
+            }),
             log_tail: log_tail.iter().map(|l| self.redactor.redact(l)).collect(),
             facts,
             agent_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -349,7 +504,10 @@ impl Agent {
             .and_then(|s| s.trim().parse::<u64>().ok())
             .unwrap_or(0)
             + 1;
-        if let Err(e) = self.host.write_atomic(SEQ_FILE, seq.to_string().as_bytes(), 0o644) {
+        if let Err(e) = self
+            .host
+            .write_atomic(SEQ_FILE, seq.to_string().as_bytes(), 0o644)
+        {
             tracing::warn!("could not persist the status sequence number: {e}");
         }
         seq
@@ -358,10 +516,15 @@ impl Agent {
     fn api_version(&self) -> Result<ApiVersion, Failure> {
         let version = match &self.opts.kubeadm_version {
             Some(v) => Some(v.clone()),
-            None => self.host.find_program("kubeadm").and_then(|k| kubeadm::detect_version(&k)),
+            None => self
+                .host
+                .find_program("kubeadm")
+                .and_then(|k| kubeadm::detect_version(&k)),
         };
         match version {
-            Some(v) => ApiVersion::for_kubeadm(&v).map_err(|m| Failure::new(ErrorKind::VersionSkew, m)),
+            Some(v) => {
+                ApiVersion::for_kubeadm(&v).map_err(|m| Failure::new(ErrorKind::VersionSkew, m))
+            }
             None => Ok(ApiVersion::NEWEST),
         }
     }
@@ -370,7 +533,12 @@ impl Agent {
 /// Parse, validate, and check that the kubeadm config renders (patches included).
 pub fn validate_fully(text: &str) -> Result<ValidDocument, InvalidDocument> {
     let doc = document::load(text)?;
-    kubeadm::render(&doc, ApiVersion::NEWEST, &kubeadm::ConfigPaths::default())
-        .map_err(|m| InvalidDocument::single("kubeadm.patch", m, "patch only fields kubeadm has, never apiVersion/kind"))?;
+    kubeadm::render(&doc, ApiVersion::NEWEST, &kubeadm::ConfigPaths::default()).map_err(|m| {
+        InvalidDocument::single(
+            "kubeadm.patch",
+            m,
+            "patch only fields kubeadm has, never apiVersion/kind",
+        )
+    })?;
     Ok(doc)
 }

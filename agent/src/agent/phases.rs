@@ -47,7 +47,11 @@ impl Agent {
                 .any(|i| i.eq_ignore_ascii_case(name) || i.eq_ignore_ascii_case("all"))
         };
         let (min_cpus, min_mib, min_disk_mib) = minimums(doc.role);
-        let check = |ok: bool, name: &str, kind: ErrorKind, message: String| -> Result<(), Failure> {
+        let check = |ok: bool,
+                     name: &str,
+                     kind: ErrorKind,
+                     message: String|
+         -> Result<(), Failure> {
             if ok {
                 return Ok(());
             }
@@ -55,25 +59,40 @@ impl Agent {
                 tracing::warn!("preflight {name} ignored: {message}");
                 return Ok(());
             }
-            Err(Failure::new(kind, format!("{message} (add \"{name}\" to kubeadm.ignore_preflight_errors to go on anyway)")))
+            Err(Failure::new(
+                kind,
+                format!(
+                    "{message} (add \"{name}\" to kubeadm.ignore_preflight_errors to go on anyway)"
+                ),
+            ))
         };
         check(
             facts.cpus >= min_cpus,
             "NumCPU",
             ErrorKind::InsufficientCpu,
-            format!("a {} needs at least {min_cpus} CPUs, this machine has {}", doc.role, facts.cpus),
+            format!(
+                "a {} needs at least {min_cpus} CPUs, this machine has {}",
+                doc.role, facts.cpus
+            ),
         )?;
         check(
             facts.memory_bytes >= min_mib * MIB,
             "Mem",
             ErrorKind::InsufficientMemory,
-            format!("a {} needs at least {min_mib} MiB of memory, this machine has {} MiB", doc.role, facts.memory_bytes / MIB),
+            format!(
+                "a {} needs at least {min_mib} MiB of memory, this machine has {} MiB",
+                doc.role,
+                facts.memory_bytes / MIB
+            ),
         )?;
         check(
             facts.disk_free_bytes >= min_disk_mib * MIB,
             "DiskSpace",
             ErrorKind::InsufficientDisk,
-            format!("/var/lib needs at least {min_disk_mib} MiB free, it has {} MiB", facts.disk_free_bytes / MIB),
+            format!(
+                "/var/lib needs at least {min_disk_mib} MiB free, it has {} MiB",
+                facts.disk_free_bytes / MIB
+            ),
         )?;
         self.facts = Some(facts);
         self.check_binaries(doc)?;
@@ -88,7 +107,10 @@ impl Agent {
         if !missing.is_empty() {
             return Err(Failure::new(
                 ErrorKind::MissingBinary,
-                format!("{} not found on PATH: this image lacks the Kubernetes node packages", missing.join(" and ")),
+                format!(
+                    "{} not found on PATH: this image lacks the Kubernetes node packages",
+                    missing.join(" and ")
+                ),
             ));
         }
         let Some(wanted) = &doc.cluster.kubernetes_version else {
@@ -123,7 +145,10 @@ impl Agent {
     fn api_version_string(&self) -> Result<Option<String>, Failure> {
         Ok(match &self.opts.kubeadm_version {
             Some(v) => Some(v.clone()),
-            None => self.host.find_program("kubeadm").and_then(|k| kubeadm::detect_version(&k)),
+            None => self
+                .host
+                .find_program("kubeadm")
+                .and_then(|k| kubeadm::detect_version(&k)),
         })
     }
 
@@ -140,7 +165,9 @@ impl Agent {
     fn wait_for_clock(&self, doc: &ValidDocument) -> Result<(), Failure> {
         let opts = &doc.doc.preflight;
         let limit = Duration::from_secs(opts.clock_sync_timeout_seconds);
-        if wait_until(limit, Duration::from_millis(500), || self.host.clock_synchronized()) {
+        if wait_until(limit, Duration::from_millis(500), || {
+            self.host.clock_synchronized()
+        }) {
             return Ok(());
         }
         let message = format!(
@@ -167,16 +194,26 @@ impl Agent {
         }
         let persisted = self
             .host
-            .write_atomic("/etc/modules-load.d/kubeboot.conf", format!("{}\n", MODULES.join("\n")).as_bytes(), 0o644)
+            .write_atomic(
+                "/etc/modules-load.d/kubeboot.conf",
+                format!("{}\n", MODULES.join("\n")).as_bytes(),
+                0o644,
+            )
             .and_then(|_| {
-                let lines: String = SYSCTLS.iter().map(|(k, v)| format!("{k} = {v}\n")).collect();
-                self.host.write_atomic("/etc/sysctl.d/90-kubeboot.conf", lines.as_bytes(), 0o644)
+                let lines: String = SYSCTLS
+                    .iter()
+                    .map(|(k, v)| format!("{k} = {v}\n"))
+                    .collect();
+                self.host
+                    .write_atomic("/etc/sysctl.d/90-kubeboot.conf", lines.as_bytes(), 0o644)
             });
         persisted.map_err(|e| Failure::new(ErrorKind::HostIo, e.to_string()))?;
-        let swaps = self
-            .host
-            .swap_off()
-            .map_err(|e| Failure::new(ErrorKind::Swap, format!("{e}; the kubelet refuses to run with swap on")))?;
+        let swaps = self.host.swap_off().map_err(|e| {
+            Failure::new(
+                ErrorKind::Swap,
+                format!("{e}; the kubelet refuses to run with swap on"),
+            )
+        })?;
         if !swaps.is_empty() {
             tracing::info!("turned swap off on {}", swaps.join(", "));
         }
@@ -187,11 +224,17 @@ impl Agent {
         let socket = doc.cri_socket().trim_start_matches("unix://").to_string();
         if !self.host.exists(&socket) && self.host.is_system_root() {
             if let Some(systemctl) = self.host.find_program("systemctl") {
-                let _ = self.host.command(systemctl).args(["start", "containerd.service"]).status();
+                let _ = self
+                    .host
+                    .command(systemctl)
+                    .args(["start", "containerd.service"])
+                    .status();
             }
         }
         let limit = Duration::from_secs(doc.doc.preflight.cri_timeout_seconds);
-        if wait_until(limit, Duration::from_millis(250), || self.host.exists(&socket)) {
+        if wait_until(limit, Duration::from_millis(250), || {
+            self.host.exists(&socket)
+        }) {
             return Ok(());
         }
         Err(Failure::new(
@@ -242,13 +285,14 @@ impl Agent {
         doc: &ValidDocument,
         interrupted: Option<PhaseState>,
     ) -> Result<(), Failure> {
-        let kubeadm = self
-            .host
-            .find_program("kubeadm")
-            .ok_or_else(|| Failure::new(ErrorKind::KubeadmNotRunnable, "kubeadm not found on PATH"))?;
+        let kubeadm = self.host.find_program("kubeadm").ok_or_else(|| {
+            Failure::new(ErrorKind::KubeadmNotRunnable, "kubeadm not found on PATH")
+        })?;
         if interrupted.is_some() {
             if self.kubeadm_completed(doc.role) {
-                tracing::info!("kubeadm completed before the agent was interrupted; not running it again");
+                tracing::info!(
+                    "kubeadm completed before the agent was interrupted; not running it again"
+                );
                 return Ok(());
             }
             tracing::info!("a kubeadm run was interrupted; resetting the node before trying again");
@@ -277,29 +321,53 @@ impl Agent {
             state.finish(Phase::Kubeadm, PhaseState::Retrying, Some(err.report()));
             state.log_tail = err.log_tail.clone();
             self.save(state)?;
-            self.emit(Phase::Kubeadm, PhaseState::Retrying, attempt, None, Some(err.report()), err.log_tail.clone());
+            self.emit(
+                Phase::Kubeadm,
+                PhaseState::Retrying,
+                attempt,
+                None,
+                Some(err.report()),
+                err.log_tail.clone(),
+            );
             self.reset(&kubeadm);
             let delay = backoff.delay(attempt);
             tracing::info!("retrying kubeadm in {:.1}s", delay.as_secs_f64());
             std::thread::sleep(delay);
             let next = state.start(Phase::Kubeadm);
             self.save(state)?;
-            self.emit(Phase::Kubeadm, PhaseState::Started, next, None, None, Vec::new());
+            self.emit(
+                Phase::Kubeadm,
+                PhaseState::Started,
+                next,
+                None,
+                None,
+                Vec::new(),
+            );
         }
     }
 
-    fn kubeadm_once(&mut self, state: &mut AgentState, doc: &ValidDocument, kubeadm: &std::path::Path) -> Result<(), Failure> {
+    fn kubeadm_once(
+        &mut self,
+        state: &mut AgentState,
+        doc: &ValidDocument,
+        kubeadm: &std::path::Path,
+    ) -> Result<(), Failure> {
         let io = |e: crate::host::HostError| Failure::new(ErrorKind::HostIo, e.to_string());
         let paths = ConfigPaths::default();
         self.write_pki(doc, &paths).map_err(io)?;
         let api = self.api_version()?;
-        let rendered = kubeadm::render(doc, api, &paths).map_err(|m| Failure::new(ErrorKind::InvalidDocument, m))?;
+        let rendered = kubeadm::render(doc, api, &paths)
+            .map_err(|m| Failure::new(ErrorKind::InvalidDocument, m))?;
         let config_path = self.store.kubeadm_config_path();
         self.host
             .write_atomic(&config_path, rendered.expose().as_bytes(), 0o600)
             .map_err(io)?;
         let upload = doc.doc.discovery.certificate_key.is_some();
-        let argv = kubeadm::command_line(doc.role, &self.host.path(&config_path).to_string_lossy(), upload);
+        let argv = kubeadm::command_line(
+            doc.role,
+            &self.host.path(&config_path).to_string_lossy(),
+            upload,
+        );
         tracing::info!(command = %format!("kubeadm {}", argv.join(" ")), "running kubeadm ({})", api.group_version());
         state.kubeadm_runs += 1;
         self.save(state)?;
@@ -309,8 +377,17 @@ impl Agent {
         let outcome = kubeadm::run_streaming(cmd, LOG_TAIL_MAX_LINES, |line| {
             tracing::info!(target: "kubeadm", "{}", redactor.redact(line));
         })
-        .map_err(|e| Failure::new(ErrorKind::KubeadmNotRunnable, format!("could not run {}: {e}", kubeadm.display())))?;
-        let tail: Vec<String> = outcome.tail.iter().map(|l| self.redactor.redact(l)).collect();
+        .map_err(|e| {
+            Failure::new(
+                ErrorKind::KubeadmNotRunnable,
+                format!("could not run {}: {e}", kubeadm.display()),
+            )
+        })?;
+        let tail: Vec<String> = outcome
+            .tail
+            .iter()
+            .map(|l| self.redactor.redact(l))
+            .collect();
         if outcome.status.success() {
             state.log_tail = tail;
             return Ok(());
@@ -318,7 +395,14 @@ impl Agent {
         let last = outcome
             .last_error_line
             .as_deref()
-            .or_else(|| outcome.tail.iter().rev().map(String::as_str).find(|l| !l.trim().is_empty()))
+            .or_else(|| {
+                outcome
+                    .tail
+                    .iter()
+                    .rev()
+                    .map(String::as_str)
+                    .find(|l| !l.trim().is_empty())
+            })
             .map(|l| self.redactor.redact(l))
             .unwrap_or_default();
         Err(Failure {
@@ -348,28 +432,59 @@ impl Agent {
         let dir = &paths.certificates_dir;
         if let (Role::Init, Some(pki)) = (doc.role, &doc.doc.pki) {
             let pairs = [
-                ("ca.crt", pki.ca_cert.as_deref(), "ca.key", pki.ca_key.as_ref()),
-                ("front-proxy-ca.crt", pki.front_proxy_ca_cert.as_deref(), "front-proxy-ca.key", pki.front_proxy_ca_key.as_ref()),
-                ("etcd/ca.crt", pki.etcd_ca_cert.as_deref(), "etcd/ca.key", pki.etcd_ca_key.as_ref()),
-                ("sa.pub", pki.sa_pub.as_deref(), "sa.key", pki.sa_key.as_ref()),
+                (
+                    "ca.crt",
+                    pki.ca_cert.as_deref(),
+                    "ca.key",
+                    pki.ca_key.as_ref(),
+                ),
+                (
+                    "front-proxy-ca.crt",
+                    pki.front_proxy_ca_cert.as_deref(),
+                    "front-proxy-ca.key",
+                    pki.front_proxy_ca_key.as_ref(),
+                ),
+                (
+                    "etcd/ca.crt",
+                    pki.etcd_ca_cert.as_deref(),
+                    "etcd/ca.key",
+                    pki.etcd_ca_key.as_ref(),
+                ),
+                (
+                    "sa.pub",
+                    pki.sa_pub.as_deref(),
+                    "sa.key",
+                    pki.sa_key.as_ref(),
+                ),
             ];
             for (cert_name, cert, key_name, key) in pairs {
                 if let (Some(cert), Some(key)) = (cert, key) {
-                    self.host.write_atomic(format!("{dir}/{cert_name}"), cert.as_bytes(), 0o644)?;
-                    self.host.write_atomic(format!("{dir}/{key_name}"), key.expose_secret().as_bytes(), 0o600)?;
+                    self.host
+                        .write_atomic(format!("{dir}/{cert_name}"), cert.as_bytes(), 0o644)?;
+                    self.host.write_atomic(
+                        format!("{dir}/{key_name}"),
+                        key.expose_secret().as_bytes(),
+                        0o600,
+                    )?;
                 }
             }
         }
         if let Some(etcd) = &doc.cluster.etcd {
             let edir = &paths.external_etcd_dir;
             if let Some(ca) = &etcd.ca_cert {
-                self.host.write_atomic(format!("{edir}/ca.crt"), ca.as_bytes(), 0o644)?;
+                self.host
+                    .write_atomic(format!("{edir}/ca.crt"), ca.as_bytes(), 0o644)?;
             }
             if let Some(cert) = &etcd.cert {
-                self.host.write_atomic(format!("{edir}/client.crt"), cert.as_bytes(), 0o644)?;
+                self.host
+                    .write_atomic(format!("{edir}/client.crt"), cert.as_bytes(), 0o644)?;
             }
             if let Some(key) = &etcd.key {
-                self.host.write_atomic(format!("{edir}/client.key"), key.expose_secret().as_bytes(), 0o600)?;
+                self.host.write_atomic(
+                    format!("{edir}/client.key"),
+                    key.expose_secret().as_bytes(),
+                    0o600,
+                )?;
             }
         }
         Ok(())
@@ -389,13 +504,20 @@ impl Agent {
         }
         Err(Failure::new(
             ErrorKind::NodeNotReady,
-            format!("kubeadm finished but {} is missing: the kubelet cannot register this node", missing.join(" and ")),
+            format!(
+                "kubeadm finished but {} is missing: the kubelet cannot register this node",
+                missing.join(" and ")
+            ),
         ))
     }
 
     /// Remove the files that hold the bootstrap token and certificate key.
     pub(super) fn done(&mut self) -> Result<(), Failure> {
-        for path in [self.store.kubeadm_config_path(), self.store.document_path(), NODE_FILE.to_string()] {
+        for path in [
+            self.store.kubeadm_config_path(),
+            self.store.document_path(),
+            NODE_FILE.to_string(),
+        ] {
             match self.host.remove_file_if_exists(&path) {
                 Ok(true) => tracing::info!("removed {path} (it held bootstrap secrets)"),
                 Ok(false) => {}

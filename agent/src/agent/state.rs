@@ -79,9 +79,11 @@ impl AgentState {
 
     /// The first phase that has not succeeded.
     pub fn next_phase(&self) -> Option<Phase> {
-        Phase::ALL
-            .into_iter()
-            .find(|p| self.phases.get(p).is_none_or(|r| r.state != PhaseState::Succeeded))
+        Phase::ALL.into_iter().find(|p| {
+            self.phases
+                .get(p)
+                .is_none_or(|r| r.state != PhaseState::Succeeded)
+        })
     }
 
     pub fn attempt(&self, phase: Phase) -> u32 {
@@ -143,7 +145,10 @@ pub struct StateStore {
 
 impl StateStore {
     pub fn new(host: Host, dir: impl Into<String>) -> StateStore {
-        StateStore { host, dir: dir.into() }
+        StateStore {
+            host,
+            dir: dir.into(),
+        }
     }
 
     pub fn path(&self, file: &str) -> String {
@@ -169,7 +174,10 @@ impl StateStore {
             format!("{p} is corrupt ({e}); the node cannot tell what it already did: replace the node, or remove {} to start over", self.dir)
         })?;
         if state.format != STATE_FORMAT {
-            return Err(format!("{p} has format {} but this agent reads format {STATE_FORMAT}", state.format));
+            return Err(format!(
+                "{p} has format {} but this agent reads format {STATE_FORMAT}",
+                state.format
+            ));
         }
         Ok(Some(state))
     }
@@ -178,12 +186,14 @@ impl StateStore {
         state.updated_at = Utc::now();
         let json = serde_json::to_vec_pretty(state).expect("state serialises");
         self.ensure_dir()?;
-        self.host.write_atomic(self.path("state.json"), &json, 0o600)
+        self.host
+            .write_atomic(self.path("state.json"), &json, 0o600)
     }
 
     pub fn save_document(&self, text: &str) -> HostResult<()> {
         self.ensure_dir()?;
-        self.host.write_atomic(self.document_path(), text.as_bytes(), 0o600)
+        self.host
+            .write_atomic(self.document_path(), text.as_bytes(), 0o600)
     }
 
     pub fn read_document(&self) -> HostResult<String> {
@@ -195,6 +205,9 @@ impl StateStore {
         let p = self.host.path(&self.dir);
         std::fs::create_dir_all(&p)
             .and_then(|_| std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o700)))
-            .map_err(|source| crate::host::HostError { action: format!("create state dir {}", self.dir), source })
+            .map_err(|source| crate::host::HostError {
+                action: format!("create state dir {}", self.dir),
+                source,
+            })
     }
 }

@@ -53,13 +53,18 @@ pub fn run(root: &Path, args: AgentArgs) -> u8 {
     if args.dry_run {
         return dry_run(&host, &opts, args.output);
     }
-    let sinks: Vec<Box<dyn crate::status::StatusSink>> = vec![Box::new(LocalChannels::new(host.clone()))];
+    let sinks: Vec<Box<dyn crate::status::StatusSink>> =
+        vec![Box::new(LocalChannels::new(host.clone()))];
     let finish = Agent::new(host, opts, sinks).run();
     match &finish {
         Finish::Done => eprintln!("kubeboot: node bootstrapped"),
         Finish::AlreadyDone => eprintln!("kubeboot: node already bootstrapped; nothing to do"),
         Finish::Failed { phase, error } => {
-            eprintln!("error: {phase} failed ({}): {}", error.kind.as_str(), error.message)
+            eprintln!(
+                "error: {phase} failed ({}): {}",
+                error.kind.as_str(),
+                error.message
+            )
         }
         Finish::Invalid(e) => super::print_invalid(e),
     }
@@ -107,7 +112,11 @@ fn dry_run(host: &Host, opts: &AgentOptions, output: Output) -> u8 {
     let redactor = Redactor::for_document(&doc.doc);
     let config = redactor.redact(rendered.expose());
     let config_path = format!("{}/kubeadm.yaml", opts.state_dir.trim_end_matches('/'));
-    let argv = kubeadm::command_line(doc.role, &config_path, doc.doc.discovery.certificate_key.is_some());
+    let argv = kubeadm::command_line(
+        doc.role,
+        &config_path,
+        doc.doc.discovery.certificate_key.is_some(),
+    );
     let plan = plan(&doc, opts);
     match output {
         Output::Json => {
@@ -126,7 +135,12 @@ fn dry_run(host: &Host, opts: &AgentOptions, output: Output) -> u8 {
         }
         Output::Text => {
             println!("# kubeboot agent --dry-run: nothing on this host is changed.");
-            println!("# document: {} (role {}, node {})", loaded.origin, doc.role, doc.node_name().unwrap_or("<hostname>"));
+            println!(
+                "# document: {} (role {}, node {})",
+                loaded.origin,
+                doc.role,
+                doc.node_name().unwrap_or("<hostname>")
+            );
             println!(
                 "# kubeadm: {} (from {version_source}) -> {}",
                 version.as_deref().unwrap_or("unknown, assuming newest"),
@@ -146,14 +160,22 @@ fn dry_run(host: &Host, opts: &AgentOptions, output: Output) -> u8 {
 
 fn plan(doc: &ValidDocument, opts: &AgentOptions) -> Vec<(&'static str, String)> {
     let role = doc.role;
-    let (cpus, mib, disk) = if role.is_control_plane() { (2, 1700, 2048) } else { (1, 512, 1024) };
+    let (cpus, mib, disk) = if role.is_control_plane() {
+        (2, 1700, 2048)
+    } else {
+        (1, 512, 1024)
+    };
     let pre = &doc.doc.preflight;
     let discover = if role == crate::document::Role::Init {
         "nothing to discover for init".to_string()
     } else if let Some(f) = &doc.doc.discovery.file {
         format!("use kubeadm discovery file {f}")
     } else {
-        format!("wait up to {}s for {} to answer", doc.doc.discovery_timeout_seconds(), doc.endpoint)
+        format!(
+            "wait up to {}s for {} to answer",
+            doc.doc.discovery_timeout_seconds(),
+            doc.endpoint
+        )
     };
     let mut kubeadm_step = format!(
         "write the config, run kubeadm {} (up to {} attempts, `kubeadm reset -f` and jittered backoff between)",
@@ -161,7 +183,8 @@ fn plan(doc: &ValidDocument, opts: &AgentOptions) -> Vec<(&'static str, String)>
         doc.doc.kubeadm.attempts
     );
     if doc.doc.pki.is_some() {
-        kubeadm_step.push_str("; first write the [pki] CA material to /etc/kubernetes/pki (keys 0600)");
+        kubeadm_step
+            .push_str("; first write the [pki] CA material to /etc/kubernetes/pki (keys 0600)");
     }
     vec![
         ("source", "document found (see above)".to_string()),

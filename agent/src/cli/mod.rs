@@ -26,7 +26,13 @@ kubeboot render --document cloud-init/examples/init.toml --kubeadm-version v1.30
 )]
 pub struct Cli {
     /// Treat DIR as the node's root file system (tests and chroots); default /.
-    #[arg(long, global = true, value_name = "DIR", default_value = "/", hide_default_value = true)]
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        default_value = "/",
+        hide_default_value = true
+    )]
     pub root: PathBuf,
     #[command(subcommand)]
     pub command: Command,
@@ -65,18 +71,26 @@ fn init_logging() {
     use tracing_subscriber::prelude::*;
     let filter = tracing_subscriber::EnvFilter::try_from_env("KUBEBOOT_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let under_systemd = std::env::var_os("INVOCATION_ID").is_some() || std::env::var_os("JOURNAL_STREAM").is_some();
+    let under_systemd =
+        std::env::var_os("INVOCATION_ID").is_some() || std::env::var_os("JOURNAL_STREAM").is_some();
     let journald = under_systemd
         .then(|| tracing_journald::layer().ok())
         .flatten()
-        .map(|l| l.with_field_prefix(Some("KUBEBOOT".into())).with_syslog_identifier("kubeboot".into()));
+        .map(|l| {
+            l.with_field_prefix(Some("KUBEBOOT".into()))
+                .with_syslog_identifier("kubeboot".into())
+        });
     let stderr = journald.is_none().then(|| {
         tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
             .with_target(false)
             .compact()
     });
-    let _ = tracing_subscriber::registry().with(filter).with(journald).with(stderr).try_init();
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(journald)
+        .with(stderr)
+        .try_init();
 }
 
 /// Print a document error the way every command does.

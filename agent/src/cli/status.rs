@@ -10,7 +10,9 @@ use crate::host::Host;
 use crate::status::{Phase, StatusEvent};
 
 #[derive(Args, Debug)]
-#[command(after_help = "Exit codes: 0 done, 1 failed, 3 in progress, 4 kubeboot has not run on this node.")]
+#[command(
+    after_help = "Exit codes: 0 done, 1 failed, 3 in progress, 4 kubeboot has not run on this node."
+)]
 pub struct StatusArgs {
     /// The agent's state dir (a path on the node).
     #[arg(long, value_name = "DIR", default_value = DEFAULT_STATE_DIR)]
@@ -35,9 +37,15 @@ pub fn run(root: &Path, args: StatusArgs) -> u8 {
     };
     let Some(state) = state else {
         match args.output {
-            Output::Json => println!("{}", json!({"outcome": "not_started", "last_event": last_event})),
+            Output::Json => println!(
+                "{}",
+                json!({"outcome": "not_started", "last_event": last_event})
+            ),
             Output::Text => {
-                println!("kubeboot has not recorded any progress in {} on this node.", args.state_dir);
+                println!(
+                    "kubeboot has not recorded any progress in {} on this node.",
+                    args.state_dir
+                );
                 if let Some(ev) = &last_event {
                     println!("last event: {}", ev.console_line());
                 }
@@ -66,12 +74,21 @@ pub fn run(root: &Path, args: StatusArgs) -> u8 {
         Output::Text => {
             let outcome = match state.outcome {
                 Outcome::Done => "done".to_string(),
-                Outcome::Failed => format!("FAILED in {}", state.failed_phase.map_or("?", Phase::as_str)),
-                Outcome::Running => format!("in progress ({})", state.next_phase().map_or("?", Phase::as_str)),
+                Outcome::Failed => format!(
+                    "FAILED in {}",
+                    state.failed_phase.map_or("?", Phase::as_str)
+                ),
+                Outcome::Running => format!(
+                    "in progress ({})",
+                    state.next_phase().map_or("?", Phase::as_str)
+                ),
             };
             println!("node {} ({}): {outcome}", state.node, state.role);
             println!("document: {}", state.document_origin);
-            println!("{:<10} {:<10} {:>7} {:>10}", "PHASE", "STATE", "ATTEMPT", "DURATION");
+            println!(
+                "{:<10} {:<10} {:>7} {:>10}",
+                "PHASE", "STATE", "ATTEMPT", "DURATION"
+            );
             for phase in Phase::ALL {
                 match state.phases.get(&phase) {
                     Some(r) => println!(
@@ -79,13 +96,19 @@ pub fn run(root: &Path, args: StatusArgs) -> u8 {
                         phase.as_str(),
                         r.state.as_str(),
                         r.attempt,
-                        r.duration_ms.map(|ms| format!("{:.1}s", ms as f64 / 1000.0)).unwrap_or_default()
+                        r.duration_ms
+                            .map(|ms| format!("{:.1}s", ms as f64 / 1000.0))
+                            .unwrap_or_default()
                     ),
                     None => println!("{:<10} {:<10}", phase.as_str(), "-"),
                 }
             }
             if let Some(total) = state.total_ms() {
-                println!("total: {:.1}s; kubeadm ran {} time(s)", total as f64 / 1000.0, state.kubeadm_runs);
+                println!(
+                    "total: {:.1}s; kubeadm ran {} time(s)",
+                    total as f64 / 1000.0,
+                    state.kubeadm_runs
+                );
             }
             if let Some(e) = &state.last_error {
                 println!("last error ({}): {}", e.kind.as_str(), e.message);

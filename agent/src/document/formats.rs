@@ -59,7 +59,9 @@ impl std::fmt::Display for Endpoint {
 
 pub fn parse_endpoint(s: &str) -> Result<Endpoint, &'static str> {
     let (host, port) = if let Some(rest) = s.strip_prefix('[') {
-        let (h, p) = rest.split_once("]:").ok_or("must be HOST:PORT, e.g. [fd00::1]:6443")?;
+        let (h, p) = rest
+            .split_once("]:")
+            .ok_or("must be HOST:PORT, e.g. [fd00::1]:6443")?;
         h.parse::<std::net::Ipv6Addr>()
             .map_err(|_| "the bracketed host is not an IPv6 address")?;
         (h, p)
@@ -113,11 +115,15 @@ pub fn parse_kubernetes_version(s: &str) -> Result<(u32, u32, u32), &'static str
 /// An IPv4 or IPv6 CIDR such as `10.244.0.0/16`; comma-separated for dual stack.
 pub fn check_cidrs(s: &str) -> Result<(), &'static str> {
     for cidr in s.split(',') {
-        let (addr, bits) = cidr.split_once('/').ok_or("must be a CIDR like 10.244.0.0/16")?;
+        let (addr, bits) = cidr
+            .split_once('/')
+            .ok_or("must be a CIDR like 10.244.0.0/16")?;
         let addr: IpAddr = addr
             .parse()
             .map_err(|_| "the address part is not an IP address")?;
-        let bits: u8 = bits.parse().map_err(|_| "the prefix length is not a number")?;
+        let bits: u8 = bits
+            .parse()
+            .map_err(|_| "the prefix length is not a number")?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         if bits > max {
             return Err("the prefix length is too long for the address family");
@@ -133,7 +139,9 @@ mod tests {
     #[test]
     fn endpoints() {
         assert_eq!(
-            parse_endpoint("k8s-api.example.internal:6443").unwrap().to_string(),
+            parse_endpoint("k8s-api.example.internal:6443")
+                .unwrap()
+                .to_string(),
             "k8s-api.example.internal:6443"
         );
         assert_eq!(parse_endpoint("[fd00::1]:6443").unwrap().host, "fd00::1");
@@ -167,7 +175,10 @@ mod tests {
     #[test]
     fn versions_and_cidrs() {
         assert_eq!(parse_kubernetes_version("v1.34.2").unwrap(), (1, 34, 2));
-        assert_eq!(parse_kubernetes_version("v1.31.0-rc.1").unwrap(), (1, 31, 0));
+        assert_eq!(
+            parse_kubernetes_version("v1.31.0-rc.1").unwrap(),
+            (1, 31, 0)
+        );
         assert!(parse_kubernetes_version("1.34.2").is_err());
         assert!(parse_kubernetes_version("v1.34").is_err());
         assert!(check_cidrs("10.244.0.0/16").is_ok());

@@ -269,7 +269,11 @@ impl ValidDocument {
         self.doc.node.name.as_deref()
     }
     pub fn cri_socket(&self) -> &str {
-        self.doc.node.cri_socket.as_deref().unwrap_or(DEFAULT_CRI_SOCKET)
+        self.doc
+            .node
+            .cri_socket
+            .as_deref()
+            .unwrap_or(DEFAULT_CRI_SOCKET)
     }
 }
 

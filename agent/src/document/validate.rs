@@ -79,7 +79,11 @@ pub fn validate(doc: NodeDocument) -> Result<ValidDocument, InvalidDocument> {
         );
     }
     let Some(role) = doc.role else {
-        p.add("role", "missing", "set role = \"init\", \"control-plane\" or \"worker\"");
+        p.add(
+            "role",
+            "missing",
+            "set role = \"init\", \"control-plane\" or \"worker\"",
+        );
         return Err(InvalidDocument { errors: p.0 });
     };
     let endpoint = check_cluster(&doc, &mut p);
@@ -122,7 +126,11 @@ fn check_cluster(doc: &NodeDocument, p: &mut Problems) -> Option<Endpoint> {
     };
     if let Some(v) = &cluster.kubernetes_version {
         if let Err(why) = formats::parse_kubernetes_version(v) {
-            p.add("cluster.kubernetes_version", format!("{v:?} {why}"), "e.g. v1.34.2");
+            p.add(
+                "cluster.kubernetes_version",
+                format!("{v:?} {why}"),
+                "e.g. v1.34.2",
+            );
         }
     }
     for (field, value) in [
@@ -182,7 +190,10 @@ fn check_etcd(etcd: &super::ExternalEtcd, p: &mut Problems) {
             );
         }
     }
-    let tls = etcd.external_endpoints.iter().any(|u| u.starts_with("https://"));
+    let tls = etcd
+        .external_endpoints
+        .iter()
+        .any(|u| u.starts_with("https://"));
     if tls {
         for (what, as_path, as_pem) in pairs {
             if !as_path && !as_pem {
@@ -217,7 +228,11 @@ fn check_etcd(etcd: &super::ExternalEtcd, p: &mut Problems) {
     ] {
         if let Some(path) = path {
             if !path.starts_with('/') {
-                p.add(field, format!("{path:?} is not an absolute path"), "use an absolute path on the node");
+                p.add(
+                    field,
+                    format!("{path:?} is not an absolute path"),
+                    "use an absolute path on the node",
+                );
             }
         }
     }
@@ -228,7 +243,10 @@ fn check_pem(field: &str, pem: &str, label_suffix: &str, p: &mut Problems) {
     let trimmed = pem.trim();
     let ok = trimmed.starts_with("-----BEGIN ")
         && trimmed.ends_with("-----")
-        && trimmed.lines().next().is_some_and(|l| l.contains(label_suffix))
+        && trimmed
+            .lines()
+            .next()
+            .is_some_and(|l| l.contains(label_suffix))
         && trimmed.contains("-----END ");
     if !ok {
         p.add(
@@ -365,7 +383,9 @@ fn kubelet_may_set_label(key: &str) -> bool {
 fn is_label_value(v: &str) -> bool {
     v.len() <= 63
         && (v.is_empty()
-            || (v.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            || (v
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
                 && v.starts_with(|c: char| c.is_ascii_alphanumeric())
                 && v.ends_with(|c: char| c.is_ascii_alphanumeric())))
 }
@@ -392,7 +412,11 @@ fn check_node(doc: &NodeDocument, p: &mut Problems) {
     for (key, value) in &node.labels {
         let field = format!("node.labels.{key:?}");
         if !is_qualified_name(key) {
-            p.add(&field, "the key is not a valid label key", "use [prefix/]name, e.g. topology.kubernetes.io/zone");
+            p.add(
+                &field,
+                "the key is not a valid label key",
+                "use [prefix/]name, e.g. topology.kubernetes.io/zone",
+            );
         } else if !kubelet_may_set_label(key) {
             p.add(
                 &field,
@@ -401,22 +425,38 @@ fn check_node(doc: &NodeDocument, p: &mut Problems) {
             );
         }
         if !is_label_value(value) {
-            p.add(&field, format!("the value {value:?} is not a valid label value"), "at most 63 characters of [A-Za-z0-9-_.], starting and ending alphanumeric");
+            p.add(
+                &field,
+                format!("the value {value:?} is not a valid label value"),
+                "at most 63 characters of [A-Za-z0-9-_.], starting and ending alphanumeric",
+            );
         }
     }
     for (i, taint) in node.taints.iter().flatten().enumerate() {
         if !is_qualified_name(&taint.key) {
-            p.add(&format!("node.taints[{i}].key"), format!("{:?} is not a valid taint key", taint.key), "use [prefix/]name");
+            p.add(
+                &format!("node.taints[{i}].key"),
+                format!("{:?} is not a valid taint key", taint.key),
+                "use [prefix/]name",
+            );
         }
         if let Some(v) = &taint.value {
             if !is_label_value(v) {
-                p.add(&format!("node.taints[{i}].value"), format!("{v:?} is not a valid taint value"), "at most 63 characters of [A-Za-z0-9-_.]");
+                p.add(
+                    &format!("node.taints[{i}].value"),
+                    format!("{v:?} is not a valid taint value"),
+                    "at most 63 characters of [A-Za-z0-9-_.]",
+                );
             }
         }
     }
     if let Some(sock) = &node.cri_socket {
         if !sock.starts_with("unix:///") {
-            p.add("node.cri_socket", format!("{sock:?} is not a unix socket URL"), "e.g. unix:///run/containerd/containerd.sock");
+            p.add(
+                "node.cri_socket",
+                format!("{sock:?} is not a unix socket URL"),
+                "e.g. unix:///run/containerd/containerd.sock",
+            );
         }
     }
 }
@@ -433,7 +473,11 @@ fn check_role_specific(doc: &NodeDocument, role: Role, p: &mut Problems) {
                 );
             }
             if d.file.is_some() {
-                p.add("discovery.file", "init does not discover a cluster", "remove discovery.file from the init document");
+                p.add(
+                    "discovery.file",
+                    "init does not discover a cluster",
+                    "remove discovery.file from the init document",
+                );
             }
             if let Some(pki) = &doc.pki {
                 check_pki(pki, p);
@@ -460,32 +504,72 @@ fn check_role_specific(doc: &NodeDocument, role: Role, p: &mut Problems) {
     }
     if role != Role::Init {
         if doc.pki.is_some() {
-            p.add("pki", format!("a {role} must not carry CA material"), "remove the [pki] table; only the init node uses it");
+            p.add(
+                "pki",
+                format!("a {role} must not carry CA material"),
+                "remove the [pki] table; only the init node uses it",
+            );
         }
         let c = doc.cluster.as_ref();
         if c.and_then(|c| c.pod_subnet.as_ref()).is_some() {
-            p.add("cluster.pod_subnet", format!("only init sets the cluster's pod subnet; a {role} ignores it"), "remove cluster.pod_subnet from join documents");
+            p.add(
+                "cluster.pod_subnet",
+                format!("only init sets the cluster's pod subnet; a {role} ignores it"),
+                "remove cluster.pod_subnet from join documents",
+            );
         }
     }
 }
 
 fn check_pki(pki: &super::Pki, p: &mut Problems) {
     let pairs: [(&str, Option<&str>, &str, Option<&str>); 4] = [
-        ("pki.ca_cert", pki.ca_cert.as_deref(), "pki.ca_key", pki.ca_key.as_ref().map(|s| s.expose_secret())),
-        ("pki.front_proxy_ca_cert", pki.front_proxy_ca_cert.as_deref(), "pki.front_proxy_ca_key", pki.front_proxy_ca_key.as_ref().map(|s| s.expose_secret())),
-        ("pki.etcd_ca_cert", pki.etcd_ca_cert.as_deref(), "pki.etcd_ca_key", pki.etcd_ca_key.as_ref().map(|s| s.expose_secret())),
-        ("pki.sa_pub", pki.sa_pub.as_deref(), "pki.sa_key", pki.sa_key.as_ref().map(|s| s.expose_secret())),
+        (
+            "pki.ca_cert",
+            pki.ca_cert.as_deref(),
+            "pki.ca_key",
+            pki.ca_key.as_ref().map(|s| s.expose_secret()),
+        ),
+        (
+            "pki.front_proxy_ca_cert",
+            pki.front_proxy_ca_cert.as_deref(),
+            "pki.front_proxy_ca_key",
+            pki.front_proxy_ca_key.as_ref().map(|s| s.expose_secret()),
+        ),
+        (
+            "pki.etcd_ca_cert",
+            pki.etcd_ca_cert.as_deref(),
+            "pki.etcd_ca_key",
+            pki.etcd_ca_key.as_ref().map(|s| s.expose_secret()),
+        ),
+        (
+            "pki.sa_pub",
+            pki.sa_pub.as_deref(),
+            "pki.sa_key",
+            pki.sa_key.as_ref().map(|s| s.expose_secret()),
+        ),
     ];
     for (cert_field, cert, key_field, key) in pairs {
         match (cert, key) {
             (Some(c), Some(k)) => {
-                let want = if cert_field == "pki.sa_pub" { "PUBLIC KEY" } else { "CERTIFICATE" };
+                let want = if cert_field == "pki.sa_pub" {
+                    "PUBLIC KEY"
+                } else {
+                    "CERTIFICATE"
+                };
                 check_pem(cert_field, c, want, p);
                 check_pem(key_field, k, "PRIVATE KEY", p);
             }
             (None, None) => {}
-            (Some(_), None) => p.add(key_field, format!("missing while {cert_field} is set"), "give both halves of the pair"),
-            (None, Some(_)) => p.add(cert_field, format!("missing while {key_field} is set"), "give both halves of the pair"),
+            (Some(_), None) => p.add(
+                key_field,
+                format!("missing while {cert_field} is set"),
+                "give both halves of the pair",
+            ),
+            (None, Some(_)) => p.add(
+                cert_field,
+                format!("missing while {key_field} is set"),
+                "give both halves of the pair",
+            ),
         }
     }
 }
@@ -493,23 +577,43 @@ fn check_pki(pki: &super::Pki, p: &mut Problems) {
 fn check_options(doc: &NodeDocument, p: &mut Problems) {
     let k = &doc.kubeadm;
     if k.attempts == 0 || k.attempts > 20 {
-        p.add("kubeadm.attempts", format!("{} is out of range", k.attempts), "use 1 to 20");
+        p.add(
+            "kubeadm.attempts",
+            format!("{} is out of range", k.attempts),
+            "use 1 to 20",
+        );
     }
     if !(0.0..=3600.0).contains(&k.retry_backoff_seconds) {
-        p.add("kubeadm.retry_backoff_seconds", "out of range", "use 0 to 3600 seconds");
+        p.add(
+            "kubeadm.retry_backoff_seconds",
+            "out of range",
+            "use 0 to 3600 seconds",
+        );
     }
     if let Some(dir) = &k.patches_directory {
         if !dir.starts_with('/') {
-            p.add("kubeadm.patches_directory", format!("{dir:?} is not absolute"), "use an absolute path on the node");
+            p.add(
+                "kubeadm.patches_directory",
+                format!("{dir:?} is not absolute"),
+                "use an absolute path on the node",
+            );
         }
     }
     if let Some(r) = &doc.report {
         if !r.url.starts_with("https://") {
-            p.add("report.url", format!("{:?} is not an https URL", r.url), "status reports go over HTTPS only: use https://…");
+            p.add(
+                "report.url",
+                format!("{:?} is not an https URL", r.url),
+                "status reports go over HTTPS only: use https://…",
+            );
         }
         if let Some(h) = &r.ca_cert_hash {
             if let Err(why) = formats::check_ca_hash(h) {
-                p.add("report.ca_cert_hash", format!("{h:?} {why}"), "print it with `kubeboot ca-hash ca.crt`");
+                p.add(
+                    "report.ca_cert_hash",
+                    format!("{h:?} {why}"),
+                    "print it with `kubeboot ca-hash ca.crt`",
+                );
             }
         }
     }

@@ -35,8 +35,8 @@ impl Facts {
             .unwrap_or(0);
         let networks = Networks::new_with_refreshed_list();
         let mut addresses: Vec<String> = networks
-            .iter()
-            .flat_map(|(_, n)| n.ip_networks().iter().map(|ip| ip.addr))
+            .values()
+            .flat_map(|n| n.ip_networks().iter().map(|ip| ip.addr))
             .filter(|a| !a.is_loopback() && !is_link_local(a))
             .map(|a| a.to_string())
             .collect();

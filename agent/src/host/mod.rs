@@ -50,8 +50,9 @@ impl Host {
 
     /// The running system: root `/` and the process's PATH.
     pub fn system() -> Host {
-        let path = std::env::var_os("PATH")
-            .unwrap_or_else(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+        let path = std::env::var_os("PATH").unwrap_or_else(|| {
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()
+        });
         Host::new("/", path)
     }
 
@@ -79,25 +80,46 @@ impl Host {
 
     pub fn read_to_string(&self, node_path: impl AsRef<Path>) -> HostResult<String> {
         let p = self.path(&node_path);
-        ctx(fs::read_to_string(&p), || format!("read {}", node_path.as_ref().display()))
+        ctx(fs::read_to_string(&p), || {
+            format!("read {}", node_path.as_ref().display())
+        })
     }
 
     /// Write a file atomically: temp file in the same directory, fsync, rename, fsync the directory.
-    pub fn write_atomic(&self, node_path: impl AsRef<Path>, data: &[u8], mode: u32) -> HostResult<()> {
+    pub fn write_atomic(
+        &self,
+        node_path: impl AsRef<Path>,
+        data: &[u8],
+        mode: u32,
+    ) -> HostResult<()> {
         let shown = node_path.as_ref().display().to_string();
         let target = self.path(&node_path);
-        let dir = target.parent().expect("absolute path has a parent").to_path_buf();
-        ctx(fs::create_dir_all(&dir), || format!("create directory for {shown}"))?;
-        let mut tmp = ctx(tempfile::Builder::new().prefix(".kubeboot-").tempfile_in(&dir), || {
-            format!("create temporary file for {shown}")
+        let dir = target
+            .parent()
+            .expect("absolute path has a parent")
+            .to_path_buf();
+        ctx(fs::create_dir_all(&dir), || {
+            format!("create directory for {shown}")
         })?;
-        ctx(tmp.as_file().set_permissions(fs::Permissions::from_mode(mode)), || {
-            format!("set mode of {shown}")
-        })?;
+        let mut tmp = ctx(
+            tempfile::Builder::new()
+                .prefix(".kubeboot-")
+                .tempfile_in(&dir),
+            || format!("create temporary file for {shown}"),
+        )?;
+        ctx(
+            tmp.as_file()
+                .set_permissions(fs::Permissions::from_mode(mode)),
+            || format!("set mode of {shown}"),
+        )?;
         ctx(tmp.write_all(data), || format!("write {shown}"))?;
         ctx(tmp.as_file().sync_all(), || format!("fsync {shown}"))?;
-        ctx(tmp.persist(&target).map_err(|e| e.error), || format!("rename into {shown}"))?;
-        ctx(File::open(&dir).and_then(|d| d.sync_all()), || format!("fsync directory of {shown}"))
+        ctx(tmp.persist(&target).map_err(|e| e.error), || {
+            format!("rename into {shown}")
+        })?;
+        ctx(File::open(&dir).and_then(|d| d.sync_all()), || {
+            format!("fsync directory of {shown}")
+        })
     }
 
     /// Append a line to an existing file or device (e.g. `/dev/console`); never creates it.
@@ -115,7 +137,9 @@ impl Host {
         match fs::remove_file(self.path(&node_path)) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-            Err(e) => ctx(Err(e), || format!("remove {}", node_path.as_ref().display())),
+            Err(e) => ctx(Err(e), || {
+                format!("remove {}", node_path.as_ref().display())
+            }),
         }
     }
 
@@ -128,8 +152,15 @@ impl Host {
                 return Ok(());
             }
         }
-        ctx(OpenOptions::new().write(true).truncate(true).open(&p), || format!("open sysctl {name} ({node_path})"))
-            .and_then(|mut f| ctx(f.write_all(value.as_bytes()), || format!("set sysctl {name}={value}")))
+        ctx(
+            OpenOptions::new().write(true).truncate(true).open(&p),
+            || format!("open sysctl {name} ({node_path})"),
+        )
+        .and_then(|mut f| {
+            ctx(f.write_all(value.as_bytes()), || {
+                format!("set sysctl {name}={value}")
+            })
+        })
     }
 
     pub fn module_loaded(&self, name: &str) -> bool {
@@ -145,7 +176,9 @@ impl Host {
             action: format!("load kernel module {name}"),
             source: std::io::Error::new(std::io::ErrorKind::NotFound, "modprobe not found on PATH"),
         })?;
-        let out = ctx(self.command(&modprobe).arg(name).output(), || format!("run modprobe {name}"))?;
+        let out = ctx(self.command(&modprobe).arg(name).output(), || {
+            format!("run modprobe {name}")
+        })?;
         if !out.status.success() || !self.module_loaded(name) {
             return Err(HostError {
                 action: format!("load kernel module {name}"),
@@ -182,7 +215,9 @@ impl Host {
             // SAFETY: swapoff takes a NUL-terminated path and has no other preconditions.
             let rc = unsafe { libc::swapoff(c.as_ptr()) };
             if rc != 0 {
-                return ctx(Err(std::io::Error::last_os_error()), || format!("swapoff {dev}"));
+                return ctx(Err(std::io::Error::last_os_error()), || {
+                    format!("swapoff {dev}")
+                });
             }
         }
         Ok(swaps)
@@ -269,13 +304,17 @@ mod tests {
     #[test]
     fn paths_stay_under_root() {
         let (dir, host) = temp_host();
-        assert_eq!(host.path("/etc/kubernetes"), dir.path().join("etc/kubernetes"));
+        assert_eq!(
+            host.path("/etc/kubernetes"),
+            dir.path().join("etc/kubernetes")
+        );
     }
 
     #[test]
     fn atomic_write_sets_mode() {
         let (_dir, host) = temp_host();
-        host.write_atomic("/etc/kubeboot/x", b"secret", 0o600).unwrap();
+        host.write_atomic("/etc/kubeboot/x", b"secret", 0o600)
+            .unwrap();
         let meta = fs::metadata(host.path("/etc/kubeboot/x")).unwrap();
         assert_eq!(meta.permissions().mode() & 0o777, 0o600);
         assert_eq!(host.read_to_string("/etc/kubeboot/x").unwrap(), "secret");
@@ -285,9 +324,14 @@ mod tests {
     fn sysctl_requires_existing_key() {
         let (_dir, host) = temp_host();
         assert!(host.set_sysctl("net.ipv4.ip_forward", "1").is_err());
-        host.write_atomic("/proc/sys/net/ipv4/ip_forward", b"0\n", 0o644).unwrap();
+        host.write_atomic("/proc/sys/net/ipv4/ip_forward", b"0\n", 0o644)
+            .unwrap();
         host.set_sysctl("net.ipv4.ip_forward", "1").unwrap();
-        assert_eq!(host.read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap(), "1");
+        assert_eq!(
+            host.read_to_string("/proc/sys/net/ipv4/ip_forward")
+                .unwrap(),
+            "1"
+        );
     }
 
     #[test]
@@ -310,7 +354,8 @@ mod tests {
     fn clock_marker_under_temp_root() {
         let (_dir, host) = temp_host();
         assert!(!host.clock_synchronized());
-        host.write_atomic("/run/systemd/timesync/synchronized", b"", 0o644).unwrap();
+        host.write_atomic("/run/systemd/timesync/synchronized", b"", 0o644)
+            .unwrap();
         assert!(host.clock_synchronized());
     }
 }

@@ -41,14 +41,30 @@ impl std::fmt::Debug for Rendered {
     }
 }
 
-pub fn render(doc: &ValidDocument, api: ApiVersion, paths: &ConfigPaths) -> Result<Rendered, String> {
+pub fn render(
+    doc: &ValidDocument,
+    api: ApiVersion,
+    paths: &ConfigPaths,
+) -> Result<Rendered, String> {
     let docs = match doc.role {
         Role::Init => vec![
-            patched(init_configuration(doc, api), &doc.doc.kubeadm.patch, Kind::Init)?,
-            patched(cluster_configuration(doc, api, paths), &doc.doc.kubeadm.patch, Kind::Cluster)?,
+            patched(
+                init_configuration(doc, api),
+                &doc.doc.kubeadm.patch,
+                Kind::Init,
+            )?,
+            patched(
+                cluster_configuration(doc, api, paths),
+                &doc.doc.kubeadm.patch,
+                Kind::Cluster,
+            )?,
         ],
         Role::ControlPlane | Role::Worker => {
-            vec![patched(join_configuration(doc, api), &doc.doc.kubeadm.patch, Kind::Join)?]
+            vec![patched(
+                join_configuration(doc, api),
+                &doc.doc.kubeadm.patch,
+                Kind::Join,
+            )?]
         }
     };
     let mut yaml = String::new();
@@ -87,7 +103,10 @@ fn init_configuration(doc: &ValidDocument, api: ApiVersion) -> Value {
         m.insert("certificateKey".into(), key.expose_secret().into());
     }
     if let Some(addr) = doc.doc.node.advertise_address {
-        m.insert("localAPIEndpoint".into(), json!({ "advertiseAddress": addr.to_string() }));
+        m.insert(
+            "localAPIEndpoint".into(),
+            json!({ "advertiseAddress": addr.to_string() }),
+        );
     }
     m.insert("nodeRegistration".into(), node_registration(doc, api));
     common_tail(doc, &mut m);
@@ -103,8 +122,14 @@ fn cluster_configuration(doc: &ValidDocument, api: ApiVersion, paths: &ConfigPat
     if let Some(v) = &c.kubernetes_version {
         m.insert("kubernetesVersion".into(), v.as_str().into());
     }
-    m.insert("controlPlaneEndpoint".into(), doc.endpoint.to_string().into());
-    m.insert("certificatesDir".into(), paths.certificates_dir.as_str().into());
+    m.insert(
+        "controlPlaneEndpoint".into(),
+        doc.endpoint.to_string().into(),
+    );
+    m.insert(
+        "certificatesDir".into(),
+        paths.certificates_dir.as_str().into(),
+    );
     let mut networking = Map::new();
     if let Some(s) = &c.pod_subnet {
         networking.insert("podSubnet".into(), s.as_str().into());
@@ -158,7 +183,10 @@ fn join_configuration(doc: &ValidDocument, api: ApiVersion) -> Value {
     if doc.role == Role::ControlPlane {
         let mut cp = Map::new();
         if let Some(addr) = doc.doc.node.advertise_address {
-            cp.insert("localAPIEndpoint".into(), json!({ "advertiseAddress": addr.to_string() }));
+            cp.insert(
+                "localAPIEndpoint".into(),
+                json!({ "advertiseAddress": addr.to_string() }),
+            );
         }
         if let Some(key) = &d.certificate_key {
             cp.insert("certificateKey".into(), key.expose_secret().into());
@@ -193,7 +221,11 @@ fn node_registration(doc: &ValidDocument, api: ApiVersion) -> Value {
     }
     let mut args: Vec<(&str, String)> = Vec::new();
     if !node.labels.is_empty() {
-        let labels: Vec<String> = node.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let labels: Vec<String> = node
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
         args.push(("node-labels", labels.join(",")));
     }
     if let Some(addr) = node.advertise_address {
@@ -201,9 +233,11 @@ fn node_registration(doc: &ValidDocument, api: ApiVersion) -> Value {
     }
     if !args.is_empty() {
         let rendered = match api {
-            ApiVersion::V1Beta3 => {
-                Value::Object(args.into_iter().map(|(k, v)| (k.to_string(), v.into())).collect())
-            }
+            ApiVersion::V1Beta3 => Value::Object(
+                args.into_iter()
+                    .map(|(k, v)| (k.to_string(), v.into()))
+                    .collect(),
+            ),
             ApiVersion::V1Beta4 => Value::Array(
                 args.into_iter()
                     .map(|(k, v)| json!({ "name": k, "value": v }))
@@ -233,7 +267,8 @@ fn patched(mut base: Value, patches: &ConfigPatches, kind: Kind) -> Result<Value
         Kind::Join => (&patches.join_configuration, "join_configuration"),
     };
     if let Some(patch) = patch {
-        let patch = serde_json::to_value(patch).map_err(|e| format!("kubeadm.patch.{name}: {e}"))?;
+        let patch =
+            serde_json::to_value(patch).map_err(|e| format!("kubeadm.patch.{name}: {e}"))?;
         for key in ["apiVersion", "kind"] {
             if patch.get(key).is_some() {
                 return Err(format!("kubeadm.patch.{name}: {key} cannot be patched"));

@@ -67,10 +67,22 @@ mod tests {
 
     #[test]
     fn api_version_follows_kubeadm_version() {
-        assert_eq!(ApiVersion::for_kubeadm("v1.31.0").unwrap(), ApiVersion::V1Beta4);
-        assert_eq!(ApiVersion::for_kubeadm("v1.34.2\n").unwrap(), ApiVersion::V1Beta4);
-        assert_eq!(ApiVersion::for_kubeadm("v1.30.14").unwrap(), ApiVersion::V1Beta3);
-        assert_eq!(ApiVersion::for_kubeadm("v1.22.0").unwrap(), ApiVersion::V1Beta3);
+        assert_eq!(
+            ApiVersion::for_kubeadm("v1.31.0").unwrap(),
+            ApiVersion::V1Beta4
+        );
+        assert_eq!(
+            ApiVersion::for_kubeadm("v1.34.2\n").unwrap(),
+            ApiVersion::V1Beta4
+        );
+        assert_eq!(
+            ApiVersion::for_kubeadm("v1.30.14").unwrap(),
+            ApiVersion::V1Beta3
+        );
+        assert_eq!(
+            ApiVersion::for_kubeadm("v1.22.0").unwrap(),
+            ApiVersion::V1Beta3
+        );
         assert!(ApiVersion::for_kubeadm("v1.21.9").is_err());
         assert!(ApiVersion::for_kubeadm("1.31").is_err());
     }
@@ -81,6 +93,9 @@ mod tests {
             command_line(Role::Init, "/c.yaml", true),
             ["init", "--config", "/c.yaml", "--upload-certs"]
         );
-        assert_eq!(command_line(Role::Worker, "/c.yaml", true), ["join", "--config", "/c.yaml"]);
+        assert_eq!(
+            command_line(Role::Worker, "/c.yaml", true),
+            ["join", "--config", "/c.yaml"]
+        );
     }
 }

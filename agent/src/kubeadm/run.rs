@@ -102,7 +102,10 @@ mod tests {
     #[test]
     fn streams_every_line_and_keeps_the_last_error() {
         let mut cmd = Command::new("sh");
-        cmd.args(["-c", "for i in 1 2 3 4 5; do echo out$i; done; echo err1 >&2; echo err2 >&2; exit 3"]);
+        cmd.args([
+            "-c",
+            "for i in 1 2 3 4 5; do echo out$i; done; echo err1 >&2; echo err2 >&2; exit 3",
+        ]);
         let mut seen = Vec::new();
         let out = run_streaming(cmd, 10, |l| seen.push(l.to_string())).unwrap();
         assert_eq!(out.status.code(), Some(3));

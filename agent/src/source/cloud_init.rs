@@ -15,10 +15,10 @@ impl DocumentSource for NodeFile {
         "cloud-init write_files"
     }
     fn load(&self, host: &Host, _fetch: &FetchOptions) -> Result<Option<Loaded>, SourceError> {
-        Ok(host
-            .read_to_string(NODE_FILE)
-            .ok()
-            .map(|text| Loaded { text, origin: format!("file {NODE_FILE}") }))
+        Ok(host.read_to_string(NODE_FILE).ok().map(|text| Loaded {
+            text,
+            origin: format!("file {NODE_FILE}"),
+        }))
     }
 }
 
@@ -32,8 +32,10 @@ impl DocumentSource for CloudInitUserData {
         let Ok(text) = host.read_to_string(USER_DATA) else {
             return Ok(None);
         };
-        Ok(kubeboot_document_in_user_data(&text)
-            .map(|text| Loaded { text, origin: format!("cloud-init user-data {USER_DATA}") }))
+        Ok(kubeboot_document_in_user_data(&text).map(|text| Loaded {
+            text,
+            origin: format!("cloud-init user-data {USER_DATA}"),
+        }))
     }
 }
 
@@ -41,7 +43,15 @@ impl DocumentSource for CloudInitUserData {
 /// formats (`#cloud-config`, scripts, MIME) are cloud-init's, not ours.
 pub fn kubeboot_document_in_user_data(text: &str) -> Option<String> {
     let first = text.lines().find(|l| !l.trim().is_empty())?.trim();
-    let theirs = ["#cloud-config", "#!", "#include", "#cloud-boothook", "#part-handler", "Content-Type:", "MIME-Version:"];
+    let theirs = [
+        "#cloud-config",
+        "#!",
+        "#include",
+        "#cloud-boothook",
+        "#part-handler",
+        "Content-Type:",
+        "MIME-Version:",
+    ];
     if theirs.iter().any(|p| first.starts_with(p)) {
         return None;
     }
@@ -57,7 +67,10 @@ mod tests {
     #[test]
     fn recognises_only_kubeboot_toml() {
         assert!(kubeboot_document_in_user_data("version = 1\nrole = \"worker\"\n").is_some());
-        assert!(kubeboot_document_in_user_data("#kubeboot\nversion = 1\n[source]\nurl = \"https://x\"\n").is_some());
+        assert!(kubeboot_document_in_user_data(
+            "#kubeboot\nversion = 1\n[source]\nurl = \"https://x\"\n"
+        )
+        .is_some());
         assert!(kubeboot_document_in_user_data("#cloud-config\nwrite_files: []\n").is_none());
         assert!(kubeboot_document_in_user_data("#!/bin/sh\necho hi\n").is_none());
         assert!(kubeboot_document_in_user_data("title = \"other toml\"\n").is_none());

@@ -60,8 +60,14 @@ mod tests {
         let p = parse_cmdline(
             "BOOT_IMAGE=/vmlinuz root=PARTUUID=x console=ttyS0 kubeboot.url=https://10.0.2.100/v1/documents/worker kubeboot.ca_hash=sha256:ab quiet",
         );
-        assert_eq!(p.url.as_deref(), Some("https://10.0.2.100/v1/documents/worker"));
+        assert_eq!(
+            p.url.as_deref(),
+            Some("https://10.0.2.100/v1/documents/worker")
+        );
         assert_eq!(p.ca_hash.as_deref(), Some("sha256:ab"));
-        assert_eq!(parse_cmdline("root=/dev/sda1 quiet"), CmdlineParams::default());
+        assert_eq!(
+            parse_cmdline("root=/dev/sda1 quiet"),
+            CmdlineParams::default()
+        );
     }
 }

@@ -22,7 +22,11 @@ pub struct FetchOptions {
 
 impl Default for FetchOptions {
     fn default() -> Self {
-        FetchOptions { attempts: 8, timeout: Duration::from_secs(15), backoff: Backoff::new(1.0, 30.0) }
+        FetchOptions {
+            attempts: 8,
+            timeout: Duration::from_secs(15),
+            backoff: Backoff::new(1.0, 30.0),
+        }
     }
 }
 
@@ -40,7 +44,8 @@ pub fn fetch_document(
         )
         .into());
     }
-    let tls = crate::tls::client_config(ca_hash).map_err(|e| SourceError::new(ErrorKind::DocumentFetch, e))?;
+    let tls = crate::tls::client_config(ca_hash)
+        .map_err(|e| SourceError::new(ErrorKind::DocumentFetch, e))?;
     let client = reqwest::blocking::Client::builder()
         .use_preconfigured_tls(tls)
         .timeout(opts.timeout)
@@ -51,7 +56,12 @@ pub fn fetch_document(
     let mut last = String::new();
     for attempt in 1..=opts.attempts {
         match fetch_once(&client, url, token) {
-            Ok(text) => return Ok(Loaded { text, origin: url.to_string() }),
+            Ok(text) => {
+                return Ok(Loaded {
+                    text,
+                    origin: url.to_string(),
+                })
+            }
             Err(Fatal(msg)) => return Err(SourceError::new(ErrorKind::DocumentFetch, msg)),
             Err(Transient(msg)) => {
                 tracing::warn!(url, attempt, "fetching the node document failed: {msg}");
@@ -64,7 +74,10 @@ pub fn fetch_document(
     }
     Err(SourceError::new(
         ErrorKind::DocumentFetch,
-        format!("could not fetch the node document from {url} after {} attempts: {last}", opts.attempts),
+        format!(
+            "could not fetch the node document from {url} after {} attempts: {last}",
+            opts.attempts
+        ),
     ))
 }
 
@@ -74,7 +87,11 @@ enum FetchError {
 }
 use FetchError::{Fatal, Transient};
 
-fn fetch_once(client: &reqwest::blocking::Client, url: &str, token: Option<&SecretString>) -> Result<String, FetchError> {
+fn fetch_once(
+    client: &reqwest::blocking::Client,
+    url: &str,
+    token: Option<&SecretString>,
+) -> Result<String, FetchError> {
     let mut req = client.get(url);
     if let Some(t) = token {
         req = req.bearer_auth(t.expose_secret());
@@ -92,15 +109,22 @@ fn fetch_once(client: &reqwest::blocking::Client, url: &str, token: Option<&Secr
     if !status.is_success() {
         return Err(Transient(format!("{url} answered {status}")));
     }
-    if resp.content_length().is_some_and(|n| n > MAX_DOCUMENT_BYTES) {
-        return Err(Fatal(format!("{url}: document larger than {MAX_DOCUMENT_BYTES} bytes")));
+    if resp
+        .content_length()
+        .is_some_and(|n| n > MAX_DOCUMENT_BYTES)
+    {
+        return Err(Fatal(format!(
+            "{url}: document larger than {MAX_DOCUMENT_BYTES} bytes"
+        )));
     }
     let mut body = Vec::new();
     resp.take(MAX_DOCUMENT_BYTES + 1)
         .read_to_end(&mut body)
         .map_err(|e| Transient(format!("reading {url}: {e}")))?;
     if body.len() as u64 > MAX_DOCUMENT_BYTES {
-        return Err(Fatal(format!("{url}: document larger than {MAX_DOCUMENT_BYTES} bytes")));
+        return Err(Fatal(format!(
+            "{url}: document larger than {MAX_DOCUMENT_BYTES} bytes"
+        )));
     }
     String::from_utf8(body).map_err(|_| Fatal(format!("{url}: the document is not UTF-8 text")))
 }

@@ -13,8 +13,8 @@ use crate::document::{self, InvalidDocument};
 use crate::host::Host;
 use crate::status::ErrorKind;
 
-pub use cmdline::KernelCommandLine;
 pub use cloud_init::{CloudInitUserData, NodeFile};
+pub use cmdline::KernelCommandLine;
 pub use https::{fetch_document, FetchOptions};
 
 /// A document's text and where it came from (for status and `kubeboot status`).
@@ -25,7 +25,12 @@ pub struct Loaded {
 
 impl std::fmt::Debug for Loaded {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Loaded {{ origin: {:?}, text: <{} bytes, redacted> }}", self.origin, self.text.len())
+        write!(
+            f,
+            "Loaded {{ origin: {:?}, text: <{} bytes, redacted> }}",
+            self.origin,
+            self.text.len()
+        )
     }
 }
 
@@ -40,13 +45,21 @@ pub struct SourceError {
 
 impl SourceError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> SourceError {
-        SourceError { kind, message: message.into(), invalid: None }
+        SourceError {
+            kind,
+            message: message.into(),
+            invalid: None,
+        }
     }
 }
 
 impl From<InvalidDocument> for SourceError {
     fn from(e: InvalidDocument) -> SourceError {
-        SourceError { kind: ErrorKind::InvalidDocument, message: e.to_string(), invalid: Some(e) }
+        SourceError {
+            kind: ErrorKind::InvalidDocument,
+            message: e.to_string(),
+            invalid: Some(e),
+        }
     }
 }
 
@@ -66,18 +79,32 @@ impl DocumentSource for LocalFile {
     fn load(&self, _host: &Host, _fetch: &FetchOptions) -> Result<Option<Loaded>, SourceError> {
         // The path is the operator's, as given on the command line: not under the host root.
         let text = std::fs::read_to_string(&self.0).map_err(|e| {
-            SourceError::new(ErrorKind::DocumentNotFound, format!("--document {}: {e}", self.0.display()))
+            SourceError::new(
+                ErrorKind::DocumentNotFound,
+                format!("--document {}: {e}", self.0.display()),
+            )
         })?;
-        Ok(Some(Loaded { text, origin: format!("file {}", self.0.display()) }))
+        Ok(Some(Loaded {
+            text,
+            origin: format!("file {}", self.0.display()),
+        }))
     }
 }
 
 /// Find the document: `--document` if given, else the automatic sources in order.
 /// A `[source] url` pointer is followed once.
-pub fn resolve(host: &Host, explicit: Option<PathBuf>, fetch: &FetchOptions) -> Result<Loaded, SourceError> {
+pub fn resolve(
+    host: &Host,
+    explicit: Option<PathBuf>,
+    fetch: &FetchOptions,
+) -> Result<Loaded, SourceError> {
     let sources: Vec<Box<dyn DocumentSource>> = match explicit {
         Some(p) => vec![Box::new(LocalFile(p))],
-        None => vec![Box::new(KernelCommandLine), Box::new(NodeFile), Box::new(CloudInitUserData)],
+        None => vec![
+            Box::new(KernelCommandLine),
+            Box::new(NodeFile),
+            Box::new(CloudInitUserData),
+        ],
     };
     let mut found = None;
     for s in &sources {
@@ -111,7 +138,12 @@ fn follow_pointer(loaded: Loaded, fetch: &FetchOptions) -> Result<Loaded, Source
         )
         .into());
     }
-    let fetched = fetch_document(&src.url, src.ca_cert_hash.as_deref(), src.token.as_ref(), fetch)?;
+    let fetched = fetch_document(
+        &src.url,
+        src.ca_cert_hash.as_deref(),
+        src.token.as_ref(),
+        fetch,
+    )?;
     let inner = document::parse(&fetched.text)?;
     if inner.source.is_some() {
         return Err(InvalidDocument::single(
@@ -121,5 +153,8 @@ fn follow_pointer(loaded: Loaded, fetch: &FetchOptions) -> Result<Loaded, Source
         )
         .into());
     }
-    Ok(Loaded { text: fetched.text, origin: format!("{} via {}", fetched.origin, loaded.origin) })
+    Ok(Loaded {
+        text: fetched.text,
+        origin: format!("{} via {}", fetched.origin, loaded.origin),
+    })
 }

@@ -49,7 +49,11 @@ impl StatusSink for LocalChannels {
 }
 
 fn journal(ev: &StatusEvent) {
-    let error_kind = ev.error.as_ref().map(|e| e.kind.as_str()).unwrap_or_default();
+    let error_kind = ev
+        .error
+        .as_ref()
+        .map(|e| e.kind.as_str())
+        .unwrap_or_default();
     let error_message = ev.error.as_ref().map(|e| e.message.as_str()).unwrap_or("");
     let role = ev.role.map(|r| r.as_str()).unwrap_or("");
     macro_rules! emit {

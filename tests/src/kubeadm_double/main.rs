@@ -33,15 +33,27 @@ impl Env {
     fn read() -> Env {
         Env {
             root: std::env::var_os("KUBEADM_TEST_DOUBLE_ROOT").map(PathBuf::from),
-            version: std::env::var("KUBEADM_TEST_DOUBLE_VERSION").unwrap_or_else(|_| "v1.34.2".into()),
-            fail_times: std::env::var("KUBEADM_TEST_DOUBLE_FAIL_TIMES").ok().and_then(|v| v.parse().ok()).unwrap_or(0),
+            version: std::env::var("KUBEADM_TEST_DOUBLE_VERSION")
+                .unwrap_or_else(|_| "v1.34.2".into()),
+            fail_times: std::env::var("KUBEADM_TEST_DOUBLE_FAIL_TIMES")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
         }
     }
     fn minor(&self) -> u32 {
-        self.version.trim_start_matches('v').split('.').nth(1).and_then(|m| m.parse().ok()).unwrap_or(0)
+        self.version
+            .trim_start_matches('v')
+            .split('.')
+            .nth(1)
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(0)
     }
     fn path(&self, node_path: &str) -> PathBuf {
-        self.root.as_ref().expect("checked").join(node_path.trim_start_matches('/'))
+        self.root
+            .as_ref()
+            .expect("checked")
+            .join(node_path.trim_start_matches('/'))
     }
 }
 
@@ -53,13 +65,18 @@ fn main() -> ExitCode {
             if argv.iter().any(|a| a == "short") {
                 println!("{}", env.version);
             } else {
-                println!("kubeadm version: &version.Info{{GitVersion:\"{}\", (kubeadm-test-double)}}", env.version);
+                println!(
+                    "kubeadm version: &version.Info{{GitVersion:\"{}\", (kubeadm-test-double)}}",
+                    env.version
+                );
             }
             Ok(())
         }
         Some(cmd @ ("init" | "join")) => with_root(&env, |env| init_or_join(env, cmd, &argv)),
         Some("reset") => with_root(&env, |env| reset(env, &argv)),
-        Some("config") if argv.get(1).map(String::as_str) == Some("validate") => validate_only(&env, &argv),
+        Some("config") if argv.get(1).map(String::as_str) == Some("validate") => {
+            validate_only(&env, &argv)
+        }
         _ => Err(format!("kubeadm-test-double: unsupported command {argv:?}")),
     };
     match result {
@@ -73,7 +90,10 @@ fn main() -> ExitCode {
 
 fn with_root(env: &Env, f: impl FnOnce(&Env) -> Result<(), String>) -> Result<(), String> {
     if env.root.is_none() {
-        return Err("kubeadm-test-double: set KUBEADM_TEST_DOUBLE_ROOT; refusing to write to the real /".into());
+        return Err(
+            "kubeadm-test-double: set KUBEADM_TEST_DOUBLE_ROOT; refusing to write to the real /"
+                .into(),
+        );
     }
     f(env)
 }
@@ -81,15 +101,28 @@ fn with_root(env: &Env, f: impl FnOnce(&Env) -> Result<(), String>) -> Result<()
 fn record(env: &Env, entry: Value) {
     let dir = env.path("/var/log/kubeadm-test-double");
     fs::create_dir_all(&dir).expect("record dir");
-    let mut f = fs::OpenOptions::new().create(true).append(true).open(dir.join("calls.jsonl")).expect("record file");
+    let mut f = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("calls.jsonl"))
+        .expect("record file");
     writeln!(f, "{entry}").expect("record");
 }
 
 /// kubeadm's ValidateMixedArguments: with --config, only these flags (and --skip-*) may be given.
 fn check_mixed_args(flags: &[String]) -> Result<(), String> {
     const ALLOWED: &[&str] = &[
-        "config", "ignore-preflight-errors", "dry-run", "kubeconfig", "node-name", "kubeconfig-dir",
-        "upload-certs", "print-join-command", "rootfs", "v", "log-file",
+        "config",
+        "ignore-preflight-errors",
+        "dry-run",
+        "kubeconfig",
+        "node-name",
+        "kubeconfig-dir",
+        "upload-certs",
+        "print-join-command",
+        "rootfs",
+        "v",
+        "log-file",
     ];
     let bad: Vec<&str> = flags
         .iter()
@@ -110,7 +143,11 @@ struct Parsed {
 }
 
 fn parse_flags(args: &[String]) -> Parsed {
-    let mut p = Parsed { config: None, flags: vec![], positional: vec![] };
+    let mut p = Parsed {
+        config: None,
+        flags: vec![],
+        positional: vec![],
+    };
     let mut it = args.iter();
     while let Some(a) = it.next() {
         if let Some(flag) = a.strip_prefix("--") {
@@ -131,18 +168,33 @@ fn parse_flags(args: &[String]) -> Parsed {
 
 fn init_or_join(env: &Env, cmd: &str, argv: &[String]) -> Result<(), String> {
     let parsed = parse_flags(&argv[1..]);
-    let config_path = parsed.config.clone().ok_or("kubeadm-test-double: kubeboot always passes --config")?;
-    let config_text = fs::read_to_string(&config_path).map_err(|e| format!("unable to read config from {config_path:?}: {e}"))?;
-    let mode = fs::metadata(&config_path).map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777).unwrap_or(0);
-    record(env, json!({ "argv": argv, "config": config_text, "config_mode": format!("{mode:o}") }));
+    let config_path = parsed
+        .config
+        .clone()
+        .ok_or("kubeadm-test-double: kubeboot always passes --config")?;
+    let config_text = fs::read_to_string(&config_path)
+        .map_err(|e| format!("unable to read config from {config_path:?}: {e}"))?;
+    let mode = fs::metadata(&config_path)
+        .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777)
+        .unwrap_or(0);
+    record(
+        env,
+        json!({ "argv": argv, "config": config_text, "config_mode": format!("{mode:o}") }),
+    );
     check_mixed_args(&parsed.flags)?;
     if !parsed.positional.is_empty() {
-        return Err(format!("can not mix '--config' with arguments {:?}", parsed.positional));
+        return Err(format!(
+            "can not mix '--config' with arguments {:?}",
+            parsed.positional
+        ));
     }
     let docs = validate::config_for(cmd, &config_text, env.minor())?;
     preflight(env, cmd)?;
     let counter = env.path("/var/log/kubeadm-test-double/failures");
-    let failed_so_far: u32 = fs::read_to_string(&counter).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+    let failed_so_far: u32 = fs::read_to_string(&counter)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
     if failed_so_far < env.fail_times {
         fs::write(&counter, (failed_so_far + 1).to_string()).map_err(|e| e.to_string())?;
         write_manifests(env)?;
@@ -158,25 +210,39 @@ fn init_or_join(env: &Env, cmd: &str, argv: &[String]) -> Result<(), String> {
 /// kubeadm's FileAvailable / DirAvailable preflight checks.
 fn preflight(env: &Env, cmd: &str) -> Result<(), String> {
     let mut errors = vec![];
-    for f in ["/etc/kubernetes/kubelet.conf", "/etc/kubernetes/bootstrap-kubelet.conf"] {
+    for f in [
+        "/etc/kubernetes/kubelet.conf",
+        "/etc/kubernetes/bootstrap-kubelet.conf",
+    ] {
         if env.path(f).exists() {
-            errors.push(format!("\t[ERROR FileAvailable-{}]: {f} already exists", f.replace('/', "-")));
+            errors.push(format!(
+                "\t[ERROR FileAvailable-{}]: {f} already exists",
+                f.replace('/', "-")
+            ));
         }
     }
-    if cmd == "init" && env.path("/etc/kubernetes/manifests/kube-apiserver.yaml").exists() {
+    if cmd == "init"
+        && env
+            .path("/etc/kubernetes/manifests/kube-apiserver.yaml")
+            .exists()
+    {
         errors.push("\t[ERROR FileAvailable--etc-kubernetes-manifests-kube-apiserver.yaml]: /etc/kubernetes/manifests/kube-apiserver.yaml already exists".into());
     }
     if errors.is_empty() {
         return Ok(());
     }
-    Err(format!("error execution phase preflight: [preflight] Some fatal errors occurred:\n{}", errors.join("\n")))
+    Err(format!(
+        "error execution phase preflight: [preflight] Some fatal errors occurred:\n{}",
+        errors.join("\n")
+    ))
 }
 
 fn write(env: &Env, node_path: &str, content: &str, mode: u32) -> Result<(), String> {
     let p = env.path(node_path);
     fs::create_dir_all(p.parent().expect("parent")).map_err(|e| e.to_string())?;
     fs::write(&p, content).map_err(|e| format!("write {node_path}: {e}"))?;
-    fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(mode)).map_err(|e| e.to_string())
+    fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(mode))
+        .map_err(|e| e.to_string())
 }
 
 fn kubeconfig(endpoint: &str, user: &str) -> String {
@@ -188,8 +254,18 @@ fn kubeconfig(endpoint: &str, user: &str) -> String {
 }
 
 fn write_manifests(env: &Env) -> Result<(), String> {
-    for c in ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd"] {
-        write(env, &format!("/etc/kubernetes/manifests/{c}.yaml"), &format!("# static pod {c} (kubeadm-test-double)\n"), 0o600)?;
+    for c in [
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-scheduler",
+        "etcd",
+    ] {
+        write(
+            env,
+            &format!("/etc/kubernetes/manifests/{c}.yaml"),
+            &format!("# static pod {c} (kubeadm-test-double)\n"),
+            0o600,
+        )?;
     }
     Ok(())
 }
@@ -197,17 +273,38 @@ fn write_manifests(env: &Env) -> Result<(), String> {
 fn do_init(env: &Env, docs: &validate::Docs, upload_certs: bool) -> Result<(), String> {
     let cluster = docs.cluster.clone().unwrap_or(Value::Null);
     let init = docs.init.clone().unwrap_or(Value::Null);
-    let certs_dir = cluster["certificatesDir"].as_str().unwrap_or("/etc/kubernetes/pki").to_string();
-    let endpoint = cluster["controlPlaneEndpoint"].as_str().unwrap_or("127.0.0.1:6443").to_string();
+    let certs_dir = cluster["certificatesDir"]
+        .as_str()
+        .unwrap_or("/etc/kubernetes/pki")
+        .to_string();
+    let endpoint = cluster["controlPlaneEndpoint"]
+        .as_str()
+        .unwrap_or("127.0.0.1:6443")
+        .to_string();
     let ca = format!("{certs_dir}/ca.crt");
     if env.path(&ca).exists() && env.path(&format!("{certs_dir}/ca.key")).exists() {
         println!("[certs] Using existing ca certificate authority");
     } else {
         println!("[certs] Generating \"ca\" certificate and key");
-        write(env, &ca, "-----BEGIN CERTIFICATE-----\n(kubeadm-test-double CA)\n-----END CERTIFICATE-----\n", 0o644)?;
-        write(env, &format!("{certs_dir}/ca.key"), "(kubeadm-test-double key)\n", 0o600)?;
+        write(
+            env,
+            &ca,
+            "-----BEGIN CERTIFICATE-----\n(kubeadm-test-double CA)\n-----END CERTIFICATE-----\n",
+            0o644,
+        )?;
+        write(
+            env,
+            &format!("{certs_dir}/ca.key"),
+            "(kubeadm-test-double key)\n",
+            0o600,
+        )?;
     }
-    write(env, &format!("{certs_dir}/apiserver.crt"), "(apiserver cert)\n", 0o644)?;
+    write(
+        env,
+        &format!("{certs_dir}/apiserver.crt"),
+        "(apiserver cert)\n",
+        0o644,
+    )?;
     for (file, user) in [
         ("admin.conf", "kubernetes-admin"),
         ("super-admin.conf", "kubernetes-super-admin"),
@@ -215,10 +312,18 @@ fn do_init(env: &Env, docs: &validate::Docs, upload_certs: bool) -> Result<(), S
         ("controller-manager.conf", "system:kube-controller-manager"),
         ("scheduler.conf", "system:kube-scheduler"),
     ] {
-        write(env, &format!("/etc/kubernetes/{file}"), &kubeconfig(&endpoint, user), 0o600)?;
+        write(
+            env,
+            &format!("/etc/kubernetes/{file}"),
+            &kubeconfig(&endpoint, user),
+            0o600,
+        )?;
     }
     write_manifests(env)?;
-    let token = init["bootstrapTokens"][0]["token"].as_str().unwrap_or("").to_string();
+    let token = init["bootstrapTokens"][0]["token"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
     let key = init["certificateKey"].as_str().unwrap_or("").to_string();
     println!("Your Kubernetes control-plane has initialized successfully!");
     if upload_certs {
@@ -232,17 +337,40 @@ fn do_init(env: &Env, docs: &validate::Docs, upload_certs: bool) -> Result<(), S
 
 fn do_join(env: &Env, docs: &validate::Docs) -> Result<(), String> {
     let join = docs.join.clone().unwrap_or(Value::Null);
-    let endpoint = join["discovery"]["bootstrapToken"]["apiServerEndpoint"].as_str().unwrap_or("127.0.0.1:6443").to_string();
+    let endpoint = join["discovery"]["bootstrapToken"]["apiServerEndpoint"]
+        .as_str()
+        .unwrap_or("127.0.0.1:6443")
+        .to_string();
     println!("[preflight] Running pre-flight checks");
     println!("[discovery] Trying to connect to API Server \"{endpoint}\"");
-    write(env, "/etc/kubernetes/pki/ca.crt", "-----BEGIN CERTIFICATE-----\n(cluster CA)\n-----END CERTIFICATE-----\n", 0o644)?;
+    write(
+        env,
+        "/etc/kubernetes/pki/ca.crt",
+        "-----BEGIN CERTIFICATE-----\n(cluster CA)\n-----END CERTIFICATE-----\n",
+        0o644,
+    )?;
     if join.get("controlPlane").is_some() {
         println!("[download-certs] Downloading the certificates in Secret \"kubeadm-certs\" in the \"kube-system\" Namespace");
-        write(env, "/etc/kubernetes/pki/ca.key", "(downloaded CA key)\n", 0o600)?;
-        write(env, "/etc/kubernetes/admin.conf", &kubeconfig(&endpoint, "kubernetes-admin"), 0o600)?;
+        write(
+            env,
+            "/etc/kubernetes/pki/ca.key",
+            "(downloaded CA key)\n",
+            0o600,
+        )?;
+        write(
+            env,
+            "/etc/kubernetes/admin.conf",
+            &kubeconfig(&endpoint, "kubernetes-admin"),
+            0o600,
+        )?;
         write_manifests(env)?;
     }
-    write(env, "/etc/kubernetes/kubelet.conf", &kubeconfig(&endpoint, "system:node"), 0o600)?;
+    write(
+        env,
+        "/etc/kubernetes/kubelet.conf",
+        &kubeconfig(&endpoint, "system:node"),
+        0o600,
+    )?;
     println!("This node has joined the cluster.");
     Ok(())
 }
@@ -252,10 +380,21 @@ fn reset(env: &Env, argv: &[String]) -> Result<(), String> {
     if !argv.iter().any(|a| a == "-f" || a == "--force") {
         return Err("kubeadm-test-double: reset needs -f (no terminal to confirm on)".into());
     }
-    for dir in ["/etc/kubernetes/manifests", "/etc/kubernetes/pki", "/var/lib/etcd"] {
+    for dir in [
+        "/etc/kubernetes/manifests",
+        "/etc/kubernetes/pki",
+        "/var/lib/etcd",
+    ] {
         let _ = fs::remove_dir_all(env.path(dir));
     }
-    for f in ["admin.conf", "super-admin.conf", "kubelet.conf", "bootstrap-kubelet.conf", "controller-manager.conf", "scheduler.conf"] {
+    for f in [
+        "admin.conf",
+        "super-admin.conf",
+        "kubelet.conf",
+        "bootstrap-kubelet.conf",
+        "controller-manager.conf",
+        "scheduler.conf",
+    ] {
         let _ = fs::remove_file(env.path(&format!("/etc/kubernetes/{f}")));
     }
     println!("[reset] Deleted contents of the etc directories: [/etc/kubernetes/manifests /etc/kubernetes/pki]");
@@ -266,6 +405,10 @@ fn validate_only(env: &Env, argv: &[String]) -> Result<(), String> {
     let parsed = parse_flags(&argv[2..]);
     let path = parsed.config.ok_or("config validate needs --config")?;
     let text = fs::read_to_string(Path::new(&path)).map_err(|e| e.to_string())?;
-    let kind = if text.contains("kind: JoinConfiguration") { "join" } else { "init" };
+    let kind = if text.contains("kind: JoinConfiguration") {
+        "join"
+    } else {
+        "init"
+    };
     validate::config_for(kind, &text, env.minor()).map(|_| ())
 }

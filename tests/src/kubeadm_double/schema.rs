@@ -45,7 +45,13 @@ fn env_vars() -> Shape {
 }
 
 fn host_path_mounts() -> Shape {
-    list(obj(vec![("name", Str), ("hostPath", Str), ("mountPath", Str), ("readOnly", Bool), ("pathType", Str)]))
+    list(obj(vec![
+        ("name", Str),
+        ("hostPath", Str),
+        ("mountPath", Str),
+        ("readOnly", Bool),
+        ("pathType", Str),
+    ]))
 }
 
 fn api_endpoint() -> Shape {
@@ -57,7 +63,12 @@ fn patches() -> Shape {
 }
 
 fn taints() -> Shape {
-    list(obj(vec![("key", Str), ("value", Str), ("effect", Str), ("timeAdded", Str)]))
+    list(obj(vec![
+        ("key", Str),
+        ("value", Str),
+        ("effect", Str),
+        ("timeAdded", Str),
+    ]))
 }
 
 fn node_registration(api: Api) -> Shape {
@@ -119,7 +130,10 @@ pub fn init_configuration(api: Api) -> Shape {
 }
 
 fn component(api: Api, extra: Vec<(&'static str, Shape)>) -> Shape {
-    let mut f = vec![("extraArgs", arg_list(api)), ("extraVolumes", host_path_mounts())];
+    let mut f = vec![
+        ("extraArgs", arg_list(api)),
+        ("extraVolumes", host_path_mounts()),
+    ];
     if api == Api::V1Beta4 {
         f.push(("extraEnvs", env_vars()));
     }
@@ -151,10 +165,25 @@ pub fn cluster_configuration(api: Api) -> Shape {
             "etcd",
             obj(vec![
                 ("local", obj(local)),
-                ("external", obj(vec![("endpoints", strs()), ("caFile", Str), ("certFile", Str), ("keyFile", Str)])),
+                (
+                    "external",
+                    obj(vec![
+                        ("endpoints", strs()),
+                        ("caFile", Str),
+                        ("certFile", Str),
+                        ("keyFile", Str),
+                    ]),
+                ),
             ]),
         ),
-        ("networking", obj(vec![("serviceSubnet", Str), ("podSubnet", Str), ("dnsDomain", Str)])),
+        (
+            "networking",
+            obj(vec![
+                ("serviceSubnet", Str),
+                ("podSubnet", Str),
+                ("dnsDomain", Str),
+            ]),
+        ),
         ("kubernetesVersion", Str),
         ("controlPlaneEndpoint", Str),
         ("apiServer", component(api, api_server)),
@@ -199,7 +228,13 @@ pub fn join_configuration(api: Api) -> Shape {
         ("nodeRegistration", node_registration(api)),
         ("caCertPath", Str),
         ("discovery", obj(discovery)),
-        ("controlPlane", obj(vec![("localAPIEndpoint", api_endpoint()), ("certificateKey", Str)])),
+        (
+            "controlPlane",
+            obj(vec![
+                ("localAPIEndpoint", api_endpoint()),
+                ("certificateKey", Str),
+            ]),
+        ),
         ("skipPhases", strs()),
         ("patches", patches()),
     ]);
@@ -228,7 +263,10 @@ pub fn check(value: &Value, shape: &Shape, path: &str, errors: &mut Vec<String>)
             for (k, v) in m {
                 match fields.iter().find(|(name, _)| name == k) {
                     Some((_, s)) => check(v, s, &join(path, k), errors),
-                    None => errors.push(format!("strict decoding error: unknown field \"{}\"", join(path, k))),
+                    None => errors.push(format!(
+                        "strict decoding error: unknown field \"{}\"",
+                        join(path, k)
+                    )),
                 }
             }
         }

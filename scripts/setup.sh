@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Install what building and testing kubeboot needs on a fresh Debian 12 machine,
+# as root. Idempotent: safe to run again; it only installs what is missing.
+set -euo pipefail
+
+need_apt=()
+for pkg in ca-certificates gcc libc6-dev pkg-config coreutils; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$pkg")
+done
+if ((${#need_apt[@]})); then
+    echo "setup: installing ${need_apt[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+    if [ -x "$HOME/.cargo/bin/cargo" ]; then
+        export PATH="$HOME/.cargo/bin:$PATH"
+    else
+        echo "setup: cargo not found; install a stable Rust toolchain with rustup first" >&2
+        exit 1
+    fi
+fi
+if command -v rustup >/dev/null 2>&1; then
+    for c in rustfmt clippy; do
+        rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
+    done
+fi
+echo "setup: ok ($(cargo --version))"
