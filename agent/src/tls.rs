@@ -134,3 +134,37 @@ impl ServerCertVerifier for PinnedCa {
             .supported_schemes()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// kubeadm's pubkeypin known answers (tests/vectors/pubkeypin.json).
+    #[test]
+    fn ca_hash_matches_kubeadm_vectors() {
+        let v: serde_json::Value =
+            serde_json::from_str(include_str!("../../tests/vectors/pubkeypin.json")).unwrap();
+        let certs = v["certificates"].as_array().unwrap();
+        assert_eq!(certs.len(), 2);
+        for c in certs {
+            let pem = c["pem"].as_str().unwrap();
+            let der = rustls_pemfile::certs(&mut pem.as_bytes())
+                .next()
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                ca_hash_of_der(&der).unwrap(),
+                c["sha256_pin_openssl"].as_str().unwrap(),
+                "{}",
+                c["name"]
+            );
+        }
+        assert!(ca_hash_of_der(b"not a certificate").is_err());
+    }
+
+    #[test]
+    fn pins_are_checked_for_format() {
+        assert!(PinnedCa::new("sha256:1234").is_err());
+        assert!(PinnedCa::new(&format!("SHA256:{}", "AB".repeat(32))).is_ok());
+    }
+}

@@ -91,3 +91,45 @@ fn preflight_refuses_a_node_that_was_not_reset() {
         text(&second)
     );
 }
+
+/// Every example document renders to a config the double accepts, for a
+/// v1beta3 kubeadm and a v1beta4 kubeadm.
+#[test]
+fn every_rendered_example_passes_the_doubles_validation() {
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../cloud-init/examples");
+    let mut n = 0;
+    for entry in std::fs::read_dir(examples).unwrap() {
+        let path = entry.unwrap().path();
+        for version in ["v1.30.4", "v1.34.2"] {
+            let out = Command::new(env!("CARGO_BIN_EXE_kubeboot-under-test"))
+                .args([
+                    "render",
+                    "--show-secrets",
+                    "--kubeadm-version",
+                    version,
+                    "--document",
+                ])
+                .arg(&path)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}", text(&out));
+            let config = String::from_utf8(out.stdout).unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            let cfg = dir.path().join("c.yaml");
+            std::fs::write(&cfg, &config).unwrap();
+            let v = Command::new(env!("CARGO_BIN_EXE_kubeadm-test-double"))
+                .args(["config", "validate", "--config", cfg.to_str().unwrap()])
+                .env("KUBEADM_TEST_DOUBLE_VERSION", version)
+                .output()
+                .unwrap();
+            assert!(
+                v.status.success(),
+                "{} for kubeadm {version}:\n{config}\n{}",
+                path.display(),
+                text(&v)
+            );
+            n += 1;
+        }
+    }
+    assert_eq!(n, 8);
+}

@@ -9,3 +9,4 @@ mod resume;
 mod roles;
 mod secrets;
 mod sources;
+mod tls_server;

@@ -72,3 +72,105 @@ fn unreachable_document_url_on_the_kernel_command_line() {
         .contains(&closed.to_string()));
     assert_eq!(node.tree(), before);
 }
+
+mod https {
+    use crate::harness::*;
+    use crate::tls_server::{make_pki, serve};
+
+    fn pin(der: &[u8]) -> String {
+        kubeboot::tls::ca_hash_of_der(der).unwrap()
+    }
+
+    #[test]
+    fn kernel_command_line_url_with_pinned_ca() {
+        let node = TestNode::new(WORKER);
+        let doc = std::fs::read_to_string(&node.doc).unwrap();
+        let pki = make_pki();
+        let addr = serve(&pki, "/v1/documents/worker", &doc, None, 1);
+        write(
+            &node.path("/proc/cmdline"),
+            &format!("console=ttyS0 kubeboot.url=https://{addr}/v1/documents/worker kubeboot.ca_hash={}\n", pin(&pki.ca_der)),
+        );
+        let out = node
+            .kubeboot(&["agent", "--source-attempts", "1"])
+            .output()
+            .unwrap();
+        assert_exit(&out, 0);
+        assert_eq!(
+            node.state_json()["document_origin"],
+            format!("https://{addr}/v1/documents/worker")
+        );
+        assert_eq!(node.kubeadm_subcommands(), ["join"]);
+    }
+
+    #[test]
+    fn a_server_with_another_ca_is_refused() {
+        let node = TestNode::new(WORKER);
+        let doc = std::fs::read_to_string(&node.doc).unwrap();
+        let (pki, other) = (make_pki(), make_pki());
+        let addr = serve(&pki, "/d", &doc, None, 1);
+        write(
+            &node.path("/proc/cmdline"),
+            &format!(
+                "kubeboot.url=https://{addr}/d kubeboot.ca_hash={}\n",
+                pin(&other.ca_der)
+            ),
+        );
+        let before = node.tree();
+        let out = node
+            .kubeboot(&["agent", "--source-attempts", "1"])
+            .output()
+            .unwrap();
+        assert_exit(&out, 1);
+        let st = node.status_json();
+        assert_eq!(
+            (st["phase"].as_str(), st["error"]["kind"].as_str()),
+            (Some("source"), Some("document_fetch"))
+        );
+        assert!(
+            st["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("matches the pinned hash"),
+            "{st}"
+        );
+        assert_eq!(node.tree(), before);
+        assert!(node.kubeadm_calls().is_empty());
+    }
+
+    #[test]
+    fn source_pointer_fetches_with_bearer_token() {
+        let node = TestNode::new(WORKER);
+        let doc = std::fs::read_to_string(&node.doc).unwrap();
+        let pki = make_pki();
+        let bearer = "s3cr3t-bearer-token-for-documents";
+        let addr = serve(&pki, "/v1/documents/worker", &doc, Some(bearer), 2);
+        let pointer = |token: &str| {
+            format!(
+                "version = 1\n[source]\nurl = \"https://{addr}/v1/documents/worker\"\nca_cert_hash = \"{}\"\ntoken = \"{token}\"\n",
+                pin(&pki.ca_der)
+            )
+        };
+        // A wrong token is refused by the server: a clear, non-retried error.
+        node.set_doc(&pointer("wrong-token-wrong-token"));
+        let out = node
+            .kubeboot(&["agent", "--document", node.doc.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert_exit(&out, 1);
+        assert!(text(&out).contains("401"), "{}", text(&out));
+        assert!(!text(&out).contains("wrong-token-wrong-token"));
+
+        node.set_doc(&pointer(bearer));
+        let out = node
+            .kubeboot(&["agent", "--document", node.doc.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert_exit(&out, 0);
+        assert!(!text(&out).contains(bearer));
+        assert!(node.state_json()["document_origin"]
+            .as_str()
+            .unwrap()
+            .contains("via file"));
+    }
+}

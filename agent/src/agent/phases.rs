@@ -47,25 +47,22 @@ impl Agent {
                 .any(|i| i.eq_ignore_ascii_case(name) || i.eq_ignore_ascii_case("all"))
         };
         let (min_cpus, min_mib, min_disk_mib) = minimums(doc.role);
-        let check = |ok: bool,
-                     name: &str,
-                     kind: ErrorKind,
-                     message: String|
-         -> Result<(), Failure> {
-            if ok {
-                return Ok(());
-            }
-            if ignored(name) {
-                tracing::warn!("preflight {name} ignored: {message}");
-                return Ok(());
-            }
-            Err(Failure::new(
-                kind,
-                format!(
+        let check =
+            |ok: bool, name: &str, kind: ErrorKind, message: String| -> Result<(), Failure> {
+                if ok {
+                    return Ok(());
+                }
+                if ignored(name) {
+                    tracing::warn!("preflight {name} ignored: {message}");
+                    return Ok(());
+                }
+                Err(Failure::new(
+                    kind,
+                    format!(
                     "{message} (add \"{name}\" to kubeadm.ignore_preflight_errors to go on anyway)"
                 ),
-            ))
-        };
+                ))
+            };
         check(
             facts.cpus >= min_cpus,
             "NumCPU",

@@ -23,9 +23,11 @@ fn is_token_char(c: char) -> bool {
 
 /// `sha256:` followed by 64 hex digits (RFC 7469 SPKI pin, as kubeadm's pubkeypin).
 pub fn check_ca_hash(hash: &str) -> Result<(), &'static str> {
-    let hex = hash
-        .strip_prefix("sha256:")
-        .ok_or("must start with \"sha256:\" (the only hash type kubeadm supports)")?;
+    // kubeadm's pubkeypin compares the type case-insensitively.
+    let hex = match hash.split_once(':') {
+        Some((kind, hex)) if kind.eq_ignore_ascii_case("sha256") => hex,
+        _ => return Err("must start with \"sha256:\" (the only hash type kubeadm supports)"),
+    };
     if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
         return Err("must be \"sha256:\" followed by 64 hex digits");
     }
@@ -170,6 +172,38 @@ mod tests {
         assert!(check_certificate_key(&hex64).is_ok());
         assert!(check_certificate_key(&hex64[2..]).is_err());
         assert!(check_certificate_key(&"z".repeat(64)).is_err());
+    }
+
+    /// Upstream cluster-bootstrap token tables (tests/vectors/bootstrap_token_format.json).
+    #[test]
+    fn bootstrap_token_vectors() {
+        let v: serde_json::Value = serde_json::from_str(include_str!(
+            "../../../tests/vectors/bootstrap_token_format.json"
+        ))
+        .unwrap();
+        let cases = v["token_cases"].as_array().unwrap();
+        assert!(cases.len() > 10);
+        for case in cases {
+            let token = case["token"].as_str().unwrap();
+            let valid = case["valid"].as_bool().unwrap();
+            assert_eq!(check_bootstrap_token(token).is_ok(), valid, "{token:?}");
+        }
+    }
+
+    /// Upstream pubkeypin parsing rules (tests/vectors/pubkeypin.json).
+    #[test]
+    fn pubkeypin_format_vectors() {
+        let v: serde_json::Value =
+            serde_json::from_str(include_str!("../../../tests/vectors/pubkeypin.json")).unwrap();
+        let sets = &v["set_cases"];
+        for bad in sets["allow_rejects"].as_array().unwrap() {
+            assert!(check_ca_hash(bad.as_str().unwrap()).is_err(), "{bad}");
+        }
+        for key in ["allow_accepts_case_insensitive", "allow_accepts_multiple"] {
+            for good in sets[key].as_array().unwrap() {
+                assert!(check_ca_hash(good.as_str().unwrap()).is_ok(), "{good}");
+            }
+        }
     }
 
     #[test]

@@ -1,0 +1,109 @@
+//! A real HTTPS server on 127.0.0.1 for tests: rustls with certificates made
+//! by rcgen (a CA and a server certificate for 127.0.0.1 it signs), serving
+//! one body at one path, optionally behind a bearer token.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+pub struct Pki {
+    pub ca_der: Vec<u8>,
+    pub server_chain: Vec<CertificateDer<'static>>,
+    pub server_key: Vec<u8>,
+}
+
+pub fn make_pki() -> Pki {
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.distinguished_name
+        .push(DnType::CommonName, "kubeboot-test-ca");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let server_key = KeyPair::generate().unwrap();
+    let server =
+        CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+    let server_cert = server.signed_by(&server_key, &ca_cert, &ca_key).unwrap();
+    Pki {
+        ca_der: ca_cert.der().to_vec(),
+        server_chain: vec![server_cert.der().clone(), ca_cert.der().clone()],
+        server_key: server_key.serialize_der(),
+    }
+}
+
+/// Serve `body` at `path` for up to `max_requests` connections, in a thread.
+pub fn serve(
+    pki: &Pki,
+    path: &str,
+    body: &str,
+    token: Option<&str>,
+    max_requests: usize,
+) -> SocketAddr {
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        pki.server_chain.clone(),
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pki.server_key.clone())),
+    )
+    .unwrap();
+    let config = Arc::new(config);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (path, body, token) = (
+        path.to_string(),
+        body.to_string(),
+        token.map(str::to_string),
+    );
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(max_requests) {
+            let Ok(tcp) = stream else { continue };
+            let conn = rustls::ServerConnection::new(config.clone()).unwrap();
+            let mut tls = rustls::StreamOwned::new(conn, tcp);
+            let mut reader = BufReader::new(&mut tls);
+            let mut request_line = String::new();
+            if reader.read_line(&mut request_line).is_err() {
+                continue; // e.g. the client refused our certificate
+            }
+            let mut authorized = token.is_none();
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                    break;
+                }
+                if let Some(t) = &token {
+                    if h.trim()
+                        .eq_ignore_ascii_case(&format!("authorization: Bearer {t}"))
+                    {
+                        authorized = true;
+                    }
+                }
+            }
+            let wanted = request_line.split_whitespace().nth(1) == Some(path.as_str());
+            let (status, content) = match (wanted, authorized) {
+                (_, false) => ("401 Unauthorized", "unauthorized\n"),
+                (false, true) => ("404 Not Found", "no such document\n"),
+                (true, true) => ("200 OK", body.as_str()),
+            };
+            let _ = write!(
+                tls,
+                "HTTP/1.1 {status}\r\nContent-Type: application/toml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{content}",
+                content.len()
+            );
+            let _ = tls.flush();
+            tls.conn.send_close_notify();
+            let _ = tls.flush();
+        }
+    });
+    addr
+}
