@@ -80,11 +80,22 @@ fn init_logging() {
             l.with_field_prefix(Some("KUBEBOOT".into()))
                 .with_syslog_identifier("kubeboot".into())
         });
+    // On a terminal the message says it all; the structured fields are for the journal.
     let stderr = journald.is_none().then(|| {
+        use std::io::IsTerminal;
         tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
             .with_target(false)
-            .compact()
+            .with_ansi(std::io::stderr().is_terminal())
+            .fmt_fields(tracing_subscriber::fmt::format::debug_fn(
+                |w, field, value| {
+                    if field.name() == "message" {
+                        write!(w, "{value:?}")
+                    } else {
+                        Ok(())
+                    }
+                },
+            ))
     });
     let _ = tracing_subscriber::registry()
         .with(filter)
