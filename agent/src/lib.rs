@@ -6,6 +6,7 @@
 //! - [`document`]: the node document (DESIGN.md §2), parsing and validation
 //! - [`source`]: where the document comes from (kernel command line, cloud-init, file, HTTPS)
 //! - [`agent`]: the persisted phase machine (DESIGN.md §3)
+//! - [`discovery`]: verifying the cluster before trusting it (cluster-info, JWS, CA pin)
 //! - [`host`]: the one interface that touches the machine, under a root prefix
 //! - [`kubeadm`]: config rendering per API version, running kubeadm
 //! - [`status`]: the status event and its local channels (DESIGN.md §4)
@@ -14,6 +15,7 @@
 pub mod agent;
 pub mod backoff;
 pub mod cli;
+pub mod discovery;
 pub mod document;
 pub mod host;
 pub mod kubeadm;

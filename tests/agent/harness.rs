@@ -20,17 +20,32 @@ pub struct TestNode {
     pub root: tempfile::TempDir,
     bin: tempfile::TempDir,
     pub doc: PathBuf,
-    /// Keeps a port open so the discover phase finds the "API endpoint".
-    pub listener: std::net::TcpListener,
+    /// The "API endpoint": a real TLS server serving a signed cluster-info.
+    pub endpoint: std::net::SocketAddr,
+    /// The pin of that cluster's CA (replaces CA_HASH in documents).
+    pub ca_hash: String,
     pub env: Vec<(String, String)>,
+}
+
+/// A cluster-info server for `token` whose CA is `pki`'s, on 127.0.0.1.
+pub fn api_server(
+    pki: &crate::tls_server::Pki,
+    kubeconfig_ca_pem: &str,
+    token: Option<&str>,
+) -> std::net::SocketAddr {
+    // The kubeconfig names the server; the address is known only once bound, so
+    // bind first and let the body carry a placeholder address (not checked).
+    let body = crate::tls_server::cluster_info_json("127.0.0.1:6443", kubeconfig_ca_pem, token);
+    crate::tls_server::serve(pki, crate::tls_server::CLUSTER_INFO_PATH, &body, None, 1000)
 }
 
 impl TestNode {
     pub fn new(doc_template: &str) -> TestNode {
         let root = tempfile::tempdir().unwrap();
         let bin = tempfile::tempdir().unwrap();
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let endpoint = listener.local_addr().unwrap().to_string();
+        let pki = crate::tls_server::make_pki();
+        let endpoint = api_server(&pki, &pki.ca_pem, Some(TOKEN));
+        let ca_hash = kubeboot::tls::ca_hash_of_der(&pki.ca_der).unwrap();
         let r = root.path();
         for (path, content) in [
             ("proc/sys/net/ipv4/ip_forward", "0\n"),
@@ -68,23 +83,28 @@ impl TestNode {
         write(&kubelet, "#!/bin/sh\necho Kubernetes v1.34.2\n");
         fs::set_permissions(&kubelet, fs::Permissions::from_mode(0o755)).unwrap();
         let doc = bin.path().join("node.toml");
-        write(&doc, &doc_template.replace("ENDPOINT", &endpoint));
-        TestNode {
+        let node = TestNode {
             root,
             bin,
             doc,
-            listener,
+            endpoint,
+            ca_hash,
             env: Vec::new(),
-        }
+        };
+        node.set_doc(doc_template);
+        node
     }
 
     pub fn path(&self, node_path: &str) -> PathBuf {
         self.root.path().join(node_path.trim_start_matches('/'))
     }
 
+    /// Write the document, filling in this node's endpoint and CA pin.
     pub fn set_doc(&self, text: &str) {
-        let endpoint = self.listener.local_addr().unwrap().to_string();
-        write(&self.doc, &text.replace("ENDPOINT", &endpoint));
+        let text = text
+            .replace("ENDPOINT", &self.endpoint.to_string())
+            .replace(CA_HASH, &self.ca_hash);
+        write(&self.doc, &text);
     }
 
     pub fn with_env(mut self, k: &str, v: &str) -> TestNode {

@@ -11,6 +11,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 pub struct Pki {
     pub ca_der: Vec<u8>,
+    pub ca_pem: String,
     pub server_chain: Vec<CertificateDer<'static>>,
     pub server_key: Vec<u8>,
 }
@@ -33,6 +34,7 @@ pub fn make_pki() -> Pki {
     let server_cert = server.signed_by(&server_key, &ca_cert, &ca_key).unwrap();
     Pki {
         ca_der: ca_cert.der().to_vec(),
+        ca_pem: ca_cert.pem(),
         server_chain: vec![server_cert.der().clone(), ca_cert.der().clone()],
         server_key: server_key.serialize_der(),
     }
@@ -106,4 +108,32 @@ pub fn serve(
         }
     });
     addr
+}
+
+pub const CLUSTER_INFO_PATH: &str = "/api/v1/namespaces/kube-public/configmaps/cluster-info";
+
+/// The `kube-public/cluster-info` ConfigMap as the API server returns it:
+/// a kubeconfig with the cluster CA, signed (detached JWS) for one token.
+pub fn cluster_info_json(server: &str, ca_pem: &str, token: Option<&str>) -> String {
+    use base64::Engine;
+    let ca_data = base64::engine::general_purpose::STANDARD.encode(ca_pem);
+    let kubeconfig = format!(
+        "apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: {ca_data}\n    server: https://{server}\n  name: \"\"\ncontexts: null\ncurrent-context: \"\"\nkind: Config\npreferences: {{}}\nusers: null\n"
+    );
+    let mut data = serde_json::Map::new();
+    data.insert("kubeconfig".into(), kubeconfig.clone().into());
+    if let Some(token) = token {
+        let (id, secret) = token.split_once('.').unwrap();
+        data.insert(
+            format!("jws-kubeconfig-{id}"),
+            kubeboot::discovery::jws::detached_signature(&kubeconfig, id, secret).into(),
+        );
+    }
+    serde_json::json!({
+        "kind": "ConfigMap",
+        "apiVersion": "v1",
+        "metadata": {"name": "cluster-info", "namespace": "kube-public"},
+        "data": data,
+    })
+    .to_string()
 }

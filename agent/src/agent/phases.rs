@@ -1,13 +1,13 @@
 //! The bodies of the phases that touch the host. Each is idempotent: running
 //! it again after a crash converges on the same result.
 
-use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use secrecy::ExposeSecret;
 
 use super::{Agent, Failure};
 use crate::backoff::Backoff;
+use crate::discovery;
 use crate::document::formats::parse_kubernetes_version;
 use crate::document::{Role, ValidDocument};
 use crate::kubeadm::{self, ConfigPaths};
@@ -240,40 +240,51 @@ impl Agent {
         ))
     }
 
-    /// Joins: make sure the cluster answers before kubeadm is run, so a dead
-    /// endpoint is reported as such rather than as a kubeadm timeout.
+    /// Joins: verify the cluster before kubeadm trusts it (cluster-info, the
+    /// token's signature, the CA pin, the served chain), so a wrong hash, an
+    /// unknown token or a dead endpoint is reported as exactly that.
     pub(super) fn discover(&mut self, doc: &ValidDocument) -> Result<(), Failure> {
         if doc.role == Role::Init {
             return Ok(());
         }
-        if let Some(file) = &doc.doc.discovery.file {
-            if file.starts_with('/') && !self.host.exists(file) {
-                return Err(Failure::new(
-                    ErrorKind::DiscoveryFileMissing,
-                    format!("discovery.file {file} does not exist on this node"),
-                ));
-            }
-            return Ok(());
-        }
-        let endpoint = doc.endpoint.to_string();
-        let limit = Duration::from_secs(doc.doc.discovery_timeout_seconds());
-        let started = Instant::now();
-        let mut attempt = 0;
-        let backoff = Backoff::new(0.5, 10.0);
-        let mut last = String::new();
-        while started.elapsed() < limit {
-            attempt += 1;
-            match connect(&endpoint, Duration::from_secs(5)) {
-                Ok(()) => return Ok(()),
-                Err(e) => last = e,
-            }
-            let left = limit.saturating_sub(started.elapsed());
-            std::thread::sleep(backoff.delay(attempt).min(left));
-        }
-        Err(Failure::new(
-            ErrorKind::DiscoveryEndpointUnreachable,
-            format!("the API endpoint {endpoint} did not answer within {}s ({last}); check the load balancer and that the init node is up", limit.as_secs()),
-        ))
+        let timeout = Duration::from_secs(doc.doc.discovery_timeout_seconds());
+        let d = &doc.doc.discovery;
+        let verified = if let Some(file) = &d.file {
+            let text = if file.starts_with('/') {
+                self.host.read_to_string(file).map_err(|e| {
+                    Failure::new(
+                        ErrorKind::DiscoveryFileMissing,
+                        format!("discovery.file: {e}"),
+                    )
+                })?
+            } else {
+                crate::source::fetch_document(file, None, None, &self.opts.fetch)
+                    .map_err(|e| {
+                        Failure::new(
+                            ErrorKind::DiscoveryFileMissing,
+                            format!("discovery.file: {e}"),
+                        )
+                    })?
+                    .text
+            };
+            discovery::verify_file(&text, timeout)
+        } else {
+            let token = d.token.as_ref().expect("validated: joins carry a token");
+            discovery::verify_token(
+                &doc.endpoint,
+                token.expose_secret(),
+                &d.ca_cert_hashes,
+                timeout,
+            )
+        };
+        let v = verified.map_err(|e| Failure::new(e.kind, e.message))?;
+        tracing::info!(
+            "verified the cluster at {}: CA {:?} ({})",
+            v.endpoint,
+            v.ca_subject,
+            v.ca_hash
+        );
+        Ok(())
     }
 
     pub(super) fn kubeadm(
@@ -536,19 +547,4 @@ fn wait_until(limit: Duration, every: Duration, mut ok: impl FnMut() -> bool) ->
         }
         std::thread::sleep(every.min(limit.saturating_sub(started.elapsed())));
     }
-}
-
-fn connect(endpoint: &str, timeout: Duration) -> Result<(), String> {
-    let addrs: Vec<_> = endpoint
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {endpoint}: {e}"))?
-        .collect();
-    let mut last = format!("no address for {endpoint}");
-    for addr in addrs {
-        match TcpStream::connect_timeout(&addr, timeout) {
-            Ok(_) => return Ok(()),
-            Err(e) => last = format!("{addr}: {e}"),
-        }
-    }
-    Err(last)
 }

@@ -2,6 +2,7 @@
 //! (invalid document or arguments; nothing on the host was changed).
 
 mod agent;
+mod discover;
 mod render;
 mod status;
 
@@ -44,6 +45,8 @@ pub enum Command {
     Agent(agent::AgentArgs),
     /// Print the kubeadm configuration the agent would write for a document.
     Render(render::RenderArgs),
+    /// Verify the cluster a join document points at (cluster-info, token signature, CA pin, TLS chain).
+    Discover(discover::DiscoverArgs),
     /// Show this node's bootstrap progress: phase, state, attempts, last error, timings.
     Status(status::StatusArgs),
 }
@@ -62,6 +65,7 @@ pub fn main() -> ExitCode {
         Command::Agent(args) => agent::run(&cli.root, args),
         Command::Render(args) => render::run(args),
         Command::Status(args) => status::run(&cli.root, args),
+        Command::Discover(args) => discover::run(args),
     };
     ExitCode::from(code)
 }

@@ -1,0 +1,365 @@
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+use serde::{Deserialize, Serialize};
+
+use super::{jws, DiscoveryError};
+use crate::backoff::Backoff;
+use crate::document::formats::Endpoint;
+use crate::status::ErrorKind;
+use crate::tls::ca_hash_of_der;
+
+const CLUSTER_INFO_PATH: &str = "/api/v1/namespaces/kube-public/configmaps/cluster-info";
+const MAX_BODY: u64 = 1024 * 1024;
+
+/// What discovery established, for the operator.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verified {
+    pub endpoint: String,
+    pub server: String,
+    pub ca_subject: String,
+    pub ca_hash: String,
+}
+
+/// Token discovery: retried with jittered backoff until `timeout` for errors
+/// that can clear up; definitive mismatches fail at once.
+pub fn verify_token(
+    endpoint: &Endpoint,
+    token: &str,
+    pins: &[String],
+    timeout: Duration,
+) -> Result<Verified, DiscoveryError> {
+    let (token_id, token_secret) = token.split_once('.').expect("validated token");
+    let started = Instant::now();
+    let backoff = Backoff::new(0.5, 10.0);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let result = fetch(
+            endpoint,
+            Duration::from_secs(10).min(timeout.max(Duration::from_secs(1))),
+        )
+        .and_then(|(body, chain)| check(endpoint, &body, &chain, token_id, token_secret, pins));
+        match result {
+            Ok(v) => return Ok(v),
+            Err(e) if e.is_transient() && started.elapsed() < timeout => {
+                tracing::info!(attempt, "discovery not there yet: {e}");
+                let left = timeout.saturating_sub(started.elapsed());
+                std::thread::sleep(backoff.delay(attempt).min(left));
+            }
+            Err(e) if e.is_transient() => {
+                return Err(DiscoveryError::new(
+                    e.kind,
+                    format!("{} (gave up after {}s)", e.message, timeout.as_secs()),
+                ))
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn check(
+    endpoint: &Endpoint,
+    body: &[u8],
+    chain: &[CertificateDer<'static>],
+    token_id: &str,
+    token_secret: &str,
+    pins: &[String],
+) -> Result<Verified, DiscoveryError> {
+    let bad = |m: String| DiscoveryError::new(ErrorKind::DiscoveryBadClusterInfo, m);
+    let cm: ConfigMap = serde_json::from_slice(body).map_err(|e| {
+        bad(format!(
+            "cluster-info from {endpoint} is not a ConfigMap: {e}"
+        ))
+    })?;
+    let kubeconfig = cm
+        .data
+        .get("kubeconfig")
+        .ok_or_else(|| bad("cluster-info has no kubeconfig".into()))?;
+    let sig_key = format!("jws-kubeconfig-{token_id}");
+    let signature = cm.data.get(&sig_key).ok_or_else(|| {
+        DiscoveryError::new(
+            ErrorKind::DiscoveryTokenUnknown,
+            format!(
+                "cluster-info carries no signature for token id {token_id:?}: the token is unknown to this cluster or has expired; \
+                 create one (`kubeboot bundle token`, or `kubeadm token create` on a control plane) and update the document"
+            ),
+        )
+    })?;
+    if !jws::is_valid(signature, kubeconfig, token_id, token_secret) {
+        return Err(DiscoveryError::new(
+            ErrorKind::DiscoverySignatureMismatch,
+            format!("the signature of cluster-info for token id {token_id:?} does not match this token's secret: the document's token is wrong (or someone is impersonating the cluster)"),
+        ));
+    }
+    let (server, cas) = parse_kubeconfig(kubeconfig).map_err(bad)?;
+    let (ca_der, ca_hash) = match_pin(&cas, pins)?;
+    verify_chain(endpoint, chain, &ca_der)?;
+    Ok(Verified {
+        endpoint: endpoint.to_string(),
+        server,
+        ca_subject: subject(&ca_der),
+        ca_hash,
+    })
+}
+
+fn match_pin(cas: &[Vec<u8>], pins: &[String]) -> Result<(Vec<u8>, String), DiscoveryError> {
+    let pins: Vec<String> = pins.iter().map(|p| normalise_pin(p)).collect();
+    let mut seen = Vec::new();
+    for der in cas {
+        let hash = ca_hash_of_der(der).map_err(|e| {
+            DiscoveryError::new(
+                ErrorKind::DiscoveryBadClusterInfo,
+                format!("cluster CA: {e}"),
+            )
+        })?;
+        if pins.contains(&hash) {
+            return Ok((der.clone(), hash));
+        }
+        seen.push(hash);
+    }
+    Err(DiscoveryError::new(
+        ErrorKind::DiscoveryCaMismatch,
+        format!(
+            "the cluster's CA ({}) matches none of discovery.ca_cert_hashes: the document pins another cluster's CA, or this endpoint is not the cluster you meant",
+            seen.join(", ")
+        ),
+    ))
+}
+
+fn normalise_pin(p: &str) -> String {
+    format!(
+        "sha256:{}",
+        p.split_once(':').map_or(p, |(_, h)| h).to_ascii_lowercase()
+    )
+}
+
+/// The served chain must lead to the (pinned) cluster CA for the endpoint's name.
+fn verify_chain(
+    endpoint: &Endpoint,
+    chain: &[CertificateDer<'static>],
+    ca_der: &[u8],
+) -> Result<(), DiscoveryError> {
+    let mismatch = |m: String| DiscoveryError::new(ErrorKind::DiscoveryTlsMismatch, m);
+    let (leaf, intermediates) = chain
+        .split_first()
+        .ok_or_else(|| mismatch("the endpoint presented no certificate".into()))?;
+    let mut roots = RootCertStore::empty();
+    roots
+        .add(CertificateDer::from(ca_der.to_vec()))
+        .map_err(|e| {
+            mismatch(format!(
+                "the cluster CA is not usable as a trust anchor: {e}"
+            ))
+        })?;
+    let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
+        .build()
+        .map_err(|e| mismatch(e.to_string()))?;
+    let name = ServerName::try_from(endpoint.host.clone())
+        .map_err(|e| mismatch(format!("{}: {e}", endpoint.host)))?;
+    verifier
+        .verify_server_cert(leaf, intermediates, &name, &[], UnixTime::now())
+        .map(|_| ())
+        .map_err(|e| {
+            mismatch(format!(
+                "the certificate served at {endpoint} does not chain to the cluster CA in cluster-info ({e}): the endpoint is not that cluster's API server"
+            ))
+        })
+}
+
+#[derive(Deserialize)]
+struct ConfigMap {
+    #[serde(default)]
+    data: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+struct Kubeconfig {
+    clusters: Vec<NamedCluster>,
+}
+
+#[derive(Deserialize)]
+struct NamedCluster {
+    cluster: ClusterEntry,
+}
+
+#[derive(Deserialize)]
+struct ClusterEntry {
+    server: String,
+    #[serde(rename = "certificate-authority-data")]
+    ca_data: Option<String>,
+}
+
+/// The server URL and the CA certificates (DER) of a kubeconfig's first cluster.
+fn parse_kubeconfig(text: &str) -> Result<(String, Vec<Vec<u8>>), String> {
+    let kc: Kubeconfig = serde_yaml_ng::from_str(text).map_err(|e| format!("kubeconfig: {e}"))?;
+    let cluster = kc
+        .clusters
+        .into_iter()
+        .next()
+        .ok_or("kubeconfig has no clusters")?
+        .cluster;
+    let data = cluster
+        .ca_data
+        .ok_or("kubeconfig has no certificate-authority-data")?;
+    let pem = base64::engine::general_purpose::STANDARD
+        .decode(data.trim())
+        .map_err(|e| format!("certificate-authority-data is not base64: {e}"))?;
+    let cas: Vec<Vec<u8>> = rustls_pemfile::certs(&mut pem.as_slice())
+        .filter_map(Result::ok)
+        .map(|c| c.to_vec())
+        .collect();
+    if cas.is_empty() {
+        return Err("certificate-authority-data holds no certificate".into());
+    }
+    Ok((cluster.server, cas))
+}
+
+fn subject(der: &[u8]) -> String {
+    x509_parser::parse_x509_certificate(der)
+        .map(|(_, c)| c.subject().to_string())
+        .unwrap_or_default()
+}
+
+/// kubeadm's file discovery: a kubeconfig (path on the node or https URL)
+/// whose server must present a chain to the file's CA.
+pub fn verify_file(kubeconfig: &str, timeout: Duration) -> Result<Verified, DiscoveryError> {
+    let bad = |m: String| DiscoveryError::new(ErrorKind::DiscoveryBadClusterInfo, m);
+    let (server, cas) = parse_kubeconfig(kubeconfig).map_err(bad)?;
+    let hostport = server
+        .strip_prefix("https://")
+        .unwrap_or(&server)
+        .trim_end_matches('/');
+    let endpoint = crate::document::formats::parse_endpoint(hostport)
+        .map_err(|why| bad(format!("the kubeconfig's server {server:?}: {why}")))?;
+    let (_, chain) = fetch(&endpoint, timeout)?;
+    let ca = cas.first().expect("parse_kubeconfig returns at least one");
+    verify_chain(&endpoint, &chain, ca)?;
+    Ok(Verified {
+        endpoint: endpoint.to_string(),
+        server,
+        ca_subject: subject(ca),
+        ca_hash: ca_hash_of_der(ca).unwrap_or_default(),
+    })
+}
+
+/// GET cluster-info anonymously, keeping the served certificate chain.
+fn fetch(
+    endpoint: &Endpoint,
+    timeout: Duration,
+) -> Result<(Vec<u8>, Vec<CertificateDer<'static>>), DiscoveryError> {
+    let capture = Arc::new(CaptureChain {
+        chain: Mutex::new(Vec::new()),
+        provider: provider(),
+    });
+    let config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the defaults")
+        .dangerous()
+        .with_custom_certificate_verifier(capture.clone())
+        .with_no_client_auth();
+    let unreachable = |m: String| DiscoveryError::new(ErrorKind::DiscoveryEndpointUnreachable, m);
+    let client = reqwest::blocking::Client::builder()
+        .use_preconfigured_tls(config)
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .build()
+        .map_err(|e| unreachable(e.to_string()))?;
+    let url = format!("https://{endpoint}{CLUSTER_INFO_PATH}");
+    let resp = client
+        .get(&url)
+        .send()
+        .map_err(|e| unreachable(format!("{url}: {}", describe(&e))))?;
+    let status = resp.status();
+    if !status.is_success() {
+        return Err(DiscoveryError::new(
+            ErrorKind::DiscoveryBadClusterInfo,
+            format!("{url} answered {status}: cluster-info is not published (yet), or anonymous access to it is disabled"),
+        ));
+    }
+    let mut body = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::Read::take(resp, MAX_BODY), &mut body)
+        .map_err(|e| unreachable(format!("reading {url}: {e}")))?;
+    let chain = capture.chain.lock().expect("not poisoned").clone();
+    Ok((body, chain))
+}
+
+fn describe(e: &reqwest::Error) -> String {
+    let mut msg = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
+    }
+    msg
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Accepts any chain but keeps it, so it can be verified once the CA is known.
+/// Handshake signatures are still verified against the presented certificate,
+/// so the peer provably holds the key of the certificate we later check.
+#[derive(Debug)]
+struct CaptureChain {
+    chain: Mutex<Vec<CertificateDer<'static>>>,
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for CaptureChain {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let mut chain = vec![end_entity.clone().into_owned()];
+        chain.extend(intermediates.iter().map(|c| c.clone().into_owned()));
+        *self.chain.lock().expect("not poisoned") = chain;
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            m,
+            c,
+            d,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            m,
+            c,
+            d,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}

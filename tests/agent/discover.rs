@@ -1,0 +1,95 @@
+//! The discover phase against real TLS "API servers" on 127.0.0.1: each way
+//! the cluster can fail to be the one the document trusts has its own error
+//! kind, and kubeadm never runs.
+
+use crate::harness::*;
+use crate::tls_server::make_pki;
+
+fn assert_discover_fails(node: &TestNode, kind: &str, mentions: &str) {
+    let out = node.agent(&[]);
+    assert_exit(&out, 1);
+    let st = node.status_json();
+    assert_eq!(st["phase"], "discover", "{st}");
+    assert_eq!(st["error"]["kind"], kind, "{st}");
+    let msg = st["error"]["message"].as_str().unwrap();
+    assert!(msg.contains(mentions), "{msg}");
+    assert!(!msg.contains(TOKEN_SECRET));
+    assert!(
+        node.kubeadm_calls().is_empty(),
+        "kubeadm must not run after a failed discovery"
+    );
+}
+
+#[test]
+fn wrong_ca_hash_is_a_ca_mismatch() {
+    let node = TestNode::new(WORKER);
+    let wrong = format!("sha256:{}", "ab".repeat(32));
+    node.set_doc(&WORKER.replace(CA_HASH, &wrong));
+    assert_discover_fails(&node, "discovery_ca_mismatch", &node.ca_hash);
+}
+
+#[test]
+fn unknown_token_id_is_reported_as_unknown_or_expired() {
+    let node = TestNode::new(
+        &WORKER
+            .replace(TOKEN, "zzzzzz.0123456789abcdef")
+            .replace("timeout_seconds = 5", "timeout_seconds = 1"),
+    );
+    assert_discover_fails(
+        &node,
+        "discovery_token_unknown",
+        "unknown to this cluster or has expired",
+    );
+}
+
+#[test]
+fn wrong_token_secret_is_a_signature_mismatch() {
+    let node = TestNode::new(&WORKER.replace(TOKEN, "abcdef.ffffffffffffffff"));
+    assert_discover_fails(&node, "discovery_signature_mismatch", "does not match");
+}
+
+#[test]
+fn a_server_whose_chain_leads_elsewhere_is_refused() {
+    // The server's certificate comes from CA A; the cluster-info it serves names CA B (pinned).
+    let node = TestNode::new(WORKER);
+    let (a, b) = (make_pki(), make_pki());
+    let impostor = api_server(&a, &b.ca_pem, Some(TOKEN));
+    let pin_b = kubeboot::tls::ca_hash_of_der(&b.ca_der).unwrap();
+    node.set_doc(
+        &WORKER
+            .replace("ENDPOINT", &impostor.to_string())
+            .replace(CA_HASH, &pin_b),
+    );
+    assert_discover_fails(
+        &node,
+        "discovery_tls_mismatch",
+        "does not chain to the cluster CA",
+    );
+}
+
+#[test]
+fn discover_command_verifies_from_the_operators_machine() {
+    let node = TestNode::new(WORKER);
+    let doc = node.doc.to_str().unwrap();
+    let out = node
+        .kubeboot(&["discover", "--document", doc, "--output", "json"])
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["verified"], true);
+    assert_eq!(v["ca_hash"], node.ca_hash.as_str());
+    assert_eq!(v["ca_subject"], "CN=kubeboot-test-ca");
+
+    node.set_doc(&WORKER.replace(CA_HASH, &format!("sha256:{}", "cd".repeat(32))));
+    let out = node
+        .kubeboot(&["discover", "--document", doc])
+        .output()
+        .unwrap();
+    assert_exit(&out, 1);
+    assert!(
+        text(&out).contains("discovery_ca_mismatch"),
+        "{}",
+        text(&out)
+    );
+}
