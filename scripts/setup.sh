@@ -4,7 +4,7 @@
 set -euo pipefail
 
 need_apt=()
-for pkg in ca-certificates gcc libc6-dev pkg-config coreutils; do
+for pkg in ca-certificates gcc libc6-dev pkg-config coreutils openssl; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$pkg")
 done
 if ((${#need_apt[@]})); then

@@ -10,10 +10,12 @@
 //! - [`host`]: the one interface that touches the machine, under a root prefix
 //! - [`kubeadm`]: config rendering per API version, running kubeadm
 //! - [`status`]: the status event and its local channels (DESIGN.md §4)
+//! - [`bundle`], [`userdata`]: operator-side cluster material and cloud-init user-data
 //! - [`cli`]: the `kubeboot` command line
 
 pub mod agent;
 pub mod backoff;
+pub mod bundle;
 pub mod cli;
 pub mod discovery;
 pub mod document;
@@ -23,3 +25,4 @@ pub mod redact;
 pub mod source;
 pub mod status;
 pub mod tls;
+pub mod userdata;

@@ -1,6 +1,7 @@
 //! End-to-end tests of `kubeboot agent` against a temporary root and the
 //! kubeadm test double. See harness.rs for what the test node provides.
 
+mod bundle;
 mod discover;
 mod double;
 mod faults;

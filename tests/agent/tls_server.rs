@@ -48,6 +48,18 @@ pub fn serve(
     token: Option<&str>,
     max_requests: usize,
 ) -> SocketAddr {
+    serve_at(pki, "127.0.0.1:0", path, body, token, max_requests)
+}
+
+/// As [`serve`], on a given address.
+pub fn serve_at(
+    pki: &Pki,
+    bind: &str,
+    path: &str,
+    body: &str,
+    token: Option<&str>,
+    max_requests: usize,
+) -> SocketAddr {
     let config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
@@ -60,7 +72,7 @@ pub fn serve(
     )
     .unwrap();
     let config = Arc::new(config);
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let listener = TcpListener::bind(bind).unwrap();
     let addr = listener.local_addr().unwrap();
     let (path, body, token) = (
         path.to_string(),
@@ -136,4 +148,29 @@ pub fn cluster_info_json(server: &str, ca_pem: &str, token: Option<&str>) -> Str
         "data": data,
     })
     .to_string()
+}
+
+/// A server certificate for 127.0.0.1 signed by an existing CA (e.g. a bundle's).
+pub fn pki_from_ca(ca_cert_pem: &str, ca_key_pem: &str) -> Pki {
+    let ca_key = KeyPair::from_pem(ca_key_pem).unwrap();
+    let ca_params = CertificateParams::from_ca_cert_pem(ca_cert_pem).unwrap();
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let server_key = KeyPair::generate().unwrap();
+    let server = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+    let server_cert = server.signed_by(&server_key, &ca_cert, &ca_key).unwrap();
+    let ca_der = rustls_pemfile_der(ca_cert_pem);
+    Pki {
+        ca_der: ca_der.clone(),
+        ca_pem: ca_cert_pem.to_string(),
+        server_chain: vec![server_cert.der().clone(), CertificateDer::from(ca_der)],
+        server_key: server_key.serialize_der(),
+    }
+}
+
+fn rustls_pemfile_der(pem: &str) -> Vec<u8> {
+    use base64::Engine;
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .unwrap()
 }

@@ -2,9 +2,11 @@
 //! (invalid document or arguments; nothing on the host was changed).
 
 mod agent;
+mod bundle;
 mod discover;
 mod render;
 mod status;
+mod tools;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -45,6 +47,12 @@ pub enum Command {
     Agent(agent::AgentArgs),
     /// Print the kubeadm configuration the agent would write for a document.
     Render(render::RenderArgs),
+    /// Make and rotate cluster material ahead of time (CAs, token, certificate key, node documents).
+    Bundle(bundle::BundleArgs),
+    /// Print a CA certificate's hash (sha256:…) exactly as kubeadm computes it.
+    CaHash(tools::CaHashArgs),
+    /// Render cloud-init user-data for a node document.
+    Userdata(tools::UserDataArgs),
     /// Verify the cluster a join document points at (cluster-info, token signature, CA pin, TLS chain).
     Discover(discover::DiscoverArgs),
     /// Show this node's bootstrap progress: phase, state, attempts, last error, timings.
@@ -66,6 +74,9 @@ pub fn main() -> ExitCode {
         Command::Render(args) => render::run(args),
         Command::Status(args) => status::run(&cli.root, args),
         Command::Discover(args) => discover::run(args),
+        Command::Bundle(args) => bundle::run(args),
+        Command::CaHash(args) => tools::ca_hash(args),
+        Command::Userdata(args) => tools::userdata(args),
     };
     ExitCode::from(code)
 }

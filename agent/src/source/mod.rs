@@ -13,7 +13,7 @@ use crate::document::{self, InvalidDocument};
 use crate::host::Host;
 use crate::status::ErrorKind;
 
-pub use cloud_init::{CloudInitUserData, NodeFile};
+pub use cloud_init::{CloudInitUserData, NodeFile, NODE_FILE};
 pub use cmdline::KernelCommandLine;
 pub use https::{fetch_document, FetchOptions};
 

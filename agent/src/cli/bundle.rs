@@ -1,0 +1,120 @@
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+
+use super::Output;
+use crate::bundle::{self, NewBundle, Rotate, Summary};
+
+#[derive(Args, Debug)]
+pub struct BundleArgs {
+    #[command(subcommand)]
+    command: BundleCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum BundleCommand {
+    /// Make a cluster's CAs, service-account keys, bootstrap token, certificate key and CA hash,
+    /// and one node document and cloud-config per role.
+    New(NewArgs),
+    /// Give an existing bundle a fresh bootstrap token and rewrite its documents.
+    Token(RotateArgs),
+    /// Give an existing bundle a fresh certificate key and rewrite its documents.
+    CertificateKey(RotateArgs),
+}
+
+#[derive(Args, Debug)]
+struct NewArgs {
+    /// The control-plane endpoint every node uses (the load balancer), HOST:PORT.
+    #[arg(long, value_name = "HOST:PORT")]
+    endpoint: String,
+    /// Cluster name (ClusterConfiguration.clusterName).
+    #[arg(long)]
+    name: Option<String>,
+    #[arg(long, value_name = "vX.Y.Z")]
+    kubernetes_version: Option<String>,
+    #[arg(long, value_name = "CIDR")]
+    pod_subnet: Option<String>,
+    /// External etcd client URLs (the external-etcd topology; no etcd CA is made then).
+    #[arg(long, value_name = "URL,...", value_delimiter = ',')]
+    external_etcd: Vec<String>,
+    /// The bundle directory to create.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Replace an existing bundle at --out (its CA is lost: existing clusters no longer match).
+    #[arg(long)]
+    force: bool,
+    #[arg(long, value_enum, default_value_t)]
+    output: Output,
+}
+
+#[derive(Args, Debug)]
+struct RotateArgs {
+    /// The bundle directory.
+    #[arg(long, value_name = "DIR")]
+    dir: PathBuf,
+    #[arg(long, value_enum, default_value_t)]
+    output: Output,
+}
+
+pub fn run(args: BundleArgs) -> u8 {
+    let (result, output, what) = match args.command {
+        BundleCommand::New(a) => {
+            let req = NewBundle {
+                endpoint: a.endpoint,
+                name: a.name,
+                kubernetes_version: a.kubernetes_version,
+                pod_subnet: a.pod_subnet,
+                external_etcd: a.external_etcd,
+            };
+            (
+                bundle::create(&req, &a.out, a.force),
+                a.output,
+                "new bundle",
+            )
+        }
+        BundleCommand::Token(a) => (
+            bundle::rotate(&a.dir, Rotate::Token),
+            a.output,
+            "new bootstrap token",
+        ),
+        BundleCommand::CertificateKey(a) => (
+            bundle::rotate(&a.dir, Rotate::CertificateKey),
+            a.output,
+            "new certificate key",
+        ),
+    };
+    match result {
+        Ok(s) => {
+            print_summary(&s, output, what);
+            0
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            2
+        }
+    }
+}
+
+fn print_summary(s: &Summary, output: Output, what: &str) {
+    if output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(s).expect("json"));
+        return;
+    }
+    println!("{}", s.ca_cert_hash);
+    eprintln!("kubeboot: {what} in {}", s.dir.display());
+    eprintln!("  endpoint        {}", s.endpoint);
+    eprintln!(
+        "  CA hash         {}  (the line above; pin it in every join)",
+        s.ca_cert_hash
+    );
+    eprintln!(
+        "  bootstrap token {}.<secret>  (in discovery.toml)",
+        s.token_id
+    );
+    eprintln!("  files (secrets are 0600):");
+    for f in &s.files {
+        eprintln!("    {f}");
+    }
+    eprintln!("  next: give nodes/init.toml (or cloud-init/init.yaml) to the first control plane,");
+    eprintln!("        control-plane.* and worker.* to the rest; all may boot at once.");
+}
