@@ -3,8 +3,14 @@
 # as root. Idempotent: safe to run again; it only installs what is missing.
 set -euo pipefail
 
+# cloud-init is installed for its schema checker and NoCloud reader (tests); keep it
+# from ever acting on this machine's own boot.
+if ! dpkg-query -W -f='${Status}' cloud-init 2>/dev/null | grep -q "install ok installed"; then
+    mkdir -p /etc/cloud && touch /etc/cloud/cloud-init.disabled
+fi
+
 need_apt=()
-for pkg in ca-certificates gcc libc6-dev pkg-config coreutils openssl; do
+for pkg in ca-certificates gcc libc6-dev pkg-config coreutils openssl xorriso cloud-init python3; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$pkg")
 done
 if ((${#need_apt[@]})); then

@@ -2,6 +2,7 @@
 //! kubeadm test double. See harness.rs for what the test node provides.
 
 mod bundle;
+mod cloud_init;
 mod discover;
 mod double;
 mod faults;

@@ -53,6 +53,8 @@ pub enum Command {
     CaHash(tools::CaHashArgs),
     /// Render cloud-init user-data for a node document.
     Userdata(tools::UserDataArgs),
+    /// Make a NoCloud seed ISO (label cidata) that delivers a node document to a VM.
+    Seed(tools::SeedArgs),
     /// Verify the cluster a join document points at (cluster-info, token signature, CA pin, TLS chain).
     Discover(discover::DiscoverArgs),
     /// Show this node's bootstrap progress: phase, state, attempts, last error, timings.
@@ -77,6 +79,7 @@ pub fn main() -> ExitCode {
         Command::Bundle(args) => bundle::run(args),
         Command::CaHash(args) => tools::ca_hash(args),
         Command::Userdata(args) => tools::userdata(args),
+        Command::Seed(args) => tools::seed(args),
     };
     ExitCode::from(code)
 }

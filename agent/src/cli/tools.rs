@@ -57,6 +57,8 @@ pub enum UserDataFormat {
     /// `#cloud-config` writing the document to /etc/kubeboot/node.toml (0600).
     #[default]
     CloudConfig,
+    /// MIME multipart with the document as a `text/x-kubeboot` part (add your own parts beside it).
+    Mime,
     /// The node document itself as raw user-data (the agent reads it from cloud-init's instance data).
     Toml,
 }
@@ -85,7 +87,85 @@ pub fn userdata(args: UserDataArgs) -> u8 {
     }
     match args.format {
         UserDataFormat::CloudConfig => print!("{}", crate::userdata::cloud_config(&text)),
+        UserDataFormat::Mime => print!("{}", crate::userdata::mime(&text)),
         UserDataFormat::Toml => print!("{text}"),
     }
     0
+}
+
+#[derive(Args, Debug)]
+pub struct SeedArgs {
+    /// The node document.
+    #[arg(long, value_name = "PATH")]
+    document: PathBuf,
+    /// Use this file as meta-data instead of generating one.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["instance_id", "hostname"])]
+    meta_data: Option<PathBuf>,
+    /// instance-id for the generated meta-data (default: derived from the document and time).
+    #[arg(long)]
+    instance_id: Option<String>,
+    /// local-hostname for the generated meta-data (default: the document's node.name).
+    #[arg(long)]
+    hostname: Option<String>,
+    /// A network-config file (cloud-init network config v1 or v2) to include.
+    #[arg(long, value_name = "FILE")]
+    network_config: Option<PathBuf>,
+    /// Where to write the ISO.
+    #[arg(long, value_name = "PATH")]
+    out: PathBuf,
+}
+
+/// Make a NoCloud seed ISO (label cidata) whose user-data delivers the document.
+pub fn seed(args: SeedArgs) -> u8 {
+    let read = |p: &PathBuf, what: &str| {
+        std::fs::read_to_string(p).map_err(|e| format!("{what} {}: {e}", p.display()))
+    };
+    let run = || -> Result<u8, String> {
+        let text = read(&args.document, "--document")?;
+        let doc = match crate::agent::validate_fully(&text) {
+            Ok(d) => d,
+            Err(e) => {
+                super::print_invalid(&e);
+                return Ok(2);
+            }
+        };
+        let meta = match &args.meta_data {
+            Some(p) => read(p, "--meta-data")?,
+            None => {
+                let id = args.instance_id.clone().unwrap_or_else(|| {
+                    format!(
+                        "kubeboot-{}-{}",
+                        doc.role,
+                        chrono::Utc::now().format("%Y%m%d%H%M%S")
+                    )
+                });
+                let host = args.hostname.as_deref().or(doc.node_name());
+                crate::userdata::meta_data(&id, host)
+            }
+        };
+        let network = args
+            .network_config
+            .as_ref()
+            .map(|p| read(p, "--network-config"))
+            .transpose()?;
+        crate::userdata::write_seed(
+            &crate::userdata::cloud_config(&text),
+            &meta,
+            network.as_deref(),
+            &args.out,
+        )?;
+        eprintln!(
+            "kubeboot: wrote NoCloud seed {} (label cidata, mode 0600) for a {}",
+            args.out.display(),
+            doc.role
+        );
+        Ok(0)
+    };
+    match run() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            2
+        }
+    }
 }

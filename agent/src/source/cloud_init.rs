@@ -39,25 +39,44 @@ impl DocumentSource for CloudInitUserData {
     }
 }
 
-/// The kubeboot document inside raw user-data, if it is one. Other user-data
-/// formats (`#cloud-config`, scripts, MIME) are cloud-init's, not ours.
+/// The MIME type of a kubeboot document part in multipart user-data.
+pub const MIME_TYPE: &str = "text/x-kubeboot";
+
+/// The kubeboot document inside raw user-data: the whole user-data when it is
+/// a kubeboot TOML document, or a part of MIME multipart user-data (cloud-init's
+/// `make-mime` format) of type `text/x-kubeboot` or holding a kubeboot document.
+/// Other formats (`#cloud-config`, scripts) are cloud-init's, not ours.
 pub fn kubeboot_document_in_user_data(text: &str) -> Option<String> {
     let first = text.lines().find(|l| !l.trim().is_empty())?.trim();
+    if first.starts_with("Content-Type:") || first.starts_with("MIME-Version:") {
+        let mail = mailparse::parse_mail(text.as_bytes()).ok()?;
+        return document_in_mime(&mail);
+    }
     let theirs = [
         "#cloud-config",
         "#!",
         "#include",
         "#cloud-boothook",
         "#part-handler",
-        "Content-Type:",
-        "MIME-Version:",
     ];
     if theirs.iter().any(|p| first.starts_with(p)) {
         return None;
     }
-    let table: toml::Table = text.parse().ok()?;
-    (table.contains_key("version") && (table.contains_key("role") || table.contains_key("source")))
-        .then(|| text.to_string())
+    is_kubeboot_document(text).then(|| text.to_string())
+}
+
+fn is_kubeboot_document(text: &str) -> bool {
+    text.parse::<toml::Table>().is_ok_and(|t| {
+        t.contains_key("version") && (t.contains_key("role") || t.contains_key("source"))
+    })
+}
+
+fn document_in_mime(part: &mailparse::ParsedMail) -> Option<String> {
+    if part.ctype.mimetype.starts_with("multipart/") {
+        return part.subparts.iter().find_map(document_in_mime);
+    }
+    let body = part.get_body().ok()?;
+    (part.ctype.mimetype == MIME_TYPE || is_kubeboot_document(&body)).then_some(body)
 }
 
 #[cfg(test)]
@@ -75,5 +94,23 @@ mod tests {
         assert!(kubeboot_document_in_user_data("#!/bin/sh\necho hi\n").is_none());
         assert!(kubeboot_document_in_user_data("title = \"other toml\"\n").is_none());
         assert!(kubeboot_document_in_user_data("").is_none());
+    }
+
+    /// As produced by `cloud-init devel make-mime -a cc.yaml:cloud-config -a worker.toml:x-kubeboot --force`.
+    #[test]
+    fn finds_the_document_in_cloud_init_mime() {
+        let mime = include_str!("../../../cloud-init/examples/user-data/worker-mime.txt");
+        let doc = kubeboot_document_in_user_data(mime).expect("the x-kubeboot part");
+        assert!(doc.contains("role = \"worker\""));
+        crate::document::load(&doc).unwrap();
+        let boundary = mime.lines().find(|l| l.starts_with("--")).unwrap();
+        let only_cloud_config: String = mime
+            .split(boundary)
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(boundary)
+            + boundary
+            + "--\n";
+        assert!(kubeboot_document_in_user_data(&only_cloud_config).is_none());
     }
 }

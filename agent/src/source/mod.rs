@@ -13,7 +13,10 @@ use crate::document::{self, InvalidDocument};
 use crate::host::Host;
 use crate::status::ErrorKind;
 
-pub use cloud_init::{CloudInitUserData, NodeFile, NODE_FILE};
+pub use cloud_init::{
+    kubeboot_document_in_user_data, CloudInitUserData, NodeFile, MIME_TYPE as USER_DATA_MIME_TYPE,
+    NODE_FILE,
+};
 pub use cmdline::KernelCommandLine;
 pub use https::{fetch_document, FetchOptions};
 

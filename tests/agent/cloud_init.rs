@@ -1,0 +1,198 @@
+//! The user-data kubeboot makes and ships, checked with real cloud-init
+//! (Debian's package: its schema checker and its NoCloud seed reader) and
+//! read back the way the agent reads it.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::harness::*;
+
+fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../cloud-init/examples/user-data")
+}
+
+fn cloud_init_schema(file: &Path) -> std::process::Output {
+    Command::new("cloud-init")
+        .args(["schema", "--config-file"])
+        .arg(file)
+        .output()
+        .expect("cloud-init is installed by scripts/setup.sh")
+}
+
+/// `kubeboot agent --dry-run` on a node whose user-data is `user_data`, delivered on `path`.
+fn agent_reads(path: &str, content: &str) -> serde_json::Value {
+    let node = TestNode::new(WORKER);
+    write(&node.path(path), content);
+    let out = node
+        .kubeboot(&["agent", "--dry-run", "--output", "json"])
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn every_example_is_read_by_the_agent() {
+    let mut seen = 0;
+    for entry in fs::read_dir(examples()).unwrap() {
+        let p = entry.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().to_string();
+        let content = fs::read_to_string(&p).unwrap();
+        if name.ends_with("-write-files.yaml") {
+            let ok = cloud_init_schema(&p);
+            assert!(ok.status.success(), "{name}: {}", text(&ok));
+            let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(&content).unwrap();
+            let f = &v["write_files"][0];
+            assert_eq!(f["path"].as_str(), Some("/etc/kubeboot/node.toml"));
+            assert_eq!(f["permissions"].as_str(), Some("0600"));
+            let plan = agent_reads("/etc/kubeboot/node.toml", f["content"].as_str().unwrap());
+            assert_eq!(
+                plan["document_origin"], "file /etc/kubeboot/node.toml",
+                "{name}"
+            );
+            assert_eq!(plan["role"], name.trim_end_matches("-write-files.yaml"));
+        } else if name.ends_with("-pointer.toml") {
+            let doc = kubeboot::source::kubeboot_document_in_user_data(&content).expect(&name);
+            let parsed = kubeboot::document::parse(&doc).unwrap();
+            assert!(parsed.source.unwrap().url.starts_with("https://"));
+        } else {
+            let plan = agent_reads("/var/lib/cloud/instance/user-data.txt", &content);
+            assert!(
+                plan["document_origin"]
+                    .as_str()
+                    .unwrap()
+                    .contains("user-data"),
+                "{name}"
+            );
+            assert_eq!(plan["role"], "worker", "{name}");
+        }
+        seen += 1;
+    }
+    assert_eq!(seen, 6);
+}
+
+#[test]
+fn cloud_init_schema_can_fail() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bad = tmp.path().join("bad.yaml");
+    fs::write(&bad, "#cloud-config\nwrite_files:\n- path: /etc/kubeboot/node.toml\n  permissions: 600\n  encoding: rot13\n").unwrap();
+    assert!(
+        !cloud_init_schema(&bad).status.success(),
+        "cloud-init accepted an invalid cloud-config"
+    );
+}
+
+#[test]
+fn userdata_formats_are_read_back() {
+    let doc =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../cloud-init/examples/control-plane.toml");
+    let render = |format: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_kubeboot-under-test"))
+            .args([
+                "userdata",
+                "--format",
+                format,
+                "--document",
+                doc.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        assert_exit(&out, 0);
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let mime = render("mime");
+    assert_eq!(
+        agent_reads("/var/lib/cloud/instance/user-data.txt", &mime)["role"],
+        "control-plane"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let cc = tmp.path().join("cc.yaml");
+    fs::write(&cc, render("cloud-config")).unwrap();
+    let ok = cloud_init_schema(&cc);
+    assert!(ok.status.success(), "{}", text(&ok));
+}
+
+#[test]
+fn seed_iso_is_labelled_cidata_and_read_by_cloud_init() {
+    let tmp = tempfile::tempdir().unwrap();
+    let iso = tmp.path().join("seed.iso");
+    let doc = Path::new(env!("CARGO_MANIFEST_DIR")).join("../cloud-init/examples/worker.toml");
+    let net = tmp.path().join("network-config");
+    fs::write(&net, "version: 2\nethernets:\n  eth0:\n    dhcp4: true\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_kubeboot-under-test"))
+        .args([
+            "seed",
+            "--instance-id",
+            "i-42",
+            "--hostname",
+            "worker-42",
+            "--document",
+        ])
+        .arg(&doc)
+        .arg("--network-config")
+        .arg(&net)
+        .arg("--out")
+        .arg(&iso)
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&fs::metadata(&iso).unwrap().permissions()) & 0o777;
+    assert_eq!(mode, 0o600);
+    let pvd = Command::new("xorriso")
+        .args(["-indev"])
+        .arg(&iso)
+        .arg("-pvd_info")
+        .output()
+        .unwrap();
+    assert!(
+        text(&pvd).contains("Volume Id    : cidata"),
+        "{}",
+        text(&pvd)
+    );
+    let dir = tmp.path().join("x");
+    let ex = Command::new("xorriso")
+        .args(["-osirrox", "on", "-indev"])
+        .arg(&iso)
+        .args(["-extract", "/"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(ex.status.success(), "{}", text(&ex));
+    // cloud-init's own NoCloud seed reader (Debian's python3 with the cloud-init package).
+    let script = format!(
+        "from cloudinit import util\nmd, ud, vd = util.read_seeded('file://{}/')\nprint(md['instance-id'], md['local-hostname'])\nimport sys; sys.stdout.write(ud.decode() if isinstance(ud, bytes) else ud)",
+        dir.display()
+    );
+    let py = Command::new("/usr/bin/python3")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(py.status.success(), "{}", text(&py));
+    let printed = String::from_utf8(py.stdout).unwrap();
+    assert!(
+        printed.starts_with("i-42 worker-42\n#cloud-config\n"),
+        "{printed}"
+    );
+    assert_eq!(
+        fs::read_to_string(dir.join("network-config")).unwrap(),
+        fs::read_to_string(&net).unwrap()
+    );
+    let ok = cloud_init_schema(&dir.join("user-data"));
+    assert!(ok.status.success(), "{}", text(&ok));
+
+    // A bad document makes no ISO.
+    let bad_doc = tmp.path().join("bad.toml");
+    fs::write(&bad_doc, "version = 1\nrole = \"worker\"\n").unwrap();
+    let iso2 = tmp.path().join("none.iso");
+    let out = Command::new(env!("CARGO_BIN_EXE_kubeboot-under-test"))
+        .args(["seed", "--document"])
+        .arg(&bad_doc)
+        .arg("--out")
+        .arg(&iso2)
+        .output()
+        .unwrap();
+    assert_exit(&out, 2);
+    assert!(!iso2.exists());
+}
