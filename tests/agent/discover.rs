@@ -93,3 +93,52 @@ fn discover_command_verifies_from_the_operators_machine() {
         text(&out)
     );
 }
+
+/// kubeadm's file discovery: a kubeconfig on the node naming the server and its CA.
+#[test]
+fn discovery_file_is_checked_against_its_server() {
+    let node = TestNode::new(WORKER);
+    let ca_pem = node.ca_pem.clone();
+    let kubeconfig = |ca: &str| {
+        use base64::Engine;
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: k\n  cluster:\n    server: https://{}\n    certificate-authority-data: {}\n",
+            node.endpoint,
+            base64::engine::general_purpose::STANDARD.encode(ca)
+        )
+    };
+    let doc = WORKER.replace("ca_cert_hashes = [\"sha256:7d4b6c7a2e3f0c1b9a8d5e6f4c3b2a1d0e9f8a7b6c5d4e3f2a1b0c9d8e7f6a5b\"]", "file = \"/etc/kubeboot/discovery.yaml\"");
+    write(
+        &node.path("/etc/kubeboot/discovery.yaml"),
+        &kubeconfig(&ca_pem),
+    );
+    node.set_doc(&doc);
+    assert_exit(&node.agent(&[]), 0);
+    let config = node.kubeadm_calls()[0]["config"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        config.contains("file:\n    kubeConfigPath: /etc/kubeboot/discovery.yaml"),
+        "{config}"
+    );
+    assert!(
+        config.contains(&format!("tlsBootstrapToken: {TOKEN}")),
+        "{config}"
+    );
+
+    // The same file naming another CA: the served chain does not lead to it.
+    let other = TestNode::new(WORKER);
+    write(
+        &other.path("/etc/kubeboot/discovery.yaml"),
+        &kubeconfig(&make_pki().ca_pem),
+    );
+    let doc = doc.replace(&node.endpoint.to_string(), &other.endpoint.to_string());
+    other.set_doc(&doc);
+    let out = other.agent(&[]);
+    assert_exit(&out, 1);
+    assert_eq!(
+        other.status_json()["error"]["kind"],
+        "discovery_tls_mismatch"
+    );
+}

@@ -24,6 +24,7 @@ pub struct TestNode {
     pub endpoint: std::net::SocketAddr,
     /// The pin of that cluster's CA (replaces CA_HASH in documents).
     pub ca_hash: String,
+    pub ca_pem: String,
     pub env: Vec<(String, String)>,
 }
 
@@ -89,6 +90,7 @@ impl TestNode {
             doc,
             endpoint,
             ca_hash,
+            ca_pem: pki.ca_pem.clone(),
             env: Vec::new(),
         };
         node.set_doc(doc_template);

@@ -46,3 +46,53 @@ fn real_kubeadm_accepts_every_rendered_config() {
         );
     }
 }
+
+/// `kubeadm init phase certs all` with a bundle's PKI in the certificates dir
+/// must keep the bundle's CA (same hash) and issue the rest from it.
+#[test]
+fn real_kubeadm_keeps_the_bundles_ca() {
+    let Some(kubeadm) = std::env::var_os("KUBEBOOT_TEST_KUBEADM") else {
+        eprintln!("SKIPPED real_kubeadm_keeps_the_bundles_ca: set KUBEBOOT_TEST_KUBEADM=/path/to/kubeadm to run it");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let bundle = tmp.path().join("b");
+    let out = Command::new(env!("CARGO_BIN_EXE_kubeboot-under-test"))
+        .args(["bundle", "new", "--endpoint", "127.0.0.1:6443", "--out"])
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    let pin = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let certs = tmp.path().join("pki");
+    let copy = Command::new("cp")
+        .arg("-r")
+        .arg(bundle.join("pki"))
+        .arg(&certs)
+        .status()
+        .unwrap();
+    assert!(copy.success());
+    let run = Command::new(&kubeadm)
+        .args(["init", "phase", "certs", "all", "--cert-dir"])
+        .arg(&certs)
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", text(&run));
+    let hash = Command::new(env!("CARGO_BIN_EXE_kubeboot-under-test"))
+        .arg("ca-hash")
+        .arg(certs.join("ca.crt"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&hash.stdout).trim(), pin);
+    let verify = Command::new("openssl")
+        .args(["verify", "-CAfile"])
+        .arg(certs.join("ca.crt"))
+        .arg(certs.join("apiserver.crt"))
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "apiserver.crt must be issued by the bundle's CA: {}",
+        text(&verify)
+    );
+}
