@@ -21,8 +21,21 @@ pub fn ca_hash_of_der(cert_der: &[u8]) -> Result<String, String> {
     ))
 }
 
-fn provider() -> Arc<CryptoProvider> {
+/// The crypto provider of every kubeboot TLS client (ring).
+pub(crate) fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// reqwest's Display hides the cause (e.g. a certificate or pin mismatch); walk the chain.
+pub(crate) fn describe_http_error(e: &reqwest::Error) -> String {
+    let mut msg = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
+    }
+    msg
 }
 
 /// A client config trusting either the pinned CA or the system's roots.

@@ -25,6 +25,7 @@ use crate::status::{
 };
 use state::{AgentState, Outcome, StateStore};
 
+pub use phases::minimums;
 pub use state::DEFAULT_STATE_DIR;
 
 #[derive(Debug, Clone)]

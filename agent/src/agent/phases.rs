@@ -28,7 +28,7 @@ const NODE_FILE: &str = "/etc/kubeboot/node.toml";
 
 /// Resource minimums: (cpus, memory MiB, free disk MiB). Control planes follow
 /// kubeadm's own checks (2 CPUs, 1700 MB); disk covers images and etcd.
-fn minimums(role: Role) -> (usize, u64, u64) {
+pub fn minimums(role: Role) -> (usize, u64, u64) {
     if role.is_control_plane() {
         (2, 1700, 2048)
     } else {

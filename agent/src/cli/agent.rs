@@ -160,11 +160,7 @@ fn dry_run(host: &Host, opts: &AgentOptions, output: Output) -> u8 {
 
 fn plan(doc: &ValidDocument, opts: &AgentOptions) -> Vec<(&'static str, String)> {
     let role = doc.role;
-    let (cpus, mib, disk) = if role.is_control_plane() {
-        (2, 1700, 2048)
-    } else {
-        (1, 512, 1024)
-    };
+    let (cpus, mib, disk) = agent::minimums(role);
     let pre = &doc.doc.preflight;
     let discover = if role == crate::document::Role::Init {
         "nothing to discover for init".to_string()

@@ -13,7 +13,7 @@ use super::{jws, DiscoveryError};
 use crate::backoff::Backoff;
 use crate::document::formats::Endpoint;
 use crate::status::ErrorKind;
-use crate::tls::ca_hash_of_der;
+use crate::tls::{ca_hash_of_der, provider};
 
 const CLUSTER_INFO_PATH: &str = "/api/v1/namespaces/kube-public/configmaps/cluster-info";
 const MAX_BODY: u64 = 1024 * 1024;
@@ -275,7 +275,7 @@ fn fetch(
     let resp = client
         .get(&url)
         .send()
-        .map_err(|e| unreachable(format!("{url}: {}", describe(&e))))?;
+        .map_err(|e| unreachable(format!("{url}: {}", crate::tls::describe_http_error(&e))))?;
     let status = resp.status();
     if !status.is_success() {
         return Err(DiscoveryError::new(
@@ -288,21 +288,6 @@ fn fetch(
         .map_err(|e| unreachable(format!("reading {url}: {e}")))?;
     let chain = capture.chain.lock().expect("not poisoned").clone();
     Ok((body, chain))
-}
-
-fn describe(e: &reqwest::Error) -> String {
-    let mut msg = e.to_string();
-    let mut src = std::error::Error::source(e);
-    while let Some(s) = src {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        src = s.source();
-    }
-    msg
-}
-
-fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
 }
 
 /// Accepts any chain but keeps it, so it can be verified once the CA is known.

@@ -96,7 +96,9 @@ fn fetch_once(
     if let Some(t) = token {
         req = req.bearer_auth(t.expose_secret());
     }
-    let resp = req.send().map_err(|e| Transient(describe(&e)))?;
+    let resp = req
+        .send()
+        .map_err(|e| Transient(crate::tls::describe_http_error(&e)))?;
     let status = resp.status();
     if status.is_client_error() {
         let hint = match status.as_u16() {
@@ -127,16 +129,4 @@ fn fetch_once(
         )));
     }
     String::from_utf8(body).map_err(|_| Fatal(format!("{url}: the document is not UTF-8 text")))
-}
-
-/// reqwest's Display hides the cause (e.g. the TLS pin mismatch); walk the chain.
-fn describe(e: &reqwest::Error) -> String {
-    let mut msg = e.to_string();
-    let mut src = std::error::Error::source(e);
-    while let Some(s) = src {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        src = s.source();
-    }
-    msg
 }
