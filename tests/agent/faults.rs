@@ -82,6 +82,30 @@ fn invalid_documents_are_refused_before_touching_the_host() {
             "kubeadm.patch",
         ),
     ];
+    let mut cases = cases;
+    let (ca, key) = test_ca();
+    // A key from another CA.
+    let other = crate::tls_server::make_pki();
+    cases.push((
+        init_doc().replace(key.as_str(), &other.ca_key_pem),
+        "pki.ca_key",
+    ));
+    // A certificate that is not a CA (a self-signed leaf) with its own key.
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["node".to_string()])
+        .unwrap()
+        .self_signed(&leaf_key)
+        .unwrap();
+    cases.push((
+        init_doc()
+            .replace(ca.as_str(), &leaf.pem())
+            .replace(key.as_str(), &leaf_key.serialize_pem()),
+        "not a CA",
+    ));
+    // A truncated certificate.
+    let lines: Vec<&str> = ca.lines().collect();
+    let truncated = format!("{}\n{}\n-----END CERTIFICATE-----\n", lines[0], lines[1]);
+    cases.push((init_doc().replace(ca.as_str(), &truncated), "pki.ca_cert"));
     for (doc, field) in cases {
         // The broken init doc has a commented-out PEM: keep the TOML valid.
         let doc = if doc.contains("#ca_key") {

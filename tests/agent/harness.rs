@@ -296,10 +296,14 @@ clock_sync_timeout_seconds = 1
 cri_timeout_seconds = 1
 "#;
 
-pub const CA_PEM: &str =
-    "-----BEGIN CERTIFICATE-----\nMIIBfakeCAcertificateForTests\n-----END CERTIFICATE-----\n";
-pub const CA_KEY_PEM: &str =
-    "-----BEGIN PRIVATE KEY-----\nMIIBfakeCAkeyForTests\n-----END PRIVATE KEY-----\n";
+/// A real CA (certificate and key PEM) for init documents, made once per test run.
+pub fn test_ca() -> &'static (String, String) {
+    static CA: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
+    CA.get_or_init(|| {
+        let pki = crate::tls_server::make_pki();
+        (pki.ca_pem, pki.ca_key_pem)
+    })
+}
 
 pub fn init_doc() -> String {
     format!(
@@ -316,13 +320,15 @@ certificate_key = "{CERT_KEY}"
 [node]
 name = "cp-1"
 [pki]
-ca_cert = """{CA_PEM}"""
-ca_key = """{CA_KEY_PEM}"""
+ca_cert = """{}"""
+ca_key = """{}"""
 [kubeadm]
 retry_backoff_seconds = 0.0
 [preflight]
 clock_sync_timeout_seconds = 1
 cri_timeout_seconds = 1
-"#
+"#,
+        test_ca().0,
+        test_ca().1
     )
 }

@@ -137,8 +137,8 @@ fn init_writes_the_pregenerated_ca_and_uploads_certs() {
     assert!(config.contains(&format!("token: {TOKEN}")));
     assert!(config.contains("podSubnet: 10.244.0.0/16"));
     // The double used our CA instead of generating one ("Using existing ca").
-    assert_eq!(node.read("/etc/kubernetes/pki/ca.crt"), CA_PEM);
-    assert_eq!(node.read("/etc/kubernetes/pki/ca.key"), CA_KEY_PEM);
+    assert_eq!(node.read("/etc/kubernetes/pki/ca.crt"), test_ca().0);
+    assert_eq!(node.read("/etc/kubernetes/pki/ca.key"), test_ca().1);
     assert_eq!(node.mode("/etc/kubernetes/pki/ca.key"), 0o600);
     assert_eq!(node.mode("/etc/kubernetes/pki/ca.crt"), 0o644);
     assert!(node.path("/etc/kubernetes/admin.conf").exists());
@@ -162,7 +162,9 @@ fn init_with_external_etcd_writes_inline_credentials() {
     let doc = init_doc().replace(
         "[discovery]",
         &format!(
-            "[cluster.etcd]\nexternal_endpoints = [\"https://127.0.0.1:2379\"]\nca_cert = \"\"\"{CA_PEM}\"\"\"\ncert = \"\"\"{CA_PEM}\"\"\"\nkey = \"\"\"{CA_KEY_PEM}\"\"\"\n[discovery]"
+            "[cluster.etcd]\nexternal_endpoints = [\"https://127.0.0.1:2379\"]\nca_cert = \"\"\"{ca}\"\"\"\ncert = \"\"\"{ca}\"\"\"\nkey = \"\"\"{key}\"\"\"\n[discovery]",
+            ca = test_ca().0,
+            key = test_ca().1
         ),
     );
     let node = TestNode::new(&doc);
@@ -180,7 +182,7 @@ fn init_with_external_etcd_writes_inline_credentials() {
     );
     assert_eq!(
         node.read("/etc/kubernetes/pki/external-etcd/client.key"),
-        CA_KEY_PEM
+        test_ca().1
     );
 }
 

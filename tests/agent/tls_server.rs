@@ -12,6 +12,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 pub struct Pki {
     pub ca_der: Vec<u8>,
     pub ca_pem: String,
+    pub ca_key_pem: String,
     pub server_chain: Vec<CertificateDer<'static>>,
     pub server_key: Vec<u8>,
 }
@@ -35,6 +36,7 @@ pub fn make_pki() -> Pki {
     Pki {
         ca_der: ca_cert.der().to_vec(),
         ca_pem: ca_cert.pem(),
+        ca_key_pem: ca_key.serialize_pem(),
         server_chain: vec![server_cert.der().clone(), ca_cert.der().clone()],
         server_key: server_key.serialize_der(),
     }
@@ -162,6 +164,7 @@ pub fn pki_from_ca(ca_cert_pem: &str, ca_key_pem: &str) -> Pki {
     Pki {
         ca_der: ca_der.clone(),
         ca_pem: ca_cert_pem.to_string(),
+        ca_key_pem: ca_key_pem.to_string(),
         server_chain: vec![server_cert.der().clone(), CertificateDer::from(ca_der)],
         server_key: server_key.serialize_der(),
     }
