@@ -26,19 +26,9 @@ pub struct DiscoverArgs {
 /// Verify, from this machine, the cluster a join document points at: what the
 /// agent's discover phase does before kubeadm runs.
 pub fn run(args: DiscoverArgs) -> u8 {
-    let text = match std::fs::read_to_string(&args.document) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("error: --document {}: {e}", args.document.display());
-            return 2;
-        }
-    };
-    let doc = match document::load(&text) {
-        Ok(d) => d,
-        Err(e) => {
-            super::print_invalid(&e);
-            return 2;
-        }
+    let doc = match super::read_document(&args.document) {
+        Ok((_, doc)) => doc,
+        Err(code) => return code,
     };
     if doc.role == document::Role::Init {
         eprintln!("error: an init document has no cluster to discover yet (discover checks join documents)");

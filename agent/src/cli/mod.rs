@@ -126,3 +126,18 @@ fn init_logging() {
 pub(crate) fn print_invalid(e: &crate::document::InvalidDocument) {
     eprintln!("error: {e}");
 }
+
+/// Read and fully validate `--document`; on failure print why and give exit code 2.
+pub(crate) fn read_document(
+    path: &std::path::Path,
+) -> Result<(String, crate::document::ValidDocument), u8> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        eprintln!("error: --document {}: {e}", path.display());
+        2
+    })?;
+    let doc = crate::agent::validate_fully(&text).map_err(|e| {
+        print_invalid(&e);
+        2
+    })?;
+    Ok((text, doc))
+}

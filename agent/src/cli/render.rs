@@ -2,7 +2,6 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::agent;
 use crate::host::Host;
 use crate::kubeadm::{self, ApiVersion, ConfigPaths};
 use crate::redact::Redactor;
@@ -23,19 +22,9 @@ pub struct RenderArgs {
 }
 
 pub fn run(args: RenderArgs) -> u8 {
-    let text = match std::fs::read_to_string(&args.document) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("error: --document {}: {e}", args.document.display());
-            return 2;
-        }
-    };
-    let doc = match agent::validate_fully(&text) {
-        Ok(d) => d,
-        Err(e) => {
-            super::print_invalid(&e);
-            return 2;
-        }
+    let doc = match super::read_document(&args.document) {
+        Ok((_, doc)) => doc,
+        Err(code) => return code,
     };
     let version = args.kubeadm_version.clone().or_else(|| {
         Host::system()

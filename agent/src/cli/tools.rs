@@ -74,17 +74,10 @@ pub struct UserDataArgs {
 
 /// Render cloud-init user-data for a node document (validated first).
 pub fn userdata(args: UserDataArgs) -> u8 {
-    let text = match std::fs::read_to_string(&args.document) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("error: --document {}: {e}", args.document.display());
-            return 2;
-        }
+    let text = match super::read_document(&args.document) {
+        Ok((text, _)) => text,
+        Err(code) => return code,
     };
-    if let Err(e) = crate::agent::validate_fully(&text) {
-        super::print_invalid(&e);
-        return 2;
-    }
     match args.format {
         UserDataFormat::CloudConfig => print!("{}", crate::userdata::cloud_config(&text)),
         UserDataFormat::Mime => print!("{}", crate::userdata::mime(&text)),
@@ -121,13 +114,9 @@ pub fn seed(args: SeedArgs) -> u8 {
         std::fs::read_to_string(p).map_err(|e| format!("{what} {}: {e}", p.display()))
     };
     let run = || -> Result<u8, String> {
-        let text = read(&args.document, "--document")?;
-        let doc = match crate::agent::validate_fully(&text) {
-            Ok(d) => d,
-            Err(e) => {
-                super::print_invalid(&e);
-                return Ok(2);
-            }
+        let (text, doc) = match super::read_document(&args.document) {
+            Ok(read) => read,
+            Err(code) => return Ok(code),
         };
         let meta = match &args.meta_data {
             Some(p) => read(p, "--meta-data")?,
