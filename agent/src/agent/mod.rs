@@ -514,20 +514,13 @@ impl Agent {
         seq
     }
 
+    fn kubeadm_version(&self) -> Option<String> {
+        kubeadm::version_to_use(&self.host, self.opts.kubeadm_version.as_deref())
+    }
+
     fn api_version(&self) -> Result<ApiVersion, Failure> {
-        let version = match &self.opts.kubeadm_version {
-            Some(v) => Some(v.clone()),
-            None => self
-                .host
-                .find_program("kubeadm")
-                .and_then(|k| kubeadm::detect_version(&k)),
-        };
-        match version {
-            Some(v) => {
-                ApiVersion::for_kubeadm(&v).map_err(|m| Failure::new(ErrorKind::VersionSkew, m))
-            }
-            None => Ok(ApiVersion::NEWEST),
-        }
+        ApiVersion::for_version(self.kubeadm_version().as_deref())
+            .map_err(|m| Failure::new(ErrorKind::VersionSkew, m))
     }
 }
 

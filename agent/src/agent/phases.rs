@@ -114,7 +114,7 @@ impl Agent {
             return Ok(());
         };
         let (_, want_minor, _) = parse_kubernetes_version(wanted).expect("validated");
-        let kubeadm_version = self.api_version_string()?;
+        let kubeadm_version = self.kubeadm_version();
         if let Some(kv) = kubeadm_version {
             if let Ok((_, minor, _)) = parse_kubernetes_version(&kv) {
                 // kubeadm deploys its own minor version and the one before it.
@@ -137,16 +137,6 @@ impl Agent {
             }
         }
         Ok(())
-    }
-
-    fn api_version_string(&self) -> Result<Option<String>, Failure> {
-        Ok(match &self.opts.kubeadm_version {
-            Some(v) => Some(v.clone()),
-            None => self
-                .host
-                .find_program("kubeadm")
-                .and_then(|k| kubeadm::detect_version(&k)),
-        })
     }
 
     /// `kubelet --version` prints `Kubernetes v1.34.2`.

@@ -89,14 +89,14 @@ fn dry_run(host: &Host, opts: &AgentOptions, output: Output) -> u8 {
             return 2;
         }
     };
-    let kubeadm_bin = host.find_program("kubeadm");
-    let (version, version_source) = match (&opts.kubeadm_version, &kubeadm_bin) {
-        (Some(v), _) => (Some(v.clone()), "--kubeadm-version".to_string()),
-        (None, Some(k)) => (kubeadm::detect_version(k), format!("{}", k.display())),
-        (None, None) => (None, "kubeadm not on PATH".to_string()),
+    let version = kubeadm::version_to_use(host, opts.kubeadm_version.as_deref());
+    let version_source = match (&opts.kubeadm_version, host.find_program("kubeadm")) {
+        (Some(_), _) => "--kubeadm-version".to_string(),
+        (None, Some(k)) => k.display().to_string(),
+        (None, None) => "kubeadm not on PATH".to_string(),
     };
-    let api = match version.as_deref().map(ApiVersion::for_kubeadm).transpose() {
-        Ok(a) => a.unwrap_or(ApiVersion::NEWEST),
+    let api = match ApiVersion::for_version(version.as_deref()) {
+        Ok(a) => a,
         Err(m) => {
             eprintln!("error: {m}");
             return 2;

@@ -26,13 +26,9 @@ pub fn run(args: RenderArgs) -> u8 {
         Ok((_, doc)) => doc,
         Err(code) => return code,
     };
-    let version = args.kubeadm_version.clone().or_else(|| {
-        Host::system()
-            .find_program("kubeadm")
-            .and_then(|k| kubeadm::detect_version(&k))
-    });
-    let api = match version.as_deref().map(ApiVersion::for_kubeadm).transpose() {
-        Ok(a) => a.unwrap_or(ApiVersion::NEWEST),
+    let version = kubeadm::version_to_use(&Host::system(), args.kubeadm_version.as_deref());
+    let api = match ApiVersion::for_version(version.as_deref()) {
+        Ok(a) => a,
         Err(m) => {
             eprintln!("error: --kubeadm-version: {m}");
             return 2;

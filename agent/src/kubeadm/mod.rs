@@ -29,6 +29,11 @@ impl ApiVersion {
         }
     }
 
+    /// The API version for a kubeadm version, or the newest when the version is unknown.
+    pub fn for_version(version: Option<&str>) -> Result<ApiVersion, String> {
+        version.map_or(Ok(ApiVersion::NEWEST), ApiVersion::for_kubeadm)
+    }
+
     /// The API version a given kubeadm release reads and prefers.
     pub fn for_kubeadm(version: &str) -> Result<ApiVersion, String> {
         let (major, minor, _) = parse_kubernetes_version(version.trim())
@@ -40,6 +45,17 @@ impl ApiVersion {
                 "kubeadm {version} is too old: kubeboot renders kubeadm.k8s.io/v1beta3 (kubeadm 1.22–1.30) and v1beta4 (≥ 1.31)"
             )),
         }
+    }
+}
+
+/// The kubeadm version to render for: `requested` (e.g. `--kubeadm-version`)
+/// if given, else what `kubeadm version -o short` on the host's PATH says.
+pub fn version_to_use(host: &crate::host::Host, requested: Option<&str>) -> Option<String> {
+    match requested {
+        Some(v) => Some(v.to_string()),
+        None => host
+            .find_program("kubeadm")
+            .and_then(|k| detect_version(&k)),
     }
 }
 
