@@ -26,6 +26,25 @@ pub(crate) fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// A blocking HTTPS client over `config`, with kubeboot's user agent and the
+/// same bound on connecting and on the whole request.
+pub(crate) fn https_client(
+    config: rustls::ClientConfig,
+    timeout: std::time::Duration,
+) -> reqwest::Result<reqwest::blocking::Client> {
+    reqwest::blocking::Client::builder()
+        .use_preconfigured_tls(config)
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .user_agent(concat!("kubeboot/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
+/// The canonical form of a validated `sha256:` pin (kubeadm compares case-insensitively).
+pub(crate) fn normalise_pin(pin: &str) -> String {
+    pin.to_ascii_lowercase()
+}
+
 /// reqwest's Display hides the cause (e.g. a certificate or pin mismatch); walk the chain.
 pub(crate) fn describe_http_error(e: &reqwest::Error) -> String {
     let mut msg = e.to_string();
@@ -77,7 +96,7 @@ impl PinnedCa {
         crate::document::formats::check_ca_hash(pin)
             .map_err(|why| format!("CA pin {pin:?} {why}"))?;
         Ok(PinnedCa {
-            pin: pin.to_ascii_lowercase(),
+            pin: normalise_pin(pin),
             provider: provider(),
         })
     }

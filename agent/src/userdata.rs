@@ -64,7 +64,8 @@ pub fn write_seed(
     out: &std::path::Path,
 ) -> Result<(), String> {
     use std::os::unix::fs::PermissionsExt;
-    let xorriso = which("xorriso")
+    let xorriso = crate::host::Host::system()
+        .find_program("xorriso")
         .ok_or("xorriso not found: install it (scripts/setup.sh does) to make seed ISOs")?;
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let mut files = vec![("user-data", user_data), ("meta-data", meta_data)];
@@ -111,12 +112,6 @@ pub fn meta_data(instance_id: &str, hostname: Option<&str>) -> String {
         m.insert("local-hostname".into(), h.into());
     }
     serde_yaml_ng::to_string(&m).expect("plain mapping")
-}
-
-fn which(name: &str) -> Option<std::path::PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use super::{jws, DiscoveryError};
 use crate::backoff::Backoff;
 use crate::document::formats::Endpoint;
 use crate::status::ErrorKind;
-use crate::tls::{ca_hash_of_der, provider};
+use crate::tls::{ca_hash_of_der, normalise_pin, provider};
 
 const CLUSTER_INFO_PATH: &str = "/api/v1/namespaces/kube-public/configmaps/cluster-info";
 const MAX_BODY: u64 = 1024 * 1024;
@@ -131,13 +131,6 @@ fn match_pin(cas: &[Vec<u8>], pins: &[String]) -> Result<(Vec<u8>, String), Disc
             seen.join(", ")
         ),
     ))
-}
-
-fn normalise_pin(p: &str) -> String {
-    format!(
-        "sha256:{}",
-        p.split_once(':').map_or(p, |(_, h)| h).to_ascii_lowercase()
-    )
 }
 
 /// The served chain must lead to the (pinned) cluster CA for the endpoint's name.
@@ -265,12 +258,8 @@ fn fetch(
         .with_custom_certificate_verifier(capture.clone())
         .with_no_client_auth();
     let unreachable = |m: String| DiscoveryError::new(ErrorKind::DiscoveryEndpointUnreachable, m);
-    let client = reqwest::blocking::Client::builder()
-        .use_preconfigured_tls(config)
-        .timeout(timeout)
-        .connect_timeout(timeout)
-        .build()
-        .map_err(|e| unreachable(e.to_string()))?;
+    let client =
+        crate::tls::https_client(config, timeout).map_err(|e| unreachable(e.to_string()))?;
     let url = format!("https://{endpoint}{CLUSTER_INFO_PATH}");
     let resp = client
         .get(&url)

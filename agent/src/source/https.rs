@@ -46,12 +46,7 @@ pub fn fetch_document(
     }
     let tls = crate::tls::client_config(ca_hash)
         .map_err(|e| SourceError::new(ErrorKind::DocumentFetch, e))?;
-    let client = reqwest::blocking::Client::builder()
-        .use_preconfigured_tls(tls)
-        .timeout(opts.timeout)
-        .connect_timeout(opts.timeout)
-        .user_agent(concat!("kubeboot/", env!("CARGO_PKG_VERSION")))
-        .build()
+    let client = crate::tls::https_client(tls, opts.timeout)
         .map_err(|e| SourceError::new(ErrorKind::DocumentFetch, format!("HTTPS client: {e}")))?;
     let mut last = String::new();
     for attempt in 1..=opts.attempts {
