@@ -156,6 +156,16 @@ impl TestNode {
             .collect()
     }
 
+    /// The argv of the `i`-th recorded kubeadm call.
+    pub fn kubeadm_argv(&self, i: usize) -> Vec<String> {
+        self.kubeadm_calls()[i]["argv"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_string())
+            .collect()
+    }
+
     pub fn kubeadm_subcommands(&self) -> Vec<String> {
         self.kubeadm_calls()
             .iter()
@@ -198,8 +208,7 @@ impl TestNode {
     /// Every file under the root with its mode and contents, except the status
     /// channels (`/run/kubeboot`, `/dev/console`), whose job is to change.
     pub fn tree(&self) -> BTreeMap<String, (u32, Vec<u8>)> {
-        let mut out = BTreeMap::new();
-        walk(self.root.path(), self.root.path(), &mut out);
+        let mut out = self.full_tree();
         out.retain(|k, _| !k.starts_with("run/kubeboot") && k != "dev/console");
         out
     }

@@ -24,12 +24,7 @@ fn worker_joins_end_to_end() {
     // kubeadm ran once: join with only --config, config 0600 and valid v1beta4.
     let calls = node.kubeadm_calls();
     assert_eq!(calls.len(), 1, "{calls:?}");
-    let argv: Vec<&str> = calls[0]["argv"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap())
-        .collect();
+    let argv = node.kubeadm_argv(0);
     let config_path = node.path("/var/lib/kubeboot/kubeadm.yaml");
     assert_eq!(argv, ["join", "--config", config_path.to_str().unwrap()]);
     assert_eq!(calls[0]["config_mode"], "600");
@@ -121,14 +116,9 @@ fn init_writes_the_pregenerated_ca_and_uploads_certs() {
     assert_exit(&out, 0);
     let calls = node.kubeadm_calls();
     assert_eq!(calls.len(), 1);
-    let argv: Vec<&str> = calls[0]["argv"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap())
-        .collect();
+    let argv = node.kubeadm_argv(0);
     assert_eq!(argv[0], "init");
-    assert_eq!(argv.last(), Some(&"--upload-certs"));
+    assert_eq!(argv.last().map(String::as_str), Some("--upload-certs"));
     let config = calls[0]["config"].as_str().unwrap();
     assert!(
         config.contains("kind: InitConfiguration") && config.contains("kind: ClusterConfiguration")
