@@ -9,7 +9,7 @@ use super::{Agent, Failure};
 use crate::backoff::Backoff;
 use crate::discovery;
 use crate::document::formats::parse_kubernetes_version;
-use crate::document::{Role, ValidDocument};
+use crate::document::{Role, ValidDocument, PKI_PAIRS};
 use crate::kubeadm::{self, ConfigPaths};
 use crate::status::{ErrorKind, Phase, PhaseState, LOG_TAIL_MAX_LINES};
 
@@ -429,34 +429,9 @@ impl Agent {
     fn write_pki(&self, doc: &ValidDocument, paths: &ConfigPaths) -> crate::host::HostResult<()> {
         let dir = &paths.certificates_dir;
         if let (Role::Init, Some(pki)) = (doc.role, &doc.doc.pki) {
-            let pairs = [
-                (
-                    "ca.crt",
-                    pki.ca_cert.as_deref(),
-                    "ca.key",
-                    pki.ca_key.as_ref(),
-                ),
-                (
-                    "front-proxy-ca.crt",
-                    pki.front_proxy_ca_cert.as_deref(),
-                    "front-proxy-ca.key",
-                    pki.front_proxy_ca_key.as_ref(),
-                ),
-                (
-                    "etcd/ca.crt",
-                    pki.etcd_ca_cert.as_deref(),
-                    "etcd/ca.key",
-                    pki.etcd_ca_key.as_ref(),
-                ),
-                (
-                    "sa.pub",
-                    pki.sa_pub.as_deref(),
-                    "sa.key",
-                    pki.sa_key.as_ref(),
-                ),
-            ];
-            for (cert_name, cert, key_name, key) in pairs {
-                if let (Some(cert), Some(key)) = (cert, key) {
+            for (spec, pair) in PKI_PAIRS.iter().zip(pki.values()) {
+                let (cert_name, key_name) = (spec.cert_file, spec.key_file);
+                if let (Some(cert), Some(key)) = pair {
                     self.host
                         .write_atomic(format!("{dir}/{cert_name}"), cert.as_bytes(), 0o644)?;
                     self.host.write_atomic(

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::document::{formats, Role};
+use crate::document::{formats, Role, PKI_PAIRS};
 use crate::tls::ca_hash_of_der;
 use crate::userdata;
 
@@ -287,19 +287,14 @@ pub fn node_document(role: Role, d: &Discovery, bundle_dir: &Path) -> Result<Str
         let read = |f: &str| {
             fs::read_to_string(bundle_dir.join("pki").join(f)).map_err(|e| format!("pki/{f}: {e}"))
         };
-        for (key, file) in [
-            ("ca_cert", "ca.crt"),
-            ("ca_key", "ca.key"),
-            ("front_proxy_ca_cert", "front-proxy-ca.crt"),
-            ("front_proxy_ca_key", "front-proxy-ca.key"),
-            ("sa_key", "sa.key"),
-            ("sa_pub", "sa.pub"),
-        ] {
-            pki.insert(key.into(), s(&read(file)?));
-        }
-        if bundle_dir.join("pki/etcd/ca.crt").exists() {
-            pki.insert("etcd_ca_cert".into(), s(&read("etcd/ca.crt")?));
-            pki.insert("etcd_ca_key".into(), s(&read("etcd/ca.key")?));
+        // Every pair must be there, except the etcd CA (made for stacked etcd only).
+        for spec in &PKI_PAIRS {
+            let optional = spec.cert_file.starts_with("etcd/");
+            if optional && !bundle_dir.join("pki").join(spec.cert_file).exists() {
+                continue;
+            }
+            pki.insert(spec.cert_key.into(), s(&read(spec.cert_file)?));
+            pki.insert(spec.key_key.into(), s(&read(spec.key_file)?));
         }
         doc.insert("pki".into(), Value::Table(pki));
     }

@@ -154,6 +154,63 @@ pub struct Pki {
     pub sa_pub: Option<String>,
 }
 
+/// One `[pki]` pair: its document keys, kubeadm's file names under the
+/// certificates dir, and the PEM label of the public half.
+pub struct PkiPairSpec {
+    pub cert_key: &'static str,
+    pub cert_file: &'static str,
+    pub key_key: &'static str,
+    pub key_file: &'static str,
+    pub cert_label: &'static str,
+}
+
+/// Every `[pki]` pair, in the order of [`Pki::values`].
+pub const PKI_PAIRS: [PkiPairSpec; 4] = [
+    PkiPairSpec {
+        cert_key: "ca_cert",
+        cert_file: "ca.crt",
+        key_key: "ca_key",
+        key_file: "ca.key",
+        cert_label: "CERTIFICATE",
+    },
+    PkiPairSpec {
+        cert_key: "front_proxy_ca_cert",
+        cert_file: "front-proxy-ca.crt",
+        key_key: "front_proxy_ca_key",
+        key_file: "front-proxy-ca.key",
+        cert_label: "CERTIFICATE",
+    },
+    PkiPairSpec {
+        cert_key: "etcd_ca_cert",
+        cert_file: "etcd/ca.crt",
+        key_key: "etcd_ca_key",
+        key_file: "etcd/ca.key",
+        cert_label: "CERTIFICATE",
+    },
+    PkiPairSpec {
+        cert_key: "sa_pub",
+        cert_file: "sa.pub",
+        key_key: "sa_key",
+        key_file: "sa.key",
+        cert_label: "PUBLIC KEY",
+    },
+];
+
+impl Pki {
+    /// (public half, private key) of each pair, in [`PKI_PAIRS`] order.
+    pub fn values(&self) -> [(Option<&str>, Option<&SecretString>); 4] {
+        [
+            (self.ca_cert.as_deref(), self.ca_key.as_ref()),
+            (
+                self.front_proxy_ca_cert.as_deref(),
+                self.front_proxy_ca_key.as_ref(),
+            ),
+            (self.etcd_ca_cert.as_deref(), self.etcd_ca_key.as_ref()),
+            (self.sa_pub.as_deref(), self.sa_key.as_ref()),
+        ]
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Report {

@@ -522,47 +522,23 @@ fn check_role_specific(doc: &NodeDocument, role: Role, p: &mut Problems) {
 }
 
 fn check_pki(pki: &super::Pki, p: &mut Problems) {
-    let pairs: [(&str, Option<&str>, &str, Option<&str>); 4] = [
-        (
-            "pki.ca_cert",
-            pki.ca_cert.as_deref(),
-            "pki.ca_key",
-            pki.ca_key.as_ref().map(|s| s.expose_secret()),
-        ),
-        (
-            "pki.front_proxy_ca_cert",
-            pki.front_proxy_ca_cert.as_deref(),
-            "pki.front_proxy_ca_key",
-            pki.front_proxy_ca_key.as_ref().map(|s| s.expose_secret()),
-        ),
-        (
-            "pki.etcd_ca_cert",
-            pki.etcd_ca_cert.as_deref(),
-            "pki.etcd_ca_key",
-            pki.etcd_ca_key.as_ref().map(|s| s.expose_secret()),
-        ),
-        (
-            "pki.sa_pub",
-            pki.sa_pub.as_deref(),
-            "pki.sa_key",
-            pki.sa_key.as_ref().map(|s| s.expose_secret()),
-        ),
-    ];
-    for (cert_field, cert, key_field, key) in pairs {
+    for (spec, (cert, key)) in super::PKI_PAIRS.iter().zip(pki.values()) {
+        let cert_field = &format!("pki.{}", spec.cert_key);
+        let key_field = &format!("pki.{}", spec.key_key);
+        let key = key.map(|k| k.expose_secret());
         match (cert, key) {
             (Some(c), Some(k)) => {
-                let want = if cert_field == "pki.sa_pub" {
-                    "PUBLIC KEY"
-                } else {
-                    "CERTIFICATE"
-                };
                 let before = p.0.len();
-                check_pem(cert_field, c, want, p);
+                check_pem(cert_field, c, spec.cert_label, p);
                 check_pem(key_field, k, "PRIVATE KEY", p);
                 if p.0.len() == before {
-                    if let Some((field, problem, fix)) =
-                        pki_pair_problem(cert_field, c, key_field, k)
-                    {
+                    if let Some((field, problem, fix)) = pki_pair_problem(
+                        cert_field,
+                        spec.cert_label == "CERTIFICATE",
+                        c,
+                        key_field,
+                        k,
+                    ) {
                         p.add(field, problem, fix);
                     }
                 }
@@ -585,11 +561,12 @@ fn check_pki(pki: &super::Pki, p: &mut Problems) {
 /// A certificate must parse and (for the CAs) be a CA; the key must belong to it.
 fn pki_pair_problem<'a>(
     cert_field: &'a str,
+    is_certificate: bool,
     cert_pem: &str,
     key_field: &'a str,
     key_pem: &str,
 ) -> Option<(&'a str, String, String)> {
-    let spki = if cert_field == "pki.sa_pub" {
+    let spki = if !is_certificate {
         let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()).ok()?;
         pem.contents
     } else {
