@@ -39,7 +39,7 @@ pub struct AgentArgs {
 }
 
 pub fn run(root: &Path, args: AgentArgs) -> u8 {
-    let host = Host::new(root, Host::system().search_path_owned());
+    let host = Host::system_at(root);
     let opts = AgentOptions {
         document: args.document,
         state_dir: args.state_dir,

@@ -25,7 +25,7 @@ pub fn run(root: &Path, args: StatusArgs) -> u8 {
     let host = Host::new(root, Default::default());
     let store = StateStore::new(host.clone(), args.state_dir.clone());
     let last_event: Option<StatusEvent> = host
-        .read_to_string(crate::status::local_status_file())
+        .read_to_string(crate::status::STATUS_FILE)
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok());
     let state = match store.load() {

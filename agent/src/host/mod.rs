@@ -56,8 +56,12 @@ impl Host {
         Host::new("/", path)
     }
 
-    pub fn search_path_owned(&self) -> OsString {
-        self.search_path.clone()
+    /// The running system's PATH, with `root` as the file system root.
+    pub fn system_at(root: impl Into<PathBuf>) -> Host {
+        Host {
+            root: root.into(),
+            ..Host::system()
+        }
     }
 
     pub fn root(&self) -> &Path {

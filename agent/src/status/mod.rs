@@ -7,7 +7,3 @@ mod local;
 
 pub use event::{ErrorKind, ErrorReport, Phase, PhaseState, StatusEvent, LOG_TAIL_MAX_LINES};
 pub use local::{LocalChannels, StatusSink, STATUS_FILE};
-
-pub fn local_status_file() -> &'static str {
-    STATUS_FILE
-}
