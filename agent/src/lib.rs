@@ -10,6 +10,8 @@
 //! - [`host`]: the one interface that touches the machine, under a root prefix
 //! - [`kubeadm`]: config rendering per API version, running kubeadm
 //! - [`status`]: the status event and its local channels (DESIGN.md §4)
+//! - [`report`]: the node's HTTPS reporter (durable outbox, ordered delivery)
+//! - [`serve`]: the receiver (`kubeboot serve`): store, API, dashboard, metrics
 //! - [`bundle`], [`userdata`]: operator-side cluster material and cloud-init user-data
 //! - [`cli`]: the `kubeboot` command line
 
@@ -22,6 +24,8 @@ pub mod document;
 pub mod host;
 pub mod kubeadm;
 pub mod redact;
+pub mod report;
+pub mod serve;
 pub mod source;
 pub mod status;
 pub mod tls;

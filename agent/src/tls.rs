@@ -28,7 +28,7 @@ pub(crate) fn provider() -> Arc<CryptoProvider> {
 
 /// A blocking HTTPS client over `config`, with kubeboot's user agent and the
 /// same bound on connecting and on the whole request.
-pub(crate) fn https_client(
+pub fn https_client(
     config: rustls::ClientConfig,
     timeout: std::time::Duration,
 ) -> reqwest::Result<reqwest::blocking::Client> {
@@ -46,7 +46,7 @@ pub(crate) fn normalise_pin(pin: &str) -> String {
 }
 
 /// reqwest's Display hides the cause (e.g. a certificate or pin mismatch); walk the chain.
-pub(crate) fn describe_http_error(e: &reqwest::Error) -> String {
+pub fn describe_http_error(e: &reqwest::Error) -> String {
     let mut msg = e.to_string();
     let mut src = std::error::Error::source(e);
     while let Some(s) = src {
@@ -55,6 +55,25 @@ pub(crate) fn describe_http_error(e: &reqwest::Error) -> String {
         src = s.source();
     }
     msg
+}
+
+/// A client config trusting exactly the CA certificates of a PEM bundle.
+pub fn client_config_with_bundle(pem: &[u8]) -> Result<rustls::ClientConfig, String> {
+    let mut roots = RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut &pem[..]) {
+        let cert = cert.map_err(|e| format!("CA bundle: {e}"))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("CA bundle: unusable certificate: {e}"))?;
+    }
+    if roots.is_empty() {
+        return Err("CA bundle holds no PEM certificate".into());
+    }
+    Ok(rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }
 
 /// A client config trusting either the pinned CA or the system's roots.

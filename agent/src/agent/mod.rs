@@ -137,6 +137,14 @@ impl Agent {
     }
 
     pub fn run(&mut self) -> Finish {
+        let finish = self.run_phases();
+        for sink in &mut self.sinks {
+            sink.close();
+        }
+        finish
+    }
+
+    fn run_phases(&mut self) -> Finish {
         let mut state = match self.store.load() {
             Ok(Some(state)) => state,
             Ok(None) => match self.start_fresh() {
@@ -313,6 +321,9 @@ impl Agent {
         self.identity.role = Some(doc.role);
         if let Some(name) = doc.node_name() {
             self.identity.node = name.to_string();
+        }
+        for sink in &mut self.sinks {
+            sink.adopt(&doc.doc, &self.identity.node);
         }
     }
 

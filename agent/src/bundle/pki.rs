@@ -47,6 +47,39 @@ pub fn new_ca(common_name: &str) -> Result<CaPair, String> {
     })
 }
 
+/// A TLS server certificate for `names` (DNS names or IP addresses), signed by `ca`.
+/// Used by `kubeboot serve --self-signed`.
+pub fn issue_server_cert(
+    ca: &CaPair,
+    ca_key_pem: &str,
+    names: &[String],
+) -> Result<(String, String), String> {
+    let ca_key = KeyPair::from_pem(ca_key_pem).map_err(|e| format!("CA key: {e}"))?;
+    let issuer = CertificateParams::from_ca_cert_pem(&ca.cert_pem)
+        .map_err(|e| format!("CA certificate: {e}"))?
+        .self_signed(&ca_key)
+        .map_err(|e| format!("CA certificate: {e}"))?;
+    let key = KeyPair::generate().map_err(|e| format!("generate server key: {e}"))?;
+    let mut p = CertificateParams::new(names.to_vec())
+        .map_err(|e| format!("server names {names:?}: {e}"))?;
+    p.distinguished_name.push(
+        DnType::CommonName,
+        names.first().map(String::as_str).unwrap_or("kubeboot"),
+    );
+    p.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    let now = OffsetDateTime::now_utc();
+    p.not_before = now - Duration::minutes(5);
+    p.not_after = now + Duration::days(CA_VALIDITY_DAYS);
+    let cert = p
+        .signed_by(&key, &issuer, &ca_key)
+        .map_err(|e| format!("sign server certificate: {e}"))?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
 pub struct ServiceAccountKeys {
     pub private_pem: String,
     pub public_pem: String,

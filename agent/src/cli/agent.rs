@@ -9,6 +9,7 @@ use crate::document::ValidDocument;
 use crate::host::Host;
 use crate::kubeadm::{self, ApiVersion, ConfigPaths};
 use crate::redact::Redactor;
+use crate::report::Reporter;
 use crate::source;
 use crate::status::LocalChannels;
 
@@ -53,8 +54,10 @@ pub fn run(root: &Path, args: AgentArgs) -> u8 {
     if args.dry_run {
         return dry_run(&host, &opts, args.output);
     }
-    let sinks: Vec<Box<dyn crate::status::StatusSink>> =
-        vec![Box::new(LocalChannels::new(host.clone()))];
+    let sinks: Vec<Box<dyn crate::status::StatusSink>> = vec![
+        Box::new(LocalChannels::new(host.clone())),
+        Box::new(Reporter::new(host.clone(), &opts.state_dir)),
+    ];
     let finish = Agent::new(host, opts, sinks).run();
     match &finish {
         Finish::Done => eprintln!("kubeboot: node bootstrapped"),

@@ -5,8 +5,10 @@ mod agent;
 mod bundle;
 mod discover;
 mod render;
+mod serve;
 mod status;
 mod tools;
+mod watch;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -59,6 +61,10 @@ pub enum Command {
     Discover(discover::DiscoverArgs),
     /// Show this node's bootstrap progress: phase, state, attempts, last error, timings.
     Status(status::StatusArgs),
+    /// Receive nodes' status reports: HTTPS API, dashboard, metrics, node documents.
+    Serve(serve::ServeArgs),
+    /// Follow every node's progress from a `kubeboot serve` receiver, in the terminal.
+    Watch(watch::WatchArgs),
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -80,6 +86,8 @@ pub fn main() -> ExitCode {
         Command::CaHash(args) => tools::ca_hash(args),
         Command::Userdata(args) => tools::userdata(args),
         Command::Seed(args) => tools::seed(args),
+        Command::Serve(args) => serve::run(args),
+        Command::Watch(args) => watch::run(args),
     };
     ExitCode::from(code)
 }

@@ -214,9 +214,18 @@ impl Pki {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Report {
+    /// The receiver's API base, e.g. `https://10.0.0.2:8443/v1`; events go to
+    /// `{url}/nodes/{name}/events`.
     pub url: String,
+    /// Bearer token the receiver accepts (`kubeboot serve --token-file`).
     pub token: Option<SecretString>,
+    /// Trust exactly the CA with this public-key hash (as `kubeboot serve` prints).
     pub ca_cert_hash: Option<String>,
+    /// Or trust the CA certificates in this PEM file on the node. With neither, the system roots.
+    pub ca_file: Option<String>,
+    /// How long the agent waits, when it has finished, for queued events to go
+    /// out before it exits (they stay queued for the next run). Default 30.
+    pub drain_seconds: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -661,6 +661,29 @@ fn check_options(doc: &NodeDocument, p: &mut Problems) {
                 );
             }
         }
+        if let Some(f) = &r.ca_file {
+            if !f.starts_with('/') {
+                p.add(
+                    "report.ca_file",
+                    format!("{f:?} is not absolute"),
+                    "use an absolute path on the node",
+                );
+            }
+            if r.ca_cert_hash.is_some() {
+                p.add(
+                    "report.ca_file",
+                    "is set together with report.ca_cert_hash",
+                    "choose one way to trust the receiver",
+                );
+            }
+        }
+        if r.drain_seconds.is_some_and(|d| d > 3600) {
+            p.add(
+                "report.drain_seconds",
+                "is more than 3600",
+                "the agent should not linger for more than an hour; queued events stay for the next run",
+            );
+        }
     }
 }
 

@@ -97,33 +97,10 @@ impl Host {
         mode: u32,
     ) -> HostResult<()> {
         let shown = node_path.as_ref().display().to_string();
-        let target = self.path(&node_path);
-        let dir = target
-            .parent()
-            .expect("absolute path has a parent")
-            .to_path_buf();
-        ctx(fs::create_dir_all(&dir), || {
-            format!("create directory for {shown}")
-        })?;
-        let mut tmp = ctx(
-            tempfile::Builder::new()
-                .prefix(".kubeboot-")
-                .tempfile_in(&dir),
-            || format!("create temporary file for {shown}"),
-        )?;
         ctx(
-            tmp.as_file()
-                .set_permissions(fs::Permissions::from_mode(mode)),
-            || format!("set mode of {shown}"),
-        )?;
-        ctx(tmp.write_all(data), || format!("write {shown}"))?;
-        ctx(tmp.as_file().sync_all(), || format!("fsync {shown}"))?;
-        ctx(tmp.persist(&target).map_err(|e| e.error), || {
-            format!("rename into {shown}")
-        })?;
-        ctx(File::open(&dir).and_then(|d| d.sync_all()), || {
-            format!("fsync directory of {shown}")
-        })
+            write_file_atomic(&self.path(&node_path), data, mode),
+            || format!("write {shown}"),
+        )
     }
 
     /// Append a line to an existing file or device (e.g. `/dev/console`); never creates it.
@@ -293,6 +270,33 @@ fn is_executable(p: &Path) -> bool {
     fs::metadata(p)
         .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         .unwrap_or(false)
+}
+
+/// Write a file so that readers see the old or the new content, never a mix,
+/// and it survives a crash: temp file in the same directory (created with
+/// `mode`), fsync, rename, fsync the directory. Parent directories are created.
+pub fn write_file_atomic(target: &Path, data: &[u8], mode: u32) -> std::io::Result<()> {
+    let step =
+        |what: &str, e: std::io::Error| std::io::Error::new(e.kind(), format!("{what}: {e}"));
+    let dir = target
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).map_err(|e| step("create directory", e))?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".kubeboot-")
+        .permissions(fs::Permissions::from_mode(mode))
+        .tempfile_in(dir)
+        .map_err(|e| step("create temporary file", e))?;
+    tmp.as_file()
+        .set_permissions(fs::Permissions::from_mode(mode))
+        .map_err(|e| step("set mode", e))?;
+    tmp.write_all(data).map_err(|e| step("write", e))?;
+    tmp.as_file().sync_all().map_err(|e| step("fsync", e))?;
+    tmp.persist(target).map_err(|e| step("rename", e.error))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| step("fsync directory", e))
 }
 
 #[cfg(test)]

@@ -7,6 +7,9 @@ use crate::host::Facts;
 /// The most log lines an event carries (the reporter bounds payload size with it).
 pub const LOG_TAIL_MAX_LINES: usize = 40;
 
+/// The largest event body the reporter sends and the receiver accepts.
+pub const MAX_EVENT_BYTES: usize = 64 * 1024;
+
 /// The agent's phases, in order (DESIGN.md §3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

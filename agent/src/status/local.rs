@@ -9,6 +9,11 @@ pub const STATUS_FILE: &str = "/run/kubeboot/status.json";
 /// Anything that wants each status event (the HTTPS reporter is another one).
 pub trait StatusSink {
     fn emit(&mut self, event: &StatusEvent);
+    /// The node document is known (after validation, or when resuming), and
+    /// with it the node's name.
+    fn adopt(&mut self, _doc: &crate::document::NodeDocument, _node: &str) {}
+    /// The agent is about to exit.
+    fn close(&mut self) {}
 }
 
 pub struct LocalChannels {

@@ -1,0 +1,198 @@
+//! The delivery thread: sends the outbox in order, one event at a time, and
+//! removes each only once the receiver has acknowledged it (2xx; a duplicate
+//! is acknowledged too). Failures back off with jitter; nothing here ever
+//! blocks or fails the agent's own work.
+
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use super::outbox::{Outbox, Target};
+use crate::backoff::Backoff;
+use crate::tls;
+
+/// Per event and per run: after this many failed tries the thread stops and
+/// leaves the queue for the next run (next boot, or `kubeboot agent` again).
+pub const MAX_ATTEMPTS: u32 = 30;
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Default)]
+pub struct Signal {
+    state: Mutex<SignalState>,
+    wake: Condvar,
+}
+
+#[derive(Default)]
+struct SignalState {
+    /// New events were queued.
+    queued: bool,
+    /// Stop once the queue is empty or this instant has passed.
+    finish_by: Option<Instant>,
+}
+
+impl Signal {
+    pub fn queued(&self) {
+        self.state.lock().expect("signal").queued = true;
+        self.wake.notify_all();
+    }
+
+    pub fn finish_by(&self, deadline: Instant) {
+        self.state.lock().expect("signal").finish_by = Some(deadline);
+        self.wake.notify_all();
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        self.state.lock().expect("signal").finish_by
+    }
+
+    /// Sleep up to `d`, waking early when asked to finish or (if `on_queue`) when events arrive.
+    fn sleep(&self, d: Duration, on_queue: bool) {
+        let until = Instant::now() + d;
+        let mut st = self.state.lock().expect("signal");
+        loop {
+            if (on_queue && st.queued) || st.finish_by.is_some_and(|f| Instant::now() >= f) {
+                break;
+            }
+            let now = Instant::now();
+            if now >= until {
+                break;
+            }
+            let mut wait = until - now;
+            if let Some(f) = st.finish_by {
+                wait = wait.min(f.saturating_duration_since(now));
+            }
+            st = self.wake.wait_timeout(st, wait).expect("signal").0;
+        }
+        st.queued = false;
+    }
+}
+
+enum Sent {
+    Acknowledged,
+    /// The receiver will never take this event (400, 404, 413): drop it.
+    Refused(String),
+    Retry(String),
+}
+
+pub struct Courier {
+    target: Target,
+    client: reqwest::blocking::Client,
+    backoff: Backoff,
+}
+
+impl Courier {
+    pub fn new(target: Target, root: &std::path::Path) -> Result<Courier, String> {
+        let config = match (&target.ca_cert_hash, &target.ca_file) {
+            (Some(pin), _) => tls::client_config(Some(pin))?,
+            (None, Some(file)) => {
+                let path = root.join(file.trim_start_matches('/'));
+                let pem =
+                    std::fs::read(&path).map_err(|e| format!("report.ca_file {file}: {e}"))?;
+                tls::client_config_with_bundle(&pem)
+                    .map_err(|e| format!("report.ca_file {file}: {e}"))?
+            }
+            (None, None) => tls::client_config(None)?,
+        };
+        let client = tls::https_client(config, REQUEST_TIMEOUT).map_err(|e| e.to_string())?;
+        Ok(Courier {
+            target,
+            client,
+            backoff: Backoff::new(0.5, 30.0),
+        })
+    }
+
+    fn send(&self, body: Vec<u8>) -> Sent {
+        let node = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v.get("node").and_then(|n| n.as_str()).map(str::to_string));
+        let Some(node) = node else {
+            return Sent::Refused("queued event is unreadable".into());
+        };
+        let url = format!(
+            "{}/nodes/{}/events",
+            self.target.url.trim_end_matches('/'),
+            node
+        );
+        let mut req = self
+            .client
+            .post(&url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
+        if let Some(t) = &self.target.token {
+            req = req.bearer_auth(t);
+        }
+        match req.send() {
+            Ok(resp) if resp.status().is_success() => Sent::Acknowledged,
+            Ok(resp) => {
+                let status = resp.status();
+                let why = resp.text().unwrap_or_default();
+                let why = format!(
+                    "{url}: {status}: {}",
+                    why.trim().chars().take(300).collect::<String>()
+                );
+                match status.as_u16() {
+                    400 | 404 | 413 | 422 => Sent::Refused(why),
+                    _ => Sent::Retry(why),
+                }
+            }
+            Err(e) => Sent::Retry(format!("{url}: {}", tls::describe_http_error(&e))),
+        }
+    }
+}
+
+/// Deliver until asked to finish and the queue is empty (or the deadline passed),
+/// or until one event has failed MAX_ATTEMPTS times.
+pub fn run(outbox: Arc<Outbox>, courier: Courier, signal: Arc<Signal>) {
+    let mut attempt = 0u32;
+    loop {
+        let finishing = signal.deadline();
+        if finishing.is_some_and(|f| Instant::now() >= f) {
+            let left = outbox.pending().len();
+            if left > 0 {
+                tracing::warn!(
+                    "{left} status event(s) not yet delivered; they stay queued for the next run"
+                );
+            }
+            return;
+        }
+        let Some((_, path)) = outbox.pending().into_iter().next() else {
+            if finishing.is_some() {
+                outbox.retire_if_empty();
+                return;
+            }
+            signal.sleep(Duration::from_secs(5), true);
+            continue;
+        };
+        let body = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!("queued event {} unreadable ({e}); dropped", path.display());
+                outbox.remove(&path);
+                continue;
+            }
+        };
+        match courier.send(body) {
+            Sent::Acknowledged => {
+                attempt = 0;
+                outbox.remove(&path);
+            }
+            Sent::Refused(why) => {
+                attempt = 0;
+                tracing::warn!("the receiver refused a status event, dropped: {why}");
+                outbox.remove(&path);
+            }
+            Sent::Retry(why) => {
+                attempt += 1;
+                if attempt >= MAX_ATTEMPTS {
+                    tracing::warn!("status report gave up after {attempt} tries ({why}); events stay queued for the next run");
+                    return;
+                }
+                let delay = courier.backoff.delay(attempt);
+                tracing::debug!("status report failed ({why}); retrying in {delay:?}");
+                if attempt == 1 || attempt % 5 == 0 {
+                    tracing::info!("status receiver not reachable yet: {why}");
+                }
+                signal.sleep(delay, false);
+            }
+        }
+    }
+}

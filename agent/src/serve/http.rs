@@ -1,0 +1,254 @@
+//! The receiver's HTTP surface.
+//!
+//! | route                         | auth   | what                                   |
+//! |-------------------------------|--------|----------------------------------------|
+//! | `POST /v1/nodes/{name}/events`| bearer | store one status event (idempotent)    |
+//! | `GET /v1/nodes`               | -      | every node's summary                   |
+//! | `GET /v1/nodes/{name}`        | -      | one node's summary and history         |
+//! | `GET /v1/documents/{role}`    | bearer | the bundle's node document for a role  |
+//! | `GET /`                       | -      | the dashboard                          |
+//! | `GET /metrics`                | -      | Prometheus / OpenMetrics text          |
+//! | `GET /healthz`                | -      | liveness                               |
+//!
+//! Status events hold no secrets, so reading is open; bind to loopback (the
+//! default) or put the receiver behind a proxy if node facts are sensitive.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+use subtle::ConstantTimeEq;
+
+use super::{App, Stored};
+use crate::document::{formats::is_dns_name, Role};
+use crate::status::{StatusEvent, LOG_TAIL_MAX_LINES, MAX_EVENT_BYTES};
+
+const DASHBOARD: &str = include_str!("dashboard.html");
+
+pub(crate) fn router(app: Arc<App>) -> Router {
+    let authenticated = Router::new()
+        .route("/v1/nodes/{name}/events", post(post_event))
+        .route("/v1/documents/{role}", get(get_document))
+        .route_layer(middleware::from_fn_with_state(app.clone(), require_token));
+    Router::new()
+        .route("/", get(|| async { Html(DASHBOARD) }))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
+        .route("/v1/nodes", get(list_nodes))
+        .route("/v1/nodes/{name}", get(get_node))
+        .merge(authenticated)
+        .layer(DefaultBodyLimit::max(MAX_EVENT_BYTES))
+        .with_state(app)
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+async fn require_token(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let ok = presented.is_some_and(|p| {
+        app.tokens
+            .iter()
+            .any(|t| bool::from(t.as_bytes().ct_eq(p.as_bytes())))
+    });
+    if ok {
+        return next.run(req).await;
+    }
+    app.rejected.fetch_add(1, Ordering::Relaxed);
+    let why = if presented.is_some() {
+        "the bearer token is not one this receiver accepts ([report] token / [source] token must match --token-file)"
+    } else {
+        "missing `Authorization: Bearer <token>`"
+    };
+    let mut resp = error(StatusCode::UNAUTHORIZED, why);
+    resp.headers_mut()
+        .insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("static"));
+    resp
+}
+
+fn check_name(name: &str) -> Result<(), Box<Response>> {
+    if is_dns_name(name) {
+        Ok(())
+    } else {
+        Err(Box::new(error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "node name {:?} is not a DNS subdomain (lowercase a-z, 0-9, '-', '.'; at most 253 characters)",
+                name.chars().take(80).collect::<String>()
+            ),
+        )))
+    }
+}
+
+/// Reject what a well-behaved agent never sends, naming the field.
+pub(crate) fn check_event(name: &str, body: &[u8]) -> Result<StatusEvent, String> {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    let ev: StatusEvent = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." || path == "?" {
+            format!("malformed status event: {inner}")
+        } else {
+            format!("malformed status event: field `{path}`: {inner}")
+        }
+    })?;
+    if ev.node != name {
+        return Err(format!(
+            "field `node` is {:?} but the URL names node {name:?}",
+            ev.node
+        ));
+    }
+    for (field, value) in [("machine_id", &ev.machine_id), ("boot_id", &ev.boot_id)] {
+        let fine = !value.is_empty()
+            && value.len() <= 64
+            && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+        if !fine {
+            return Err(format!(
+                "field `{field}` must be 1-64 characters of a-z, A-Z, 0-9 and '-'"
+            ));
+        }
+    }
+    if ev.log_tail.len() > LOG_TAIL_MAX_LINES {
+        return Err(format!(
+            "field `log_tail` has {} lines; at most {LOG_TAIL_MAX_LINES} are accepted",
+            ev.log_tail.len()
+        ));
+    }
+    Ok(ev)
+}
+
+async fn post_event(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Response {
+    if let Err(r) = check_name(&name) {
+        return *r;
+    }
+    let ev = match check_event(&name, &body) {
+        Ok(ev) => ev,
+        Err(why) => return error(StatusCode::BAD_REQUEST, why),
+    };
+    let seq = ev.seq;
+    match app.store(ev).await {
+        Stored::New => (
+            StatusCode::CREATED,
+            Json(json!({ "stored": true, "duplicate": false, "seq": seq })),
+        )
+            .into_response(),
+        Stored::Duplicate => (
+            StatusCode::OK,
+            Json(json!({ "stored": true, "duplicate": true, "seq": seq })),
+        )
+            .into_response(),
+        Stored::DiskFull(m) => error(StatusCode::INSUFFICIENT_STORAGE, m),
+        Stored::Failed(m) => error(StatusCode::INTERNAL_SERVER_ERROR, m),
+    }
+}
+
+async fn list_nodes(State(app): State<Arc<App>>) -> Response {
+    let nodes = app.shared.nodes.read().expect("nodes lock").summaries();
+    Json(json!({ "nodes": nodes })).into_response()
+}
+
+async fn get_node(State(app): State<Arc<App>>, Path(name): Path<String>) -> Response {
+    if let Err(r) = check_name(&name) {
+        return *r;
+    }
+    let detail = app.shared.nodes.read().expect("nodes lock").detail(&name);
+    match detail {
+        Some(d) => Json(d).into_response(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            format!("no events from node {name:?} yet"),
+        ),
+    }
+}
+
+async fn get_document(State(app): State<Arc<App>>, Path(role): Path<String>) -> Response {
+    let Some(bundle) = &app.bundle else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "this receiver serves no node documents: start it with --bundle DIR",
+        );
+    };
+    let role: Role = match serde_json::from_value(json!(role)) {
+        Ok(r) => r,
+        Err(_) => {
+            return error(
+                StatusCode::NOT_FOUND,
+                "unknown role: use init, control-plane or worker",
+            )
+        }
+    };
+    let path = bundle.join("nodes").join(format!("{}.toml", role.as_str()));
+    match tokio::fs::read(&path).await {
+        Ok(bytes) => ([(header::CONTENT_TYPE, "application/toml")], bytes).into_response(),
+        Err(e) => {
+            tracing::error!("{}: {e}", path.display());
+            error(
+                StatusCode::NOT_FOUND,
+                format!("the bundle has no {} document", role.as_str()),
+            )
+        }
+    }
+}
+
+async fn metrics(State(app): State<Arc<App>>, _headers: HeaderMap) -> Response {
+    match super::metrics::render(&app) {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_checked_field_by_field() {
+        let good = json!({
+            "node": "w1", "machine_id": "abc", "boot_id": "b-1", "seq": 1, "role": "worker",
+            "phase": "source", "state": "started", "attempt": 1,
+            "at": "2026-11-21T10:00:00Z", "agent_version": "0.1.0"
+        });
+        let body = |v: &serde_json::Value| serde_json::to_vec(v).unwrap();
+        assert!(check_event("w1", &body(&good)).is_ok());
+        assert!(check_event("w2", &body(&good))
+            .unwrap_err()
+            .contains("field `node`"));
+        let mut bad = good.clone();
+        bad["phase"] = json!("warp");
+        assert!(check_event("w1", &body(&bad))
+            .unwrap_err()
+            .contains("field `phase`"));
+        let mut bad = good.clone();
+        bad["boot_id"] = json!("../../etc");
+        assert!(check_event("w1", &body(&bad))
+            .unwrap_err()
+            .contains("boot_id"));
+        assert!(check_event("w1", b"{not json")
+            .unwrap_err()
+            .starts_with("malformed"));
+    }
+}
