@@ -8,6 +8,8 @@ mod double;
 mod faults;
 mod harness;
 mod real_kubeadm;
+mod receiver;
+mod report;
 mod resume;
 mod roles;
 mod secrets;

@@ -139,23 +139,14 @@ impl Courier {
     }
 }
 
-/// Deliver until asked to finish and the queue is empty (or the deadline passed),
-/// or until one event has failed MAX_ATTEMPTS times.
+/// Deliver in order until asked to finish and the queue is empty. When
+/// finishing, a reachable receiver still gets everything; an unreachable one
+/// costs at most the drain time. Also stops after MAX_ATTEMPTS failures in a row.
 pub fn run(outbox: Arc<Outbox>, courier: Courier, signal: Arc<Signal>) {
     let mut attempt = 0u32;
     loop {
-        let finishing = signal.deadline();
-        if finishing.is_some_and(|f| Instant::now() >= f) {
-            let left = outbox.pending().len();
-            if left > 0 {
-                tracing::warn!(
-                    "{left} status event(s) not yet delivered; they stay queued for the next run"
-                );
-            }
-            return;
-        }
         let Some((_, path)) = outbox.pending().into_iter().next() else {
-            if finishing.is_some() {
+            if signal.deadline().is_some() {
                 outbox.retire_if_empty();
                 return;
             }
@@ -182,16 +173,18 @@ pub fn run(outbox: Arc<Outbox>, courier: Courier, signal: Arc<Signal>) {
             }
             Sent::Retry(why) => {
                 attempt += 1;
-                if attempt >= MAX_ATTEMPTS {
-                    tracing::warn!("status report gave up after {attempt} tries ({why}); events stay queued for the next run");
+                let out_of_time = signal.deadline().is_some_and(|f| Instant::now() >= f);
+                if out_of_time || attempt >= MAX_ATTEMPTS {
+                    let left = outbox.pending().len();
+                    tracing::warn!(
+                        "status receiver unreachable ({why}); {left} event(s) stay queued for the next run"
+                    );
                     return;
                 }
-                let delay = courier.backoff.delay(attempt);
-                tracing::debug!("status report failed ({why}); retrying in {delay:?}");
                 if attempt == 1 || attempt % 5 == 0 {
                     tracing::info!("status receiver not reachable yet: {why}");
                 }
-                signal.sleep(delay, false);
+                signal.sleep(courier.backoff.delay(attempt), false);
             }
         }
     }

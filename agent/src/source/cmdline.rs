@@ -1,4 +1,7 @@
-//! `kubeboot.url=https://… kubeboot.ca_hash=sha256:…` on the kernel command line (PXE).
+//! `kubeboot.url=https://… kubeboot.ca_hash=sha256:… [kubeboot.token=…]` on the
+//! kernel command line (PXE). The token is the bearer token `kubeboot serve`
+//! wants for `/v1/documents/{role}`; it is as visible as the command line
+//! (`/proc/cmdline`), so give PXE nodes a token of their own (serve accepts several).
 
 use super::{fetch_document, DocumentSource, FetchOptions, Loaded, SourceError};
 use crate::document::{formats, InvalidDocument};
@@ -11,6 +14,7 @@ pub struct KernelCommandLine;
 pub struct CmdlineParams {
     pub url: Option<String>,
     pub ca_hash: Option<String>,
+    pub token: Option<String>,
 }
 
 pub fn parse_cmdline(cmdline: &str) -> CmdlineParams {
@@ -20,6 +24,8 @@ pub fn parse_cmdline(cmdline: &str) -> CmdlineParams {
             p.url = Some(v.trim_matches('"').to_string());
         } else if let Some(v) = word.strip_prefix("kubeboot.ca_hash=") {
             p.ca_hash = Some(v.trim_matches('"').to_string());
+        } else if let Some(v) = word.strip_prefix("kubeboot.token=") {
+            p.token = Some(v.trim_matches('"').to_string());
         }
     }
     p
@@ -47,7 +53,8 @@ impl DocumentSource for KernelCommandLine {
                 .into());
             }
         }
-        fetch_document(&url, params.ca_hash.as_deref(), None, fetch).map(Some)
+        let token = params.token.map(secrecy::SecretString::from);
+        fetch_document(&url, params.ca_hash.as_deref(), token.as_ref(), fetch).map(Some)
     }
 }
 
