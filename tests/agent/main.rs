@@ -13,5 +13,6 @@ mod report;
 mod resume;
 mod roles;
 mod secrets;
+mod serve;
 mod sources;
 mod tls_server;

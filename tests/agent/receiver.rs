@@ -49,6 +49,18 @@ impl Receiver {
         r
     }
 
+    /// Another handle on `other`'s data, token and pin (for a server the test runs itself).
+    pub fn adopt(other: &Receiver) -> Receiver {
+        Receiver {
+            data: tempfile::tempdir().unwrap(),
+            port: other.port,
+            ca_hash: other.ca_hash.clone(),
+            token: other.token.clone(),
+            child: None,
+            extra: Vec::new(),
+        }
+    }
+
     pub fn command(&self) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_kubeboot-under-test"));
         c.args(["serve", "--output", "json", "--listen"])

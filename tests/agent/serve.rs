@@ -1,0 +1,379 @@
+//! `kubeboot serve` on its own: bad input, idempotency, crash safety, a full
+//! disk, metrics, documents, and `kubeboot watch`.
+
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde_json::{json, Value};
+
+use crate::harness::{assert_exit, text, TestNode};
+use crate::receiver::{event, full_sequence, Receiver};
+
+fn body(v: &Value) -> Vec<u8> {
+    serde_json::to_vec(v).unwrap()
+}
+
+fn events_path(node: &str) -> String {
+    format!("/v1/nodes/{node}/events")
+}
+
+#[test]
+fn bad_requests_are_refused_with_a_reason_and_store_nothing() {
+    let r = Receiver::start();
+    let ok = event("w1", "b1", 1, "source", "started");
+    let tok = Some(r.token.as_str());
+
+    let (s, b) = r.post(&events_path("w1"), None, body(&ok));
+    assert_eq!(s, 401, "{b}");
+    assert!(b.contains("Authorization"), "{b}");
+    let (s, _) = r.post(
+        &events_path("w1"),
+        Some("wrong-token-wrong-token"),
+        body(&ok),
+    );
+    assert_eq!(s, 401);
+
+    let (s, b) = r.post(&events_path("w1"), tok, b"{\"node\": \"w1\", ".to_vec());
+    assert_eq!(s, 400, "{b}");
+    assert!(b.contains("malformed status event"), "{b}");
+    let mut bad = ok.clone();
+    bad["state"] = json!("exploded");
+    let (s, b) = r.post(&events_path("w1"), tok, body(&bad));
+    assert_eq!((s, b.contains("field `state`")), (400, true), "{b}");
+    let (s, b) = r.post(&events_path("w2"), tok, body(&ok));
+    assert_eq!((s, b.contains("field `node`")), (400, true), "{b}");
+
+    for name in ["..%2F..%2Fetc%2Fpasswd", "a%2F..%2F..", "W1", "a_b", "-x"] {
+        let (s, b) = r.post(&events_path(name), tok, body(&ok));
+        assert_eq!(s, 400, "{name}: {b}");
+        assert!(b.contains("not a DNS subdomain"), "{name}: {b}");
+    }
+    let mut huge = ok.clone();
+    huge["log_tail"] = json!(vec!["x".repeat(1000); 80]);
+    let (s, _) = r.post(&events_path("w1"), tok, body(&huge));
+    assert_eq!(s, 413);
+
+    let (s, b) = r.get("/v1/nodes");
+    assert_eq!(
+        (s, b.as_str()),
+        (200, "{\"nodes\":[]}"),
+        "nothing was stored"
+    );
+    assert_eq!(r.get("/v1/nodes/w1").0, 404);
+    assert_eq!(r.get("/v1/nodes/..%2Fx").0, 400);
+}
+
+#[test]
+fn duplicates_are_acknowledged_once_and_out_of_order_events_are_ordered() {
+    let r = Receiver::start();
+    let tok = Some(r.token.as_str());
+    let seq = full_sequence("w1", "b1");
+    // Deliver 5..16 first, then 1..4, then everything again.
+    for ev in seq[4..].iter().chain(&seq[..4]) {
+        assert_eq!(r.post(&events_path("w1"), tok, body(ev)).0, 201);
+    }
+    for ev in &seq {
+        let (s, b) = r.post(&events_path("w1"), tok, body(ev));
+        assert_eq!(s, 200, "{b}");
+        assert!(b.contains("\"duplicate\":true"));
+    }
+    let h = r.history("w1");
+    assert_eq!(
+        h.iter().map(|e| e.1).collect::<Vec<_>>(),
+        (1..=16).collect::<Vec<_>>()
+    );
+    let detail = r.get_json("/v1/nodes/w1");
+    assert_eq!(detail["phase"], "done");
+    assert_eq!(detail["state"], "succeeded");
+    assert_eq!(detail["bootstrap_ms"], 15_000);
+    // A second boot of the same machine comes after the first.
+    assert_eq!(
+        r.post(
+            &events_path("w1"),
+            tok,
+            body(&event("w1", "b2", 1, "source", "started"))
+        )
+        .0,
+        201
+    );
+    let h = r.history("w1");
+    assert_eq!(h.last().unwrap().0, "b2");
+    assert_eq!(r.get_json("/v1/nodes/w1")["boots"], 2);
+}
+
+#[test]
+fn killed_mid_write_loses_nothing_it_acknowledged() {
+    let mut r = Receiver::start();
+    let acked: Arc<Mutex<Vec<(String, u64)>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let config = kubeboot::tls::client_config(Some(&r.ca_hash)).unwrap();
+    let client = kubeboot::tls::https_client(config, std::time::Duration::from_secs(5)).unwrap();
+    let workers: Vec<_> = (0..4)
+        .map(|t| {
+            let (acked, stop, client) = (acked.clone(), stop.clone(), client.clone());
+            let (url, token) = (r.url(), r.token.clone());
+            std::thread::spawn(move || {
+                'nodes: for i in 0..200 {
+                    let node = format!("n-{t}-{i}");
+                    for ev in full_sequence(&node, "b1") {
+                        if stop.load(Ordering::Relaxed) {
+                            break 'nodes;
+                        }
+                        let resp = client
+                            .post(format!("{url}/v1/nodes/{node}/events"))
+                            .bearer_auth(&token)
+                            .body(serde_json::to_vec(&ev).unwrap())
+                            .send();
+                        match resp {
+                            Ok(r) if r.status().is_success() => acked
+                                .lock()
+                                .unwrap()
+                                .push((node.clone(), ev["seq"].as_u64().unwrap())),
+                            _ => break 'nodes,
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for _ in 0..600 {
+        if acked.lock().unwrap().len() >= 400 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    r.kill();
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.join().unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(
+        acked.len() >= 400,
+        "only {} acknowledged before the kill",
+        acked.len()
+    );
+    r.restart();
+    let nodes = r.get_json("/v1/nodes");
+    let stored: std::collections::HashMap<String, u64> = nodes["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["name"].as_str().unwrap().to_string(),
+                n["events"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    for (node, seq) in &acked {
+        let have = stored.get(node).copied().unwrap_or(0);
+        assert!(
+            have >= *seq,
+            "{node} seq {seq} was acknowledged but the store has {have} events"
+        );
+    }
+}
+
+#[test]
+fn a_full_disk_is_a_clear_507_and_what_was_stored_stays_readable() {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("SKIPPED: needs root to mount a small tmpfs in a private mount namespace");
+        return;
+    }
+    // kubeboot serve inside its own mount namespace, on a 1 MiB tmpfs.
+    let r = Receiver::start();
+    let port = crate::receiver::free_port();
+    let data = tempfile::tempdir().unwrap();
+    let d = data.path().display().to_string();
+    let script = format!(
+        "mount -t tmpfs -o size=1m kubeboot-test {d} && cp -a {src}/. {d}/ && exec {bin} serve --output json --listen 127.0.0.1:{port} --data {d}",
+        src = r.data.path().display(),
+        bin = env!("CARGO_BIN_EXE_kubeboot-under-test"),
+    );
+    let mut child = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert!(line.contains("listening") || line.contains("url"), "{line}");
+    let mut full = Receiver::adopt(&r);
+    full.port = port;
+    let tok = Some(r.token.as_str());
+    let mut stored = 0;
+    let mut refusal = None;
+    for i in 0..2000 {
+        let mut ev = event("big", "b1", i + 1, "kubeadm", "retrying");
+        ev["error"] =
+            json!({"kind": "kubeadm_failed", "message": format!("{i}{}", "x".repeat(4000))});
+        ev["log_tail"] = json!(vec!["y".repeat(1000); 40]);
+        let (s, b) = full.post(&events_path("big"), tok, body(&ev));
+        match s {
+            201 => stored += 1,
+            _ => {
+                refusal = Some((s, b));
+                break;
+            }
+        }
+    }
+    let (status, why) = refusal.expect("1 MiB filled up");
+    assert_eq!(status, 507, "{why}");
+    assert!(why.contains("disk is full"), "{why}");
+    assert!(stored > 0);
+    // Still serving what it acknowledged.
+    let d = full.get_json("/v1/nodes/big");
+    assert_eq!(d["events"].as_u64().unwrap(), stored);
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// A done node and a failed one, as the dashboard and `watch` tests see them.
+pub fn seed_two_nodes(r: &Receiver) {
+    let tok = Some(r.token.as_str());
+    for ev in full_sequence("worker-ok", "b1") {
+        assert_eq!(r.post(&events_path("worker-ok"), tok, body(&ev)).0, 201);
+    }
+    let mut evs: Vec<Value> = full_sequence("worker-bad", "b2")
+        .into_iter()
+        .take(9)
+        .collect();
+    let mut failed = event("worker-bad", "b2", 10, "discover", "failed");
+    failed["error"] = json!({"kind": "discovery_ca_mismatch", "message": "the cluster's CA does not match any ca_cert_hashes"});
+    failed["log_tail"] = json!([
+        "fetching cluster-info from https://10.0.0.1:6443",
+        "CA pin mismatch: sha256:aa…"
+    ]);
+    evs.push(failed);
+    for ev in evs {
+        assert_eq!(r.post(&events_path("worker-bad"), tok, body(&ev)).0, 201);
+    }
+}
+
+#[test]
+fn metrics_count_nodes_by_phase_and_bootstrap_time() {
+    let r = Receiver::start();
+    seed_two_nodes(&r);
+    let (s, m) = r.get("/metrics");
+    assert_eq!(s, 200);
+    for line in [
+        "kubeboot_nodes{phase=\"done\",state=\"succeeded\"} 1",
+        "kubeboot_nodes{phase=\"discover\",state=\"failed\"} 1",
+        "kubeboot_nodes{phase=\"kubeadm\",state=\"started\"} 0",
+        "kubeboot_events_received_total 26",
+        "kubeboot_bootstrap_duration_seconds_count 1",
+        "kubeboot_bootstrap_duration_seconds_sum 15.0",
+        "kubeboot_bootstrap_duration_seconds_bucket{le=\"30.0\"} 1",
+        "kubeboot_bootstrap_duration_seconds_bucket{le=\"10.0\"} 0",
+    ] {
+        assert!(m.lines().any(|l| l == line), "missing {line:?} in\n{m}");
+    }
+}
+
+#[test]
+fn watch_shows_the_table_and_json_and_exits_by_outcome() {
+    let r = Receiver::start();
+    seed_two_nodes(&r);
+    let watch = |extra: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_kubeboot-under-test"));
+        c.args(["watch", "--server", &r.url(), "--ca-cert-hash", &r.ca_hash])
+            .args(extra);
+        c.output().unwrap()
+    };
+    let out = watch(&["--once"]);
+    assert_exit(&out, 1);
+    let t = text(&out);
+    assert!(t.contains("2 nodes: 1 done, 1 failed"), "{t}");
+    assert!(
+        t.lines().any(|l| l.starts_with("worker-bad")
+            && l.contains("####X...")
+            && l.contains("discovery_ca_mismatch")),
+        "{t}"
+    );
+    assert!(
+        t.lines()
+            .any(|l| l.starts_with("worker-ok") && l.contains("########")),
+        "{t}"
+    );
+    let out = watch(&["--once", "--output", "json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["nodes"][0]["name"], "worker-bad");
+    assert_eq!(v["nodes"][0]["last_error"]["kind"], "discovery_ca_mismatch");
+    // Settled already: returns at once with the failure; --expect 3 waits for a third node, up to --timeout.
+    assert_exit(&watch(&["--until-settled", "--interval", "0.2"]), 1);
+    assert_exit(
+        &watch(&[
+            "--until-settled",
+            "--expect",
+            "3",
+            "--interval",
+            "0.2",
+            "--timeout",
+            "1",
+        ]),
+        3,
+    );
+    // A wrong pin is refused.
+    let out = Command::new(env!("CARGO_BIN_EXE_kubeboot-under-test"))
+        .args(["watch", "--once", "--server", &r.url(), "--ca-cert-hash"])
+        .arg(format!("sha256:{}", "0".repeat(64)))
+        .output()
+        .unwrap();
+    assert_exit(&out, 1);
+    assert!(text(&out).contains("pinned hash"), "{}", text(&out));
+}
+
+#[test]
+fn documents_are_served_to_authenticated_nodes_and_fetched_from_the_kernel_command_line() {
+    let bundle = tempfile::tempdir().unwrap();
+    let dir = bundle.path().join("b");
+    let out = Command::new(env!("CARGO_BIN_EXE_kubeboot-under-test"))
+        .args(["bundle", "new", "--endpoint", "lb.example:6443", "--out"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    let r = Receiver::start_with(&["--bundle", dir.to_str().unwrap()]);
+    let get = |path: &str, token: Option<&str>| {
+        let mut req = r.client().get(format!("{}{path}", r.url()));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().unwrap();
+        (resp.status().as_u16(), resp.text().unwrap())
+    };
+    assert_eq!(get("/v1/documents/worker", None).0, 401);
+    assert_eq!(get("/v1/documents/boss", Some(&r.token)).0, 404);
+    let (s, doc) = get("/v1/documents/worker", Some(&r.token));
+    assert_eq!(s, 200);
+    assert_eq!(
+        doc,
+        std::fs::read_to_string(dir.join("nodes/worker.toml")).unwrap()
+    );
+
+    // The PXE path: kubeboot.url= + kubeboot.ca_hash= + kubeboot.token= on the command line.
+    let node = TestNode::new(crate::harness::WORKER);
+    crate::harness::write(
+        &node.path("/proc/cmdline"),
+        &format!(
+            "console=ttyS0 kubeboot.url={}/v1/documents/worker kubeboot.ca_hash={} kubeboot.token={}\n",
+            r.url(),
+            r.ca_hash,
+            r.token
+        ),
+    );
+    let out = node
+        .kubeboot(&["agent", "--dry-run", "--kubeadm-version", "v1.34.2"])
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    let t = text(&out);
+    assert!(t.contains("lb.example:6443"), "{t}");
+    assert!(!t.contains(&r.token), "the token stays out of the output");
+}
