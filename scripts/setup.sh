@@ -10,7 +10,9 @@ if ! dpkg-query -W -f='${Status}' cloud-init 2>/dev/null | grep -q "install ok i
 fi
 
 need_apt=()
-for pkg in ca-certificates gcc libc6-dev pkg-config coreutils openssl xorriso cloud-init python3; do
+# chromium: the dashboard test (headless); util-linux: unshare for the full-disk test.
+for pkg in ca-certificates gcc libc6-dev pkg-config coreutils openssl xorriso cloud-init python3 \
+    chromium fonts-dejavu-core util-linux; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$pkg")
 done
 if ((${#need_apt[@]})); then

@@ -3,6 +3,7 @@
 
 mod bundle;
 mod cloud_init;
+mod dashboard;
 mod discover;
 mod double;
 mod faults;

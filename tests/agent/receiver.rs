@@ -3,7 +3,6 @@
 //! TLS CA, the pin and the token stay), killable with SIGKILL.
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -118,16 +117,8 @@ impl Receiver {
         }
     }
 
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
-    }
-
     pub fn url(&self) -> String {
         format!("https://127.0.0.1:{}", self.port)
-    }
-
-    pub fn ca_file(&self) -> PathBuf {
-        self.data.path().join("tls/ca.crt")
     }
 
     /// The `[report]` table a node document needs to report here.
