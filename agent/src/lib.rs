@@ -22,6 +22,7 @@ pub mod cli;
 pub mod discovery;
 pub mod document;
 pub mod host;
+pub mod image;
 pub mod kubeadm;
 pub mod redact;
 pub mod report;

@@ -16,4 +16,5 @@ mod roles;
 mod secrets;
 mod serve;
 mod sources;
+#[path = "../src/tls_server.rs"]
 mod tls_server;

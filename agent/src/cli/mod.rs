@@ -4,8 +4,9 @@
 mod agent;
 mod bundle;
 mod discover;
+mod image;
 mod render;
-mod serve;
+pub(crate) mod serve;
 mod status;
 mod tools;
 mod watch;
@@ -65,6 +66,8 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Follow every node's progress from a `kubeboot serve` receiver, in the terminal.
     Watch(watch::WatchArgs),
+    /// Build the node image (mkosi), boot it under qemu, write PXE sets.
+    Image(image::ImageArgs),
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -88,6 +91,7 @@ pub fn main() -> ExitCode {
         Command::Seed(args) => tools::seed(args),
         Command::Serve(args) => serve::run(args),
         Command::Watch(args) => watch::run(args),
+        Command::Image(args) => image::run(args),
     };
     ExitCode::from(code)
 }

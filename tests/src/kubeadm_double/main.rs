@@ -10,7 +10,7 @@
 //! - `reset -f` removes them;
 //! - fails the first `$KUBEADM_TEST_DOUBLE_FAIL_TIMES` init/join runs.
 //!
-//! Environment: KUBEADM_TEST_DOUBLE_ROOT (required to write anything),
+//! Environment: KUBEADM_TEST_DOUBLE_ROOT (required to write anything; `/` in the test image),
 //! KUBEADM_TEST_DOUBLE_VERSION (default v1.34.2), KUBEADM_TEST_DOUBLE_FAIL_TIMES.
 
 mod schema;
@@ -202,9 +202,30 @@ fn init_or_join(env: &Env, cmd: &str, argv: &[String]) -> Result<(), String> {
         return Err("error execution phase wait-control-plane: couldn't initialize a Kubernetes cluster (kubeadm-test-double: injected failure)".into());
     }
     match cmd {
-        "init" => do_init(env, &docs, parsed.flags.iter().any(|f| f == "upload-certs")),
-        _ => do_join(env, &docs),
+        "init" => do_init(env, &docs, parsed.flags.iter().any(|f| f == "upload-certs"))?,
+        _ => do_join(env, &docs)?,
     }
+    reboot_if_asked(env);
+    Ok(())
+}
+
+/// For the VM tests: when `$ROOT/etc/kubeadm-test-double/reboot-after-kubeadm`
+/// exists, the first successful init/join is followed at once by a forced
+/// reboot (no clean shutdown), before the agent can record that kubeadm finished.
+fn reboot_if_asked(env: &Env) {
+    let marker = env.path("/var/lib/kubeadm-test-double/rebooted");
+    if !env.path("/etc/kubeadm-test-double/reboot-after-kubeadm").exists() || marker.exists() {
+        return;
+    }
+    fs::create_dir_all(marker.parent().expect("parent")).expect("marker dir");
+    fs::write(&marker, "").expect("marker");
+    record(env, serde_json::json!({"event": "forced-reboot"}));
+    println!("kubeadm-test-double: forcing a reboot now (reboot-after-kubeadm)");
+    nix::unistd::sync();
+    let _ = std::process::Command::new("systemctl")
+        .args(["reboot", "--force", "--force"])
+        .status();
+    std::thread::sleep(std::time::Duration::from_secs(600));
 }
 
 /// kubeadm's FileAvailable / DirAvailable preflight checks.

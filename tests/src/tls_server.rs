@@ -9,6 +9,7 @@ use std::sync::Arc;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
+#[allow(dead_code)]
 pub struct Pki {
     pub ca_der: Vec<u8>,
     pub ca_pem: String,
@@ -17,6 +18,7 @@ pub struct Pki {
     pub server_key: Vec<u8>,
 }
 
+#[allow(dead_code)]
 pub fn make_pki() -> Pki {
     let ca_key = KeyPair::generate().unwrap();
     let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -43,6 +45,7 @@ pub fn make_pki() -> Pki {
 }
 
 /// Serve `body` at `path` for up to `max_requests` connections, in a thread.
+#[allow(dead_code)]
 pub fn serve(
     pki: &Pki,
     path: &str,
@@ -153,12 +156,19 @@ pub fn cluster_info_json(server: &str, ca_pem: &str, token: Option<&str>) -> Str
 }
 
 /// A server certificate for 127.0.0.1 signed by an existing CA (e.g. a bundle's).
+#[allow(dead_code)]
 pub fn pki_from_ca(ca_cert_pem: &str, ca_key_pem: &str) -> Pki {
+    pki_from_ca_for(ca_cert_pem, ca_key_pem, &["127.0.0.1"])
+}
+
+/// A server certificate for `names` signed by an existing CA.
+pub fn pki_from_ca_for(ca_cert_pem: &str, ca_key_pem: &str, names: &[&str]) -> Pki {
     let ca_key = KeyPair::from_pem(ca_key_pem).unwrap();
     let ca_params = CertificateParams::from_ca_cert_pem(ca_cert_pem).unwrap();
     let ca_cert = ca_params.self_signed(&ca_key).unwrap();
     let server_key = KeyPair::generate().unwrap();
-    let server = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+    let server =
+        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
     let server_cert = server.signed_by(&server_key, &ca_cert, &ca_key).unwrap();
     let ca_der = rustls_pemfile_der(ca_cert_pem);
     Pki {

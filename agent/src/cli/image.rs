@@ -1,0 +1,294 @@
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use clap::{Args, Subcommand};
+
+use super::Output;
+use crate::image::{self, build, pxe, vm, Profile};
+
+#[derive(Args, Debug)]
+pub struct ImageArgs {
+    #[command(subcommand)]
+    command: ImageCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum ImageCommand {
+    /// Build the node image with mkosi (disk image, kernel, initrd, UKI) and describe it in manifest.json.
+    Build(BuildArgs),
+    /// Boot one VM from a built image under qemu (user networking restricted to the given forwards).
+    Boot(BootArgs),
+    /// Write the PXE set: kernel, initrd and an iPXE script passing kubeboot.url= and kubeboot.ca_hash=.
+    Pxe(PxeArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct BuildArgs {
+    #[arg(long, value_enum, default_value = "test")]
+    pub profile: Profile,
+    /// The mkosi definition.
+    #[arg(long, value_name = "DIR", default_value = "mkosi")]
+    pub mkosi_dir: PathBuf,
+    /// Where the outputs go.
+    #[arg(long, value_name = "DIR", default_value = "image/out")]
+    pub out: PathBuf,
+    /// Downloaded packages, shared between builds.
+    #[arg(long, value_name = "DIR", default_value = "/var/cache/kubeboot/mkosi-packages")]
+    pub cache: PathBuf,
+    /// The kubeboot binary to install (default: this one).
+    #[arg(long, value_name = "PATH")]
+    pub kubeboot_bin: Option<PathBuf>,
+    /// Test profile: the kubeadm test double (default: kubeadm-test-double next to this binary).
+    #[arg(long, value_name = "PATH")]
+    pub kubeadm_double: Option<PathBuf>,
+    /// Production profile, air-gapped: a directory of kubeadm/kubelet/kubectl/cri-tools/kubernetes-cni .deb files.
+    #[arg(long, value_name = "DIR")]
+    pub packages: Option<PathBuf>,
+    /// Build timestamp for reproducible output (default: the last git commit's time).
+    #[arg(long, value_name = "SECONDS", env = "SOURCE_DATE_EPOCH")]
+    pub source_date_epoch: Option<u64>,
+    #[arg(long, value_enum, default_value_t)]
+    pub output: Output,
+}
+
+#[derive(Args, Debug)]
+struct BootArgs {
+    /// A built image directory (with kubeboot.raw).
+    #[arg(long, value_name = "DIR", default_value = "image/out")]
+    image: PathBuf,
+    /// VM name (files in --workdir are named after it).
+    #[arg(long, default_value = "node")]
+    name: String,
+    /// A NoCloud seed ISO (`kubeboot seed`).
+    #[arg(long, value_name = "ISO")]
+    seed: Option<PathBuf>,
+    /// Boot kernel + initrd directly with this extra command line (the PXE path), instead of UEFI from disk.
+    #[arg(long, value_name = "ARGS")]
+    direct_cmdline: Option<String>,
+    /// GUEST_PORT:HOST_PORT: the guest reaches 127.0.0.1:HOST_PORT at 10.0.2.100:GUEST_PORT (repeatable).
+    #[arg(long = "forward", value_name = "GUEST:HOST")]
+    forwards: Vec<String>,
+    #[arg(long, default_value_t = 2048)]
+    memory_mib: u32,
+    #[arg(long, default_value_t = 2)]
+    cpus: u32,
+    /// End qemu when the guest reboots.
+    #[arg(long)]
+    no_reboot: bool,
+    /// Kill the VM after this many seconds.
+    #[arg(long, default_value_t = 600)]
+    timeout: u64,
+    /// Stop when the serial console shows this text (e.g. "node bootstrapped").
+    #[arg(long, value_name = "TEXT")]
+    until: Option<String>,
+    /// Overlay disk, firmware variables and the serial log.
+    #[arg(long, value_name = "DIR", default_value = "image/vms")]
+    workdir: PathBuf,
+}
+
+#[derive(Args, Debug)]
+struct PxeArgs {
+    #[arg(long, value_name = "DIR", default_value = "image/out")]
+    image: PathBuf,
+    #[arg(long, value_name = "DIR", default_value = "image/pxe")]
+    out: PathBuf,
+    /// Where nodes fetch the kernel and initrd (this directory, served over HTTP/TFTP).
+    #[arg(long, value_name = "URL")]
+    base_url: String,
+    /// The node document URL (kubeboot serve: https://HOST:PORT/v1/documents/ROLE).
+    #[arg(long, value_name = "URL")]
+    document_url: String,
+    /// The document server's CA hash (kubeboot serve prints it).
+    #[arg(long, value_name = "sha256:HEX")]
+    ca_hash: String,
+    /// A bearer token for the document server (visible on the node's /proc/cmdline).
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+}
+
+pub fn run(args: ImageArgs) -> u8 {
+    let result = match args.command {
+        ImageCommand::Build(a) => run_build(a).map(|_| ()),
+        ImageCommand::Boot(a) => run_boot(a),
+        ImageCommand::Pxe(a) => run_pxe(a),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
+}
+
+fn sibling(name: &str) -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let p = exe.parent()?.join(name);
+    p.exists().then_some(p)
+}
+
+pub fn run_build(a: BuildArgs) -> Result<build::Manifest, String> {
+    let kubeboot_bin = match a.kubeboot_bin {
+        Some(p) => p,
+        None => std::env::current_exe().map_err(|e| e.to_string())?,
+    };
+    let opts = build::BuildOptions {
+        profile: a.profile,
+        kubeadm_double: a.kubeadm_double.or_else(|| sibling("kubeadm-test-double")),
+        source_date_epoch: a
+            .source_date_epoch
+            .unwrap_or_else(|| build::default_source_date_epoch(&a.mkosi_dir)),
+        mkosi_dir: a.mkosi_dir,
+        out_dir: a.out.clone(),
+        cache_dir: a.cache,
+        kubeboot_bin,
+        packages: a.packages,
+    };
+    let m = build::build(&opts)?;
+    match a.output {
+        Output::Json => println!("{}", serde_json::to_string(&m).expect("serializes")),
+        Output::Text => {
+            println!("image: {} profile built in {:.0} s in {}", m.profile, m.build_seconds, a.out.display());
+            for f in &m.artifacts {
+                println!(
+                    "  {:24} {:>8.1} MiB ({:.1} MiB allocated)  sha256:{}",
+                    f.file,
+                    f.bytes as f64 / 1048576.0,
+                    f.allocated_bytes as f64 / 1048576.0,
+                    f.sha256
+                );
+            }
+        }
+    }
+    Ok(m)
+}
+
+pub fn parse_forward(s: &str) -> Result<vm::Forward, String> {
+    let (g, h) = s
+        .split_once(':')
+        .ok_or_else(|| format!("--forward {s:?}: use GUEST_PORT:HOST_PORT"))?;
+    Ok(vm::Forward {
+        guest_port: g.parse().map_err(|_| format!("--forward {s:?}: bad guest port"))?,
+        host_port: h.parse().map_err(|_| format!("--forward {s:?}: bad host port"))?,
+    })
+}
+
+/// Root partition's PARTUUID of a built disk image (deterministic from mkosi's Seed=).
+pub fn root_partuuid(raw: &std::path::Path) -> Result<String, String> {
+    let out = std::process::Command::new("sfdisk")
+        .arg("-J")
+        .arg(raw)
+        .output()
+        .map_err(|e| format!("sfdisk: {e}"))?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| format!("sfdisk -J: {e}"))?;
+    v["partitiontable"]["partitions"]
+        .as_array()
+        .and_then(|ps| {
+            ps.iter()
+                .find(|p| p["name"].as_str().is_some_and(|n| n.starts_with("root")))
+        })
+        .and_then(|p| p["uuid"].as_str())
+        .map(|u| u.to_ascii_lowercase())
+        .ok_or_else(|| format!("{}: no root partition", raw.display()))
+}
+
+pub fn spec_for(
+    image_dir: &std::path::Path,
+    name: &str,
+    workdir: PathBuf,
+    seed: Option<PathBuf>,
+    direct_cmdline: Option<&str>,
+    forwards: Vec<vm::Forward>,
+) -> Result<vm::VmSpec, String> {
+    let raw = image_dir.join("kubeboot.raw");
+    if !raw.exists() {
+        return Err(format!("{}: no image (run `kubeboot image build` first)", raw.display()));
+    }
+    let direct = match direct_cmdline {
+        Some(extra) => Some(vm::DirectBoot {
+            kernel: image_dir.join("kubeboot.vmlinuz"),
+            initrd: image_dir.join("kubeboot.initrd"),
+            cmdline: format!(
+                "root=PARTUUID={} rw console=ttyS0,115200 systemd.firstboot=off {extra}",
+                root_partuuid(&raw)?
+            ),
+        }),
+        None => None,
+    };
+    Ok(vm::VmSpec {
+        name: name.into(),
+        image: Some(raw),
+        seed,
+        direct,
+        forwards,
+        memory_mib: 2048,
+        cpus: 2,
+        no_reboot: false,
+        workdir,
+        accel: vm::Accel::detect(),
+    })
+}
+
+fn run_boot(a: BootArgs) -> Result<(), String> {
+    let forwards = a.forwards.iter().map(|f| parse_forward(f)).collect::<Result<Vec<_>, _>>()?;
+    let mut spec = spec_for(&a.image, &a.name, a.workdir, a.seed, a.direct_cmdline.as_deref(), forwards)?;
+    spec.memory_mib = a.memory_mib;
+    spec.cpus = a.cpus;
+    spec.no_reboot = a.no_reboot;
+    let log = spec.serial_log();
+    let _ = std::fs::remove_file(&log);
+    eprintln!("image: booting {} ({:?}); serial console: {}", spec.name, spec.accel, log.display());
+    let mut child = vm::start(&spec)?;
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(a.timeout);
+    loop {
+        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut e, &mut err);
+            }
+            eprintln!("image: qemu exited after {:.0} s ({status}) {}", started.elapsed().as_secs_f64(), err.trim());
+            return if status.success() { Ok(()) } else { Err("qemu failed".into()) };
+        }
+        if let Some(text) = &a.until {
+            if std::fs::read_to_string(&log).unwrap_or_default().contains(text.as_str()) {
+                eprintln!("image: saw {text:?} after {:.0} s; stopping the VM", started.elapsed().as_secs_f64());
+                let _ = child.kill();
+                let _ = child.wait();
+                return Ok(());
+            }
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("timed out after {} s (serial log: {})", a.timeout, log.display()));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn run_pxe(a: PxeArgs) -> Result<(), String> {
+    let token = match &a.token_file {
+        Some(f) => Some(
+            crate::cli::serve::read_tokens(f)?
+                .into_iter()
+                .next()
+                .expect("read_tokens never returns an empty list"),
+        ),
+        None => None,
+    };
+    pxe::write_set(
+        &a.image,
+        &a.out,
+        &pxe::PxeParams {
+            base_url: &a.base_url,
+            document_url: &a.document_url,
+            ca_hash: &a.ca_hash,
+            token: token.as_deref(),
+            extra_cmdline: "",
+        },
+    )?;
+    println!("pxe: {} (kubeboot.vmlinuz, kubeboot.initrd, boot.ipxe)", a.out.display());
+    let _ = image::Manifest::path(&a.image);
+    Ok(())
+}

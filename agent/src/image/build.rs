@@ -1,0 +1,244 @@
+//! Building the node image with mkosi: stage the binaries, run mkosi with the
+//! profile, a fixed SOURCE_DATE_EPOCH and a shared package cache, show its
+//! progress, and describe the outputs (sizes, SHA-256) in `manifest.json`.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Profile {
+    /// kubeadm, kubelet, kubectl, cri-tools, CNI plugins from pkgs.k8s.io or --packages.
+    Production,
+    /// The kubeadm test double in place of kubeadm: the boot path without Kubernetes.
+    Test,
+}
+
+impl Profile {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Profile::Production => "production",
+            Profile::Test => "test",
+        }
+    }
+}
+
+pub struct BuildOptions {
+    pub profile: Profile,
+    pub mkosi_dir: PathBuf,
+    pub out_dir: PathBuf,
+    pub cache_dir: PathBuf,
+    pub kubeboot_bin: PathBuf,
+    /// Test profile: the kubeadm test double.
+    pub kubeadm_double: Option<PathBuf>,
+    /// Production profile, air-gapped: a directory of .deb files.
+    pub packages: Option<PathBuf>,
+    pub source_date_epoch: u64,
+}
+
+#[derive(Debug, Serialize, serde::Deserialize, Clone)]
+pub struct Artifact {
+    pub file: String,
+    pub bytes: u64,
+    /// Blocks actually used (the raw image is sparse).
+    pub allocated_bytes: u64,
+    pub sha256: String,
+}
+
+#[derive(Debug, Serialize, serde::Deserialize, Clone)]
+pub struct Manifest {
+    pub profile: String,
+    pub source_date_epoch: u64,
+    pub build_seconds: f64,
+    pub artifacts: Vec<Artifact>,
+}
+
+pub const IMAGE_NAME: &str = "kubeboot";
+
+impl Manifest {
+    pub fn path(out_dir: &Path) -> PathBuf {
+        out_dir.join("manifest.json")
+    }
+    pub fn read(out_dir: &Path) -> Option<Manifest> {
+        serde_json::from_slice(&std::fs::read(Manifest::path(out_dir)).ok()?).ok()
+    }
+    pub fn file(&self, out_dir: &Path, suffix: &str) -> PathBuf {
+        out_dir.join(format!("{IMAGE_NAME}{suffix}"))
+    }
+}
+
+/// The default SOURCE_DATE_EPOCH: the last commit's time, so the same commit
+/// builds the same image; a fixed date outside a git checkout.
+pub fn default_source_date_epoch(dir: &Path) -> u64 {
+    Command::new("git")
+        .args(["log", "-1", "--format=%ct"])
+        .current_dir(dir)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(1_767_225_600)
+}
+
+fn stage(opts: &BuildOptions, stage: &Path) -> Result<(), String> {
+    let bin = stage.join("usr/bin");
+    std::fs::create_dir_all(&bin).map_err(|e| e.to_string())?;
+    let mut files = vec![(opts.kubeboot_bin.clone(), bin.join("kubeboot"))];
+    if opts.profile == Profile::Test {
+        let double = opts.kubeadm_double.clone().ok_or(
+            "the test profile needs the kubeadm test double: build it with `cargo build --release -p kubeboot-tests` \
+             or pass --kubeadm-double PATH",
+        )?;
+        files.push((double, bin.join("kubeadm")));
+    }
+    for (from, to) in files {
+        std::fs::copy(&from, &to).map_err(|e| format!("stage {}: {e}", from.display()))?;
+        // Smaller image, and no build paths in the binary's debug info.
+        let _ = Command::new("strip").arg(&to).status();
+    }
+    Ok(())
+}
+
+/// Run mkosi; print its step lines (‣ …) as progress, keep everything in build.log.
+pub fn build(opts: &BuildOptions) -> Result<Manifest, String> {
+    if !opts.mkosi_dir.join("mkosi.conf").exists() {
+        return Err(format!(
+            "{}: no mkosi.conf (run from the repository root, or pass --mkosi-dir)",
+            opts.mkosi_dir.display()
+        ));
+    }
+    if opts.profile == Profile::Production && opts.packages.is_none() {
+        ensure_kubernetes_key(&opts.mkosi_dir)?;
+    }
+    std::fs::create_dir_all(&opts.out_dir).map_err(|e| format!("{}: {e}", opts.out_dir.display()))?;
+    std::fs::create_dir_all(&opts.cache_dir).map_err(|e| format!("{}: {e}", opts.cache_dir.display()))?;
+    let staged = tempfile::tempdir().map_err(|e| e.to_string())?;
+    stage(opts, staged.path())?;
+    let out_dir = std::fs::canonicalize(&opts.out_dir).map_err(|e| e.to_string())?;
+    let log_path = out_dir.join("build.log");
+    let mut log = std::fs::File::create(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
+    let mut cmd = Command::new("mkosi");
+    cmd.current_dir(&opts.mkosi_dir)
+        .env("SOURCE_DATE_EPOCH", opts.source_date_epoch.to_string())
+        .args(["--profile", opts.profile.as_str(), "--force"])
+        .arg(format!("--extra-tree={}:/", staged.path().display()))
+        .arg(format!("--package-cache-dir={}", opts.cache_dir.display()))
+        .arg(format!("--output-dir={}", out_dir.display()))
+        .arg(format!("--output={IMAGE_NAME}"));
+    if let Some(p) = &opts.packages {
+        cmd.arg(format!("--package-directory={}", p.display()));
+    }
+    cmd.arg("build").stdout(Stdio::piped()).stderr(Stdio::piped());
+    let started = Instant::now();
+    eprintln!(
+        "image: building the {} profile with mkosi (log: {})",
+        opts.profile.as_str(),
+        log_path.display()
+    );
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("mkosi: {e} (install it with scripts/setup-image.sh)"))?;
+    let stderr = child.stderr.take().expect("piped");
+    let err_thread = std::thread::spawn(move || {
+        BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<String>>()
+    });
+    for line in BufReader::new(child.stdout.take().expect("piped")).lines().map_while(Result::ok) {
+        let _ = writeln!(log, "{line}");
+    }
+    let err_lines = err_thread.join().unwrap_or_default();
+    for line in &err_lines {
+        let _ = writeln!(log, "{line}");
+        if line.starts_with('‣') {
+            eprintln!("image: [{:>4.0}s] {}", started.elapsed().as_secs_f64(), line.trim_start_matches('‣').trim());
+        }
+    }
+    let status = child.wait().map_err(|e| e.to_string())?;
+    if !status.success() {
+        let tail: Vec<&String> = err_lines.iter().rev().take(15).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().map(String::as_str).collect();
+        return Err(format!(
+            "mkosi failed ({status}); last lines:\n{}\n(full log: {})",
+            tail.join("\n"),
+            log_path.display()
+        ));
+    }
+    let build_seconds = started.elapsed().as_secs_f64();
+    let manifest = Manifest {
+        profile: opts.profile.as_str().into(),
+        source_date_epoch: opts.source_date_epoch,
+        build_seconds,
+        artifacts: describe(&out_dir)?,
+    };
+    let json = serde_json::to_vec_pretty(&manifest).expect("serializes");
+    crate::host::write_file_atomic(&Manifest::path(&out_dir), &json, 0o644).map_err(|e| e.to_string())?;
+    Ok(manifest)
+}
+
+/// Size and SHA-256 of each output file (not the log or the manifest).
+pub fn describe(out_dir: &Path) -> Result<Vec<Artifact>, String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut files: Vec<PathBuf> = std::fs::read_dir(out_dir)
+        .map_err(|e| e.to_string())?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_file() && !p.is_symlink())
+        .filter(|p| {
+            let n = p.file_name().unwrap_or_default().to_string_lossy();
+            n.starts_with(IMAGE_NAME) && !n.ends_with(".log") && n != "manifest.json"
+        })
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|p| {
+            let meta = std::fs::metadata(p).map_err(|e| e.to_string())?;
+            Ok(Artifact {
+                file: p.file_name().unwrap_or_default().to_string_lossy().into_owned(),
+                bytes: meta.len(),
+                allocated_bytes: meta.blocks() * 512,
+                sha256: sha256_file(p)?,
+            })
+        })
+        .collect()
+}
+
+pub fn sha256_file(p: &Path) -> Result<String, String> {
+    let mut f = std::fs::File::open(p).map_err(|e| format!("{}: {e}", p.display()))?;
+    let mut h = Sha256::new();
+    std::io::copy(&mut f, &mut h).map_err(|e| format!("{}: {e}", p.display()))?;
+    Ok(hex::encode(h.finalize()))
+}
+
+/// pkgs.k8s.io's signing key, fetched once into the production profile's apt tree.
+fn ensure_kubernetes_key(mkosi_dir: &Path) -> Result<(), String> {
+    let key = mkosi_dir.join("mkosi.profiles/production/pkgmngr/etc/apt/keyrings/kubernetes.asc");
+    if key.exists() {
+        return Ok(());
+    }
+    let url = "https://pkgs.k8s.io/core:/stable:/v1.34/deb/Release.key";
+    let config = crate::tls::client_config(None)?;
+    let client = crate::tls::https_client(config, std::time::Duration::from_secs(30)).map_err(|e| e.to_string())?;
+    let body = client
+        .get(url)
+        .send()
+        .and_then(|r| r.error_for_status())
+        .and_then(|r| r.bytes())
+        .map_err(|e| {
+            format!(
+                "the production profile needs the Kubernetes packages: {url} is unreachable ({}). \
+                 For an air-gapped build pass --packages DIR (a directory of kubeadm, kubelet, kubectl, \
+                 cri-tools and kubernetes-cni .deb files), or build --profile test",
+                crate::tls::describe_http_error(&e)
+            )
+        })?;
+    // ASCII-armored, which apt reads from a .asc file.
+    crate::host::write_file_atomic(&key, &body, 0o644).map_err(|e| e.to_string())
+}

@@ -1,0 +1,181 @@
+//! Booting an image under qemu: one VM per call, on a throwaway copy-on-write
+//! overlay of the image, with qemu user networking restricted to nothing but
+//! the forwards given (`restrict=on` + `guestfwd=…-cmd:socat`, one socat per
+//! connection), serial console to a log file, and a hard timeout.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+/// The address guests reach the host's services on (qemu user networking).
+pub const HOST_ALIAS: &str = "10.0.2.100";
+
+#[derive(Debug, Clone)]
+pub struct Forward {
+    /// Port on HOST_ALIAS inside the guest.
+    pub guest_port: u16,
+    /// Port on 127.0.0.1 on the host.
+    pub host_port: u16,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accel {
+    Kvm,
+    Tcg,
+}
+
+impl Accel {
+    /// KVM only when /dev/kvm is there and this is not itself a VM: nested
+    /// (paravirtual) KVM makes stock firmware and kernels fault, so TCG is the
+    /// safe choice there. `KUBEBOOT_ACCEL=kvm|tcg` overrides.
+    pub fn detect() -> Accel {
+        match std::env::var("KUBEBOOT_ACCEL").as_deref() {
+            Ok("kvm") => return Accel::Kvm,
+            Ok("tcg") => return Accel::Tcg,
+            _ => {}
+        }
+        let nested = std::fs::read_to_string("/proc/cpuinfo")
+            .map(|c| c.lines().any(|l| l.starts_with("flags") && l.contains(" hypervisor")))
+            .unwrap_or(true);
+        let kvm = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/kvm")
+            .is_ok();
+        if kvm && !nested {
+            Accel::Kvm
+        } else {
+            Accel::Tcg
+        }
+    }
+
+    fn args(self) -> [&'static str; 4] {
+        match self {
+            Accel::Kvm => ["-accel", "kvm", "-cpu", "host"],
+            Accel::Tcg => ["-accel", "tcg", "-cpu", "max"],
+        }
+    }
+}
+
+/// Direct kernel boot (the PXE path without the PXE): kernel, initrd, command line.
+#[derive(Debug, Clone)]
+pub struct DirectBoot {
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+    pub cmdline: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct VmSpec {
+    pub name: String,
+    /// The image (raw); the VM writes to an overlay in `workdir`. None: diskless.
+    pub image: Option<PathBuf>,
+    pub seed: Option<PathBuf>,
+    pub direct: Option<DirectBoot>,
+    pub forwards: Vec<Forward>,
+    pub memory_mib: u32,
+    pub cpus: u32,
+    /// Exit qemu when the guest reboots (tests that want one boot only).
+    pub no_reboot: bool,
+    pub workdir: PathBuf,
+    pub accel: Accel,
+}
+
+impl VmSpec {
+    pub fn serial_log(&self) -> PathBuf {
+        self.workdir.join(format!("{}.serial.log", self.name))
+    }
+}
+
+fn find_ovmf() -> Result<(PathBuf, PathBuf), String> {
+    for (code, vars) in [
+        ("/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd"),
+        ("/usr/share/OVMF/OVMF_CODE.fd", "/usr/share/OVMF/OVMF_VARS.fd"),
+    ] {
+        if Path::new(code).exists() && Path::new(vars).exists() {
+            return Ok((code.into(), vars.into()));
+        }
+    }
+    Err("no OVMF firmware in /usr/share/OVMF: run scripts/setup-image.sh (Debian package ovmf)".into())
+}
+
+fn run(cmd: &mut Command, what: &str) -> Result<(), String> {
+    let out = cmd.output().map_err(|e| format!("{what}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what}: {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// The qemu command line for `spec` (after preparing the overlay and firmware vars).
+pub fn command(spec: &VmSpec) -> Result<Command, String> {
+    std::fs::create_dir_all(&spec.workdir).map_err(|e| format!("{}: {e}", spec.workdir.display()))?;
+    let mut c = Command::new("qemu-system-x86_64");
+    c.args(["-name", &spec.name, "-machine", "q35", "-nographic", "-nodefaults"]);
+    c.args(spec.accel.args());
+    c.args(["-smp", &spec.cpus.to_string(), "-m", &spec.memory_mib.to_string()]);
+    c.args(["-device", "virtio-rng-pci"]);
+    if spec.no_reboot {
+        c.arg("-no-reboot");
+    }
+    match &spec.direct {
+        Some(d) => {
+            c.arg("-kernel").arg(&d.kernel).arg("-initrd").arg(&d.initrd);
+            c.args(["-append", &d.cmdline]);
+        }
+        None => {
+            let (code, vars) = find_ovmf()?;
+            let my_vars = spec.workdir.join(format!("{}.vars.fd", spec.name));
+            if !my_vars.exists() {
+                std::fs::copy(&vars, &my_vars).map_err(|e| format!("copy {}: {e}", vars.display()))?;
+            }
+            c.arg("-drive")
+                .arg(format!("if=pflash,format=raw,unit=0,readonly=on,file={}", code.display()));
+            c.arg("-drive")
+                .arg(format!("if=pflash,format=raw,unit=1,file={}", my_vars.display()));
+        }
+    }
+    if let Some(image) = &spec.image {
+        let overlay = spec.workdir.join(format!("{}.qcow2", spec.name));
+        if !overlay.exists() {
+            let image = std::fs::canonicalize(image).map_err(|e| format!("{}: {e}", image.display()))?;
+            run(
+                Command::new("qemu-img")
+                    .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
+                    .arg(&image)
+                    .arg(&overlay),
+                "qemu-img create",
+            )?;
+        }
+        c.arg("-drive")
+            .arg(format!("if=virtio,format=qcow2,file={}", overlay.display()));
+    }
+    if let Some(seed) = &spec.seed {
+        c.arg("-drive")
+            .arg(format!("media=cdrom,readonly=on,file={}", seed.display()));
+    }
+    let mut netdev = "user,id=net0,restrict=on".to_string();
+    for f in &spec.forwards {
+        netdev.push_str(&format!(
+            ",guestfwd=tcp:{HOST_ALIAS}:{}-cmd:socat STDIO TCP:127.0.0.1:{}",
+            f.guest_port, f.host_port
+        ));
+    }
+    c.args(["-netdev", &netdev, "-device", "virtio-net-pci,netdev=net0"]);
+    c.arg("-serial")
+        .arg(format!("file:{}", spec.serial_log().display()));
+    c.args(["-monitor", "none"]);
+    Ok(c)
+}
+
+/// Start the VM in the background.
+pub fn start(spec: &VmSpec) -> Result<Child, String> {
+    let mut c = command(spec)?;
+    c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+    c.spawn()
+        .map_err(|e| format!("qemu-system-x86_64: {e} (run scripts/setup-image.sh)"))
+}

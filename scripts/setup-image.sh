@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Install what building and booting kubeboot images needs on Debian 12, as root:
+# mkosi 24 + systemd 254 + qemu from bookworm-backports (pinned by name, so
+# nothing else is upgraded), and OVMF, iPXE, socat, xorriso from bookworm.
+# Idempotent. See ../shared/IMAGE-NOTES.md for why each piece is here.
+set -euo pipefail
+
+# Same mirror and keyring as the machine's bookworm entry.
+mirror=$(grep -rhoE '^(URIs:|deb) *https?://[^ ]+' /etc/apt/sources.list /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list 2>/dev/null \
+    | grep -v security | head -n1 | awk '{print $2}' || true)
+mirror=${mirror:-http://deb.debian.org/debian}
+backports=/etc/apt/sources.list.d/kubeboot-bookworm-backports.sources
+if ! grep -rqs "bookworm-backports" /etc/apt/sources.list /etc/apt/sources.list.d/; then
+    echo "setup-image: adding bookworm-backports from $mirror"
+    cat >"$backports" <<SRC
+Types: deb
+URIs: $mirror
+Suites: bookworm-backports
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+    apt-get update -qq
+fi
+
+from_backports=(mkosi systemd systemd-container systemd-boot systemd-boot-efi libnss-systemd libpam-systemd
+    systemd-timesyncd systemd-sysv libudev1 qemu-system-x86 qemu-system-common qemu-system-data qemu-utils seabios e2fsprogs)
+from_bookworm=(python3-pefile python3-cryptography dosfstools mtools zstd xz-utils debian-archive-keyring bubblewrap
+    cpio kmod ipxe-qemu ovmf xorriso socat)
+
+missing=()
+for p in "${from_backports[@]}"; do
+    v=$(dpkg-query -W -f='${Status} ${Version}' "$p" 2>/dev/null || true)
+    case "$v" in "install ok installed "*bpo*) ;; *) missing+=("$p/bookworm-backports") ;; esac
+done
+for p in "${from_bookworm[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    echo "setup-image: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+echo "setup-image: ok ($(mkosi --version), $(qemu-system-x86_64 --version | head -n1))"
