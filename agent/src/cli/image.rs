@@ -33,7 +33,11 @@ pub struct BuildArgs {
     #[arg(long, value_name = "DIR", default_value = "image/out")]
     pub out: PathBuf,
     /// Downloaded packages, shared between builds.
-    #[arg(long, value_name = "DIR", default_value = "/var/cache/kubeboot/mkosi-packages")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "/var/cache/kubeboot/mkosi-packages"
+    )]
     pub cache: PathBuf,
     /// The kubeboot binary to install (default: this one).
     #[arg(long, value_name = "PATH")]
@@ -148,7 +152,12 @@ pub fn run_build(a: BuildArgs) -> Result<build::Manifest, String> {
     match a.output {
         Output::Json => println!("{}", serde_json::to_string(&m).expect("serializes")),
         Output::Text => {
-            println!("image: {} profile built in {:.0} s in {}", m.profile, m.build_seconds, a.out.display());
+            println!(
+                "image: {} profile built in {:.0} s in {}",
+                m.profile,
+                m.build_seconds,
+                a.out.display()
+            );
             for f in &m.artifacts {
                 println!(
                     "  {:24} {:>8.1} MiB ({:.1} MiB allocated)  sha256:{}",
@@ -168,8 +177,12 @@ pub fn parse_forward(s: &str) -> Result<vm::Forward, String> {
         .split_once(':')
         .ok_or_else(|| format!("--forward {s:?}: use GUEST_PORT:HOST_PORT"))?;
     Ok(vm::Forward {
-        guest_port: g.parse().map_err(|_| format!("--forward {s:?}: bad guest port"))?,
-        host_port: h.parse().map_err(|_| format!("--forward {s:?}: bad host port"))?,
+        guest_port: g
+            .parse()
+            .map_err(|_| format!("--forward {s:?}: bad guest port"))?,
+        host_port: h
+            .parse()
+            .map_err(|_| format!("--forward {s:?}: bad host port"))?,
     })
 }
 
@@ -180,7 +193,8 @@ pub fn root_partuuid(raw: &std::path::Path) -> Result<String, String> {
         .arg(raw)
         .output()
         .map_err(|e| format!("sfdisk: {e}"))?;
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| format!("sfdisk -J: {e}"))?;
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).map_err(|e| format!("sfdisk -J: {e}"))?;
     v["partitiontable"]["partitions"]
         .as_array()
         .and_then(|ps| {
@@ -202,7 +216,10 @@ pub fn spec_for(
 ) -> Result<vm::VmSpec, String> {
     let raw = image_dir.join("kubeboot.raw");
     if !raw.exists() {
-        return Err(format!("{}: no image (run `kubeboot image build` first)", raw.display()));
+        return Err(format!(
+            "{}: no image (run `kubeboot image build` first)",
+            raw.display()
+        ));
     }
     let direct = match direct_cmdline {
         Some(extra) => Some(vm::DirectBoot {
@@ -230,14 +247,30 @@ pub fn spec_for(
 }
 
 fn run_boot(a: BootArgs) -> Result<(), String> {
-    let forwards = a.forwards.iter().map(|f| parse_forward(f)).collect::<Result<Vec<_>, _>>()?;
-    let mut spec = spec_for(&a.image, &a.name, a.workdir, a.seed, a.direct_cmdline.as_deref(), forwards)?;
+    let forwards = a
+        .forwards
+        .iter()
+        .map(|f| parse_forward(f))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut spec = spec_for(
+        &a.image,
+        &a.name,
+        a.workdir,
+        a.seed,
+        a.direct_cmdline.as_deref(),
+        forwards,
+    )?;
     spec.memory_mib = a.memory_mib;
     spec.cpus = a.cpus;
     spec.no_reboot = a.no_reboot;
     let log = spec.serial_log();
     let _ = std::fs::remove_file(&log);
-    eprintln!("image: booting {} ({:?}); serial console: {}", spec.name, spec.accel, log.display());
+    eprintln!(
+        "image: booting {} ({:?}); serial console: {}",
+        spec.name,
+        spec.accel,
+        log.display()
+    );
     let mut child = vm::start(&spec)?;
     let started = Instant::now();
     let deadline = started + Duration::from_secs(a.timeout);
@@ -247,12 +280,26 @@ fn run_boot(a: BootArgs) -> Result<(), String> {
             if let Some(mut e) = child.stderr.take() {
                 let _ = std::io::Read::read_to_string(&mut e, &mut err);
             }
-            eprintln!("image: qemu exited after {:.0} s ({status}) {}", started.elapsed().as_secs_f64(), err.trim());
-            return if status.success() { Ok(()) } else { Err("qemu failed".into()) };
+            eprintln!(
+                "image: qemu exited after {:.0} s ({status}) {}",
+                started.elapsed().as_secs_f64(),
+                err.trim()
+            );
+            return if status.success() {
+                Ok(())
+            } else {
+                Err("qemu failed".into())
+            };
         }
         if let Some(text) = &a.until {
-            if std::fs::read_to_string(&log).unwrap_or_default().contains(text.as_str()) {
-                eprintln!("image: saw {text:?} after {:.0} s; stopping the VM", started.elapsed().as_secs_f64());
+            if std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .contains(text.as_str())
+            {
+                eprintln!(
+                    "image: saw {text:?} after {:.0} s; stopping the VM",
+                    started.elapsed().as_secs_f64()
+                );
                 let _ = child.kill();
                 let _ = child.wait();
                 return Ok(());
@@ -261,7 +308,11 @@ fn run_boot(a: BootArgs) -> Result<(), String> {
         if Instant::now() >= deadline {
             let _ = child.kill();
             let _ = child.wait();
-            return Err(format!("timed out after {} s (serial log: {})", a.timeout, log.display()));
+            return Err(format!(
+                "timed out after {} s (serial log: {})",
+                a.timeout,
+                log.display()
+            ));
         }
         std::thread::sleep(Duration::from_millis(500));
     }
@@ -288,7 +339,10 @@ fn run_pxe(a: PxeArgs) -> Result<(), String> {
             extra_cmdline: "",
         },
     )?;
-    println!("pxe: {} (kubeboot.vmlinuz, kubeboot.initrd, boot.ipxe)", a.out.display());
+    println!(
+        "pxe: {} (kubeboot.vmlinuz, kubeboot.initrd, boot.ipxe)",
+        a.out.display()
+    );
     let _ = image::Manifest::path(&a.image);
     Ok(())
 }

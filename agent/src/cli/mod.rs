@@ -9,6 +9,7 @@ mod render;
 pub(crate) mod serve;
 mod status;
 mod tools;
+mod up;
 mod watch;
 
 use std::path::PathBuf;
@@ -68,6 +69,8 @@ pub enum Command {
     Watch(watch::WatchArgs),
     /// Build the node image (mkosi), boot it under qemu, write PXE sets.
     Image(image::ImageArgs),
+    /// A local cluster of VMs: image, bundle, receiver, seeds, boots, live status.
+    Up(up::UpArgs),
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -92,6 +95,7 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Watch(args) => watch::run(args),
         Command::Image(args) => image::run(args),
+        Command::Up(args) => up::run(args),
     };
     ExitCode::from(code)
 }

@@ -116,17 +116,25 @@ fn server_names(args: &ServeArgs) -> Vec<String> {
 
 /// Tokens from --token-file, or DATA/token (made with a random token when missing).
 fn tokens(args: &ServeArgs) -> Result<(Vec<String>, PathBuf), String> {
-    let path = args
-        .token_file
-        .clone()
-        .unwrap_or_else(|| args.data.join("token"));
-    if args.token_file.is_none() && !path.exists() {
+    match &args.token_file {
+        Some(path) => Ok((read_tokens(path)?, path.clone())),
+        None => {
+            ensure_token(&args.data)?;
+            let path = args.data.join("token");
+            Ok((read_tokens(&path)?, path))
+        }
+    }
+}
+
+/// DATA/token's first token, made (random, 0600) when missing.
+pub fn ensure_token(data: &Path) -> Result<String, String> {
+    let path = data.join("token");
+    if !path.exists() {
         let token = random_token();
         write_file_atomic(&path, format!("{token}\n").as_bytes(), 0o600)
             .map_err(|e| format!("{}: {e}", path.display()))?;
     }
-    let tokens = read_tokens(&path)?;
-    Ok((tokens, path))
+    Ok(read_tokens(&path)?.remove(0))
 }
 
 pub fn read_tokens(path: &Path) -> Result<Vec<String>, String> {

@@ -115,13 +115,16 @@ pub fn build(opts: &BuildOptions) -> Result<Manifest, String> {
     if opts.profile == Profile::Production && opts.packages.is_none() {
         ensure_kubernetes_key(&opts.mkosi_dir)?;
     }
-    std::fs::create_dir_all(&opts.out_dir).map_err(|e| format!("{}: {e}", opts.out_dir.display()))?;
-    std::fs::create_dir_all(&opts.cache_dir).map_err(|e| format!("{}: {e}", opts.cache_dir.display()))?;
+    std::fs::create_dir_all(&opts.out_dir)
+        .map_err(|e| format!("{}: {e}", opts.out_dir.display()))?;
+    std::fs::create_dir_all(&opts.cache_dir)
+        .map_err(|e| format!("{}: {e}", opts.cache_dir.display()))?;
     let staged = tempfile::tempdir().map_err(|e| e.to_string())?;
     stage(opts, staged.path())?;
     let out_dir = std::fs::canonicalize(&opts.out_dir).map_err(|e| e.to_string())?;
     let log_path = out_dir.join("build.log");
-    let mut log = std::fs::File::create(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
+    let log =
+        std::fs::File::create(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
     let mut cmd = Command::new("mkosi");
     cmd.current_dir(&opts.mkosi_dir)
         .env("SOURCE_DATE_EPOCH", opts.source_date_epoch.to_string())
@@ -133,7 +136,9 @@ pub fn build(opts: &BuildOptions) -> Result<Manifest, String> {
     if let Some(p) = &opts.packages {
         cmd.arg(format!("--package-directory={}", p.display()));
     }
-    cmd.arg("build").stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.arg("build")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let started = Instant::now();
     eprintln!(
         "image: building the {} profile with mkosi (log: {})",
@@ -143,23 +148,32 @@ pub fn build(opts: &BuildOptions) -> Result<Manifest, String> {
     let mut child = cmd
         .spawn()
         .map_err(|e| format!("mkosi: {e} (install it with scripts/setup-image.sh)"))?;
+    let log = std::sync::Arc::new(std::sync::Mutex::new(log));
     let stderr = child.stderr.take().expect("piped");
+    let err_log = log.clone();
+    // mkosi reports its steps (‣ …) on stderr: show them as they come.
     let err_thread = std::thread::spawn(move || {
-        BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-            .collect::<Vec<String>>()
+        let mut lines = Vec::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = writeln!(err_log.lock().expect("log"), "{line}");
+            if line.starts_with('‣') {
+                eprintln!(
+                    "image: [{:>4.0}s] {}",
+                    started.elapsed().as_secs_f64(),
+                    line.trim_start_matches('‣').trim()
+                );
+            }
+            lines.push(line);
+        }
+        lines
     });
-    for line in BufReader::new(child.stdout.take().expect("piped")).lines().map_while(Result::ok) {
-        let _ = writeln!(log, "{line}");
+    for line in BufReader::new(child.stdout.take().expect("piped"))
+        .lines()
+        .map_while(Result::ok)
+    {
+        let _ = writeln!(log.lock().expect("log"), "{line}");
     }
     let err_lines = err_thread.join().unwrap_or_default();
-    for line in &err_lines {
-        let _ = writeln!(log, "{line}");
-        if line.starts_with('‣') {
-            eprintln!("image: [{:>4.0}s] {}", started.elapsed().as_secs_f64(), line.trim_start_matches('‣').trim());
-        }
-    }
     let status = child.wait().map_err(|e| e.to_string())?;
     if !status.success() {
         let tail: Vec<&String> = err_lines.iter().rev().take(15).collect();
@@ -178,7 +192,8 @@ pub fn build(opts: &BuildOptions) -> Result<Manifest, String> {
         artifacts: describe(&out_dir)?,
     };
     let json = serde_json::to_vec_pretty(&manifest).expect("serializes");
-    crate::host::write_file_atomic(&Manifest::path(&out_dir), &json, 0o644).map_err(|e| e.to_string())?;
+    crate::host::write_file_atomic(&Manifest::path(&out_dir), &json, 0o644)
+        .map_err(|e| e.to_string())?;
     Ok(manifest)
 }
 
@@ -201,7 +216,11 @@ pub fn describe(out_dir: &Path) -> Result<Vec<Artifact>, String> {
         .map(|p| {
             let meta = std::fs::metadata(p).map_err(|e| e.to_string())?;
             Ok(Artifact {
-                file: p.file_name().unwrap_or_default().to_string_lossy().into_owned(),
+                file: p
+                    .file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned(),
                 bytes: meta.len(),
                 allocated_bytes: meta.blocks() * 512,
                 sha256: sha256_file(p)?,
@@ -225,7 +244,8 @@ fn ensure_kubernetes_key(mkosi_dir: &Path) -> Result<(), String> {
     }
     let url = "https://pkgs.k8s.io/core:/stable:/v1.34/deb/Release.key";
     let config = crate::tls::client_config(None)?;
-    let client = crate::tls::https_client(config, std::time::Duration::from_secs(30)).map_err(|e| e.to_string())?;
+    let client = crate::tls::https_client(config, std::time::Duration::from_secs(30))
+        .map_err(|e| e.to_string())?;
     let body = client
         .get(url)
         .send()

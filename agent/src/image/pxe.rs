@@ -43,8 +43,12 @@ pub fn ipxe_script(p: &PxeParams) -> String {
 pub fn write_set(image_dir: &Path, dir: &Path, p: &PxeParams) -> Result<(), String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     for f in ["kubeboot.vmlinuz", "kubeboot.initrd"] {
-        std::fs::copy(image_dir.join(f), dir.join(f))
-            .map_err(|e| format!("{}: {e} (build the image first)", image_dir.join(f).display()))?;
+        std::fs::copy(image_dir.join(f), dir.join(f)).map_err(|e| {
+            format!(
+                "{}: {e} (build the image first)",
+                image_dir.join(f).display()
+            )
+        })?;
     }
     crate::host::write_file_atomic(&dir.join("boot.ipxe"), ipxe_script(p).as_bytes(), 0o600)
         .map_err(|e| e.to_string())

@@ -34,7 +34,10 @@ impl Accel {
             _ => {}
         }
         let nested = std::fs::read_to_string("/proc/cpuinfo")
-            .map(|c| c.lines().any(|l| l.starts_with("flags") && l.contains(" hypervisor")))
+            .map(|c| {
+                c.lines()
+                    .any(|l| l.starts_with("flags") && l.contains(" hypervisor"))
+            })
             .unwrap_or(true);
         let kvm = std::fs::OpenOptions::new()
             .read(true)
@@ -88,14 +91,23 @@ impl VmSpec {
 
 fn find_ovmf() -> Result<(PathBuf, PathBuf), String> {
     for (code, vars) in [
-        ("/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd"),
-        ("/usr/share/OVMF/OVMF_CODE.fd", "/usr/share/OVMF/OVMF_VARS.fd"),
+        (
+            "/usr/share/OVMF/OVMF_CODE_4M.fd",
+            "/usr/share/OVMF/OVMF_VARS_4M.fd",
+        ),
+        (
+            "/usr/share/OVMF/OVMF_CODE.fd",
+            "/usr/share/OVMF/OVMF_VARS.fd",
+        ),
     ] {
         if Path::new(code).exists() && Path::new(vars).exists() {
             return Ok((code.into(), vars.into()));
         }
     }
-    Err("no OVMF firmware in /usr/share/OVMF: run scripts/setup-image.sh (Debian package ovmf)".into())
+    Err(
+        "no OVMF firmware in /usr/share/OVMF: run scripts/setup-image.sh (Debian package ovmf)"
+            .into(),
+    )
 }
 
 fn run(cmd: &mut Command, what: &str) -> Result<(), String> {
@@ -113,36 +125,58 @@ fn run(cmd: &mut Command, what: &str) -> Result<(), String> {
 
 /// The qemu command line for `spec` (after preparing the overlay and firmware vars).
 pub fn command(spec: &VmSpec) -> Result<Command, String> {
-    std::fs::create_dir_all(&spec.workdir).map_err(|e| format!("{}: {e}", spec.workdir.display()))?;
+    std::fs::create_dir_all(&spec.workdir)
+        .map_err(|e| format!("{}: {e}", spec.workdir.display()))?;
     let mut c = Command::new("qemu-system-x86_64");
-    c.args(["-name", &spec.name, "-machine", "q35", "-nographic", "-nodefaults"]);
+    c.args([
+        "-name",
+        &spec.name,
+        "-machine",
+        "q35",
+        "-nographic",
+        "-nodefaults",
+    ]);
     c.args(spec.accel.args());
-    c.args(["-smp", &spec.cpus.to_string(), "-m", &spec.memory_mib.to_string()]);
+    c.args([
+        "-smp",
+        &spec.cpus.to_string(),
+        "-m",
+        &spec.memory_mib.to_string(),
+    ]);
     c.args(["-device", "virtio-rng-pci"]);
     if spec.no_reboot {
         c.arg("-no-reboot");
     }
     match &spec.direct {
         Some(d) => {
-            c.arg("-kernel").arg(&d.kernel).arg("-initrd").arg(&d.initrd);
+            c.arg("-kernel")
+                .arg(&d.kernel)
+                .arg("-initrd")
+                .arg(&d.initrd);
             c.args(["-append", &d.cmdline]);
         }
         None => {
             let (code, vars) = find_ovmf()?;
             let my_vars = spec.workdir.join(format!("{}.vars.fd", spec.name));
             if !my_vars.exists() {
-                std::fs::copy(&vars, &my_vars).map_err(|e| format!("copy {}: {e}", vars.display()))?;
+                std::fs::copy(&vars, &my_vars)
+                    .map_err(|e| format!("copy {}: {e}", vars.display()))?;
             }
-            c.arg("-drive")
-                .arg(format!("if=pflash,format=raw,unit=0,readonly=on,file={}", code.display()));
-            c.arg("-drive")
-                .arg(format!("if=pflash,format=raw,unit=1,file={}", my_vars.display()));
+            c.arg("-drive").arg(format!(
+                "if=pflash,format=raw,unit=0,readonly=on,file={}",
+                code.display()
+            ));
+            c.arg("-drive").arg(format!(
+                "if=pflash,format=raw,unit=1,file={}",
+                my_vars.display()
+            ));
         }
     }
     if let Some(image) = &spec.image {
         let overlay = spec.workdir.join(format!("{}.qcow2", spec.name));
         if !overlay.exists() {
-            let image = std::fs::canonicalize(image).map_err(|e| format!("{}: {e}", image.display()))?;
+            let image =
+                std::fs::canonicalize(image).map_err(|e| format!("{}: {e}", image.display()))?;
             run(
                 Command::new("qemu-img")
                     .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
@@ -155,8 +189,12 @@ pub fn command(spec: &VmSpec) -> Result<Command, String> {
             .arg(format!("if=virtio,format=qcow2,file={}", overlay.display()));
     }
     if let Some(seed) = &spec.seed {
-        c.arg("-drive")
-            .arg(format!("media=cdrom,readonly=on,file={}", seed.display()));
+        // A virtio disk rather than a CD: cloud kernels carry no AHCI/ATA driver,
+        // and cloud-init's NoCloud finds the `cidata` label on any block device.
+        c.arg("-drive").arg(format!(
+            "if=virtio,format=raw,readonly=on,file={}",
+            seed.display()
+        ));
     }
     let mut netdev = "user,id=net0,restrict=on".to_string();
     for f in &spec.forwards {
@@ -175,7 +213,9 @@ pub fn command(spec: &VmSpec) -> Result<Command, String> {
 /// Start the VM in the background.
 pub fn start(spec: &VmSpec) -> Result<Child, String> {
     let mut c = command(spec)?;
-    c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+    c.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
     c.spawn()
         .map_err(|e| format!("qemu-system-x86_64: {e} (run scripts/setup-image.sh)"))
 }

@@ -15,7 +15,10 @@ fn main() {
     let mut names = vec!["127.0.0.1".to_string()];
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
-        let mut v = || args.next().unwrap_or_else(|| die(&format!("{a} needs a value")));
+        let mut v = || {
+            args.next()
+                .unwrap_or_else(|| die(&format!("{a} needs a value")))
+        };
         match a.as_str() {
             "--bundle" => bundle = Some(std::path::PathBuf::from(v())),
             "--listen" => listen = v(),
@@ -25,16 +28,27 @@ fn main() {
     }
     let bundle = bundle.unwrap_or_else(|| die("--bundle DIR is required"));
     let read = |p: &str| {
-        std::fs::read_to_string(bundle.join(p)).unwrap_or_else(|e| die(&format!("{}: {e}", bundle.join(p).display())))
+        std::fs::read_to_string(bundle.join(p))
+            .unwrap_or_else(|e| die(&format!("{}: {e}", bundle.join(p).display())))
     };
     let (ca, key) = (read("pki/ca.crt"), read("pki/ca.key"));
-    let discovery: toml::Value = toml::from_str(&read("discovery.toml")).unwrap_or_else(|e| die(&e.to_string()));
-    let token = discovery["token"].as_str().unwrap_or_else(|| die("discovery.toml has no token"));
+    let discovery: toml::Value =
+        toml::from_str(&read("discovery.toml")).unwrap_or_else(|e| die(&e.to_string()));
+    let token = discovery["token"]
+        .as_str()
+        .unwrap_or_else(|| die("discovery.toml has no token"));
     let endpoint = discovery["endpoint"].as_str().unwrap_or("127.0.0.1:6443");
     let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
     let pki = tls_server::pki_from_ca_for(&ca, &key, &name_refs);
     let body = tls_server::cluster_info_json(endpoint, &ca, Some(token));
-    let addr = tls_server::serve_at(&pki, &listen, tls_server::CLUSTER_INFO_PATH, &body, None, usize::MAX);
+    let addr = tls_server::serve_at(
+        &pki,
+        &listen,
+        tls_server::CLUSTER_INFO_PATH,
+        &body,
+        None,
+        usize::MAX,
+    );
     println!("apiserver-double: serving cluster-info on https://{addr}");
     use std::io::Write;
     let _ = std::io::stdout().flush();

@@ -214,7 +214,11 @@ fn init_or_join(env: &Env, cmd: &str, argv: &[String]) -> Result<(), String> {
 /// reboot (no clean shutdown), before the agent can record that kubeadm finished.
 fn reboot_if_asked(env: &Env) {
     let marker = env.path("/var/lib/kubeadm-test-double/rebooted");
-    if !env.path("/etc/kubeadm-test-double/reboot-after-kubeadm").exists() || marker.exists() {
+    if !env
+        .path("/etc/kubeadm-test-double/reboot-after-kubeadm")
+        .exists()
+        || marker.exists()
+    {
         return;
     }
     fs::create_dir_all(marker.parent().expect("parent")).expect("marker dir");
