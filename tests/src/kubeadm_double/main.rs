@@ -107,6 +107,17 @@ fn record(env: &Env, entry: Value) {
         .open(dir.join("calls.jsonl"))
         .expect("record file");
     writeln!(f, "{entry}").expect("record");
+    // In the test image (KUBEADM_TEST_DOUBLE_CONSOLE=1) each call is also one console
+    // line, so a VM test can count calls from the serial log. Never the config: it holds secrets.
+    if std::env::var_os("KUBEADM_TEST_DOUBLE_CONSOLE").is_some() {
+        let what = entry["argv"][0]
+            .as_str()
+            .or(entry["event"].as_str())
+            .unwrap_or("?");
+        if let Ok(mut console) = fs::OpenOptions::new().append(true).open("/dev/console") {
+            let _ = writeln!(console, "kubeadm-test-double: call: {what}");
+        }
+    }
 }
 
 /// kubeadm's ValidateMixedArguments: with --config, only these flags (and --skip-*) may be given.
