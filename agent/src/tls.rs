@@ -76,6 +76,23 @@ pub fn client_config_with_bundle(pem: &[u8]) -> Result<rustls::ClientConfig, Str
         .with_no_client_auth())
 }
 
+/// A client config trusting the pinned CA, else the CA certificates in
+/// `ca_file`, else the system's roots (`what` names the file in errors).
+pub fn client_config_for(
+    pin: Option<&str>,
+    ca_file: Option<&std::path::Path>,
+    what: &str,
+) -> Result<rustls::ClientConfig, String> {
+    match (pin, ca_file) {
+        (Some(pin), _) => client_config(Some(pin)),
+        (None, Some(file)) => {
+            let pem = std::fs::read(file).map_err(|e| format!("{what} {}: {e}", file.display()))?;
+            client_config_with_bundle(&pem).map_err(|e| format!("{what} {}: {e}", file.display()))
+        }
+        (None, None) => client_config(None),
+    }
+}
+
 /// A client config trusting either the pinned CA or the system's roots.
 pub fn client_config(pin: Option<&str>) -> Result<rustls::ClientConfig, String> {
     let builder = rustls::ClientConfig::builder_with_provider(provider())

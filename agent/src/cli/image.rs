@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 use clap::{Args, Subcommand};
 
 use super::Output;
-use crate::image::{self, build, pxe, vm, Profile};
+use crate::image::{build, pxe, vm, Profile};
 
 #[derive(Args, Debug)]
 pub struct ImageArgs {
@@ -125,7 +125,8 @@ pub fn run(args: ImageArgs) -> u8 {
     }
 }
 
-fn sibling(name: &str) -> Option<PathBuf> {
+/// A program built next to this kubeboot binary (cargo's target directory).
+pub fn sibling(name: &str) -> Option<PathBuf> {
     let exe = std::env::current_exe().ok()?;
     let p = exe.parent()?.join(name);
     p.exists().then_some(p)
@@ -343,6 +344,5 @@ fn run_pxe(a: PxeArgs) -> Result<(), String> {
         "pxe: {} (kubeboot.vmlinuz, kubeboot.initrd, boot.ipxe)",
         a.out.display()
     );
-    let _ = image::Manifest::path(&a.image);
     Ok(())
 }

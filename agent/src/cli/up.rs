@@ -1,7 +1,7 @@
 //! `kubeboot up`: a local cluster of VMs from the node image, end to end —
 //! image, bundle, receiver, one NoCloud seed per node, qemu boots, live status.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -50,16 +50,9 @@ pub struct UpArgs {
 }
 
 fn sibling(name: &str) -> Result<PathBuf, String> {
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let p = exe.parent().unwrap_or(Path::new(".")).join(name);
-    if p.exists() {
-        Ok(p)
-    } else {
-        Err(format!(
-            "{} not found next to kubeboot: build it with `cargo build --release -p kubeboot-tests` (scripts/up does)",
-            p.display()
-        ))
-    }
+    super::image::sibling(name).ok_or_else(|| {
+        format!("{name} not found next to kubeboot: build it with `cargo build --release -p kubeboot-tests` (scripts/up does)")
+    })
 }
 
 fn choose_profile(a: &UpArgs) -> Profile {

@@ -103,17 +103,16 @@ pub fn run(args: WatchArgs) -> u8 {
 
 fn client(args: &WatchArgs) -> Result<reqwest::blocking::Client, String> {
     let default_ca = PathBuf::from(super::serve::DEFAULT_DATA_DIR).join("tls/ca.crt");
-    let config = match (&args.ca_cert_hash, &args.ca_file) {
-        (Some(pin), _) => tls::client_config(Some(pin))?,
-        (None, Some(file)) => tls::client_config_with_bundle(
-            &std::fs::read(file).map_err(|e| format!("--ca-file {}: {e}", file.display()))?,
-        )
-        .map_err(|e| format!("--ca-file {}: {e}", file.display()))?,
-        (None, None) if default_ca.exists() => {
-            tls::client_config_with_bundle(&std::fs::read(&default_ca).map_err(|e| e.to_string())?)?
-        }
-        (None, None) => tls::client_config(None)?,
-    };
+    // The receiver's own CA, when it runs on this machine with the default data directory.
+    let ca_file = args
+        .ca_file
+        .clone()
+        .or_else(|| default_ca.exists().then_some(default_ca));
+    let config = tls::client_config_for(
+        args.ca_cert_hash.as_deref(),
+        ca_file.as_deref(),
+        "--ca-file",
+    )?;
     tls::https_client(config, Duration::from_secs(10)).map_err(|e| e.to_string())
 }
 

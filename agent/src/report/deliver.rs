@@ -81,17 +81,15 @@ pub struct Courier {
 
 impl Courier {
     pub fn new(target: Target, root: &std::path::Path) -> Result<Courier, String> {
-        let config = match (&target.ca_cert_hash, &target.ca_file) {
-            (Some(pin), _) => tls::client_config(Some(pin))?,
-            (None, Some(file)) => {
-                let path = root.join(file.trim_start_matches('/'));
-                let pem =
-                    std::fs::read(&path).map_err(|e| format!("report.ca_file {file}: {e}"))?;
-                tls::client_config_with_bundle(&pem)
-                    .map_err(|e| format!("report.ca_file {file}: {e}"))?
-            }
-            (None, None) => tls::client_config(None)?,
-        };
+        let ca_file = target
+            .ca_file
+            .as_ref()
+            .map(|f| root.join(f.trim_start_matches('/')));
+        let config = tls::client_config_for(
+            target.ca_cert_hash.as_deref(),
+            ca_file.as_deref(),
+            "report.ca_file",
+        )?;
         let client = tls::https_client(config, REQUEST_TIMEOUT).map_err(|e| e.to_string())?;
         Ok(Courier {
             target,
