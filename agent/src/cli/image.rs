@@ -273,9 +273,15 @@ fn run_boot(a: BootArgs) -> Result<(), String> {
         log.display()
     );
     let mut child = vm::start(&spec)?;
+    let stop = stop_on_signals();
     let started = Instant::now();
     let deadline = started + Duration::from_secs(a.timeout);
     loop {
+        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err("stopped by a signal; the VM was shut down".into());
+        }
         if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
             let mut err = String::new();
             if let Some(mut e) = child.stderr.take() {
@@ -317,6 +323,28 @@ fn run_boot(a: BootArgs) -> Result<(), String> {
         }
         std::thread::sleep(Duration::from_millis(500));
     }
+}
+
+static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn note_stop(_: libc::c_int) {
+    STOP.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// SIGTERM, SIGINT and SIGHUP set a flag the boot loop checks, so the VM is
+/// killed with its `image boot` (scripts and tests stop it that way).
+pub(crate) fn stop_on_signals() -> &'static std::sync::atomic::AtomicBool {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    let action = SigAction::new(
+        SigHandler::Handler(note_stop),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
+    for sig in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        // SAFETY: the handler only stores to an atomic.
+        let _ = unsafe { sigaction(sig, &action) };
+    }
+    &STOP
 }
 
 fn run_pxe(a: PxeArgs) -> Result<(), String> {

@@ -260,7 +260,12 @@ fn up(a: UpArgs) -> Result<bool, String> {
     .map_err(|e| e.to_string())?;
     let started = Instant::now();
     let mut shown = String::new();
+    let stop = super::image::stop_on_signals();
     loop {
+        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+            eprintln!("up: stopped; shutting the VMs down");
+            return Ok(false);
+        }
         let list: Vec<NodeSummary> = client
             .get(format!("{url}/v1/nodes"))
             .send()
