@@ -204,19 +204,9 @@ pub fn event(node: &str, boot: &str, seq: u64, phase: &str, state: &str) -> Valu
 
 /// The eight phases, started and succeeded: a node's full event sequence.
 pub fn full_sequence(node: &str, boot: &str) -> Vec<Value> {
-    let phases = [
-        "source",
-        "validate",
-        "preflight",
-        "prepare",
-        "discover",
-        "kubeadm",
-        "ready",
-        "done",
-    ];
     let mut seq = 0;
     let mut out = Vec::new();
-    for p in phases {
+    for p in kubeboot::status::Phase::ALL.map(|p| p.as_str()) {
         for s in ["started", "succeeded"] {
             seq += 1;
             out.push(event(node, boot, seq, p, s));

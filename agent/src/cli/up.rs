@@ -280,13 +280,8 @@ fn up(a: UpArgs) -> Result<bool, String> {
             shown = table;
         }
         if list.len() >= nodes.len() && list.iter().all(NodeSummary::settled) {
-            let ok = list
-                .iter()
-                .all(|n| n.state != crate::status::PhaseState::Failed);
-            let done = list
-                .iter()
-                .filter(|n| n.settled() && n.state != crate::status::PhaseState::Failed)
-                .count();
+            let ok = list.iter().all(|n| !n.failed());
+            let done = list.iter().filter(|n| n.done()).count();
             println!(
                 "\nup: {done} of {} nodes reached done in {:.0} s.",
                 nodes.len(),

@@ -87,7 +87,7 @@ pub fn run(args: WatchArgs) -> u8 {
         }
         let settled = nodes.len() >= args.expect.max(1) && nodes.iter().all(NodeSummary::settled);
         if args.once || (args.until_settled && settled) {
-            let failed = nodes.iter().any(|n| n.state == PhaseState::Failed);
+            let failed = nodes.iter().any(NodeSummary::failed);
             return u8::from(failed);
         }
         if args
@@ -136,14 +136,8 @@ fn fetch(client: &reqwest::blocking::Client, url: &str) -> Result<Vec<NodeSummar
 
 /// One line per node: name, role, a bar of the eight phases, state, attempt, time, error.
 pub fn table(nodes: &[NodeSummary]) -> String {
-    let done = nodes
-        .iter()
-        .filter(|n| n.settled() && n.state != PhaseState::Failed)
-        .count();
-    let failed = nodes
-        .iter()
-        .filter(|n| n.state == PhaseState::Failed)
-        .count();
+    let done = nodes.iter().filter(|n| n.done()).count();
+    let failed = nodes.iter().filter(|n| n.failed()).count();
     let mut out = format!(
         "{} nodes: {done} done, {failed} failed, {} in progress\n",
         nodes.len(),

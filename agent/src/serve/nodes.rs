@@ -42,8 +42,15 @@ pub struct NodeSummary {
 impl NodeSummary {
     /// Finished one way or the other: nothing more is expected from this node.
     pub fn settled(&self) -> bool {
+        self.failed() || self.done()
+    }
+
+    pub fn done(&self) -> bool {
+        self.phase == Phase::Done && self.state == PhaseState::Succeeded
+    }
+
+    pub fn failed(&self) -> bool {
         self.state == PhaseState::Failed
-            || (self.phase == Phase::Done && self.state == PhaseState::Succeeded)
     }
 }
 

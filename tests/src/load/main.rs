@@ -68,19 +68,10 @@ fn usage(why: &str) -> ! {
     std::process::exit(2)
 }
 
-const PHASES: [&str; 8] = [
-    "source",
-    "validate",
-    "preflight",
-    "prepare",
-    "discover",
-    "kubeadm",
-    "ready",
-    "done",
-];
+use kubeboot::status::Phase;
 
 fn event(node: &str, seq: u64) -> Vec<u8> {
-    let phase = PHASES[((seq - 1) / 2) as usize % PHASES.len()];
+    let phase = Phase::ALL[((seq - 1) / 2) as usize % Phase::ALL.len()].as_str();
     let state = if seq % 2 == 1 { "started" } else { "succeeded" };
     serde_json::to_vec(&serde_json::json!({
         "node": node, "machine_id": format!("m-{node}"), "boot_id": "b-1", "seq": seq,
