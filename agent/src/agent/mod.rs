@@ -538,7 +538,13 @@ impl Agent {
 /// Parse, validate, and check that the kubeadm config renders (patches included).
 pub fn validate_fully(text: &str) -> Result<ValidDocument, InvalidDocument> {
     let doc = document::load(text)?;
-    kubeadm::render(&doc, ApiVersion::NEWEST, &kubeadm::ConfigPaths::default()).map_err(|m| {
+    kubeadm::render(
+        &doc,
+        ApiVersion::NEWEST,
+        &kubeadm::ConfigPaths::default(),
+        &kubeadm::NodeImage::unknown(),
+    )
+    .map_err(|m| {
         InvalidDocument::single(
             "kubeadm.patch",
             m,

@@ -21,6 +21,12 @@ const SYSCTLS: [(&str, &str); 3] = [
     ("net.bridge.bridge-nf-call-ip6tables", "1"),
     ("net.ipv4.ip_forward", "1"),
 ];
+/// Set when the kernel has IPv6: kubeadm's preflight (v1.28 measured) requires
+/// `net.ipv6.conf.default.forwarding = 1` whenever the node has IPv6 routes.
+const IPV6_SYSCTLS: [(&str, &str); 2] = [
+    ("net.ipv6.conf.default.forwarding", "1"),
+    ("net.ipv6.conf.all.forwarding", "1"),
+];
 const MIB: u64 = 1024 * 1024;
 const KUBELET_CONF: &str = "/etc/kubernetes/kubelet.conf";
 const ADMIN_CONF: &str = "/etc/kubernetes/admin.conf";
@@ -174,7 +180,15 @@ impl Agent {
                 .load_module(m)
                 .map_err(|e| Failure::new(ErrorKind::KernelModule, e.to_string()))?;
         }
-        for (k, v) in SYSCTLS {
+        let ipv6 = self
+            .host
+            .exists("/proc/sys/net/ipv6/conf/default/forwarding");
+        let sysctls: Vec<(&str, &str)> = SYSCTLS
+            .iter()
+            .chain(IPV6_SYSCTLS.iter().filter(|_| ipv6))
+            .copied()
+            .collect();
+        for (k, v) in &sysctls {
             self.host
                 .set_sysctl(k, v)
                 .map_err(|e| Failure::new(ErrorKind::Sysctl, e.to_string()))?;
@@ -187,7 +201,7 @@ impl Agent {
                 0o644,
             )
             .and_then(|_| {
-                let lines: String = SYSCTLS
+                let lines: String = sysctls
                     .iter()
                     .map(|(k, v)| format!("{k} = {v}\n"))
                     .collect();
@@ -354,7 +368,9 @@ impl Agent {
         let paths = ConfigPaths::default();
         self.write_pki(doc, &paths).map_err(io)?;
         let api = self.api_version()?;
-        let rendered = kubeadm::render(doc, api, &paths)
+        let image =
+            kubeadm::NodeImage::read(&self.host).map_err(|m| Failure::new(ErrorKind::HostIo, m))?;
+        let rendered = kubeadm::render(doc, api, &paths, &image)
             .map_err(|m| Failure::new(ErrorKind::InvalidDocument, m))?;
         let config_path = self.store.kubeadm_config_path();
         self.host
@@ -463,7 +479,10 @@ impl Agent {
         Ok(())
     }
 
-    /// The node's kubelet has its credentials (and init has the admin kubeconfig).
+    /// The node's kubelet has its credentials (and init has the admin kubeconfig),
+    /// then, with those credentials, this Node reports Ready within
+    /// `[ready] timeout_seconds`. On the way, once the Node has a podCIDR, the
+    /// pod network's bridge configuration is written (unless the node has one).
     pub(super) fn ready(&mut self, doc: &ValidDocument) -> Result<(), Failure> {
         let mut missing: Vec<&str> = Vec::new();
         if !self.host.exists(KUBELET_CONF) {
@@ -472,16 +491,42 @@ impl Agent {
         if doc.role == Role::Init && !self.host.exists(ADMIN_CONF) {
             missing.push(ADMIN_CONF);
         }
-        if missing.is_empty() {
-            return Ok(());
+        if !missing.is_empty() {
+            return Err(Failure::new(
+                ErrorKind::NodeNotReady,
+                format!(
+                    "kubeadm finished but {} is missing: the kubelet cannot register this node",
+                    missing.join(" and ")
+                ),
+            ));
         }
-        Err(Failure::new(
-            ErrorKind::NodeNotReady,
-            format!(
-                "kubeadm finished but {} is missing: the kubelet cannot register this node",
-                missing.join(" and ")
-            ),
-        ))
+        let name = doc
+            .doc
+            .node
+            .name
+            .clone()
+            .unwrap_or_else(|| self.host.hostname().to_ascii_lowercase());
+        let limit = Duration::from_secs(doc.doc.ready.timeout_seconds);
+        let kubeconfig = self.host.path(KUBELET_CONF);
+        let host = self.host.clone();
+        let started = Instant::now();
+        let outcome = crate::cluster::block_on(wait_node_ready(&host, &kubeconfig, &name, limit));
+        match outcome {
+            Ok(()) => {
+                tracing::info!(
+                    "node {name} is Ready ({:.1} s after kubeadm finished)",
+                    started.elapsed().as_secs_f64()
+                );
+                Ok(())
+            }
+            Err(why) => Err(Failure::new(
+                ErrorKind::NodeNotReady,
+                format!(
+                    "node {name} was not Ready within {} s ([ready] timeout_seconds): {why}",
+                    limit.as_secs()
+                ),
+            )),
+        }
     }
 
     /// Remove the files that hold the bootstrap token and certificate key.
@@ -511,5 +556,67 @@ fn wait_until(limit: Duration, every: Duration, mut ok: impl FnMut() -> bool) ->
             return false;
         }
         std::thread::sleep(every.min(limit.saturating_sub(started.elapsed())));
+    }
+}
+
+/// Poll this Node (every 2 s, bounded by `limit`) until Ready; write the pod
+/// network's configuration once the Node has its podCIDR. The error says what
+/// the Node last reported.
+async fn wait_node_ready(
+    host: &crate::host::Host,
+    kubeconfig: &std::path::Path,
+    name: &str,
+    limit: Duration,
+) -> Result<(), String> {
+    use crate::cluster::{node, pod_network};
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut last = String::from("no answer from the API server yet");
+    let mut client = None;
+    loop {
+        if client.is_none() {
+            match crate::cluster::client(kubeconfig).await {
+                Ok(c) => client = Some(c),
+                Err(e) => last = e,
+            }
+        }
+        if let Some(c) = &client {
+            match node::state(c, name).await {
+                Ok(node::NodeState::NotRegistered) => {
+                    last = "the kubelet has not registered the Node yet".into()
+                }
+                Ok(node::NodeState::Registered {
+                    pod_cidr,
+                    ready,
+                    reason,
+                }) => {
+                    if let Some(cidr) = &pod_cidr {
+                        match pod_network::ensure(host, cidr) {
+                            Ok(true) => tracing::info!(
+                                "pod network: bridge {} on {cidr} ({})",
+                                pod_network::BRIDGE,
+                                pod_network::CONFIG_FILE
+                            ),
+                            Ok(false) => {}
+                            Err(e) => return Err(format!("pod network: {e}")),
+                        }
+                    }
+                    if ready {
+                        return Ok(());
+                    }
+                    last = match (&pod_cidr, pod_network::configured(host)) {
+                        (None, false) => format!(
+                            "{reason} (the Node has no podCIDR: set [cluster] pod_subnet on the init node, \
+                             or install a network add-on)"
+                        ),
+                        _ => reason,
+                    };
+                }
+                Err(e) => last = crate::cluster::describe(&e),
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(last);
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
     }
 }

@@ -346,3 +346,49 @@ fn replace_dir(new: &Path, out: &Path) -> Result<(), String> {
         fs::rename(new, out).map_err(|e| format!("rename into {}: {e}", out.display()))
     }
 }
+
+/// A kubeconfig for `user` in `groups` (default: cluster-admin through
+/// `system:masters`, as kubeadm's admin.conf in v1.28), signed by the bundle's
+/// own cluster CA, pointing at the bundle's endpoint (or `server`). The operator
+/// gets cluster credentials without copying anything off a node. Holds a
+/// private key: write it 0600.
+pub fn kubeconfig(
+    dir: &Path,
+    user: &str,
+    groups: &[String],
+    valid_hours: i64,
+    server: Option<&str>,
+) -> Result<String, String> {
+    use base64::Engine;
+    let d = read_discovery(dir)?;
+    let read = |p: &str| {
+        std::fs::read_to_string(dir.join(p)).map_err(|e| format!("{}: {e}", dir.join(p).display()))
+    };
+    let (ca_cert, ca_key) = (read("pki/ca.crt")?, read("pki/ca.key")?);
+    let (cert, key) = pki::issue_client_cert(
+        &ca_cert,
+        &ca_key,
+        user,
+        groups,
+        time::Duration::hours(valid_hours),
+    )?;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let server = server.map_or_else(|| format!("https://{}", d.endpoint), str::to_string);
+    let cluster = d
+        .cluster
+        .name
+        .clone()
+        .unwrap_or_else(|| "kubernetes".into());
+    let v = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{ "name": cluster, "cluster": {
+            "server": server, "certificate-authority-data": b64(&ca_cert) } }],
+        "users": [{ "name": user, "user": {
+            "client-certificate-data": b64(&cert), "client-key-data": b64(&key) } }],
+        "contexts": [{ "name": format!("{user}@{cluster}"),
+                       "context": { "cluster": cluster, "user": user } }],
+        "current-context": format!("{user}@{cluster}"),
+    });
+    serde_yaml_ng::to_string(&v).map_err(|e| e.to_string())
+}

@@ -47,6 +47,47 @@ pub fn new_ca(common_name: &str) -> Result<CaPair, String> {
     })
 }
 
+/// The CA as an rcgen issuer, and its key.
+fn issuer(ca_cert_pem: &str, ca_key_pem: &str) -> Result<(rcgen::Certificate, KeyPair), String> {
+    let ca_key = KeyPair::from_pem(ca_key_pem).map_err(|e| format!("CA key: {e}"))?;
+    let issuer = CertificateParams::from_ca_cert_pem(ca_cert_pem)
+        .map_err(|e| format!("CA certificate: {e}"))?
+        .self_signed(&ca_key)
+        .map_err(|e| format!("CA certificate: {e}"))?;
+    Ok((issuer, ca_key))
+}
+
+/// A client certificate for Kubernetes: CN = user, O = groups, client auth,
+/// valid from five minutes ago for `valid_for`. Returns (cert PEM, key PEM).
+pub fn issue_client_cert(
+    ca_cert_pem: &str,
+    ca_key_pem: &str,
+    user: &str,
+    groups: &[String],
+    valid_for: Duration,
+) -> Result<(String, String), String> {
+    let (issuer, ca_key) = issuer(ca_cert_pem, ca_key_pem)?;
+    let key = KeyPair::generate().map_err(|e| format!("generate client key: {e}"))?;
+    let mut p = CertificateParams::new(Vec::<String>::new()).map_err(|e| e.to_string())?;
+    p.distinguished_name.push(DnType::CommonName, user);
+    for g in groups {
+        p.distinguished_name
+            .push(DnType::OrganizationName, g.as_str());
+    }
+    p.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let now = OffsetDateTime::now_utc();
+    p.not_before = now - Duration::minutes(5);
+    p.not_after = now + valid_for;
+    let cert = p
+        .signed_by(&key, &issuer, &ca_key)
+        .map_err(|e| format!("sign client certificate: {e}"))?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
 /// A TLS server certificate for `names` (DNS names or IP addresses), signed by `ca`.
 /// Used by `kubeboot serve --self-signed`.
 pub fn issue_server_cert(
@@ -54,11 +95,7 @@ pub fn issue_server_cert(
     ca_key_pem: &str,
     names: &[String],
 ) -> Result<(String, String), String> {
-    let ca_key = KeyPair::from_pem(ca_key_pem).map_err(|e| format!("CA key: {e}"))?;
-    let issuer = CertificateParams::from_ca_cert_pem(&ca.cert_pem)
-        .map_err(|e| format!("CA certificate: {e}"))?
-        .self_signed(&ca_key)
-        .map_err(|e| format!("CA certificate: {e}"))?;
+    let (issuer, ca_key) = issuer(&ca.cert_pem, ca_key_pem)?;
     let key = KeyPair::generate().map_err(|e| format!("generate server key: {e}"))?;
     let mut p = CertificateParams::new(names.to_vec())
         .map_err(|e| format!("server names {names:?}: {e}"))?;

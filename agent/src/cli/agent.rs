@@ -105,7 +105,14 @@ fn dry_run(host: &Host, opts: &AgentOptions, output: Output) -> u8 {
             return 2;
         }
     };
-    let rendered = match kubeadm::render(&doc, api, &ConfigPaths::default()) {
+    let node_image = match kubeadm::NodeImage::read(host) {
+        Ok(i) => i,
+        Err(m) => {
+            eprintln!("error: {m}");
+            return 2;
+        }
+    };
+    let rendered = match kubeadm::render(&doc, api, &ConfigPaths::default(), &node_image) {
         Ok(r) => r,
         Err(m) => {
             eprintln!("error: {m}");

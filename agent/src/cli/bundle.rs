@@ -20,6 +20,33 @@ enum BundleCommand {
     Token(RotateArgs),
     /// Give an existing bundle a fresh certificate key and rewrite its documents.
     CertificateKey(RotateArgs),
+    /// Write a kubeconfig signed by the bundle's cluster CA (default: cluster-admin, 24 h).
+    ///
+    /// The bundle made the cluster CA before any node existed, so the operator can mint
+    /// credentials without copying admin.conf off a node. The file holds a private key (0600).
+    Kubeconfig(KubeconfigArgs),
+}
+
+#[derive(Args, Debug)]
+struct KubeconfigArgs {
+    /// The bundle directory.
+    #[arg(long, value_name = "DIR")]
+    dir: PathBuf,
+    /// Where to write the kubeconfig (mode 0600).
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// The user name (certificate CN).
+    #[arg(long, default_value = "kubeboot-admin")]
+    user: String,
+    /// Groups (certificate O); system:masters is cluster-admin.
+    #[arg(long = "group", value_name = "GROUP", default_values_t = ["system:masters".to_string()])]
+    groups: Vec<String>,
+    /// How long the certificate is valid.
+    #[arg(long, value_name = "HOURS", default_value_t = 24, value_parser = clap::value_parser!(i64).range(1..=8760))]
+    valid_hours: i64,
+    /// API server URL (default: https://ENDPOINT from the bundle).
+    #[arg(long, value_name = "URL")]
+    server: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -58,6 +85,7 @@ struct RotateArgs {
 
 pub fn run(args: BundleArgs) -> u8 {
     let (result, output, what) = match args.command {
+        BundleCommand::Kubeconfig(a) => return write_kubeconfig(a),
         BundleCommand::New(a) => {
             let req = NewBundle {
                 endpoint: a.endpoint,
@@ -117,4 +145,34 @@ fn print_summary(s: &Summary, output: Output, what: &str) {
     }
     eprintln!("  next: give nodes/init.toml (or cloud-init/init.yaml) to the first control plane,");
     eprintln!("        control-plane.* and worker.* to the rest; all may boot at once.");
+}
+
+fn write_kubeconfig(a: KubeconfigArgs) -> u8 {
+    let made = bundle::kubeconfig(
+        &a.dir,
+        &a.user,
+        &a.groups,
+        a.valid_hours,
+        a.server.as_deref(),
+    )
+    .and_then(|yaml| {
+        crate::host::write_file_atomic(&a.out, yaml.as_bytes(), 0o600)
+            .map_err(|e| format!("{}: {e}", a.out.display()))
+    });
+    match made {
+        Ok(()) => {
+            println!(
+                "kubeconfig: {} ({} in {}, valid {} h; holds a private key, mode 0600)",
+                a.out.display(),
+                a.user,
+                a.groups.join(","),
+                a.valid_hours
+            );
+            0
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            2
+        }
+    }
 }

@@ -20,6 +20,38 @@ enum ImageCommand {
     Boot(BootArgs),
     /// Write the PXE set: kernel, initrd and an iPXE script passing kubeboot.url= and kubeboot.ca_hash=.
     Pxe(PxeArgs),
+    /// Make a container image (OCI archive for `ctr images import`) from local files, reproducibly.
+    ///
+    /// Used by the production image build to turn the Kubernetes binaries into the
+    /// control-plane images kubeadm expects. Same files + same --source-date-epoch = same bytes.
+    Oci(OciArgs),
+}
+
+#[derive(Args, Debug)]
+struct OciArgs {
+    /// The image reference, e.g. registry.k8s.io/kube-apiserver:v1.28.7.
+    #[arg(long)]
+    name: String,
+    /// The archive to write.
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// SRC[=DEST]: a file or directory to put at DEST in the image (default: the same path). Repeatable.
+    #[arg(long = "add", value_name = "SRC[=DEST]")]
+    add: Vec<String>,
+    /// PATH=TARGET: a symbolic link in the image. Repeatable.
+    #[arg(long = "link", value_name = "PATH=TARGET")]
+    links: Vec<String>,
+    /// Also add the shared libraries the added programs need (resolved with ldd on this machine).
+    #[arg(long)]
+    with_libraries: bool,
+    /// The image's entrypoint (repeat for each argument).
+    #[arg(long = "entrypoint", value_name = "ARG")]
+    entrypoint: Vec<String>,
+    /// Every timestamp in the archive.
+    #[arg(long, value_name = "SECONDS", env = "SOURCE_DATE_EPOCH")]
+    source_date_epoch: u64,
+    #[arg(long, value_enum, default_value_t)]
+    output: Output,
 }
 
 #[derive(Args, Debug)]
@@ -45,9 +77,18 @@ pub struct BuildArgs {
     /// Test profile: the kubeadm test double (default: kubeadm-test-double next to this binary).
     #[arg(long, value_name = "PATH")]
     pub kubeadm_double: Option<PathBuf>,
-    /// Production profile, air-gapped: a directory of kubeadm/kubelet/kubectl/cri-tools/kubernetes-cni .deb files.
+    /// Production profile, air-gapped (the tested path): an archive (.tar.xz) or directory of
+    /// Kubernetes binaries (bin/kubeadm, kubelet, kubectl, crictl, kube-apiserver,
+    /// kube-controller-manager, kube-scheduler, kube-proxy, etcd, etcdctl, pause) with its
+    /// SHA256SUMS beside it; the control-plane container images are built from it and preloaded.
+    #[arg(long, value_name = "ARCHIVE|DIR", env = "KUBEBOOT_KUBERNETES")]
+    pub kubernetes: Option<PathBuf>,
+    /// Production profile: a directory of kubeadm/kubelet/kubectl/cri-tools/kubernetes-cni .deb files.
     #[arg(long, value_name = "DIR")]
     pub packages: Option<PathBuf>,
+    /// Production profile: install the Kubernetes packages from pkgs.k8s.io (needs network access).
+    #[arg(long)]
+    pub from_repository: bool,
     /// Build timestamp for reproducible output (default: the last git commit's time).
     #[arg(long, value_name = "SECONDS", env = "SOURCE_DATE_EPOCH")]
     pub source_date_epoch: Option<u64>,
@@ -72,6 +113,18 @@ struct BootArgs {
     /// GUEST_PORT:HOST_PORT: the guest reaches 127.0.0.1:HOST_PORT at 10.0.2.100:GUEST_PORT (repeatable).
     #[arg(long = "forward", value_name = "GUEST:HOST")]
     forwards: Vec<String>,
+    /// Put the VM on this tap device (e.g. inside `ip netns exec NS`, on a bridge)
+    /// instead of user networking; --forward does not apply then.
+    #[arg(
+        long,
+        value_name = "IFNAME",
+        requires = "mac",
+        conflicts_with = "forwards"
+    )]
+    tap: Option<String>,
+    /// The VM's MAC address on --tap (what the seed's network-config matches).
+    #[arg(long, value_name = "MAC")]
+    mac: Option<String>,
     #[arg(long, default_value_t = 2048)]
     memory_mib: u32,
     #[arg(long, default_value_t = 2)]
@@ -115,6 +168,7 @@ pub fn run(args: ImageArgs) -> u8 {
         ImageCommand::Build(a) => run_build(a).map(|_| ()),
         ImageCommand::Boot(a) => run_boot(a),
         ImageCommand::Pxe(a) => run_pxe(a),
+        ImageCommand::Oci(a) => run_oci(a),
     };
     match result {
         Ok(()) => 0,
@@ -148,6 +202,12 @@ pub fn run_build(a: BuildArgs) -> Result<build::Manifest, String> {
         cache_dir: a.cache,
         kubeboot_bin,
         packages: a.packages,
+        kubernetes: if a.profile == Profile::Production {
+            a.kubernetes
+        } else {
+            None
+        },
+        from_repository: a.from_repository,
     };
     let m = build::build(&opts)?;
     match a.output {
@@ -239,6 +299,7 @@ pub fn spec_for(
         seed,
         direct,
         forwards,
+        tap: None,
         memory_mib: 2048,
         cpus: 2,
         no_reboot: false,
@@ -263,6 +324,10 @@ fn run_boot(a: BootArgs) -> Result<(), String> {
     )?;
     spec.memory_mib = a.memory_mib;
     spec.cpus = a.cpus;
+    spec.tap = a.tap.map(|ifname| vm::Tap {
+        ifname,
+        mac: a.mac.unwrap_or_default(),
+    });
     spec.no_reboot = a.no_reboot;
     let log = spec.serial_log();
     let _ = std::fs::remove_file(&log);
@@ -372,5 +437,46 @@ fn run_pxe(a: PxeArgs) -> Result<(), String> {
         "pxe: {} (kubeboot.vmlinuz, kubeboot.initrd, boot.ipxe)",
         a.out.display()
     );
+    Ok(())
+}
+
+fn run_oci(a: OciArgs) -> Result<(), String> {
+    let files = a
+        .add
+        .iter()
+        .map(|f| match f.split_once('=') {
+            Some((src, dest)) => (PathBuf::from(src), dest.to_string()),
+            None => (PathBuf::from(f), f.clone()),
+        })
+        .collect();
+    let links = a
+        .links
+        .iter()
+        .map(|l| {
+            l.split_once('=')
+                .map(|(p, t)| (p.to_string(), t.to_string()))
+                .ok_or_else(|| format!("--link {l:?}: use PATH=TARGET"))
+        })
+        .collect::<Result<_, _>>()?;
+    let spec = crate::image::oci::ImageSpec {
+        name: a.name,
+        files,
+        links,
+        with_libraries: a.with_libraries,
+        entrypoint: a.entrypoint,
+        env: Vec::new(),
+        mtime: a.source_date_epoch,
+    };
+    let w = crate::image::oci::write_archive(&spec, &a.out)?;
+    match a.output {
+        Output::Json => println!("{}", serde_json::to_string(&w).expect("serializes")),
+        Output::Text => println!(
+            "oci: {} -> {} ({:.1} MiB, manifest {})",
+            w.name,
+            a.out.display(),
+            w.archive_bytes as f64 / 1048576.0,
+            w.manifest_digest
+        ),
+    }
     Ok(())
 }

@@ -5,6 +5,7 @@ mod agent;
 mod bundle;
 mod discover;
 mod image;
+mod pod_routes;
 mod render;
 pub(crate) mod serve;
 mod status;
@@ -71,6 +72,8 @@ pub enum Command {
     Image(image::ImageArgs),
     /// A local cluster of VMs: image, bundle, receiver, seeds, boots, live status.
     Up(up::UpArgs),
+    /// Keep routes to the other nodes' pod subnets (the bridge pod network; a node service).
+    PodRoutes(pod_routes::PodRoutesArgs),
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -96,6 +99,7 @@ pub fn main() -> ExitCode {
         Command::Watch(args) => watch::run(args),
         Command::Image(args) => image::run(args),
         Command::Up(args) => up::run(args),
+        Command::PodRoutes(args) => pod_routes::run(&cli.root, args),
     };
     ExitCode::from(code)
 }

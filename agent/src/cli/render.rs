@@ -34,7 +34,14 @@ pub fn run(args: RenderArgs) -> u8 {
             return 2;
         }
     };
-    match kubeadm::render(&doc, api, &ConfigPaths::default()) {
+    let node_image = match kubeadm::NodeImage::read(&Host::system()) {
+        Ok(i) => i,
+        Err(m) => {
+            eprintln!("error: {m}");
+            return 2;
+        }
+    };
+    match kubeadm::render(&doc, api, &ConfigPaths::default(), &node_image) {
         Ok(r) if args.show_secrets => print!("{}", r.expose()),
         Ok(r) => print!("{}", Redactor::for_document(&doc.doc).redact(r.expose())),
         Err(m) => {

@@ -39,6 +39,9 @@ pub struct UpArgs {
     /// A directory of Kubernetes .deb packages for an air-gapped production image.
     #[arg(long, value_name = "DIR")]
     packages: Option<PathBuf>,
+    /// An archive or directory of Kubernetes binaries with SHA256SUMS (air-gapped production image).
+    #[arg(long, value_name = "ARCHIVE|DIR", env = "KUBEBOOT_KUBERNETES")]
+    kubernetes: Option<PathBuf>,
     #[arg(long, value_name = "DIR", default_value = "image/up")]
     work: PathBuf,
     /// Rebuild the image even if one for this profile exists.
@@ -117,6 +120,8 @@ fn up(a: UpArgs) -> Result<bool, String> {
             kubeboot_bin: None,
             kubeadm_double: None,
             packages: a.packages.clone(),
+            kubernetes: a.kubernetes.clone(),
+            from_repository: false,
             source_date_epoch: None,
             output: super::Output::Text,
         })?;

@@ -68,6 +68,8 @@ pub struct NodeDocument {
     pub kubeadm: KubeadmOptions,
     #[serde(default)]
     pub preflight: PreflightOptions,
+    #[serde(default)]
+    pub ready: ReadyOptions,
     /// A pointer document: fetch the real document from here.
     pub source: Option<Source>,
 }
@@ -296,6 +298,26 @@ pub struct PreflightOptions {
     /// How long to wait for the container runtime socket.
     #[serde(default = "default_cri_wait")]
     pub cri_timeout_seconds: u64,
+}
+
+/// The `ready` phase: how long this Node may take to report Ready after kubeadm.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadyOptions {
+    #[serde(default = "default_ready_wait")]
+    pub timeout_seconds: u64,
+}
+
+impl Default for ReadyOptions {
+    fn default() -> Self {
+        ReadyOptions {
+            timeout_seconds: default_ready_wait(),
+        }
+    }
+}
+
+fn default_ready_wait() -> u64 {
+    600
 }
 
 impl Default for PreflightOptions {

@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Profile {
-    /// kubeadm, kubelet, kubectl, cri-tools, CNI plugins from pkgs.k8s.io or --packages.
+    /// Real Kubernetes: from --kubernetes (air-gapped, images preloaded), --packages or pkgs.k8s.io.
     Production,
     /// The kubeadm test double in place of kubeadm: the boot path without Kubernetes.
     Test,
@@ -38,6 +38,11 @@ pub struct BuildOptions {
     pub kubeadm_double: Option<PathBuf>,
     /// Production profile, air-gapped: a directory of .deb files.
     pub packages: Option<PathBuf>,
+    /// Production profile, air-gapped: an archive or directory of Kubernetes binaries
+    /// (with SHA256SUMS), made into host binaries and preloaded container images.
+    pub kubernetes: Option<PathBuf>,
+    /// Production profile: install the Kubernetes packages from pkgs.k8s.io.
+    pub from_repository: bool,
     pub source_date_epoch: u64,
 }
 
@@ -85,7 +90,38 @@ pub fn default_source_date_epoch(dir: &Path) -> u64 {
         .unwrap_or(1_767_225_600)
 }
 
+/// The Kubernetes packages the repository paths (--packages, --from-repository) install.
+const KUBERNETES_PACKAGES: &str = "kubeadm,kubelet,kubectl,cri-tools,kubernetes-cni";
+
+/// Where the production profile's Kubernetes comes from: exactly one source.
+fn production_source(opts: &BuildOptions) -> Result<(), String> {
+    let given = [
+        opts.kubernetes.is_some(),
+        opts.packages.is_some(),
+        opts.from_repository,
+    ];
+    match given.iter().filter(|g| **g).count() {
+        1 => Ok(()),
+        0 => Err("the production profile needs Kubernetes: --kubernetes ARCHIVE|DIR (air-gapped: \
+                  binaries with their SHA256SUMS, e.g. ../shared/k8s/kubernetes-v1.28.7-linux-amd64.tar.xz), \
+                  --packages DIR (.deb files) or --from-repository (pkgs.k8s.io)"
+            .into()),
+        _ => Err("give only one of --kubernetes, --packages and --from-repository".into()),
+    }
+}
+
 fn stage(opts: &BuildOptions, stage: &Path) -> Result<(), String> {
+    if let (Profile::Production, Some(source)) = (opts.profile, &opts.kubernetes) {
+        let binaries = super::kubernetes::prepare(source)?;
+        let image = binaries.node_image()?;
+        eprintln!(
+            "image: Kubernetes {} (etcd {}, pause {}), air-gapped; checked against SHA256SUMS",
+            image.kubernetes_version.as_deref().unwrap_or("?"),
+            image.etcd_tag.as_deref().unwrap_or("?"),
+            image.pause_tag.as_deref().unwrap_or("?")
+        );
+        binaries.stage(stage, &image)?;
+    }
     let bin = stage.join("usr/bin");
     std::fs::create_dir_all(&bin).map_err(|e| e.to_string())?;
     let mut files = vec![(opts.kubeboot_bin.clone(), bin.join("kubeboot"))];
@@ -112,8 +148,11 @@ pub fn build(opts: &BuildOptions) -> Result<Manifest, String> {
             opts.mkosi_dir.display()
         ));
     }
-    if opts.profile == Profile::Production && opts.packages.is_none() {
-        ensure_kubernetes_key(&opts.mkosi_dir)?;
+    if opts.profile == Profile::Production {
+        production_source(opts)?;
+        if opts.from_repository {
+            ensure_kubernetes_key(&opts.mkosi_dir)?;
+        }
     }
     std::fs::create_dir_all(&opts.out_dir)
         .map_err(|e| format!("{}: {e}", opts.out_dir.display()))?;
@@ -134,7 +173,15 @@ pub fn build(opts: &BuildOptions) -> Result<Manifest, String> {
         .arg(format!("--output-dir={}", out_dir.display()))
         .arg(format!("--output={IMAGE_NAME}"));
     if let Some(p) = &opts.packages {
-        cmd.arg(format!("--package-directory={}", p.display()));
+        cmd.arg(format!("--package-directory={}", p.display()))
+            .arg(format!("--package={KUBERNETES_PACKAGES}"));
+    }
+    if opts.from_repository {
+        cmd.arg(format!(
+            "--package-manager-tree={}",
+            opts.mkosi_dir.join("kubernetes-repo/pkgmngr").display()
+        ))
+        .arg(format!("--package={KUBERNETES_PACKAGES}"));
     }
     cmd.arg("build")
         .stdout(Stdio::piped())
@@ -238,7 +285,7 @@ pub fn sha256_file(p: &Path) -> Result<String, String> {
 
 /// pkgs.k8s.io's signing key, fetched once into the production profile's apt tree.
 fn ensure_kubernetes_key(mkosi_dir: &Path) -> Result<(), String> {
-    let key = mkosi_dir.join("mkosi.profiles/production/pkgmngr/etc/apt/keyrings/kubernetes.asc");
+    let key = mkosi_dir.join("kubernetes-repo/pkgmngr/etc/apt/keyrings/kubernetes.asc");
     if key.exists() {
         return Ok(());
     }

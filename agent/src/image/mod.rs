@@ -3,6 +3,8 @@
 //! `kubeboot up` and tests/e2e.
 
 pub mod build;
+pub mod kubernetes;
+pub mod oci;
 pub mod pxe;
 pub mod vm;
 

@@ -1,7 +1,9 @@
 //! Booting an image under qemu: one VM per call, on a throwaway copy-on-write
-//! overlay of the image, with qemu user networking restricted to nothing but
-//! the forwards given (`restrict=on` + `guestfwd=…-cmd:socat`, one socat per
-//! connection), serial console to a log file, and a hard timeout.
+//! overlay of the image, serial console to a log file, and a hard timeout.
+//! Networking is either qemu user networking restricted to nothing but the
+//! forwards given (`restrict=on` + `guestfwd=…-cmd:socat`, one socat per
+//! connection), or a tap device on a bridge inside a network namespace the
+//! caller made ([`super::lan`]): several VMs on one L2 segment, no route out.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -67,6 +69,13 @@ pub struct DirectBoot {
     pub cmdline: String,
 }
 
+/// A VM's network card on a tap device.
+#[derive(Debug, Clone)]
+pub struct Tap {
+    pub ifname: String,
+    pub mac: String,
+}
+
 #[derive(Debug, Clone)]
 pub struct VmSpec {
     pub name: String,
@@ -75,6 +84,8 @@ pub struct VmSpec {
     pub seed: Option<PathBuf>,
     pub direct: Option<DirectBoot>,
     pub forwards: Vec<Forward>,
+    /// A tap device (in the namespace qemu runs in) instead of user networking.
+    pub tap: Option<Tap>,
     pub memory_mib: u32,
     pub cpus: u32,
     /// Exit qemu when the guest reboots (tests that want one boot only).
@@ -196,14 +207,26 @@ pub fn command(spec: &VmSpec) -> Result<Command, String> {
             seed.display()
         ));
     }
-    let mut netdev = "user,id=net0,restrict=on".to_string();
-    for f in &spec.forwards {
-        netdev.push_str(&format!(
-            ",guestfwd=tcp:{HOST_ALIAS}:{}-cmd:socat STDIO TCP:127.0.0.1:{}",
-            f.guest_port, f.host_port
-        ));
+    match &spec.tap {
+        Some(tap) => {
+            c.arg("-netdev").arg(format!(
+                "tap,id=net0,ifname={},script=no,downscript=no",
+                tap.ifname
+            ));
+            c.arg("-device")
+                .arg(format!("virtio-net-pci,netdev=net0,mac={}", tap.mac));
+        }
+        None => {
+            let mut netdev = "user,id=net0,restrict=on".to_string();
+            for f in &spec.forwards {
+                netdev.push_str(&format!(
+                    ",guestfwd=tcp:{HOST_ALIAS}:{}-cmd:socat STDIO TCP:127.0.0.1:{}",
+                    f.guest_port, f.host_port
+                ));
+            }
+            c.args(["-netdev", &netdev, "-device", "virtio-net-pci,netdev=net0"]);
+        }
     }
-    c.args(["-netdev", &netdev, "-device", "virtio-net-pci,netdev=net0"]);
     c.arg("-serial")
         .arg(format!("file:{}", spec.serial_log().display()));
     c.args(["-monitor", "none"]);

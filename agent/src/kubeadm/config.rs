@@ -4,7 +4,7 @@
 use secrecy::ExposeSecret;
 use serde_json::{json, Map, Value};
 
-use super::ApiVersion;
+use super::{ApiVersion, NodeImage, COREDNS_PHASE};
 use crate::document::{ConfigPatches, Role, ValidDocument};
 
 /// Where files live on the node, as kubeadm will see them.
@@ -41,27 +41,30 @@ impl std::fmt::Debug for Rendered {
     }
 }
 
+/// Render for this document, kubeadm API version, file layout and node image
+/// (what the image carries: see [`NodeImage`]).
 pub fn render(
     doc: &ValidDocument,
     api: ApiVersion,
     paths: &ConfigPaths,
+    image: &NodeImage,
 ) -> Result<Rendered, String> {
     let docs = match doc.role {
         Role::Init => vec![
             patched(
-                init_configuration(doc, api),
+                init_configuration(doc, api, image),
                 &doc.doc.kubeadm.patch,
                 Kind::Init,
             )?,
             patched(
-                cluster_configuration(doc, api, paths),
+                cluster_configuration(doc, api, paths, image),
                 &doc.doc.kubeadm.patch,
                 Kind::Cluster,
             )?,
         ],
         Role::ControlPlane | Role::Worker => {
             vec![patched(
-                join_configuration(doc, api),
+                join_configuration(doc, api, image),
                 &doc.doc.kubeadm.patch,
                 Kind::Join,
             )?]
@@ -84,7 +87,7 @@ fn header(api: ApiVersion, kind: &str) -> Map<String, Value> {
     m
 }
 
-fn init_configuration(doc: &ValidDocument, api: ApiVersion) -> Value {
+fn init_configuration(doc: &ValidDocument, api: ApiVersion, image: &NodeImage) -> Value {
     let d = &doc.doc.discovery;
     let mut m = header(api, "InitConfiguration");
     if let Some(token) = &d.token {
@@ -108,18 +111,30 @@ fn init_configuration(doc: &ValidDocument, api: ApiVersion) -> Value {
             json!({ "advertiseAddress": addr.to_string() }),
         );
     }
-    m.insert("nodeRegistration".into(), node_registration(doc, api));
-    common_tail(doc, &mut m);
+    m.insert(
+        "nodeRegistration".into(),
+        node_registration(doc, api, image),
+    );
+    common_tail(doc, image, &mut m);
     Value::Object(m)
 }
 
-fn cluster_configuration(doc: &ValidDocument, api: ApiVersion, paths: &ConfigPaths) -> Value {
+fn cluster_configuration(
+    doc: &ValidDocument,
+    api: ApiVersion,
+    paths: &ConfigPaths,
+    image: &NodeImage,
+) -> Value {
     let c = &doc.cluster;
     let mut m = header(api, "ClusterConfiguration");
     if let Some(name) = &c.name {
         m.insert("clusterName".into(), name.as_str().into());
     }
-    if let Some(v) = &c.kubernetes_version {
+    if let Some(v) = c
+        .kubernetes_version
+        .as_ref()
+        .or(image.kubernetes_version.as_ref())
+    {
         m.insert("kubernetesVersion".into(), v.as_str().into());
     }
     m.insert(
@@ -156,11 +171,13 @@ fn cluster_configuration(doc: &ValidDocument, api: ApiVersion, paths: &ConfigPat
                 "keyFile": pick(&etcd.key_file, etcd.key.is_some(), "client.key"),
             }}),
         );
+    } else if let Some(tag) = &image.etcd_tag {
+        m.insert("etcd".into(), json!({ "local": { "imageTag": tag } }));
     }
     Value::Object(m)
 }
 
-fn join_configuration(doc: &ValidDocument, api: ApiVersion) -> Value {
+fn join_configuration(doc: &ValidDocument, api: ApiVersion, image: &NodeImage) -> Value {
     let d = &doc.doc.discovery;
     let mut m = header(api, "JoinConfiguration");
     let mut discovery = Map::new();
@@ -193,29 +210,41 @@ fn join_configuration(doc: &ValidDocument, api: ApiVersion) -> Value {
         }
         m.insert("controlPlane".into(), Value::Object(cp));
     }
-    m.insert("nodeRegistration".into(), node_registration(doc, api));
-    common_tail(doc, &mut m);
+    m.insert(
+        "nodeRegistration".into(),
+        node_registration(doc, api, image),
+    );
+    common_tail(doc, image, &mut m);
     Value::Object(m)
 }
 
 /// skipPhases and patches: both exist in InitConfiguration and JoinConfiguration of both versions.
-fn common_tail(doc: &ValidDocument, m: &mut Map<String, Value>) {
+fn common_tail(doc: &ValidDocument, image: &NodeImage, m: &mut Map<String, Value>) {
     let k = &doc.doc.kubeadm;
-    if !k.skip_phases.is_empty() {
-        m.insert("skipPhases".into(), json!(k.skip_phases));
+    let mut skip = k.skip_phases.clone();
+    if doc.role == Role::Init && !image.coredns && !skip.iter().any(|p| p == COREDNS_PHASE) {
+        skip.push(COREDNS_PHASE.to_string());
+    }
+    if !skip.is_empty() {
+        m.insert("skipPhases".into(), json!(skip));
     }
     if let Some(dir) = &k.patches_directory {
         m.insert("patches".into(), json!({ "directory": dir }));
     }
 }
 
-fn node_registration(doc: &ValidDocument, api: ApiVersion) -> Value {
+fn node_registration(doc: &ValidDocument, api: ApiVersion, image: &NodeImage) -> Value {
     let node = &doc.doc.node;
     let mut m = Map::new();
     if let Some(name) = &node.name {
         m.insert("name".into(), name.as_str().into());
     }
     m.insert("criSocket".into(), doc.cri_socket().into());
+    if image.offline {
+        // Every image is preloaded: kubeadm must not try a registry (the agent's
+        // preflight checks the images are there instead).
+        m.insert("imagePullPolicy".into(), "Never".into());
+    }
     if let Some(taints) = &node.taints {
         m.insert("taints".into(), json!(taints));
     }

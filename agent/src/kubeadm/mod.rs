@@ -2,9 +2,11 @@
 //! configuration we render for it, and the exact command line.
 
 mod config;
+mod image;
 mod run;
 
 pub use config::{render, ConfigPaths, Rendered};
+pub use image::{NodeImage, COREDNS_PHASE};
 pub use run::{detect_version, run_streaming, RunOutcome};
 
 use crate::document::formats::parse_kubernetes_version;

@@ -25,7 +25,9 @@ pub struct RunOutcome {
     pub status: ExitStatus,
     /// The last lines of stdout and stderr, interleaved as they arrived.
     pub tail: Vec<String>,
-    /// The last non-empty line on stderr: where kubeadm writes its error.
+    /// kubeadm's error: the last stderr line starting with "error" (kubeadm's
+    /// "error execution phase …"), else the last non-empty stderr line that is
+    /// not kubeadm's "To see the stack trace …" hint.
     pub last_error_line: Option<String>,
 }
 
@@ -48,10 +50,15 @@ pub fn run_streaming(
     ];
     let mut tail = VecDeque::with_capacity(tail_lines);
     let mut last_error_line = None;
+    let mut last_stderr_line = None;
     for (is_stderr, line) in rx {
         on_line(&line);
-        if is_stderr && !line.trim().is_empty() {
-            last_error_line = Some(line.clone());
+        let trimmed = line.trim();
+        if is_stderr && !trimmed.is_empty() && !trimmed.starts_with("To see the stack trace") {
+            if trimmed.to_ascii_lowercase().starts_with("error") {
+                last_error_line = Some(line.clone());
+            }
+            last_stderr_line = Some(line.clone());
         }
         if tail.len() == tail_lines {
             tail.pop_front();
@@ -65,7 +72,7 @@ pub fn run_streaming(
     Ok(RunOutcome {
         status,
         tail: tail.into(),
-        last_error_line,
+        last_error_line: last_error_line.or(last_stderr_line),
     })
 }
 
@@ -112,6 +119,23 @@ mod tests {
         assert_eq!(seen.len(), 7);
         assert_eq!(out.tail.len(), 7);
         assert_eq!(out.last_error_line.as_deref(), Some("err2"));
+    }
+
+    /// kubeadm's shape: the error, then a hint line; the error is what is reported.
+    #[test]
+    fn kubeadm_error_line_wins_over_its_stack_trace_hint() {
+        let mut cmd = Command::new("sh");
+        cmd.args([
+            "-c",
+            "echo '[preflight] Running pre-flight checks' >&2; \
+             echo 'error execution phase preflight: [ERROR Mem]: too little' >&2; \
+             echo 'To see the stack trace of this error execute with --v=5 or higher' >&2; exit 1",
+        ]);
+        let out = run_streaming(cmd, 10, |_| {}).unwrap();
+        assert_eq!(
+            out.last_error_line.as_deref(),
+            Some("error execution phase preflight: [ERROR Mem]: too little")
+        );
     }
 
     #[test]

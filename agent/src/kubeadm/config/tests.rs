@@ -6,7 +6,7 @@ use crate::document;
 
 fn render_example(text: &str, api: ApiVersion) -> String {
     let doc = document::load(text).expect("example documents are valid");
-    render(&doc, api, &ConfigPaths::default())
+    render(&doc, api, &ConfigPaths::default(), &NodeImage::unknown())
         .unwrap()
         .expose()
         .to_string()
@@ -62,6 +62,73 @@ fn explicit_empty_taints_are_kept() {
 #[test]
 fn rendered_debug_redacts() {
     let doc = document::load(WORKER).unwrap();
-    let r = render(&doc, ApiVersion::V1Beta4, &ConfigPaths::default()).unwrap();
+    let r = render(
+        &doc,
+        ApiVersion::V1Beta4,
+        &ConfigPaths::default(),
+        &NodeImage::unknown(),
+    )
+    .unwrap();
     assert!(!format!("{r:?}").contains("abcdef"));
+}
+
+fn air_gapped() -> NodeImage {
+    NodeImage {
+        kubernetes_version: Some("v1.28.7".into()),
+        offline: true,
+        image_repository: "registry.k8s.io".into(),
+        etcd_tag: Some("3.5.16-0".into()),
+        pause_tag: Some("3.9".into()),
+        coredns: false,
+    }
+}
+
+fn render_with(text: &str, image: &NodeImage) -> serde_json::Value {
+    let doc = document::load(text).unwrap();
+    let r = render(&doc, ApiVersion::V1Beta3, &ConfigPaths::default(), image).unwrap();
+    let docs: Vec<serde_json::Value> = serde_yaml_ng::Deserializer::from_str(r.expose())
+        .map(|d| serde::Deserialize::deserialize(d).unwrap())
+        .collect();
+    serde_json::Value::Array(docs)
+}
+
+#[test]
+fn an_air_gapped_image_never_pulls_and_names_its_own_images() {
+    let init = render_with(INIT, &air_gapped());
+    assert_eq!(init[0]["nodeRegistration"]["imagePullPolicy"], "Never");
+    assert_eq!(init[0]["skipPhases"], serde_json::json!(["addon/coredns"]));
+    assert_eq!(init[1]["etcd"]["local"]["imageTag"], "3.5.16-0");
+    // The document's own version wins over the image's.
+    let doc_version = document::load(INIT)
+        .unwrap()
+        .cluster
+        .kubernetes_version
+        .clone();
+    assert_eq!(
+        init[1]["kubernetesVersion"].as_str(),
+        doc_version.as_deref().or(Some("v1.28.7"))
+    );
+    let worker = render_with(WORKER, &air_gapped());
+    assert_eq!(worker[0]["nodeRegistration"]["imagePullPolicy"], "Never");
+    assert!(worker[0].get("skipPhases").is_none(), "{worker}");
+    // An image that says nothing changes nothing.
+    let plain = render_with(INIT, &NodeImage::unknown());
+    assert!(plain[0]["nodeRegistration"]
+        .get("imagePullPolicy")
+        .is_none());
+    assert!(plain[1].get("etcd").is_none());
+}
+
+#[test]
+fn an_air_gapped_image_gives_its_version_when_the_document_has_none() {
+    let text: String = INIT
+        .lines()
+        .filter(|l| !l.starts_with("kubernetes_version"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let init = render_with(&text, &air_gapped());
+    assert_eq!(init[1]["kubernetesVersion"], "v1.28.7");
+    // External etcd keeps its own table; the image's etcd tag does not apply.
+    let ext = render_with(EXTERNAL_ETCD, &air_gapped());
+    assert!(ext[1]["etcd"].get("local").is_none(), "{ext}");
 }
