@@ -24,8 +24,12 @@ fi
 
 from_backports=(mkosi systemd systemd-container systemd-boot systemd-boot-efi libnss-systemd libpam-systemd
     systemd-timesyncd systemd-sysv libudev1 qemu-system-x86 qemu-system-common qemu-system-data qemu-utils seabios e2fsprogs)
+# haproxy: the control-plane load balancer of tests/e2e/real-cluster and `kubeboot up
+# --profile production`, run inside their own network namespace. Debian starts its
+# haproxy.service with the packaged configuration, which listens on nothing.
+# iproute2: network namespaces, bridge and tap devices for multi-VM clusters.
 from_bookworm=(python3-pefile python3-cryptography dosfstools mtools zstd xz-utils debian-archive-keyring bubblewrap
-    cpio kmod ipxe-qemu ovmf xorriso socat)
+    cpio kmod ipxe-qemu ovmf xorriso socat haproxy iproute2 curl)
 
 missing=()
 for p in "${from_backports[@]}"; do

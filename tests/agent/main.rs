@@ -3,11 +3,13 @@
 
 mod bundle;
 mod cloud_init;
+mod control_plane;
 mod dashboard;
 mod discover;
 mod double;
 mod faults;
 mod harness;
+mod real_control_plane;
 mod real_kubeadm;
 mod receiver;
 mod report;

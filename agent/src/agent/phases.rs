@@ -397,7 +397,7 @@ impl Agent {
                 format!("could not run {}: {e}", kubeadm.display()),
             )
         })?;
-        let tail: Vec<String> = outcome
+        let mut tail: Vec<String> = outcome
             .tail
             .iter()
             .map(|l| self.redactor.redact(l))
@@ -405,6 +405,17 @@ impl Agent {
         if outcome.status.success() {
             state.log_tail = tail;
             return Ok(());
+        }
+        // What kubeadm tells the operator to look at, so the report carries it.
+        if let Some(crictl) = self.host.find_program("crictl") {
+            let found = kubeadm::diagnose::containers(&crictl, doc.cri_socket());
+            for line in &found {
+                tracing::info!(target: "kubeadm", "{}", self.redactor.redact(line));
+            }
+            let keep = LOG_TAIL_MAX_LINES.saturating_sub(found.len());
+            let drop = tail.len().saturating_sub(keep);
+            tail.drain(..drop);
+            tail.extend(found.iter().map(|l| self.redactor.redact(l)));
         }
         let last = outcome
             .last_error_line
@@ -510,7 +521,12 @@ impl Agent {
         let kubeconfig = self.host.path(KUBELET_CONF);
         let host = self.host.clone();
         let started = Instant::now();
-        let outcome = crate::cluster::block_on(wait_node_ready(&host, &kubeconfig, &name, limit));
+        let outcome = crate::cluster::block_on(crate::cluster::node::wait_ready(
+            &host,
+            &kubeconfig,
+            &name,
+            limit,
+        ));
         match outcome {
             Ok(()) => {
                 tracing::info!(
@@ -556,67 +572,5 @@ fn wait_until(limit: Duration, every: Duration, mut ok: impl FnMut() -> bool) ->
             return false;
         }
         std::thread::sleep(every.min(limit.saturating_sub(started.elapsed())));
-    }
-}
-
-/// Poll this Node (every 2 s, bounded by `limit`) until Ready; write the pod
-/// network's configuration once the Node has its podCIDR. The error says what
-/// the Node last reported.
-async fn wait_node_ready(
-    host: &crate::host::Host,
-    kubeconfig: &std::path::Path,
-    name: &str,
-    limit: Duration,
-) -> Result<(), String> {
-    use crate::cluster::{node, pod_network};
-    let deadline = tokio::time::Instant::now() + limit;
-    let mut last = String::from("no answer from the API server yet");
-    let mut client = None;
-    loop {
-        if client.is_none() {
-            match crate::cluster::client(kubeconfig).await {
-                Ok(c) => client = Some(c),
-                Err(e) => last = e,
-            }
-        }
-        if let Some(c) = &client {
-            match node::state(c, name).await {
-                Ok(node::NodeState::NotRegistered) => {
-                    last = "the kubelet has not registered the Node yet".into()
-                }
-                Ok(node::NodeState::Registered {
-                    pod_cidr,
-                    ready,
-                    reason,
-                }) => {
-                    if let Some(cidr) = &pod_cidr {
-                        match pod_network::ensure(host, cidr) {
-                            Ok(true) => tracing::info!(
-                                "pod network: bridge {} on {cidr} ({})",
-                                pod_network::BRIDGE,
-                                pod_network::CONFIG_FILE
-                            ),
-                            Ok(false) => {}
-                            Err(e) => return Err(format!("pod network: {e}")),
-                        }
-                    }
-                    if ready {
-                        return Ok(());
-                    }
-                    last = match (&pod_cidr, pod_network::configured(host)) {
-                        (None, false) => format!(
-                            "{reason} (the Node has no podCIDR: set [cluster] pod_subnet on the init node, \
-                             or install a network add-on)"
-                        ),
-                        _ => reason,
-                    };
-                }
-                Err(e) => last = crate::cluster::describe(&e),
-            }
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return Err(last);
-        }
-        tokio::time::sleep(Duration::from_secs(2)).await;
     }
 }

@@ -253,6 +253,9 @@ pub struct KubeadmOptions {
     pub retry_backoff_seconds: f64,
     /// kubeadm's own `patches.directory` for the components it deploys.
     pub patches_directory: Option<String>,
+    /// How long `kubeadm init` waits for the control plane to come up (kubeadm's
+    /// default: 240). Slow machines (emulated VMs) need more.
+    pub control_plane_timeout_seconds: Option<u64>,
     /// Deep-merged into the generated configuration documents (kubeadm's field names).
     #[serde(default)]
     pub patch: ConfigPatches,
@@ -261,6 +264,7 @@ pub struct KubeadmOptions {
 impl Default for KubeadmOptions {
     fn default() -> Self {
         KubeadmOptions {
+            control_plane_timeout_seconds: None,
             ignore_preflight_errors: Vec::new(),
             skip_phases: Vec::new(),
             attempts: default_attempts(),

@@ -115,6 +115,12 @@ fn init_configuration(doc: &ValidDocument, api: ApiVersion, image: &NodeImage) -
         "nodeRegistration".into(),
         node_registration(doc, api, image),
     );
+    if let (ApiVersion::V1Beta4, Some(t)) = (api, doc.doc.kubeadm.control_plane_timeout_seconds) {
+        m.insert(
+            "timeouts".into(),
+            json!({ "controlPlaneComponentHealthCheck": format!("{t}s") }),
+        );
+    }
     common_tail(doc, image, &mut m);
     Value::Object(m)
 }
@@ -154,6 +160,12 @@ fn cluster_configuration(
     }
     if !networking.is_empty() {
         m.insert("networking".into(), Value::Object(networking));
+    }
+    if let (ApiVersion::V1Beta3, Some(t)) = (api, doc.doc.kubeadm.control_plane_timeout_seconds) {
+        m.insert(
+            "apiServer".into(),
+            json!({ "timeoutForControlPlane": format!("{t}s") }),
+        );
     }
     if let Some(etcd) = &c.etcd {
         let dir = &paths.external_etcd_dir;

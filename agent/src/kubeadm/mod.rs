@@ -2,6 +2,7 @@
 //! configuration we render for it, and the exact command line.
 
 mod config;
+pub mod diagnose;
 mod image;
 mod run;
 

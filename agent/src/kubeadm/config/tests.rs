@@ -132,3 +132,31 @@ fn an_air_gapped_image_gives_its_version_when_the_document_has_none() {
     let ext = render_with(EXTERNAL_ETCD, &air_gapped());
     assert!(ext[1]["etcd"].get("local").is_none(), "{ext}");
 }
+
+#[test]
+fn the_control_plane_timeout_goes_where_each_api_version_keeps_it() {
+    let text = format!("{INIT}\n").replace(
+        "[kubeadm]",
+        "[kubeadm]\ncontrol_plane_timeout_seconds = 1200",
+    );
+    let text = if text.contains("control_plane_timeout_seconds") {
+        text
+    } else {
+        format!("{INIT}\n[kubeadm]\ncontrol_plane_timeout_seconds = 1200\n")
+    };
+    let doc = document::load(&text).unwrap();
+    let yaml = |api| {
+        render(&doc, api, &ConfigPaths::default(), &NodeImage::unknown())
+            .unwrap()
+            .expose()
+            .to_string()
+    };
+    let v3 = yaml(ApiVersion::V1Beta3);
+    assert!(v3.contains("timeoutForControlPlane: 1200s"), "{v3}");
+    let v4 = yaml(ApiVersion::V1Beta4);
+    assert!(
+        v4.contains("controlPlaneComponentHealthCheck: 1200s"),
+        "{v4}"
+    );
+    assert!(!v4.contains("timeoutForControlPlane"), "{v4}");
+}
