@@ -284,6 +284,13 @@ fn three_nodes_from_one_bundle_need_nothing_else() {
         .unwrap();
     let token = discovery["token"].as_str().unwrap();
 
+    // "Its" API server: a certificate from the bundle's CA, cluster-info signed with
+    // the bundle's token; it also answers the Ready wait of every node.
+    let pki = pki_from_ca(&ca_pem, &ca_key);
+    let body = cluster_info_json(&endpoint, &ca_pem, Some(token));
+    let listener_addr = serve_on(&pki, port, &body);
+    assert_eq!(listener_addr.port(), port);
+
     // The init node.
     let init = TestNode::new(&fs::read_to_string(dir.join("nodes/init.toml")).unwrap());
     assert_exit(&init.agent(&[]), 0);
@@ -293,12 +300,6 @@ fn three_nodes_from_one_bundle_need_nothing_else() {
         "kubeadm must keep the bundle's CA"
     );
     assert_eq!(init.kubeadm_subcommands(), ["init"]);
-
-    // "Its" API server: a certificate from the bundle's CA, cluster-info signed with the bundle's token.
-    let pki = pki_from_ca(&ca_pem, &ca_key);
-    let body = cluster_info_json(&endpoint, &ca_pem, Some(token));
-    let listener_addr = serve_on(&pki, port, &body);
-    assert_eq!(listener_addr.port(), port);
 
     for role in ["control-plane", "worker"] {
         let node =

@@ -175,8 +175,12 @@ fn daemon(bin: &Path, name: &str, args: &[String], log: &Path) {
             Ok(())
         });
     }
-    c.spawn().unwrap_or_else(|e| panic!("start {name}: {e}"));
+    let child = c.spawn().unwrap_or_else(|e| panic!("start {name}: {e}"));
+    // Held for the life of the test process; PDEATHSIG ends them with it.
+    DAEMONS.lock().unwrap().push(child);
 }
+
+static DAEMONS: std::sync::Mutex<Vec<std::process::Child>> = std::sync::Mutex::new(Vec::new());
 
 fn start(bin: PathBuf) -> ControlPlane {
     let dir = tempfile::Builder::new()
@@ -350,7 +354,7 @@ fn start_controller_manager(cp: &ControlPlane, kcm: u16) {
     std::fs::write(dir.join("controller-manager.conf"), conf).unwrap();
     let kcm_conf = dir.join("controller-manager.conf");
     daemon(
-        &bin,
+        bin,
         "kube-controller-manager",
         &s(&[
             &format!("--kubeconfig={}", kcm_conf.display()),

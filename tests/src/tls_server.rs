@@ -108,11 +108,18 @@ pub fn serve_at(
                     }
                 }
             }
-            let wanted = request_line.split_whitespace().nth(1) == Some(path.as_str());
-            let (status, content) = match (wanted, authorized) {
-                (_, false) => ("401 Unauthorized", "unauthorized\n"),
-                (false, true) => ("404 Not Found", "no such document\n"),
-                (true, true) => ("200 OK", body.as_str()),
+            let requested = request_line.split_whitespace().nth(1).unwrap_or("");
+            let wanted = requested == path.as_str();
+            // Standing in for kube-apiserver's Node endpoint too: every Node is Ready.
+            let node = requested
+                .strip_prefix(NODES_PATH)
+                .filter(|n| !n.is_empty() && !n.contains(['/', '?']))
+                .map(ready_node_json);
+            let (status, content) = match (wanted, authorized, &node) {
+                (_, _, Some(node)) => ("200 OK", node.as_str()),
+                (_, false, None) => ("401 Unauthorized", "unauthorized\n"),
+                (false, true, None) => ("404 Not Found", "no such document\n"),
+                (true, true, None) => ("200 OK", body.as_str()),
             };
             let _ = write!(
                 tls,
@@ -125,6 +132,23 @@ pub fn serve_at(
         }
     });
     addr
+}
+
+pub const NODES_PATH: &str = "/api/v1/nodes/";
+
+/// A Node that the kubelet reports Ready, with a podCIDR (as the real API server shows it).
+pub fn ready_node_json(name: &str) -> String {
+    serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": { "name": name },
+        "spec": { "podCIDR": "10.244.7.0/24" },
+        "status": { "conditions": [{
+            "type": "Ready", "status": "True", "reason": "KubeletReady",
+            "message": "kubelet is posting ready status (test double)"
+        }]}
+    })
+    .to_string()
 }
 
 pub const CLUSTER_INFO_PATH: &str = "/api/v1/namespaces/kube-public/configmaps/cluster-info";

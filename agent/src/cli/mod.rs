@@ -88,7 +88,7 @@ pub fn main() -> ExitCode {
     init_logging();
     let code = match cli.command {
         Command::Agent(args) => agent::run(&cli.root, args),
-        Command::Render(args) => render::run(args),
+        Command::Render(args) => render::run(&cli.root, args),
         Command::Status(args) => status::run(&cli.root, args),
         Command::Discover(args) => discover::run(args),
         Command::Bundle(args) => bundle::run(args),

@@ -21,12 +21,13 @@ pub struct RenderArgs {
     show_secrets: bool,
 }
 
-pub fn run(args: RenderArgs) -> u8 {
+pub fn run(root: &std::path::Path, args: RenderArgs) -> u8 {
+    let host = Host::system_at(root);
     let doc = match super::read_document(&args.document) {
         Ok((_, doc)) => doc,
         Err(code) => return code,
     };
-    let version = kubeadm::version_to_use(&Host::system(), args.kubeadm_version.as_deref());
+    let version = kubeadm::version_to_use(&host, args.kubeadm_version.as_deref());
     let api = match ApiVersion::for_version(version.as_deref()) {
         Ok(a) => a,
         Err(m) => {
@@ -34,7 +35,7 @@ pub fn run(args: RenderArgs) -> u8 {
             return 2;
         }
     };
-    let node_image = match kubeadm::NodeImage::read(&Host::system()) {
+    let node_image = match kubeadm::NodeImage::read(&host) {
         Ok(i) => i,
         Err(m) => {
             eprintln!("error: {m}");

@@ -179,7 +179,7 @@ pub fn run(outbox: Arc<Outbox>, courier: Courier, signal: Arc<Signal>) {
                     );
                     return;
                 }
-                if attempt == 1 || attempt % 5 == 0 {
+                if attempt == 1 || attempt.is_multiple_of(5) {
                     tracing::info!("status receiver not reachable yet: {why}");
                 }
                 signal.sleep(courier.backoff.delay(attempt), false);

@@ -281,10 +281,15 @@ fn write(env: &Env, node_path: &str, content: &str, mode: u32) -> Result<(), Str
         .map_err(|e| e.to_string())
 }
 
+/// A kubeconfig the agent's `ready` phase can use against the test servers
+/// (tls_server.rs / apiserver-double answer `GET /api/v1/nodes/NAME` with a Ready
+/// Node). Real kubeadm writes the cluster CA from cluster-info and a client
+/// certificate; the double trusts any server and names a token: what real
+/// kubeconfigs do is tested against the real binaries (tests/agent/real_control_plane.rs).
 fn kubeconfig(endpoint: &str, user: &str) -> String {
     format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: kubernetes\n  cluster:\n    server: https://{endpoint}\n\
-         users:\n- name: {user}\ncontexts:\n- name: {user}@kubernetes\n  context: {{cluster: kubernetes, user: {user}}}\n\
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: kubernetes\n  cluster:\n    server: https://{endpoint}\n    insecure-skip-tls-verify: true\n\
+         users:\n- name: {user}\n  user:\n    token: kubeadm-test-double\ncontexts:\n- name: {user}@kubernetes\n  context: {{cluster: kubernetes, user: {user}}}\n\
          current-context: {user}@kubernetes\n# written by kubeadm-test-double\n"
     )
 }
@@ -373,10 +378,14 @@ fn do_init(env: &Env, docs: &validate::Docs, upload_certs: bool) -> Result<(), S
 
 fn do_join(env: &Env, docs: &validate::Docs) -> Result<(), String> {
     let join = docs.join.clone().unwrap_or(Value::Null);
-    let endpoint = join["discovery"]["bootstrapToken"]["apiServerEndpoint"]
-        .as_str()
-        .unwrap_or("127.0.0.1:6443")
-        .to_string();
+    let endpoint = match join["discovery"]["file"]["kubeConfigPath"].as_str() {
+        // File discovery: like kubeadm, the server named in that kubeconfig.
+        Some(file) => server_in_kubeconfig(env, file)?,
+        None => join["discovery"]["bootstrapToken"]["apiServerEndpoint"]
+            .as_str()
+            .unwrap_or("127.0.0.1:6443")
+            .to_string(),
+    };
     println!("[preflight] Running pre-flight checks");
     println!("[discovery] Trying to connect to API Server \"{endpoint}\"");
     write(
@@ -409,6 +418,15 @@ fn do_join(env: &Env, docs: &validate::Docs) -> Result<(), String> {
     )?;
     println!("This node has joined the cluster.");
     Ok(())
+}
+
+fn server_in_kubeconfig(env: &Env, file: &str) -> Result<String, String> {
+    let text = std::fs::read_to_string(env.path(file))
+        .map_err(|e| format!("couldn't read discovery file {file}: {e}"))?;
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("server: https://"))
+        .map(|s| s.trim().to_string())
+        .ok_or_else(|| format!("discovery file {file} names no https server"))
 }
 
 fn reset(env: &Env, argv: &[String]) -> Result<(), String> {
