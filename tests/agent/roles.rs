@@ -230,3 +230,41 @@ fn dry_run_changes_nothing_and_shows_the_command() {
     assert_eq!(v["kubeadm_command"][1], "init");
     assert_eq!(v["plan"].as_array().unwrap().len(), 8);
 }
+
+#[test]
+fn init_on_an_image_without_coredns_skips_the_addon_and_says_so() {
+    let node = TestNode::new(&init_doc());
+    write(
+        &node.path("/usr/lib/kubeboot/image.toml"),
+        "kubernetes_version = \"v1.34.2\"\noffline = true\ncoredns = false\n",
+    );
+    let out = node.agent(&[]);
+    assert_exit(&out, 0);
+    let config = node.kubeadm_calls()[0]["config"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(config.contains("skipPhases:\n- addon/coredns"), "{config}");
+    assert!(config.contains("imagePullPolicy: Never"), "{config}");
+    // Said on the journal/console and kept in the node's record (`kubeboot status`);
+    // the succeeded event carries it to the receiver (tests/e2e/real-cluster checks that).
+    assert!(
+        text(&out).contains("skipped kubeadm phase addon/coredns"),
+        "{}",
+        text(&out)
+    );
+    let tail = node.state_json()["log_tail"].to_string();
+    assert!(
+        tail.contains("skipped kubeadm phase addon/coredns") && tail.contains("no CoreDNS"),
+        "{tail}"
+    );
+    // A worker never runs the addon phases: nothing to say there.
+    let worker = TestNode::new(WORKER);
+    write(
+        &worker.path("/usr/lib/kubeboot/image.toml"),
+        "offline = true\ncoredns = false\n",
+    );
+    let out = worker.agent(&[]);
+    assert_exit(&out, 0);
+    assert!(!text(&out).contains("addon/coredns"), "{}", text(&out));
+}

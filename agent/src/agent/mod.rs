@@ -105,6 +105,9 @@ pub struct Agent {
     identity: Identity,
     redactor: Redactor,
     facts: Option<Facts>,
+    /// What a phase wants the operator to know about its success (sent as the
+    /// succeeded event's log tail), e.g. that init skipped CoreDNS.
+    notes: Vec<String>,
 }
 
 struct Identity {
@@ -133,6 +136,7 @@ impl Agent {
             identity,
             redactor: Redactor::default(),
             facts: None,
+            notes: Vec::new(),
         }
     }
 
@@ -349,7 +353,7 @@ impl Agent {
         Finish::Done
     }
 
-    fn load_saved_document(&self) -> Result<ValidDocument, Failure> {
+    pub(super) fn load_saved_document(&self) -> Result<ValidDocument, Failure> {
         let text = self.store.read_document().map_err(|e| {
             Failure::new(
                 ErrorKind::StateCorrupt,
@@ -418,13 +422,14 @@ impl Agent {
                 } else {
                     None
                 };
+                let notes = std::mem::take(&mut self.notes);
                 self.emit_with_facts(
                     phase,
                     PhaseState::Succeeded,
                     attempt,
                     Some(ms),
                     None,
-                    Vec::new(),
+                    notes,
                     facts,
                 );
                 crash::point(phase, "after-record");

@@ -370,8 +370,22 @@ impl Agent {
         let api = self.api_version()?;
         let image =
             kubeadm::NodeImage::read(&self.host).map_err(|m| Failure::new(ErrorKind::HostIo, m))?;
+        let defaulted;
+        let doc = match self.default_advertise_address(doc)? {
+            Some(d) => {
+                defaulted = d;
+                &defaulted
+            }
+            None => doc,
+        };
         let rendered = kubeadm::render(doc, api, &paths, &image)
             .map_err(|m| Failure::new(ErrorKind::InvalidDocument, m))?;
+        for (file, patch) in kubeadm::startup_patches(doc) {
+            let path = std::path::Path::new(kubeadm::STARTUP_PATCHES_DIR).join(file);
+            self.host
+                .write_atomic(&path, patch.as_bytes(), 0o644)
+                .map_err(io)?;
+        }
         let config_path = self.store.kubeadm_config_path();
         self.host
             .write_atomic(&config_path, rendered.expose().as_bytes(), 0o600)
@@ -404,11 +418,27 @@ impl Agent {
             .collect();
         if outcome.status.success() {
             state.log_tail = tail;
+            if doc.role == Role::Init && !image.coredns {
+                let note = format!(
+                    "kubeboot: skipped kubeadm phase {}: this image carries no CoreDNS image; \
+                     the cluster has no DNS until one is installed",
+                    kubeadm::COREDNS_PHASE
+                );
+                tracing::warn!("{note}");
+                state.log_tail.push(note.clone());
+                self.notes.push(note);
+            }
             return Ok(());
         }
         // What kubeadm tells the operator to look at, so the report carries it.
+        let mut found = Vec::new();
         if let Some(crictl) = self.host.find_program("crictl") {
-            let found = kubeadm::diagnose::containers(&crictl, doc.cri_socket());
+            found.extend(kubeadm::diagnose::containers(&crictl, doc.cri_socket()));
+        }
+        if let Some(journalctl) = self.host.find_program("journalctl") {
+            found.extend(kubeadm::diagnose::kubelet_errors(&journalctl, 6));
+        }
+        if !found.is_empty() {
             for line in &found {
                 tracing::info!(target: "kubeadm", "{}", self.redactor.redact(line));
             }
@@ -453,6 +483,29 @@ impl Agent {
 
     /// Pre-generated CA material (init) and inline external-etcd credentials,
     /// written before every kubeadm attempt (kubeadm reset removes them).
+    /// A control plane without `[node] advertise_address` advertises the IPv4
+    /// address of its default route, as kubeadm does on an IPv4-only host. Left to
+    /// itself on a host that also has IPv6 (qemu's user network hands out SLAAC
+    /// addresses), kube-apiserver may pick the IPv6 address and then refuses to
+    /// start: "service IP family must match public address family".
+    fn default_advertise_address(
+        &self,
+        doc: &ValidDocument,
+    ) -> Result<Option<ValidDocument>, Failure> {
+        if doc.role == Role::Worker || doc.doc.node.advertise_address.is_some() {
+            return Ok(None);
+        }
+        let Some(address) = self.host.default_route_ipv4() else {
+            return Ok(None);
+        };
+        tracing::info!(
+            "[node] advertise_address not set: advertising {address}, the address of the IPv4 default route"
+        );
+        let mut owned = self.load_saved_document()?;
+        owned.doc.node.advertise_address = Some(address.into());
+        Ok(Some(owned))
+    }
+
     fn write_pki(&self, doc: &ValidDocument, paths: &ConfigPaths) -> crate::host::HostResult<()> {
         let dir = &paths.certificates_dir;
         if let (Role::Init, Some(pki)) = (doc.role, &doc.doc.pki) {

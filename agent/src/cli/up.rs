@@ -9,6 +9,7 @@ use clap::{Args, ValueEnum};
 
 use crate::bundle::{self, NewBundle};
 use crate::document::Role;
+use crate::image::segment::{self, Port, Segment};
 use crate::image::{build::Manifest, vm, Profile};
 use crate::serve::{self, tls::TlsSource, NodeSummary, ServeOptions};
 
@@ -23,8 +24,16 @@ pub enum UpProfile {
 #[derive(Args, Debug)]
 #[command(after_help = "\
 Everything lives in --work (default image/up): the image, the bundle, the receiver's data, \
-seeds, VM disks and serial logs. VMs use qemu user networking with restrict=on: each reaches only \
-the receiver and the cluster endpoint on 10.0.2.100, nothing else.
+seeds, VM disks and serial logs.
+
+Production (real Kubernetes, air-gapped image from --kubernetes, KUBEBOOT_KUBERNETES or ../shared/k8s): \
+an init node (cp-1), --control-planes more that join with the certificate key, and --workers, on a \
+private network namespace made for the run (bridge 10.88.0.0/24, no route out; needs root) with \
+haproxy on 10.88.0.2:6443 as the control-plane endpoint. When every node is done, up prints the \
+admin kubeconfig and waits; Ctrl-C tears everything down.
+
+Test: kubeadm is tests/'s test double; VMs use qemu user networking with restrict=on and reach \
+only the receiver and the cluster endpoint on 10.0.2.100.
 
 Exit codes: 0 every node reached done, 1 a node failed or --timeout passed, 2 bad arguments.")]
 pub struct UpArgs {
@@ -47,8 +56,8 @@ pub struct UpArgs {
     /// Rebuild the image even if one for this profile exists.
     #[arg(long)]
     rebuild: bool,
-    /// Give up after this many seconds.
-    #[arg(long, default_value_t = 1800)]
+    /// Give up after this many seconds (bootstrap only).
+    #[arg(long, default_value_t = 3600)]
     timeout: u64,
 }
 
@@ -63,14 +72,22 @@ fn choose_profile(a: &UpArgs) -> Profile {
         UpProfile::Test => Profile::Test,
         UpProfile::Production => Profile::Production,
         UpProfile::Auto => {
-            if a.packages.is_some() {
+            if a.packages.is_some() || a.kubernetes.is_some() {
+                return Profile::Production;
+            }
+            if let Some(found) = crate::image::kubernetes::find_local() {
+                eprintln!(
+                    "up: booting the PRODUCTION profile: real Kubernetes from {} (a real cluster; \
+                     under qemu TCG this takes many minutes)",
+                    found.display()
+                );
                 return Profile::Production;
             }
             eprintln!(
-                "up: booting the TEST profile: no --packages directory of Kubernetes .deb files was given, and \
-                 building production from pkgs.k8s.io is not attempted automatically. In the test profile kubeadm \
+                "up: booting the TEST profile: no Kubernetes binaries (--kubernetes, KUBEBOOT_KUBERNETES or \
+                 ../shared/k8s) and no --packages directory of .deb files were found. In the test profile kubeadm \
                  is tests/'s kubeadm-test-double and cluster-info comes from tests/'s apiserver-double: the whole \
-                 boot path runs, but no real cluster is made. Use --profile production to build from pkgs.k8s.io."
+                 boot path runs, but no real cluster is made."
             );
             Profile::Test
         }
@@ -100,12 +117,6 @@ pub fn run(a: UpArgs) -> u8 {
 
 fn up(a: UpArgs) -> Result<bool, String> {
     let profile = choose_profile(&a);
-    if profile == Profile::Production && (a.workers > 0 || a.control_planes > 0) {
-        return Err("production `up` boots the init node only for now: VMs on qemu user networking cannot reach each \
-                    other, so joining nodes need a shared VM network (not built yet). Use --workers 0 --control-planes 0, \
-                    or --profile test"
-            .into());
-    }
     let work = &a.work;
     std::fs::create_dir_all(work).map_err(|e| format!("{}: {e}", work.display()))?;
     let image_dir = work.join(format!("image-{}", profile.as_str()));
@@ -120,7 +131,11 @@ fn up(a: UpArgs) -> Result<bool, String> {
             kubeboot_bin: None,
             kubeadm_double: None,
             packages: a.packages.clone(),
-            kubernetes: a.kubernetes.clone(),
+            kubernetes: match (&a.kubernetes, &a.packages) {
+                (Some(k), _) => Some(k.clone()),
+                (None, None) => crate::image::kubernetes::find_local(),
+                (None, Some(_)) => None,
+            },
             from_repository: false,
             source_date_epoch: None,
             output: super::Output::Text,
@@ -133,14 +148,33 @@ fn up(a: UpArgs) -> Result<bool, String> {
         );
     }
 
+    // Production: a real cluster needs its VMs on one network (segment.rs).
+    let stop = super::image::stop_on_signals();
+    let mut segment = if profile == Profile::Production {
+        let name = format!("kubeboot-up-{}", std::process::id());
+        eprintln!(
+            "up: creating network namespace {name} (bridge br0, {}.0/24, no route out) for the VMs, \
+             haproxy on {}:6443 and the receiver; it is deleted when up ends",
+            segment::PREFIX,
+            segment::ENDPOINT
+        );
+        Some(Segment::create(&name)?)
+    } else {
+        None
+    };
+    let (endpoint, receiver_host) = match &segment {
+        Some(_) => (format!("{}:6443", segment::ENDPOINT), segment::OPERATOR),
+        None => (format!("{}:6443", vm::HOST_ALIAS), vm::HOST_ALIAS),
+    };
+
     // 2. The bundle (the cluster endpoint as the VMs see it).
     let bundle_dir = work.join("bundle");
     bundle::create(
         &NewBundle {
-            endpoint: format!("{}:6443", vm::HOST_ALIAS),
+            endpoint,
             name: None,
             kubernetes_version: None,
-            pod_subnet: None,
+            pod_subnet: segment.as_ref().map(|_| "10.244.0.0/16".to_string()),
             external_etcd: vec![],
         },
         &bundle_dir,
@@ -151,15 +185,15 @@ fn up(a: UpArgs) -> Result<bool, String> {
     let data = work.join("serve");
     let token = super::serve::ensure_token(&data)?;
     let (tx, rx) = std::sync::mpsc::channel();
+    let listen = match &segment {
+        Some(_) => format!("{}:8443", segment::OPERATOR),
+        None => "127.0.0.1:0".into(),
+    };
     let opts = ServeOptions {
-        listen: "127.0.0.1:0".parse().expect("static"),
+        listen: listen.parse().expect("static"),
         data: data.clone(),
         tls: Some(TlsSource::SelfSigned {
-            names: vec![
-                "localhost".into(),
-                "127.0.0.1".into(),
-                vm::HOST_ALIAS.into(),
-            ],
+            names: vec!["localhost".into(), "127.0.0.1".into(), receiver_host.into()],
         }),
         tokens: vec![token.clone()],
         bundle: Some(bundle_dir.clone()),
@@ -205,7 +239,7 @@ fn up(a: UpArgs) -> Result<bool, String> {
         eprintln!("up: test profile: cluster-info for joining nodes comes from tests/'s apiserver-double on 127.0.0.1:{port}");
         port
     } else {
-        free_port()?
+        6443
     };
 
     // 5. The nodes.
@@ -218,27 +252,58 @@ fn up(a: UpArgs) -> Result<bool, String> {
     let discovery = bundle::read_discovery(&bundle_dir)?;
     let vms = work.join("vms");
     let _ = std::fs::remove_dir_all(&vms);
-    for (name, role) in &nodes {
-        let doc = format!(
-            "{}\n[node]\nname = \"{name}\"\n\n[preflight]\nclock_sync_timeout_seconds = 2\n\n[report]\nurl = \"https://{}:8443/v1\"\ntoken = \"{token}\"\nca_cert_hash = \"{ca_hash}\"\n",
-            bundle::node_document(*role, &discovery, &bundle_dir)?,
-            vm::HOST_ALIAS
+    let ports = match &segment {
+        Some(_) => Some(segment_ports(&nodes)?),
+        None => None,
+    };
+    if let (Some(seg), Some(ports)) = (segment.as_mut(), &ports) {
+        let cps: Vec<(String, String)> = nodes
+            .iter()
+            .zip(ports)
+            .filter(|((_, role), _)| *role != Role::Worker)
+            .map(|((name, _), p)| (name.clone(), p.address.clone()))
+            .collect();
+        let log = seg.start_haproxy(&segment::haproxy_config(&cps), work)?;
+        eprintln!(
+            "up: haproxy on {}:6443 in front of {} control plane(s); log {}",
+            segment::ENDPOINT,
+            cps.len(),
+            log.display()
         );
+    }
+    for (i, (name, role)) in nodes.iter().enumerate() {
+        let port = ports.as_ref().map(|p| &p[i]);
+        let extra = match port {
+            // TCG: the control plane takes many minutes; joins wait for it.
+            Some(p) => format!(
+                "advertise_address = \"{}\"\n\n[ready]\ntimeout_seconds = 1800\n{}",
+                p.address,
+                match role {
+                    Role::Init => "\n[kubeadm]\ncontrol_plane_timeout_seconds = 1500\nstatic_pod_startup_seconds = 1500\n",
+                    Role::ControlPlane => "\n[kubeadm]\nstatic_pod_startup_seconds = 1500\n",
+                    Role::Worker => "",
+                }
+            ),
+            None => String::new(),
+        };
+        let mut doc = format!(
+            "{}\n[node]\nname = \"{name}\"\n{extra}\n[preflight]\nclock_sync_timeout_seconds = 2\n\n[report]\nurl = \"https://{receiver_host}:8443/v1\"\ntoken = \"{token}\"\nca_cert_hash = \"{ca_hash}\"\n",
+            bundle::node_document(*role, &discovery, &bundle_dir)?,
+        );
+        if port.is_some() && *role != Role::Init {
+            doc = doc.replacen("[discovery]\n", "[discovery]\ntimeout_seconds = 2400\n", 1);
+        }
         crate::agent::validate_fully(&doc).map_err(|e| format!("{name}: {e}"))?;
         let seed = work.join(format!("{name}.seed.iso"));
         crate::userdata::write_seed(
             &crate::userdata::cloud_config(&doc),
             &crate::userdata::meta_data(&format!("{name}-{}", std::process::id()), Some(name)),
-            None,
+            port.map(Port::network_config).as_deref(),
             &seed,
         )?;
-        let spec = super::image::spec_for(
-            &image_dir,
-            name,
-            vms.clone(),
-            Some(seed),
-            None,
-            vec![
+        let forwards = match port {
+            Some(_) => vec![],
+            None => vec![
                 vm::Forward {
                     guest_port: 8443,
                     host_port: serve_port,
@@ -248,7 +313,17 @@ fn up(a: UpArgs) -> Result<bool, String> {
                     host_port: api_port,
                 },
             ],
-        )?;
+        };
+        let mut spec =
+            super::image::spec_for(&image_dir, name, vms.clone(), Some(seed), None, forwards)?;
+        if let (Some(seg), Some(p)) = (&segment, port) {
+            seg.add_tap(p)?;
+            spec.tap = Some(vm::Tap {
+                ifname: p.tap.clone(),
+                mac: p.mac.clone(),
+            });
+            spec.memory_mib = if *role == Role::Worker { 2048 } else { 3072 };
+        }
         eprintln!(
             "up: booting {name} ({}) — serial console {}",
             role.as_str(),
@@ -256,6 +331,23 @@ fn up(a: UpArgs) -> Result<bool, String> {
         );
         procs.0.push(vm::start(&spec)?);
     }
+    let admin = match &segment {
+        Some(_) => {
+            let path = work.join("admin.conf");
+            let conf = bundle::kubeconfig(
+                &bundle_dir,
+                "kubernetes-admin",
+                &["system:masters".to_string()],
+                24,
+                None,
+            )?;
+            crate::host::Host::system()
+                .write_atomic(&path, conf.as_bytes(), 0o600)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            Some(path)
+        }
+        None => None,
+    };
 
     // 6. Live status until every node is done or failed.
     let client = crate::tls::https_client(
@@ -265,7 +357,6 @@ fn up(a: UpArgs) -> Result<bool, String> {
     .map_err(|e| e.to_string())?;
     let started = Instant::now();
     let mut shown = String::new();
-    let stop = super::image::stop_on_signals();
     loop {
         if stop.load(std::sync::atomic::Ordering::Relaxed) {
             eprintln!("up: stopped; shutting the VMs down");
@@ -292,15 +383,26 @@ fn up(a: UpArgs) -> Result<bool, String> {
                 nodes.len(),
                 started.elapsed().as_secs_f64()
             );
-            if profile == Profile::Test {
-                println!("up: test profile: each node ran the whole boot path (kubeadm was the test double); no cluster to use.");
-            } else {
-                println!("up: the admin kubeconfig is /etc/kubernetes/admin.conf on cp-1 (serial console: {}/cp-1.serial.log)", vms.display());
-            }
             println!(
                 "up: events, timings and log tails: {url}/ (CA pin {ca_hash}); data in {}",
                 data.display()
             );
+            match (&segment, &admin) {
+                (Some(seg), Some(admin)) if ok => {
+                    let abs = std::fs::canonicalize(admin).unwrap_or(admin.clone());
+                    println!(
+                        "up: the cluster is up. Admin kubeconfig: {}\n    ip netns exec {} kubectl --kubeconfig {} get nodes -o wide\n\
+                         up: Ctrl-C tears it down (VMs, haproxy, receiver, namespace).",
+                        abs.display(),
+                        seg.namespace,
+                        abs.display()
+                    );
+                    wait_for_stop(stop);
+                    eprintln!("up: stopping; shutting the VMs down");
+                }
+                (Some(_), _) => {}
+                (None, _) => println!("up: test profile: each node ran the whole boot path (kubeadm was the test double); no cluster to use."),
+            }
             return Ok(ok);
         }
         if started.elapsed() > Duration::from_secs(a.timeout) {
@@ -311,6 +413,30 @@ fn up(a: UpArgs) -> Result<bool, String> {
             return Ok(false);
         }
         std::thread::sleep(Duration::from_secs(2));
+    }
+}
+
+/// Taps and addresses: the init node and joining control planes from .11, workers from .21.
+fn segment_ports(nodes: &[(String, Role)]) -> Result<Vec<Port>, String> {
+    let (mut cp, mut w) = (0, 0);
+    nodes
+        .iter()
+        .map(|(_, role)| match role {
+            Role::Worker => {
+                w += 1;
+                Port::new(false, w)
+            }
+            _ => {
+                cp += 1;
+                Port::new(true, cp)
+            }
+        })
+        .collect()
+}
+
+fn wait_for_stop(stop: &std::sync::atomic::AtomicBool) {
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
 

@@ -256,6 +256,11 @@ pub struct KubeadmOptions {
     /// How long `kubeadm init` waits for the control plane to come up (kubeadm's
     /// default: 240). Slow machines (emulated VMs) need more.
     pub control_plane_timeout_seconds: Option<u64>,
+    /// How long the kubelet lets each control-plane component (etcd, kube-apiserver,
+    /// kube-controller-manager, kube-scheduler) start before restarting it. kubeadm's
+    /// manifests allow about 250 s; an emulated VM can need more. Applied as kubeadm
+    /// patches (startupProbe.failureThreshold) the agent writes; not with patches_directory.
+    pub static_pod_startup_seconds: Option<u64>,
     /// Deep-merged into the generated configuration documents (kubeadm's field names).
     #[serde(default)]
     pub patch: ConfigPatches,
@@ -265,6 +270,7 @@ impl Default for KubeadmOptions {
     fn default() -> Self {
         KubeadmOptions {
             control_plane_timeout_seconds: None,
+            static_pod_startup_seconds: None,
             ignore_preflight_errors: Vec::new(),
             skip_phases: Vec::new(),
             attempts: default_attempts(),

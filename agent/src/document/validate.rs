@@ -644,6 +644,22 @@ fn check_options(doc: &NodeDocument, p: &mut Problems) {
             );
         }
     }
+    if let Some(t) = k.static_pod_startup_seconds {
+        if !(60..=7200).contains(&t) {
+            p.add(
+                "kubeadm.static_pod_startup_seconds",
+                format!("{t} is out of range"),
+                "use 60 to 7200 seconds",
+            );
+        }
+        if k.patches_directory.is_some() {
+            p.add(
+                "kubeadm.static_pod_startup_seconds",
+                "cannot be combined with kubeadm.patches_directory",
+                "drop it and put startupProbe patches for the control-plane components in your patches directory",
+            );
+        }
+    }
     if let Some(r) = &doc.report {
         if !r.url.starts_with("https://") {
             p.add(

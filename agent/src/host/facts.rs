@@ -59,3 +59,66 @@ fn is_link_local(a: &std::net::IpAddr) -> bool {
         std::net::IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
     }
 }
+
+/// The interface of the IPv4 default route with the lowest metric, from the
+/// text of `/proc/net/route` (destination and mask 0, flags up).
+pub fn default_route_interface(route_table: &str) -> Option<String> {
+    route_table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let flags = u32::from_str_radix(f.get(3)?, 16).ok()?;
+            let metric: u32 = f.get(6)?.parse().ok()?;
+            let default = f.get(1)? == &"00000000" && f.get(7)? == &"00000000";
+            (default && flags & 1 == 1).then(|| (metric, f[0].to_string()))
+        })
+        .min()
+        .map(|(_, iface)| iface)
+}
+
+impl Host {
+    /// The IPv4 address of the interface holding the IPv4 default route, which is
+    /// what kubeadm chooses on an IPv4 host. None when there is no such route or
+    /// address (e.g. a test root without /proc).
+    pub fn default_route_ipv4(&self) -> Option<std::net::Ipv4Addr> {
+        let routes = self.read_to_string("/proc/net/route").ok()?;
+        let iface = default_route_interface(&routes)?;
+        let networks = Networks::new_with_refreshed_list();
+        let data = networks.get(&iface)?;
+        data.ip_networks().iter().find_map(|n| match n.addr {
+            std::net::IpAddr::V4(a) if !a.is_link_local() => Some(a),
+            _ => None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::default_route_interface;
+
+    const TABLE: &str =
+        "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
+        eth1\t00000000\t0158580A\t0003\t0\t0\t200\t00000000\t0\t0\t0\n\
+        eth0\t00000000\t0202000A\t0003\t0\t0\t100\t00000000\t0\t0\t0\n\
+        eth0\t0002000A\t00000000\t0001\t0\t0\t100\t00FFFFFF\t0\t0\t0\n";
+
+    #[test]
+    fn the_default_route_with_the_lowest_metric_wins() {
+        assert_eq!(default_route_interface(TABLE).as_deref(), Some("eth0"));
+    }
+
+    #[test]
+    fn no_default_route_means_none() {
+        let only_subnet: String = TABLE
+            .lines()
+            .filter(|l| l.split_whitespace().nth(1) != Some("00000000"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(only_subnet.contains("0002000A"));
+        assert_eq!(default_route_interface(&only_subnet), None);
+        // A default route that is down (flags without RTF_UP) does not count.
+        let down = TABLE.replace("0003", "0002");
+        assert_eq!(default_route_interface(&down), None);
+    }
+}

@@ -6,6 +6,7 @@ pub mod build;
 pub mod kubernetes;
 pub mod oci;
 pub mod pxe;
+pub mod segment;
 pub mod vm;
 
 pub use build::{BuildOptions, Manifest, Profile};

@@ -242,7 +242,38 @@ fn common_tail(doc: &ValidDocument, image: &NodeImage, m: &mut Map<String, Value
     }
     if let Some(dir) = &k.patches_directory {
         m.insert("patches".into(), json!({ "directory": dir }));
+    } else if k.static_pod_startup_seconds.is_some() {
+        m.insert(
+            "patches".into(),
+            json!({ "directory": STARTUP_PATCHES_DIR }),
+        );
     }
+}
+
+/// Where the agent writes the patches `[kubeadm] static_pod_startup_seconds` asks for.
+pub const STARTUP_PATCHES_DIR: &str = "/var/lib/kubeboot/patches";
+
+/// kubeadm's startupProbe on its control-plane static Pods: initialDelaySeconds 10,
+/// periodSeconds 10, failureThreshold 24. These patches (kubeadm's
+/// `<component>+strategic.yaml` naming) raise failureThreshold so the kubelet
+/// waits `seconds` before it restarts a component that is still starting.
+pub fn startup_patches(doc: &ValidDocument) -> Vec<(String, String)> {
+    let Some(seconds) = doc.doc.kubeadm.static_pod_startup_seconds else {
+        return Vec::new();
+    };
+    let threshold = seconds.saturating_sub(10).div_ceil(10).max(1);
+    ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"]
+        .iter()
+        .map(|c| {
+            (
+                format!("{c}+strategic.yaml"),
+                format!(
+                    "# kubeboot: [kubeadm] static_pod_startup_seconds = {seconds}\n\
+                     spec:\n  containers:\n  - name: {c}\n    startupProbe:\n      failureThreshold: {threshold}\n"
+                ),
+            )
+        })
+        .collect()
 }
 
 fn node_registration(doc: &ValidDocument, api: ApiVersion, image: &NodeImage) -> Value {

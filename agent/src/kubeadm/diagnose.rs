@@ -1,6 +1,7 @@
 //! What kubeadm's failure message tells an operator to go and look at
-//! (`crictl ps -a`, then the logs of the container that failed), collected by
-//! the agent so the report carries it and nobody has to log in.
+//! (`crictl ps -a`, the logs of the container that failed, `journalctl -u
+//! kubelet`), collected by the agent so the report carries it and nobody has
+//! to log in.
 
 use std::process::Command;
 use std::time::Duration;
@@ -32,14 +33,19 @@ struct Metadata {
 }
 
 fn crictl(crictl: &std::path::Path, endpoint: &str, args: &[&str]) -> Option<String> {
-    let mut child = Command::new(crictl)
-        .args(["--runtime-endpoint", endpoint, "--timeout", "10s"])
-        .args(args)
+    let mut cmd = Command::new(crictl);
+    cmd.args(["--runtime-endpoint", endpoint, "--timeout", "10s"])
+        .args(args);
+    bounded_output(cmd)
+}
+
+/// Run `cmd` for at most 20 s; its stdout then stderr.
+fn bounded_output(mut cmd: Command) -> Option<String> {
+    let mut child = cmd
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .ok()?;
-    // Bounded: crictl's own timeout covers the runtime; this covers crictl.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while child.try_wait().ok()?.is_none() {
         if std::time::Instant::now() > deadline {
@@ -107,6 +113,55 @@ pub fn containers(crictl_path: &std::path::Path, endpoint: &str) -> Vec<String> 
     lines
 }
 
+/// The kubelet's last distinct error lines (klog `E` lines) from the journal:
+/// why it could not start a pod sandbox, reach the runtime, or register.
+pub fn kubelet_errors(journalctl: &std::path::Path, max: usize) -> Vec<String> {
+    let mut cmd = Command::new(journalctl);
+    cmd.args(["-u", "kubelet", "-n", "400", "-o", "cat", "--no-pager"]);
+    let Some(text) = bounded_output(cmd) else {
+        return Vec::new();
+    };
+    // klog: "E1125 02:03:04.123456    1234 file.go:12] message", newest last.
+    let mut causes: Vec<String> = Vec::new();
+    let mut consequences: Vec<String> = Vec::new();
+    for line in text.lines().rev() {
+        let Some((_, msg)) = line.strip_prefix('E').and_then(|l| l.split_once("] ")) else {
+            continue;
+        };
+        let msg: String = msg.chars().take(400).collect();
+        // While the control plane is not up, every API call fails: those lines
+        // are the symptom kubeadm already reported, not the cause.
+        let list = if is_api_unreachable(&msg) {
+            &mut consequences
+        } else {
+            &mut causes
+        };
+        if !list.contains(&msg) {
+            list.push(msg);
+        }
+    }
+    let mut seen: Vec<String> = causes.into_iter().take(max).collect();
+    seen.reverse();
+    let room = max.saturating_sub(seen.len()).min(1);
+    seen.extend(consequences.into_iter().take(room));
+    let mut lines = Vec::new();
+    if !seen.is_empty() {
+        lines.push(format!(
+            "[diagnose] the kubelet's last {} distinct errors (journalctl -u kubelet):",
+            seen.len()
+        ));
+        lines.extend(seen.into_iter().map(|m| format!("[diagnose]   {m}")));
+    }
+    lines
+}
+
+fn is_api_unreachable(msg: &str) -> bool {
+    msg.contains("connect: connection refused")
+        || msg.contains("Unable to write event")
+        || msg.contains("i/o timeout")
+        || msg.contains("Reached backoff limit, still unable to rotate certs")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,5 +198,35 @@ esac
     #[test]
     fn nothing_when_crictl_is_missing() {
         assert!(containers(std::path::Path::new("/nonexistent/crictl"), "unix:///x").is_empty());
+    }
+
+    #[test]
+    fn the_kubelets_last_distinct_errors() {
+        let d = tempfile::tempdir().unwrap();
+        let fake = d.path().join("journalctl");
+        std::fs::write(
+            &fake,
+            r#"#!/bin/sh
+[ "$*" = "-u kubelet -n 400 -o cat --no-pager" ] || { echo "unexpected: $*"; exit 1; }
+echo 'I1125 02:00:00.000000     100 server.go:1] Starting'
+echo 'E1125 02:00:01.000000     100 remote_runtime.go:1] "RunPodSandbox from runtime service failed" err="no such image"'
+echo 'E1125 02:00:02.000000     100 kubelet.go:2] "Error getting node" err="node "cp1" not found"'
+echo 'E1125 02:00:03.000000     100 remote_runtime.go:1] "RunPodSandbox from runtime service failed" err="no such image"'
+echo 'E1125 02:00:04.000000     100 controller.go:146] "Failed to ensure lease exists" err="dial tcp 10.0.2.15:6443: connect: connection refused"'
+echo 'E1125 02:00:05.000000     100 reflector.go:147] Failed to watch *v1.Node: dial tcp 10.0.2.15:6443: connect: connection refused'
+"#,
+        )
+        .unwrap();
+        std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let lines = kubelet_errors(&fake, 5);
+        assert_eq!(lines.len(), 4, "{lines:#?}");
+        assert!(lines[0].contains("3 distinct errors"), "{lines:#?}");
+        // Causes first (oldest to newest), then one line of "the API is not there".
+        assert!(lines[1].contains("Error getting node"), "{lines:#?}");
+        assert!(lines[2].contains("RunPodSandbox") && lines[2].contains("no such image"));
+        assert!(lines[3].contains("Failed to watch *v1.Node"), "{lines:#?}");
+        assert_eq!(kubelet_errors(&fake, 1).len(), 2, "max bounds the causes");
+        assert!(kubelet_errors(std::path::Path::new("/nonexistent/journalctl"), 5).is_empty());
     }
 }

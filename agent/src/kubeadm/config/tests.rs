@@ -160,3 +160,54 @@ fn the_control_plane_timeout_goes_where_each_api_version_keeps_it() {
     );
     assert!(!v4.contains("timeoutForControlPlane"), "{v4}");
 }
+
+#[test]
+fn static_pod_startup_seconds_become_kubeadm_patches() {
+    let doc = document::load(&format!(
+        "{INIT}\n[kubeadm]\nstatic_pod_startup_seconds = 1200\n"
+    ))
+    .unwrap();
+    let yaml = render(
+        &doc,
+        ApiVersion::V1Beta3,
+        &ConfigPaths::default(),
+        &NodeImage::unknown(),
+    )
+    .unwrap()
+    .expose()
+    .to_string();
+    assert!(
+        yaml.contains(&format!("patches:\n  directory: {STARTUP_PATCHES_DIR}")),
+        "{yaml}"
+    );
+    let patches = startup_patches(&doc);
+    let names: Vec<&str> = patches.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "etcd+strategic.yaml",
+            "kube-apiserver+strategic.yaml",
+            "kube-controller-manager+strategic.yaml",
+            "kube-scheduler+strategic.yaml"
+        ]
+    );
+    let api: serde_yaml_ng::Value = serde_yaml_ng::from_str(&patches[1].1).unwrap();
+    assert_eq!(api["spec"]["containers"][0]["name"], "kube-apiserver");
+    // 10 s delay + 119 probes 10 s apart ≥ 1200 s.
+    assert_eq!(
+        api["spec"]["containers"][0]["startupProbe"]["failureThreshold"],
+        119
+    );
+    // Without the setting: no patches, no directory.
+    let plain = document::load(INIT).unwrap();
+    assert!(startup_patches(&plain).is_empty());
+    // With the operator's own patches directory: refused, naming the field.
+    let both = format!(
+        "{INIT}\n[kubeadm]\nstatic_pod_startup_seconds = 1200\npatches_directory = \"/etc/p\"\n"
+    );
+    let err = document::load(&both).unwrap_err().to_string();
+    assert!(
+        err.contains("kubeadm.static_pod_startup_seconds") && err.contains("patches_directory"),
+        "{err}"
+    );
+}
