@@ -10,7 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
 bash scripts/setup-image.sh >/dev/null
-cargo build --release --locked -q -p kubeboot -p kubeboot-tests --bin kubeboot --bin kubeadm-test-double --bin apiserver-double
+cargo build --release --locked -q -p kubeboot --bin kubeboot   # alone: no test hooks
+cargo build --release --locked -q -p kubeboot-tests --bin kubeadm-test-double --bin apiserver-double
 kb=$repo/target/release/kubeboot
 work=${1:-$(mktemp -d /var/tmp/kubeboot-figures.XXXXXX)}
 mkdir -p "$work"

@@ -95,6 +95,13 @@ fn a_token_the_cluster_never_issued_is_unknown() {
         "{}",
         text(&out)
     );
+    // The advice is what works against a running cluster.
+    assert!(
+        text(&out).contains("kubeadm token create"),
+        "{}",
+        text(&out)
+    );
+    assert!(!text(&out).contains("0123456789abcdef"), "{}", text(&out));
 }
 
 fn node_manifest(name: &str) -> String {

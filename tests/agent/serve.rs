@@ -327,6 +327,44 @@ fn watch_shows_the_table_and_json_and_exits_by_outcome() {
         .unwrap();
     assert_exit(&out, 1);
     assert!(text(&out).contains("pinned hash"), "{}", text(&out));
+    // The server given with its /v1 suffix reaches the same routes.
+    let with_v1 = format!("{}/v1/", r.url());
+    let out = Command::new(env!("CARGO_BIN_EXE_kubeboot-under-test"))
+        .args([
+            "watch",
+            "--once",
+            "--server",
+            &with_v1,
+            "--ca-cert-hash",
+            &r.ca_hash,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        text(&out).contains("2 nodes: 1 done, 1 failed"),
+        "{}",
+        text(&out)
+    );
+    // No pin, self-signed receiver: the error says how to trust it.
+    let out = Command::new(env!("CARGO_BIN_EXE_kubeboot-under-test"))
+        .args([
+            "watch",
+            "--once",
+            "--server",
+            &r.url(),
+            "--ca-file",
+            "/etc/ssl/certs/ca-certificates.crt",
+        ])
+        .env_remove("KUBEBOOT_SERVER_CA_HASH")
+        .output()
+        .unwrap();
+    assert_exit(&out, 1);
+    assert!(
+        text(&out).contains("hint: the receiver's certificate is not trusted"),
+        "{}",
+        text(&out)
+    );
+    assert!(text(&out).contains("--ca-cert-hash"), "{}", text(&out));
 }
 
 #[test]

@@ -1,7 +1,9 @@
 //! Test-only crash points. With the `test-crash-points` feature, setting
 //! `KUBEBOOT_TEST_CRASH=<phase>:<point>` kills the agent with SIGKILL at that
 //! point, so tests can prove a crash anywhere resumes correctly. Without the
-//! feature (every product build) this compiles to nothing.
+//! feature this compiles to nothing; `kubeboot image build` refuses a binary that
+//! has them (cargo turns the feature on when kubeboot-tests is built in the same
+//! command, so scripts build the shipped binary on its own).
 
 #[cfg(feature = "test-crash-points")]
 pub fn point(phase: crate::status::Phase, point: &str) {

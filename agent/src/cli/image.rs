@@ -347,15 +347,10 @@ fn run_boot(a: BootArgs) -> Result<(), String> {
             let _ = child.wait();
             return Err("stopped by a signal; the VM was shut down".into());
         }
-        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
-            let mut err = String::new();
-            if let Some(mut e) = child.stderr.take() {
-                let _ = std::io::Read::read_to_string(&mut e, &mut err);
-            }
+        if let Some((status, err)) = vm::exited(&mut child)? {
             eprintln!(
-                "image: qemu exited after {:.0} s ({status}) {}",
+                "image: qemu exited after {:.0} s ({status}) {err}",
                 started.elapsed().as_secs_f64(),
-                err.trim()
             );
             return if status.success() {
                 Ok(())

@@ -223,7 +223,9 @@ fn up(a: UpArgs) -> Result<bool, String> {
     // 4. The cluster endpoint.
     let api_port = if profile == Profile::Test {
         let port = free_port()?;
-        let child = Command::new(sibling("apiserver-double")?)
+        let mut double = Command::new(sibling("apiserver-double")?);
+        vm::die_with_parent(&mut double);
+        let child = double
             .arg("--bundle")
             .arg(&bundle_dir)
             .args([
@@ -271,6 +273,7 @@ fn up(a: UpArgs) -> Result<bool, String> {
             log.display()
         );
     }
+    let mut vm_logs: Vec<(usize, String, PathBuf)> = Vec::new();
     for (i, (name, role)) in nodes.iter().enumerate() {
         let port = ports.as_ref().map(|p| &p[i]);
         let extra = match port {
@@ -330,6 +333,7 @@ fn up(a: UpArgs) -> Result<bool, String> {
             spec.serial_log().display()
         );
         procs.0.push(vm::start(&spec)?);
+        vm_logs.push((procs.0.len() - 1, name.clone(), spec.serial_log()));
     }
     let admin = match &segment {
         Some(_) => {
@@ -361,6 +365,17 @@ fn up(a: UpArgs) -> Result<bool, String> {
         if stop.load(std::sync::atomic::Ordering::Relaxed) {
             eprintln!("up: stopped; shutting the VMs down");
             return Ok(false);
+        }
+        // A VM never powers off by itself here: qemu exiting is a failure to show.
+        for (i, name, log) in &vm_logs {
+            if let Some((status, err)) = vm::exited(&mut procs.0[*i])? {
+                return Err(format!(
+                    "the VM of {name} exited ({status}); qemu said: {}\n  last lines of its console ({}):\n{}",
+                    if err.is_empty() { "nothing" } else { &err },
+                    log.display(),
+                    vm::serial_tail(log, 15)
+                ));
+            }
         }
         let list: Vec<NodeSummary> = client
             .get(format!("{url}/v1/nodes"))

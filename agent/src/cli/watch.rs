@@ -57,7 +57,7 @@ pub fn run(args: WatchArgs) -> u8 {
             return 2;
         }
     };
-    let url = format!("{}/v1/nodes", args.server.trim_end_matches('/'));
+    let url = format!("{}/nodes", crate::report::api_root(&args.server));
     let started = Instant::now();
     let redraw = args.output == Output::Text && std::io::stdout().is_terminal() && !args.once;
     let mut last_shown = String::new();
@@ -124,7 +124,7 @@ fn fetch(client: &reqwest::blocking::Client, url: &str) -> Result<Vec<NodeSummar
     let resp = client
         .get(url)
         .send()
-        .map_err(|e| format!("{url}: {}", tls::describe_http_error(&e)))?;
+        .map_err(|e| untrusted_hint(format!("{url}: {}", tls::describe_http_error(&e))))?;
     if !resp.status().is_success() {
         return Err(format!("{url}: {}", resp.status()));
     }
@@ -132,6 +132,20 @@ fn fetch(client: &reqwest::blocking::Client, url: &str) -> Result<Vec<NodeSummar
     serde_json::from_slice::<List>(&body)
         .map(|l| l.nodes)
         .map_err(|e| format!("{url}: unexpected answer: {e}"))
+}
+
+/// A receiver with a self-signed certificate is not in the system roots: say
+/// how to trust it instead of leaving the operator with "UnknownIssuer".
+fn untrusted_hint(error: String) -> String {
+    if error.contains("UnknownIssuer") || error.contains("invalid peer certificate") {
+        format!(
+            "{error}\n  hint: the receiver's certificate is not trusted here; pin its CA with \
+             --ca-cert-hash sha256:… (`kubeboot serve` prints it at start, as ca_cert_hash with \
+             --output json) or give --ca-file DATA/tls/ca.crt from serve's data directory"
+        )
+    } else {
+        error
+    }
 }
 
 /// One line per node: name, role, a bar of the eight phases, state, attempt, time, error.

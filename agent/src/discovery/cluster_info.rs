@@ -88,7 +88,8 @@ fn check(
             ErrorKind::DiscoveryTokenUnknown,
             format!(
                 "cluster-info carries no signature for token id {token_id:?}: the token is unknown to this cluster or has expired; \
-                 create one (`kubeboot bundle token`, or `kubeadm token create` on a control plane) and update the document"
+                 create one the cluster knows (`kubeadm token create` on a control plane) and put it in [discovery] token; \
+                 `kubeboot bundle token` only helps before `kubeadm init`, when the bundle's init document creates it"
             ),
         )
     })?;

@@ -124,6 +124,7 @@ fn stage(opts: &BuildOptions, stage: &Path) -> Result<(), String> {
     }
     let bin = stage.join("usr/bin");
     std::fs::create_dir_all(&bin).map_err(|e| e.to_string())?;
+    refuse_test_hooks(&opts.kubeboot_bin)?;
     let mut files = vec![(opts.kubeboot_bin.clone(), bin.join("kubeboot"))];
     if opts.profile == Profile::Test {
         let double = opts.kubeadm_double.clone().ok_or(
@@ -136,6 +137,30 @@ fn stage(opts: &BuildOptions, stage: &Path) -> Result<(), String> {
         std::fs::copy(&from, &to).map_err(|e| format!("stage {}: {e}", from.display()))?;
         // Smaller image, and no build paths in the binary's debug info.
         let _ = Command::new("strip").arg(&to).status();
+    }
+    Ok(())
+}
+
+/// What only a binary built with the `test-crash-points` feature contains: the
+/// name of its environment variable, kept reversed here so that this check does
+/// not put the marker into every binary.
+fn test_hook_marker() -> Vec<u8> {
+    b"HSARC_TSET_TOOBEBUK".iter().rev().copied().collect()
+}
+
+/// The image ships no test hooks. Cargo unifies features per invocation, so
+/// `cargo build -p kubeboot -p kubeboot-tests` gives `kubeboot` the test-only crash
+/// points that kubeboot-tests asks for; such a binary is refused here.
+fn refuse_test_hooks(kubeboot: &Path) -> Result<(), String> {
+    let bytes = std::fs::read(kubeboot).map_err(|e| format!("read {}: {e}", kubeboot.display()))?;
+    let marker = test_hook_marker();
+    if bytes.windows(marker.len()).any(|w| w == marker) {
+        return Err(format!(
+            "{} was built with the test-only crash points (cargo feature test-crash-points, \
+             enabled when kubeboot-tests is built in the same cargo command); build the \
+             agent on its own: cargo build --release --locked -p kubeboot --bin kubeboot",
+            kubeboot.display()
+        ));
     }
     Ok(())
 }
@@ -308,4 +333,25 @@ fn ensure_kubernetes_key(mkosi_dir: &Path) -> Result<(), String> {
         })?;
     // ASCII-armored, which apt reads from a .asc file.
     crate::host::write_file_atomic(&key, &body, 0o644).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{refuse_test_hooks, test_hook_marker};
+
+    #[test]
+    fn a_binary_with_test_hooks_is_refused_and_a_clean_one_passes() {
+        assert_eq!(test_hook_marker(), b"KUBEBOOT_TEST_CRASH");
+        let dir = tempfile::tempdir().unwrap();
+        let hooked = dir.path().join("hooked");
+        let mut bytes = vec![0u8; 4096];
+        bytes.extend_from_slice(b"\0KUBEBOOT_TEST_CRASH\0");
+        std::fs::write(&hooked, &bytes).unwrap();
+        let err = refuse_test_hooks(&hooked).unwrap_err();
+        assert!(err.contains("test-only crash points"), "{err}");
+        assert!(err.contains("-p kubeboot --bin kubeboot"), "{err}");
+        let clean = dir.path().join("clean");
+        std::fs::write(&clean, b"\0KUBEBOOT_TEST_\0CRASH").unwrap();
+        refuse_test_hooks(&clean).unwrap();
+    }
 }

@@ -134,7 +134,9 @@ impl Segment {
         std::fs::write(&cfg, config).map_err(|e| format!("{}: {e}", cfg.display()))?;
         let log_path = dir.join("haproxy.log");
         let log = File::create(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
-        let child = Command::new("haproxy")
+        let mut haproxy = Command::new("haproxy");
+        super::vm::die_with_parent(&mut haproxy);
+        let child = haproxy
             .arg("-f")
             .arg(&cfg)
             .arg("-db")

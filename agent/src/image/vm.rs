@@ -234,11 +234,81 @@ pub fn command(spec: &VmSpec) -> Result<Command, String> {
 }
 
 /// Start the VM in the background.
+/// If qemu has exited: its status and what it wrote to stderr (why it failed:
+/// a bad option, missing firmware, no memory).
+pub fn exited(child: &mut Child) -> Result<Option<(std::process::ExitStatus, String)>, String> {
+    let Some(status) = child.try_wait().map_err(|e| format!("qemu: {e}"))? else {
+        return Ok(None);
+    };
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut e, &mut err);
+    }
+    Ok(Some((status, err.trim().to_string())))
+}
+
+/// The last `lines` lines of a serial console log (empty if there is none yet).
+pub fn serial_tail(log: &Path, lines: usize) -> String {
+    let text = std::fs::read(log).unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// The child gets SIGKILL when the thread that started it ends, so a `kubeboot
+/// up` or `image boot` killed with SIGKILL (no chance to clean up) leaves no
+/// qemu or helper running. Start such children from a thread that lives as long
+/// as they should (the main thread here).
+pub fn die_with_parent(c: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        c.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 pub fn start(spec: &VmSpec) -> Result<Child, String> {
     let mut c = command(spec)?;
+    die_with_parent(&mut c);
     c.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     c.spawn()
         .map_err(|e| format!("qemu-system-x86_64: {e} (run scripts/setup-image.sh)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::process::Command;
+
+    #[test]
+    fn a_child_dies_with_the_thread_that_started_it() {
+        let mut child = std::thread::spawn(|| {
+            let mut c = Command::new("sleep");
+            c.arg("60");
+            super::die_with_parent(&mut c);
+            c.spawn().unwrap()
+        })
+        .join()
+        .unwrap();
+        // The spawning thread has ended: the kernel sends SIGKILL. Bounded wait.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "sleep outlived its parent thread"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(libc::SIGKILL));
+    }
 }

@@ -107,7 +107,7 @@ impl Courier {
         };
         let url = format!(
             "{}/nodes/{}/events",
-            self.target.url.trim_end_matches('/'),
+            super::api_root(&self.target.url),
             node
         );
         let mut req = self
