@@ -4,6 +4,7 @@
 # nothing else is upgraded), and OVMF, iPXE, socat, xorriso from bookworm.
 # Idempotent. See ../shared/IMAGE-NOTES.md for why each piece is here.
 set -euo pipefail
+. "$(dirname "$0")/lib/confirm.sh"
 
 # Same mirror and keyring as the machine's bookworm entry.
 mirror=$(grep -rhoE '^(URIs:|deb) *https?://[^ ]+' /etc/apt/sources.list /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list 2>/dev/null \
@@ -11,7 +12,8 @@ mirror=$(grep -rhoE '^(URIs:|deb) *https?://[^ ]+' /etc/apt/sources.list /etc/ap
 mirror=${mirror:-http://deb.debian.org/debian}
 backports=/etc/apt/sources.list.d/kubeboot-bookworm-backports.sources
 if ! grep -rqs "bookworm-backports" /etc/apt/sources.list /etc/apt/sources.list.d/; then
-    echo "setup-image: adding bookworm-backports from $mirror"
+    confirm "setup-image: adding the bookworm-backports suite from $mirror to apt's sources ($backports):
+  mkosi 24 and the qemu that boots its images come from there"
     cat >"$backports" <<SRC
 Types: deb
 URIs: $mirror
@@ -40,7 +42,11 @@ for p in "${from_bookworm[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if ((${#missing[@]})); then
-    echo "setup-image: installing ${missing[*]}"
+    confirm "setup-image: installing ${missing[*]}
+  why: mkosi builds the node image; it needs systemd 254 from backports, so this UPGRADES the
+  host's systemd packages (only those named, pinned to backports); systemd-timesyncd comes with
+  it and replaces another time daemon (ntp, chrony) if one is installed; qemu and OVMF/iPXE
+  boot the images; haproxy, iproute2 and curl run the multi-VM cluster tests"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}"

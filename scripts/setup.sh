@@ -2,6 +2,7 @@
 # Install what building and testing kubeboot needs on a fresh Debian 12 machine,
 # as root. Idempotent: safe to run again; it only installs what is missing.
 set -euo pipefail
+. "$(dirname "$0")/lib/confirm.sh"
 
 # cloud-init is installed for its schema checker and NoCloud reader (tests); keep it
 # from ever acting on this machine's own boot.
@@ -16,7 +17,10 @@ for pkg in ca-certificates gcc libc6-dev pkg-config coreutils openssl xorriso cl
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$pkg")
 done
 if ((${#need_apt[@]})); then
-    echo "setup: installing ${need_apt[*]}"
+    confirm "setup: installing ${need_apt[*]}
+  why: compilers and openssl/xorriso for the build and tests; cloud-init for its schema checker
+  (kept from acting on this machine by /etc/cloud/cloud-init.disabled); chromium for the
+  dashboard's browser test"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
@@ -32,7 +36,10 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 if command -v rustup >/dev/null 2>&1; then
     for c in rustfmt clippy; do
-        rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
+        rustup component list --installed 2>/dev/null | grep -q "^$c" || {
+            confirm "setup: adding the Rust toolchain component $c (cargo fmt / cargo clippy)"
+            rustup component add "$c"
+        }
     done
 fi
 echo "setup: ok ($(cargo --version))"

@@ -183,6 +183,12 @@ fn up(a: UpArgs) -> Result<bool, String> {
 
     // 3. The receiver, in this process.
     let data = work.join("serve");
+    // Every run starts with an empty receiver: nodes of an earlier run must not
+    // count as this run's (the image is the only thing reused).
+    if data.exists() {
+        std::fs::remove_dir_all(&data)
+            .map_err(|e| format!("clearing the previous run's receiver data {}: {e}", data.display()))?;
+    }
     let token = super::serve::ensure_token(&data)?;
     let (tx, rx) = std::sync::mpsc::channel();
     let listen = match &segment {
@@ -361,6 +367,7 @@ fn up(a: UpArgs) -> Result<bool, String> {
     .map_err(|e| e.to_string())?;
     let started = Instant::now();
     let mut shown = String::new();
+    let mut quiet_since = 0u64;
     loop {
         if stop.load(std::sync::atomic::Ordering::Relaxed) {
             eprintln!("up: stopped; shutting the VMs down");
@@ -386,9 +393,20 @@ fn up(a: UpArgs) -> Result<bool, String> {
             .and_then(|v| serde_json::from_value(v["nodes"].clone()).ok())
             .unwrap_or_default();
         let table = super::watch::table(&list);
+        let elapsed = started.elapsed().as_secs();
         if table != shown {
-            eprintln!("\n[{:>4.0}s] {table}", started.elapsed().as_secs_f64());
+            eprintln!("\n[{elapsed:>4}s] {table}");
             shown = table;
+            quiet_since = elapsed;
+        } else if elapsed >= quiet_since + 30 {
+            // Booting under TCG takes minutes with nothing new to show: say so.
+            let booted = list.len();
+            eprintln!(
+                "[{elapsed:>4}s] {booted} of {} nodes reporting; VMs still working (consoles: {}; dashboard {url}/)",
+                nodes.len(),
+                vms.display()
+            );
+            quiet_since = elapsed;
         }
         if list.len() >= nodes.len() && list.iter().all(NodeSummary::settled) {
             let ok = list.iter().all(|n| !n.failed());
@@ -399,7 +417,8 @@ fn up(a: UpArgs) -> Result<bool, String> {
                 started.elapsed().as_secs_f64()
             );
             println!(
-                "up: events, timings and log tails: {url}/ (CA pin {ca_hash}); data in {}",
+                "up: events, timings and log tails are kept in {} (`kubeboot serve --data {}` shows them again)",
+                data.display(),
                 data.display()
             );
             match (&segment, &admin) {
