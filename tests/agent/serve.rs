@@ -415,3 +415,52 @@ fn documents_are_served_to_authenticated_nodes_and_fetched_from_the_kernel_comma
     assert!(t.contains("lb.example:6443"), "{t}");
     assert!(!t.contains(&r.token), "the token stays out of the output");
 }
+
+/// The first line `serve --output json` prints, then the server is stopped.
+fn listening_json(listen: &str, extra: &[&str]) -> Value {
+    use std::io::BufRead;
+    let data = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kubeboot-under-test"))
+        .args(["serve", "--output", "json", "--listen", listen, "--data"])
+        .arg(data.path())
+        .args(extra)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"))
+}
+
+#[test]
+fn serve_prints_the_report_url_nodes_can_use() {
+    // A wildcard listen address becomes the first --san.
+    let v = listening_json("0.0.0.0:0", &["--san", "192.0.2.10"]);
+    let url = v["report_url"].as_str().unwrap();
+    assert!(
+        url.starts_with("https://192.0.2.10:") && url.ends_with("/v1"),
+        "{v}"
+    );
+    assert!(v.get("report_url_note").is_none(), "{v}");
+    // Loopback works only for this machine: said plainly.
+    let v = listening_json("127.0.0.1:0", &[]);
+    assert!(
+        v["report_url"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://127.0.0.1:"),
+        "{v}"
+    );
+    assert!(
+        v["report_url_note"]
+            .as_str()
+            .unwrap()
+            .contains("--san ADDRESS"),
+        "{v}"
+    );
+}

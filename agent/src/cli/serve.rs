@@ -81,6 +81,7 @@ pub fn run(args: ServeArgs) -> u8 {
         }),
     };
     let output = args.output;
+    let sans = args.sans.clone();
     let opts = ServeOptions {
         listen: args.listen,
         data: args.data,
@@ -88,7 +89,10 @@ pub fn run(args: ServeArgs) -> u8 {
         tokens,
         bundle: args.bundle,
     };
-    let announce = |l: &Listening| print_listening(l, &token_file, output);
+    let announce = |l: &Listening| {
+        let (url, note) = node_facing_url(l, &sans);
+        print_listening(l, &url, note.as_deref(), &token_file, output)
+    };
     match serve::run(opts, announce) {
         Ok(()) => 0,
         Err(e) => {
@@ -168,11 +172,58 @@ fn random_token() -> String {
     hex::encode(bytes)
 }
 
-fn print_listening(l: &Listening, token_file: &Path, output: Output) {
+/// The `[report] url` nodes should use. A wildcard listen address is no URL:
+/// name the first --san, else this host's name. A loopback one reaches only
+/// this machine (and VMs forwarded to it): say so.
+fn node_facing_url(l: &Listening, sans: &[String]) -> (String, Option<String>) {
+    let Some((scheme_host, port)) = l.url.rsplit_once(':') else {
+        return (l.report_url.clone(), None);
+    };
+    let host = scheme_host.split("://").nth(1).unwrap_or("");
+    let scheme = scheme_host.split("://").next().unwrap_or("https");
+    let wildcard = host == "0.0.0.0" || host == "[::]";
+    let loopback = host.starts_with("127.") || host == "[::1]";
+    if wildcard {
+        let (name, note) = match sans.first() {
+            Some(san) => (san.clone(), None),
+            None => (
+                crate::host::Host::system().hostname(),
+                Some(
+                    "this host's name: nodes must resolve it; give --san ADDRESS to use an address"
+                        .to_string(),
+                ),
+            ),
+        };
+        let name = if name.contains(':') {
+            format!("[{name}]")
+        } else {
+            name
+        };
+        return (format!("{scheme}://{name}:{port}/v1"), note);
+    }
+    let note = loopback.then(|| {
+        "loopback: only this machine (and VMs whose traffic qemu forwards here) reaches it; \
+         for nodes on a network listen there: --listen 0.0.0.0:8443 --san ADDRESS"
+            .to_string()
+    });
+    (l.report_url.clone(), note)
+}
+
+fn print_listening(
+    l: &Listening,
+    report_url: &str,
+    note: Option<&str>,
+    token_file: &Path,
+    output: Output,
+) {
     match output {
         Output::Json => {
             let mut v = serde_json::to_value(l).expect("serializes");
             v["token_file"] = token_file.display().to_string().into();
+            v["report_url"] = report_url.into();
+            if let Some(n) = note {
+                v["report_url_note"] = n.into();
+            }
             println!("{v}");
         }
         Output::Text => {
@@ -180,7 +231,10 @@ fn print_listening(l: &Listening, token_file: &Path, output: Output) {
                 "kubeboot serve: listening on {} (dashboard {}/)",
                 l.url, l.url
             );
-            println!("  nodes report to: [report] url = \"{}\"", l.report_url);
+            println!("  nodes report to: [report] url = \"{report_url}\"");
+            if let Some(n) = note {
+                println!("                   ({n})");
+            }
             if let Some(h) = &l.ca_cert_hash {
                 println!("                   [report] ca_cert_hash = \"{h}\"");
             }

@@ -186,8 +186,12 @@ fn up(a: UpArgs) -> Result<bool, String> {
     // Every run starts with an empty receiver: nodes of an earlier run must not
     // count as this run's (the image is the only thing reused).
     if data.exists() {
-        std::fs::remove_dir_all(&data)
-            .map_err(|e| format!("clearing the previous run's receiver data {}: {e}", data.display()))?;
+        std::fs::remove_dir_all(&data).map_err(|e| {
+            format!(
+                "clearing the previous run's receiver data {}: {e}",
+                data.display()
+            )
+        })?;
     }
     let token = super::serve::ensure_token(&data)?;
     let (tx, rx) = std::sync::mpsc::channel();
