@@ -15,7 +15,7 @@ use crate::serve::{self, tls::TlsSource, NodeSummary, ServeOptions};
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UpProfile {
-    /// production if Kubernetes packages are available (--packages or pkgs.k8s.io), else test.
+    /// production if Kubernetes is at hand (--kubernetes, KUBEBOOT_KUBERNETES, ../shared/k8s, --packages), else test.
     Auto,
     Production,
     Test,
@@ -27,7 +27,8 @@ Everything lives in --work (default image/up): the image, the bundle, the receiv
 seeds, VM disks and serial logs.
 
 Production (real Kubernetes, air-gapped image from --kubernetes, KUBEBOOT_KUBERNETES or ../shared/k8s): \
-an init node (cp-1), --control-planes more that join with the certificate key, and --workers, on a \
+--control-planes N (cp-1 runs kubeadm init --upload-certs, cp-2… join with the certificate key) and \
+--workers N, on a \
 private network namespace made for the run (bridge 10.88.0.0/24, no route out; needs root) with \
 haproxy on 10.88.0.2:6443 as the control-plane endpoint. When every node is done, up prints the \
 admin kubeconfig and waits; Ctrl-C tears everything down.
@@ -40,9 +41,10 @@ pub struct UpArgs {
     /// Worker nodes.
     #[arg(long, default_value_t = 1)]
     workers: u32,
-    /// Control-plane nodes that join (the init node comes on top, with the production profile).
-    #[arg(long, default_value_t = 0)]
-    control_planes: u32,
+    /// Control-plane nodes in all. Production: the first runs `kubeadm init`, the
+    /// others join with the certificate key (default 1). Test: all of them join (default 0).
+    #[arg(long, value_name = "N")]
+    control_planes: Option<u32>,
     #[arg(long, value_enum, default_value = "auto")]
     profile: UpProfile,
     /// A directory of Kubernetes .deb packages for an air-gapped production image.
@@ -258,8 +260,12 @@ fn up(a: UpArgs) -> Result<bool, String> {
     let mut nodes: Vec<(String, Role)> = Vec::new();
     if profile == Profile::Production {
         nodes.push(("cp-1".into(), Role::Init));
+        let joins = a.control_planes.unwrap_or(1).max(1) - 1;
+        nodes.extend((2..=joins + 1).map(|i| (format!("cp-{i}"), Role::ControlPlane)));
+    } else {
+        let joins = a.control_planes.unwrap_or(0);
+        nodes.extend((1..=joins).map(|i| (format!("cp-{i}"), Role::ControlPlane)));
     }
-    nodes.extend((1..=a.control_planes).map(|i| (format!("cp-{}", i + 1), Role::ControlPlane)));
     nodes.extend((1..=a.workers).map(|i| (format!("worker-{i}"), Role::Worker)));
     let discovery = bundle::read_discovery(&bundle_dir)?;
     let vms = work.join("vms");
