@@ -205,3 +205,156 @@ fn ready_with_credentials_the_cluster_rejects_says_so() {
         "{err}"
     );
 }
+
+fn story(node: &str) -> kubeboot::cluster::report::BootStory {
+    use kubeboot::cluster::report::{BootStory, PhaseResult};
+    use kubeboot::status::{Phase, PhaseState};
+    let at = chrono::Utc::now() - chrono::Duration::minutes(5);
+    let result = |phase, state, ms| PhaseResult {
+        phase,
+        state,
+        attempt: 1,
+        at,
+        duration_ms: Some(ms),
+        error: (state == PhaseState::Failed).then(|| {
+            (
+                "node_not_ready".to_string(),
+                "the kubelet never posted Ready".to_string(),
+            )
+        }),
+    };
+    BootStory {
+        node: node.into(),
+        boot_id: "boot-1".into(),
+        machine_id: "machine-1".into(),
+        agent_version: "0.1.0".into(),
+        phase: Phase::Ready,
+        state: PhaseState::Failed,
+        results: vec![
+            result(Phase::Source, PhaseState::Succeeded, 100),
+            result(Phase::Discover, PhaseState::Succeeded, 2_000),
+            result(Phase::Kubeadm, PhaseState::Succeeded, 60_000),
+            result(Phase::Ready, PhaseState::Failed, 900_000),
+        ],
+    }
+}
+
+/// The boot story told with the node's own credentials, as the Node authorizer and
+/// NodeRestriction allow it: annotations on its own Node, one Event per phase result
+/// (each once), a Warning for the failure; another Node's annotations are refused;
+/// `kubeboot nodes` reads it all back, and lists a Node without annotations as such.
+#[test]
+fn the_boot_story_reaches_the_cluster_with_node_credentials() {
+    use kubeboot::cluster::report;
+    let cp = shared();
+    let (mine, other) = ("story-node-1", "story-node-2");
+    for name in [mine, other] {
+        let manifest = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(manifest.path(), node_manifest(name)).unwrap();
+        cp.kubectl_ok(&["apply", "-f", manifest.path().to_str().unwrap()]);
+    }
+    let kubeconfig = cp.kubeconfig_for(&format!("system:node:{mine}"), &["system:nodes"]);
+    let publish = |story: &report::BootStory, already: &std::collections::BTreeSet<String>| {
+        kubeboot::cluster::block_on(async {
+            let client = kubeboot::cluster::client(&kubeconfig).await.unwrap();
+            report::publish(&client, story, already).await
+        })
+    };
+    let s = story(mine);
+    let first = publish(&s, &Default::default()).unwrap_or_else(|(_, e)| panic!("{e}"));
+    assert_eq!(first.events_sent.len(), 4, "{first:?}");
+    assert!(first.annotated);
+    let already = first.events_sent.iter().cloned().collect();
+    let again = publish(&s, &already).unwrap_or_else(|(_, e)| panic!("{e}"));
+    assert!(again.events_sent.is_empty(), "sent twice: {again:?}");
+
+    let phase = cp.kubectl_ok(&[
+        "get",
+        "node",
+        mine,
+        "-o",
+        "jsonpath={.metadata.annotations.kubeboot\\.io/phase}",
+    ]);
+    assert_eq!(phase, "ready");
+    let durations = cp.kubectl_ok(&[
+        "get",
+        "node",
+        mine,
+        "-o",
+        "jsonpath={.metadata.annotations.kubeboot\\.io/phase-durations}",
+    ]);
+    assert_eq!(
+        durations,
+        r#"{"discover":2000,"kubeadm":60000,"source":100}"#
+    );
+    let events: serde_json::Value = serde_json::from_str(&cp.kubectl_ok(&[
+        "get",
+        "events",
+        "-n",
+        "default",
+        "--field-selector",
+        &format!("involvedObject.kind=Node,involvedObject.name={mine}"),
+        "-o",
+        "json",
+    ]))
+    .unwrap();
+    let items = events["items"].as_array().unwrap();
+    assert_eq!(items.len(), 4, "{events}");
+    let warnings: Vec<_> = items.iter().filter(|e| e["type"] == "Warning").collect();
+    assert_eq!(warnings.len(), 1, "{events}");
+    assert_eq!(warnings[0]["reason"], "KubebootPhaseFailed");
+    assert!(warnings[0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("node_not_ready"));
+    assert!(items
+        .iter()
+        .all(|e| e["reportingComponent"] == "kubeboot.io/agent" && e["reportingInstance"] == mine));
+
+    // NodeRestriction: this node may not annotate another Node.
+    let (_, err) = publish(&story(other), &already).expect_err("another Node's annotations");
+    assert!(err.contains(&format!("annotating Node {other}")), "{err}");
+    assert!(
+        err.to_lowercase().contains("forbidden") || err.contains("not allowed"),
+        "{err}"
+    );
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kubeboot-under-test"))
+        .args(["nodes", "--output", "json", "--kubeconfig"])
+        .arg(cp.admin_conf())
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let find = |n: &str| {
+        v["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["name"] == n)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(find(mine)["phase"], "ready");
+    assert_eq!(find(mine)["state"], "failed");
+    assert!(find(mine)["last_failure"]
+        .as_str()
+        .unwrap()
+        .contains("never posted Ready"));
+    assert!(find(other)["phase"].is_null(), "{v}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kubeboot-under-test"))
+        .args(["nodes", "--kubeconfig"])
+        .arg(cp.admin_conf())
+        .output()
+        .unwrap();
+    let t = text(&out);
+    assert!(
+        t.lines()
+            .any(|l| l.starts_with(mine) && l.contains("ready") && l.contains("failed")),
+        "{t}"
+    );
+    assert!(
+        t.lines().any(|l| l.starts_with(other) && l.contains(" - ")),
+        "{t}"
+    );
+}

@@ -95,10 +95,16 @@ pub fn serve_at(
                 continue; // e.g. the client refused our certificate
             }
             let mut authorized = token.is_none();
+            let mut content_length = 0usize;
             loop {
                 let mut h = String::new();
                 if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
                     break;
+                }
+                if let Some((name, value)) = h.split_once(':') {
+                    if name.trim().eq_ignore_ascii_case("content-length") {
+                        content_length = value.trim().parse().unwrap_or(0);
+                    }
                 }
                 if let Some(t) = &token {
                     if h.trim()
@@ -108,14 +114,27 @@ pub fn serve_at(
                     }
                 }
             }
+            let mut request_body = vec![0u8; content_length.min(1 << 20)];
+            if std::io::Read::read_exact(&mut reader, &mut request_body).is_err() {
+                continue;
+            }
+            let method = request_line.split_whitespace().next().unwrap_or("");
             let requested = request_line.split_whitespace().nth(1).unwrap_or("");
             let wanted = requested == path.as_str();
-            // Standing in for kube-apiserver's Node endpoint too: every Node is Ready.
+            // Standing in for kube-apiserver's Node endpoint too: every Node is Ready
+            // (GET, and PATCH of its annotations answers the same Node).
             let node = requested
+                .split('?')
+                .next()
+                .unwrap_or("")
                 .strip_prefix(NODES_PATH)
                 .filter(|n| !n.is_empty() && !n.contains(['/', '?']))
                 .map(ready_node_json);
+            // And its Events: a created Event is answered with itself.
+            let event = (method == "POST" && requested.split('?').next() == Some(EVENTS_PATH))
+                .then(|| String::from_utf8_lossy(&request_body).into_owned());
             let (status, content) = match (wanted, authorized, &node) {
+                _ if event.is_some() => ("201 Created", event.as_deref().unwrap_or("")),
                 (_, _, Some(node)) => ("200 OK", node.as_str()),
                 (_, false, None) => ("401 Unauthorized", "unauthorized\n"),
                 (false, true, None) => ("404 Not Found", "no such document\n"),
@@ -135,6 +154,7 @@ pub fn serve_at(
 }
 
 pub const NODES_PATH: &str = "/api/v1/nodes/";
+pub const EVENTS_PATH: &str = "/api/v1/namespaces/default/events";
 
 /// A Node that the kubelet reports Ready, with a podCIDR (as the real API server shows it).
 pub fn ready_node_json(name: &str) -> String {

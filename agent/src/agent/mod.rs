@@ -6,6 +6,7 @@
 //! first phase that has not succeeded, and a finished node never runs kubeadm
 //! again. Every change of phase is one status event sent to every sink.
 
+mod cluster_report;
 mod crash;
 mod phases;
 pub mod state;
@@ -422,6 +423,9 @@ impl Agent {
                 } else {
                     None
                 };
+                if let Some(dropped) = self.tell_cluster(state, phase, PhaseState::Succeeded) {
+                    self.notes.push(dropped);
+                }
                 let notes = std::mem::take(&mut self.notes);
                 self.emit_with_facts(
                     phase,
@@ -443,6 +447,10 @@ impl Agent {
                 let ms = state.finish(phase, PhaseState::Failed, Some(f.report()));
                 state.log_tail = f.log_tail.clone();
                 let _ = self.save(state);
+                let mut f = f;
+                if let Some(dropped) = self.tell_cluster(state, phase, PhaseState::Failed) {
+                    f.log_tail.push(dropped);
+                }
                 self.emit(
                     phase,
                     PhaseState::Failed,

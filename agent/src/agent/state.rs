@@ -3,7 +3,7 @@
 //! 0600, deleted when done) and `kubeadm.yaml` (0600, deleted when done).
 //! Every write is atomic (temp, fsync, rename, fsync dir).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -53,6 +53,10 @@ pub struct AgentState {
     pub last_error: Option<ErrorReport>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub log_tail: Vec<String>,
+    /// Phase results already told to the cluster as Kubernetes Events
+    /// (`phase:state:attempt`), so each is sent once, across reboots too.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub cluster_events: BTreeSet<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -72,6 +76,7 @@ impl AgentState {
             failed_phase: None,
             last_error: None,
             log_tail: Vec::new(),
+            cluster_events: BTreeSet::new(),
             created_at: now,
             updated_at: now,
         }

@@ -5,6 +5,7 @@ mod agent;
 mod bundle;
 mod discover;
 mod image;
+mod nodes;
 mod pod_routes;
 mod render;
 pub(crate) mod serve;
@@ -72,6 +73,8 @@ pub enum Command {
     Image(image::ImageArgs),
     /// A local cluster of VMs: image, bundle, receiver, seeds, boots, live status.
     Up(up::UpArgs),
+    /// Every Node of a cluster with its boot state, from the cluster itself (Node annotations).
+    Nodes(nodes::NodesArgs),
     /// Keep routes to the other nodes' pod subnets (the bridge pod network; a node service).
     PodRoutes(pod_routes::PodRoutesArgs),
 }
@@ -99,6 +102,7 @@ pub fn main() -> ExitCode {
         Command::Watch(args) => watch::run(args),
         Command::Image(args) => image::run(args),
         Command::Up(args) => up::run(args),
+        Command::Nodes(args) => nodes::run(args),
         Command::PodRoutes(args) => pod_routes::run(&cli.root, args),
     };
     ExitCode::from(code)

@@ -144,7 +144,7 @@ pub fn seed(args: SeedArgs) -> u8 {
             &args.out,
         )?;
         eprintln!(
-            "kubeboot: wrote NoCloud seed {} (label cidata, mode 0600) for a {}",
+            "kubeboot: wrote NoCloud seed {} (label cidata, mode 0600) for the role {}",
             args.out.display(),
             doc.role
         );

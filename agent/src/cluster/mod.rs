@@ -7,6 +7,7 @@
 
 pub mod node;
 pub mod pod_network;
+pub mod report;
 
 use std::path::Path;
 use std::time::Duration;
