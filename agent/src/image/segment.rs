@@ -63,13 +63,20 @@ impl Port {
 pub fn haproxy_config(control_planes: &[(String, String)]) -> String {
     let mut s = format!(
         "global\n    log stdout format raw local0 info\ndefaults\n    mode tcp\n    log global\n    \
-         option tcplog\n    timeout connect 5s\n    timeout client 10m\n    timeout server 10m\n\
+         option tcplog\n    timeout connect 5s\n    timeout client 10m\n    timeout server 10m\n    timeout check 20s\n\
          frontend kube-apiserver\n    bind {ENDPOINT}:6443\n    default_backend control-planes\n\
          backend control-planes\n    option httpchk GET /readyz\n    http-check expect status 200\n    \
-         default-server inter 5s fall 3 rise 2 check check-ssl verify none\n"
+         default-server inter 10s fall 6 rise 1 check check-ssl verify none\n"
     );
     for (name, address) in control_planes {
         s.push_str(&format!("    server {name} {address}:6443\n"));
+    }
+    // Fail open: when every check fails (a control plane slow under TCG missed
+    // its checks), haproxy still tries the control planes instead of refusing.
+    for (name, address) in control_planes {
+        s.push_str(&format!(
+            "    server {name}-open {address}:6443 backup no-check\n"
+        ));
     }
     s
 }
@@ -191,5 +198,6 @@ mod tests {
         assert!(cfg.contains("server cp-1 10.88.0.11:6443\n"));
         assert!(cfg.contains("server cp-2 10.88.0.12:6443\n"));
         assert!(cfg.contains("option httpchk GET /readyz"));
+        assert!(cfg.contains("server cp-1-open 10.88.0.11:6443 backup no-check\n"));
     }
 }
