@@ -30,7 +30,8 @@ Production (real Kubernetes, air-gapped image from --kubernetes, KUBEBOOT_KUBERN
 --control-planes N (cp-1 runs kubeadm init --upload-certs, cp-2… join with the certificate key) and \
 --workers N, on a \
 private network namespace made for the run (bridge 10.88.0.0/24, no route out; needs root) with \
-haproxy on 10.88.0.2:6443 as the control-plane endpoint. When every node is done, up prints the \
+haproxy on 10.88.0.2:6443 as the control-plane endpoint. Nodes boot in stages: cp-1, then each \
+joining control plane, then the workers, each once the one before is done. When every node is done, up prints the \
 admin kubeconfig and waits; Ctrl-C tears everything down.
 
 Test: kubeadm is tests/'s test double; VMs use qemu user networking with restrict=on and reach \
@@ -58,8 +59,9 @@ pub struct UpArgs {
     /// Rebuild the image even if one for this profile exists.
     #[arg(long)]
     rebuild: bool,
-    /// Give up after this many seconds (bootstrap only).
-    #[arg(long, default_value_t = 3600)]
+    /// Give up after this many seconds (bootstrap only). A production cluster boots
+    /// its nodes one stage at a time; under qemu TCG each control plane takes 10–15 min.
+    #[arg(long, default_value_t = 5400)]
     timeout: u64,
 }
 
@@ -290,6 +292,7 @@ fn up(a: UpArgs) -> Result<bool, String> {
         );
     }
     let mut vm_logs: Vec<(usize, String, PathBuf)> = Vec::new();
+    let mut waiting: std::collections::VecDeque<(String, Role, vm::VmSpec)> = Default::default();
     for (i, (name, role)) in nodes.iter().enumerate() {
         let port = ports.as_ref().map(|p| &p[i]);
         let extra = match port {
@@ -343,14 +346,10 @@ fn up(a: UpArgs) -> Result<bool, String> {
             });
             spec.memory_mib = if *role == Role::Worker { 2048 } else { 3072 };
         }
-        eprintln!(
-            "up: booting {name} ({}) — serial console {}",
-            role.as_str(),
-            spec.serial_log().display()
-        );
-        procs.0.push(vm::start(&spec)?);
-        vm_logs.push((procs.0.len() - 1, name.clone(), spec.serial_log()));
+        waiting.push_back((name.clone(), *role, spec));
     }
+    let one_by_one = segment.is_some();
+    let mut booted: Vec<String> = Vec::new();
     let admin = match &segment {
         Some(_) => {
             let path = work.join("admin.conf");
@@ -402,6 +401,25 @@ fn up(a: UpArgs) -> Result<bool, String> {
             .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
             .and_then(|v| serde_json::from_value(v["nodes"].clone()).ok())
             .unwrap_or_default();
+        // Production boots the init node, then each joining control plane, then
+        // the workers, each stage once the one before is done: under TCG on a
+        // small host, a control plane starting next to others missed its probes.
+        let all_done = booted
+            .iter()
+            .all(|n| list.iter().any(|x| &x.name == n && x.done()));
+        if !waiting.is_empty() && (booted.is_empty() || !one_by_one || all_done) {
+            for (name, role, spec) in next_stage(&mut waiting, one_by_one) {
+                eprintln!(
+                    "up: booting {name} ({}) — serial console {}",
+                    role.as_str(),
+                    spec.serial_log().display()
+                );
+                procs.0.push(vm::start(&spec)?);
+                vm_logs.push((procs.0.len() - 1, name.clone(), spec.serial_log()));
+                booted.push(name);
+            }
+        }
+        let stuck = list.iter().any(|n| n.failed()) && !waiting.is_empty();
         let table = super::watch::table(&list);
         let elapsed = started.elapsed().as_secs();
         if table != shown {
@@ -417,6 +435,13 @@ fn up(a: UpArgs) -> Result<bool, String> {
                 vms.display()
             );
             quiet_since = elapsed;
+        }
+        if stuck && list.iter().all(NodeSummary::settled) {
+            eprintln!(
+                "up: a node failed; {} node(s) were not booted",
+                waiting.len()
+            );
+            return Ok(false);
         }
         if list.len() >= nodes.len() && list.iter().all(NodeSummary::settled) {
             let ok = list.iter().all(|n| !n.failed());
@@ -457,6 +482,22 @@ fn up(a: UpArgs) -> Result<bool, String> {
             return Ok(false);
         }
         std::thread::sleep(Duration::from_secs(2));
+    }
+}
+
+/// The VMs to boot next: everything at once, or (one by one) the next control
+/// plane alone, or all the workers together.
+fn next_stage(
+    waiting: &mut std::collections::VecDeque<(String, Role, vm::VmSpec)>,
+    one_by_one: bool,
+) -> Vec<(String, Role, vm::VmSpec)> {
+    if !one_by_one {
+        return waiting.drain(..).collect();
+    }
+    match waiting.front() {
+        Some((_, Role::Worker, _)) => waiting.drain(..).collect(),
+        Some(_) => waiting.pop_front().into_iter().collect(),
+        None => Vec::new(),
     }
 }
 
