@@ -213,3 +213,36 @@ fn an_invalid_document_with_a_report_section_leaves_nothing_on_disk() {
     assert_eq!(before, node.tree());
     assert!(outbox_files(&node).is_empty());
 }
+
+/// The cluster refuses the node's Events (a real 403 from the API server's
+/// stand-in): the boot still reaches done, and the drop and its reason reach
+/// the HTTPS receiver as a note on the status event.
+#[test]
+fn a_cluster_that_refuses_the_boot_story_does_not_fail_the_boot() {
+    let r = Receiver::start();
+    let node = TestNode::new(&format!(
+        "{}{}",
+        WORKER.replace("worker-7", "refuse-events-7"),
+        r.report_toml(30)
+    ));
+    let out = node.agent(&[]);
+    assert_exit(&out, 0);
+    let v = r.get_json("/v1/nodes/refuse-events-7");
+    assert_eq!(
+        (v["phase"].as_str(), v["state"].as_str()),
+        (Some("done"), Some("succeeded")),
+        "{v}"
+    );
+    let notes: Vec<String> = v["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["state"] == "succeeded")
+        .flat_map(|e| e["log_tail"].as_array().cloned().unwrap_or_default())
+        .filter_map(|l| l.as_str().map(str::to_string))
+        .filter(|l| l.contains("report into the cluster"))
+        .collect();
+    assert!(!notes.is_empty(), "no drop note in {v}");
+    assert!(notes[0].contains("dropped after 3 tries"), "{notes:?}");
+    assert!(notes[0].contains("403"), "{notes:?}");
+}

@@ -133,7 +133,13 @@ pub fn serve_at(
             // And its Events: a created Event is answered with itself.
             let event = (method == "POST" && requested.split('?').next() == Some(EVENTS_PATH))
                 .then(|| String::from_utf8_lossy(&request_body).into_owned());
+            // A node named refuse-events-… is refused, as the Node authorizer
+            // would refuse a credential without the right (tests the drop path).
+            let refused = event
+                .as_deref()
+                .is_some_and(|e| e.contains("\"name\":\"refuse-events"));
             let (status, content) = match (wanted, authorized, &node) {
+                _ if refused => ("403 Forbidden", FORBIDDEN_STATUS),
                 _ if event.is_some() => ("201 Created", event.as_deref().unwrap_or("")),
                 (_, _, Some(node)) => ("200 OK", node.as_str()),
                 (_, false, None) => ("401 Unauthorized", "unauthorized\n"),
@@ -154,6 +160,7 @@ pub fn serve_at(
 }
 
 pub const NODES_PATH: &str = "/api/v1/nodes/";
+const FORBIDDEN_STATUS: &str = r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"events is forbidden: test double refuses this node","reason":"Forbidden","code":403}"#;
 pub const EVENTS_PATH: &str = "/api/v1/namespaces/default/events";
 
 /// A Node that the kubelet reports Ready, with a podCIDR (as the real API server shows it).
