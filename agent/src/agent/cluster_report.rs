@@ -8,10 +8,10 @@ use std::time::Duration;
 use crate::cluster::report::{self, BootStory, PhaseResult};
 use crate::status::{Phase, PhaseState};
 
+use super::phases::KUBELET_CONF;
 use super::state::AgentState;
 use super::Agent;
 
-const KUBELET_CONF: &str = "/etc/kubernetes/kubelet.conf";
 const TRIES: u32 = 3;
 
 impl Agent {

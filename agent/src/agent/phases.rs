@@ -28,7 +28,7 @@ const IPV6_SYSCTLS: [(&str, &str); 2] = [
     ("net.ipv6.conf.all.forwarding", "1"),
 ];
 const MIB: u64 = 1024 * 1024;
-const KUBELET_CONF: &str = "/etc/kubernetes/kubelet.conf";
+pub(super) const KUBELET_CONF: &str = "/etc/kubernetes/kubelet.conf";
 const ADMIN_CONF: &str = "/etc/kubernetes/admin.conf";
 const NODE_FILE: &str = "/etc/kubeboot/node.toml";
 
@@ -481,8 +481,6 @@ impl Agent {
         }
     }
 
-    /// Pre-generated CA material (init) and inline external-etcd credentials,
-    /// written before every kubeadm attempt (kubeadm reset removes them).
     /// A control plane without `[node] advertise_address` advertises the IPv4
     /// address of its default route, as kubeadm does on an IPv4-only host. Left to
     /// itself on a host that also has IPv6 (qemu's user network hands out SLAAC
@@ -506,6 +504,8 @@ impl Agent {
         Ok(Some(owned))
     }
 
+    /// Pre-generated CA material (init) and inline external-etcd credentials,
+    /// written before every kubeadm attempt (kubeadm reset removes them).
     fn write_pki(&self, doc: &ValidDocument, paths: &ConfigPaths) -> crate::host::HostResult<()> {
         let dir = &paths.certificates_dir;
         if let (Role::Init, Some(pki)) = (doc.role, &doc.doc.pki) {

@@ -394,7 +394,7 @@ fn up(a: UpArgs) -> Result<bool, String> {
             }
         }
         let list: Vec<NodeSummary> = client
-            .get(format!("{url}/v1/nodes"))
+            .get(format!("{}/nodes", crate::report::api_root(&url)))
             .send()
             .ok()
             .and_then(|r| r.bytes().ok())

@@ -1,6 +1,6 @@
 //! This node's Node object: registered? which podCIDR? Ready?
 
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::core::v1::{Node, NodeCondition};
 use kube::Api;
 
 /// What the Node object says right now.
@@ -16,17 +16,21 @@ pub enum NodeState {
     },
 }
 
+/// The Node's Ready condition, as the kubelet last posted it.
+pub fn ready_condition(node: &Node) -> Option<&NodeCondition> {
+    node.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+}
+
 pub async fn state(client: &kube::Client, name: &str) -> Result<NodeState, kube::Error> {
     let nodes: Api<Node> = Api::all(client.clone());
     let Some(node) = nodes.get_opt(name).await? else {
         return Ok(NodeState::NotRegistered);
     };
     let pod_cidr = node.spec.as_ref().and_then(|s| s.pod_cidr.clone());
-    let ready = node
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"));
+    let ready = ready_condition(&node);
     Ok(NodeState::Registered {
         pod_cidr,
         ready: ready.is_some_and(|c| c.status == "True"),

@@ -251,12 +251,7 @@ pub fn node_boot(node: &Node) -> NodeBoot {
         .get(ANNOTATION_DURATIONS)
         .and_then(|d| serde_json::from_str(d).ok())
         .unwrap_or_default();
-    let ready = node
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
-        .is_some_and(|c| c.status == "True");
+    let ready = super::node::ready_condition(node).is_some_and(|c| c.status == "True");
     NodeBoot {
         name: node.metadata.name.clone().unwrap_or_default(),
         ready,

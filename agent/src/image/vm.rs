@@ -233,7 +233,6 @@ pub fn command(spec: &VmSpec) -> Result<Command, String> {
     Ok(c)
 }
 
-/// Start the VM in the background.
 /// If qemu has exited: its status and what it wrote to stderr (why it failed:
 /// a bad option, missing firmware, no memory).
 pub fn exited(child: &mut Child) -> Result<Option<(std::process::ExitStatus, String)>, String> {
@@ -272,6 +271,7 @@ pub fn die_with_parent(c: &mut Command) {
     }
 }
 
+/// Start the VM in the background.
 pub fn start(spec: &VmSpec) -> Result<Child, String> {
     let mut c = command(spec)?;
     die_with_parent(&mut c);
