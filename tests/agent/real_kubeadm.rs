@@ -156,3 +156,152 @@ fn real_kubeadm_accepts_the_air_gapped_rendering_and_lists_our_images() {
         );
     }
 }
+
+/// A `bundle new --slow-host` init document, as the agent renders it, is one the
+/// real kubeadm applies: with the probe patches the agent writes
+/// (`static_pod_startup_seconds`, `static_pod_liveness_seconds`) its dry-run
+/// manifests carry the raised failureThresholds and the liveness timeout and keep
+/// the rest of kubeadm's probes; etcd, the controller manager and the scheduler get
+/// the slower heartbeats and leases.
+#[test]
+fn real_kubeadm_applies_the_slow_host_tuning() {
+    let kubeadm = real_kubeadm();
+    let tmp = tempfile::tempdir().unwrap();
+    let bundle = tmp.path().join("b");
+    let out = Command::new(env!("CARGO_BIN_EXE_kubeboot-under-test"))
+        .args([
+            "bundle",
+            "new",
+            "--slow-host",
+            "--endpoint",
+            "k8s-api.test:6443",
+            "--out",
+        ])
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    let text_doc = std::fs::read_to_string(bundle.join("nodes/init.toml")).unwrap();
+    let doc = kubeboot::document::load(&text_doc).expect("document");
+    let patches = tmp.path().join("patches");
+    std::fs::create_dir(&patches).unwrap();
+    for (file, patch) in kubeboot::kubeadm::startup_patches(&doc) {
+        std::fs::write(patches.join(file), patch).unwrap();
+    }
+    let yaml = kubeboot::kubeadm::render(
+        &doc,
+        kubeboot::kubeadm::ApiVersion::V1Beta3,
+        &kubeboot::kubeadm::ConfigPaths::default(),
+        &kubeboot::kubeadm::NodeImage::unknown(),
+    )
+    .unwrap()
+    .expose()
+    .replace(
+        kubeboot::kubeadm::STARTUP_PATCHES_DIR,
+        patches.to_str().unwrap(),
+    );
+    let cfg = tmp.path().join("kubeadm.yaml");
+    std::fs::write(&cfg, &yaml).unwrap();
+    let manifests = dry_run_manifests(&kubeadm, &cfg);
+    let mut seen = Vec::new();
+    for (name, manifest) in &manifests {
+        let pod: serde_yaml_ng::Value = serde_yaml_ng::from_str(manifest).unwrap();
+        let c = &pod["spec"]["containers"][0];
+        // 10 s delay + 149 probes 10 s apart ≥ 1500 s; 90 failed probes ≥ 900 s.
+        assert_eq!(
+            c["startupProbe"]["failureThreshold"], 149,
+            "{name}: {manifest}"
+        );
+        assert_eq!(
+            c["livenessProbe"]["failureThreshold"], 90,
+            "{name}: {manifest}"
+        );
+        assert_eq!(
+            c["livenessProbe"]["timeoutSeconds"], 30,
+            "{name}: {manifest}"
+        );
+        // The patch merges: kubeadm's own probe target stays.
+        assert!(
+            c["livenessProbe"]["httpGet"]["path"].is_string(),
+            "{name}: {manifest}"
+        );
+        let flags: Vec<&str> = c["command"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .filter_map(|f| f.as_str())
+            .collect();
+        let want: &[&str] = match name.as_str() {
+            "etcd.yaml" => &["--heartbeat-interval=500", "--election-timeout=5000"],
+            "kube-apiserver.yaml" => &[],
+            _ => &[
+                "--leader-elect-lease-duration=60s",
+                "--leader-elect-renew-deadline=40s",
+            ],
+        };
+        for w in want {
+            assert!(flags.contains(w), "{name}: {w} not in {flags:?}");
+        }
+        seen.push(name.clone());
+    }
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            "etcd.yaml",
+            "kube-apiserver.yaml",
+            "kube-controller-manager.yaml",
+            "kube-scheduler.yaml"
+        ]
+    );
+}
+
+/// The static Pod manifests `kubeadm init phase control-plane all` and `etcd local`
+/// write for `cfg` in their dry runs (each into a fresh
+/// /etc/kubernetes/tmp/kubeadm-init-dryrun*, removed here).
+fn dry_run_manifests(kubeadm: &std::path::Path, cfg: &std::path::Path) -> Vec<(String, String)> {
+    let dryruns = || -> std::collections::BTreeSet<std::path::PathBuf> {
+        std::fs::read_dir("/etc/kubernetes/tmp")
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.to_string_lossy().contains("kubeadm-init-dryrun"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let before = dryruns();
+    let run = |phase: &[&str]| {
+        Command::new(kubeadm)
+            .args(["init", "phase"])
+            .args(phase)
+            .args(["--dry-run", "--config"])
+            .arg(cfg)
+            .output()
+            .unwrap()
+    };
+    let outs = [run(&["control-plane", "all"]), run(&["etcd", "local"])];
+    let new: Vec<_> = dryruns().difference(&before).cloned().collect();
+    let manifests = new
+        .iter()
+        .flat_map(|d| std::fs::read_dir(d).unwrap().flatten())
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read_to_string(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    for d in &new {
+        let _ = std::fs::remove_dir_all(d);
+    }
+    for out in &outs {
+        assert!(out.status.success(), "{}", text(out));
+        assert!(
+            text(out).contains("Applied patch of type \"application/strategic-merge-patch+json\""),
+            "{}",
+            text(out)
+        );
+    }
+    manifests
+}

@@ -34,6 +34,8 @@ pub struct NewBundle {
     pub kubernetes_version: Option<String>,
     pub pod_subnet: Option<String>,
     pub external_etcd: Vec<String>,
+    /// Node documents tuned for emulated (TCG) or heavily shared hosts: see [`slow_host_tuning`].
+    pub slow_host: bool,
 }
 
 /// `discovery.toml`: the values every node document is made from.
@@ -71,6 +73,8 @@ pub struct ClusterSettings {
     pub pod_subnet: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub external_etcd: Vec<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub slow_host: bool,
 }
 
 /// What was made, for the summary.
@@ -154,6 +158,7 @@ pub fn create(req: &NewBundle, out: &Path, force: bool) -> Result<Summary, Strin
             kubernetes_version: req.kubernetes_version.clone(),
             pod_subnet: req.pod_subnet.clone(),
             external_etcd: req.external_etcd.clone(),
+            slow_host: req.slow_host,
         },
     };
     let files = write_documents(&w, &discovery)?;
@@ -306,7 +311,44 @@ pub fn node_document(role: Role, d: &Discovery, bundle_dir: &Path) -> Result<Str
             Role::Worker => "",
         }
     );
-    Ok(header + &toml::to_string(&doc).map_err(|e| e.to_string())?)
+    let tuning = if d.cluster.slow_host {
+        slow_host_tuning(role)
+    } else {
+        ""
+    };
+    Ok(header + &toml::to_string(&doc).map_err(|e| e.to_string())? + tuning)
+}
+
+/// What `bundle new --slow-host` adds to each role's document, for emulated (qemu
+/// TCG) VMs sharing a few host cores, where the control plane runs many times
+/// slower and every VM that boots takes CPU from the API server:
+/// - kubeadm's wait for the control plane and the static Pods' startupProbe: 1500 s;
+/// - a running component is restarted only after 900 s of failed liveness probes
+///   (a restart under TCG costs minutes and adds to the load that caused it);
+/// - etcd heartbeats every 500 ms and elects after 5 s of silence (etcd's defaults,
+///   100 ms and 1 s, assume a host that answers in milliseconds), and the controller
+///   manager and scheduler keep their leader leases through 40 s of slow API calls
+///   (kubeadm's defaults give up after 10 s and exit, which stalls the approval of
+///   joining kubelets' certificates). These are ClusterConfiguration, which `init`
+///   uploads and joining control planes read, so only `init` carries them.
+pub fn slow_host_tuning(role: Role) -> &'static str {
+    match role {
+        Role::Init => concat!(
+            "\n[kubeadm]\ncontrol_plane_timeout_seconds = 1500\n",
+            "static_pod_startup_seconds = 1500\nstatic_pod_liveness_seconds = 900\n",
+            "\n[kubeadm.patch.cluster_configuration.etcd.local.extraArgs]\n",
+            "heartbeat-interval = \"500\"\nelection-timeout = \"5000\"\n",
+            "\n[kubeadm.patch.cluster_configuration.controllerManager.extraArgs]\n",
+            "leader-elect-lease-duration = \"60s\"\nleader-elect-renew-deadline = \"40s\"\n",
+            "\n[kubeadm.patch.cluster_configuration.scheduler.extraArgs]\n",
+            "leader-elect-lease-duration = \"60s\"\nleader-elect-renew-deadline = \"40s\"\n",
+        ),
+        Role::ControlPlane => concat!(
+            "\n[kubeadm]\nstatic_pod_startup_seconds = 1500\n",
+            "static_pod_liveness_seconds = 900\n",
+        ),
+        Role::Worker => "",
+    }
 }
 
 struct Writer(PathBuf);

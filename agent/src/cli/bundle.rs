@@ -64,6 +64,11 @@ struct NewArgs {
     /// External etcd client URLs (the external-etcd topology; no etcd CA is made then).
     #[arg(long, value_name = "URL,...", value_delimiter = ',')]
     external_etcd: Vec<String>,
+    /// Tune the node documents for emulated VMs (qemu TCG) or heavily shared hosts:
+    /// longer kubeadm and probe waits, relaxed liveness restarts, slower etcd
+    /// heartbeats and leader-election leases (README: "Slow hosts").
+    #[arg(long)]
+    slow_host: bool,
     /// The bundle directory to create.
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
@@ -93,6 +98,7 @@ pub fn run(args: BundleArgs) -> u8 {
                 kubernetes_version: a.kubernetes_version,
                 pod_subnet: a.pod_subnet,
                 external_etcd: a.external_etcd,
+                slow_host: a.slow_host,
             };
             (
                 bundle::create(&req, &a.out, a.force),

@@ -180,6 +180,7 @@ fn up(a: UpArgs) -> Result<bool, String> {
             kubernetes_version: None,
             pod_subnet: segment.as_ref().map(|_| "10.244.0.0/16".to_string()),
             external_etcd: vec![],
+            slow_host: segment.is_some(),
         },
         &bundle_dir,
         true,
@@ -296,15 +297,11 @@ fn up(a: UpArgs) -> Result<bool, String> {
     for (i, (name, role)) in nodes.iter().enumerate() {
         let port = ports.as_ref().map(|p| &p[i]);
         let extra = match port {
-            // TCG: the control plane takes many minutes; joins wait for it.
+            // TCG: the control plane takes many minutes (the bundle is --slow-host);
+            // joins wait for it.
             Some(p) => format!(
-                "advertise_address = \"{}\"\n\n[ready]\ntimeout_seconds = 1800\n{}",
+                "advertise_address = \"{}\"\n\n[ready]\ntimeout_seconds = 1800\n",
                 p.address,
-                match role {
-                    Role::Init => "\n[kubeadm]\ncontrol_plane_timeout_seconds = 1500\nstatic_pod_startup_seconds = 1500\n",
-                    Role::ControlPlane => "\n[kubeadm]\nstatic_pod_startup_seconds = 1500\n",
-                    Role::Worker => "",
-                }
             ),
             None => String::new(),
         };

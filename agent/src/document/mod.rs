@@ -261,6 +261,11 @@ pub struct KubeadmOptions {
     /// manifests allow about 250 s; an emulated VM can need more. Applied as kubeadm
     /// patches (startupProbe.failureThreshold) the agent writes; not with patches_directory.
     pub static_pod_startup_seconds: Option<u64>,
+    /// How long a running control-plane component may fail its liveness probe before
+    /// the kubelet restarts it. kubeadm's manifests allow 80 s with 15 s per probe; on
+    /// an overloaded host a restart costs minutes and makes the overload worse. Applied
+    /// like static_pod_startup_seconds (livenessProbe.failureThreshold, timeoutSeconds 30).
+    pub static_pod_liveness_seconds: Option<u64>,
     /// Deep-merged into the generated configuration documents (kubeadm's field names).
     #[serde(default)]
     pub patch: ConfigPatches,
@@ -271,6 +276,7 @@ impl Default for KubeadmOptions {
         KubeadmOptions {
             control_plane_timeout_seconds: None,
             static_pod_startup_seconds: None,
+            static_pod_liveness_seconds: None,
             ignore_preflight_errors: Vec::new(),
             skip_phases: Vec::new(),
             attempts: default_attempts(),

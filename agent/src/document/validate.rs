@@ -644,19 +644,32 @@ fn check_options(doc: &NodeDocument, p: &mut Problems) {
             );
         }
     }
-    if let Some(t) = k.static_pod_startup_seconds {
+    let probes = [
+        (
+            "kubeadm.static_pod_startup_seconds",
+            k.static_pod_startup_seconds,
+            "startupProbe",
+        ),
+        (
+            "kubeadm.static_pod_liveness_seconds",
+            k.static_pod_liveness_seconds,
+            "livenessProbe",
+        ),
+    ];
+    for (field, seconds, probe) in probes {
+        let Some(t) = seconds else { continue };
         if !(60..=7200).contains(&t) {
             p.add(
-                "kubeadm.static_pod_startup_seconds",
+                field,
                 format!("{t} is out of range"),
                 "use 60 to 7200 seconds",
             );
         }
         if k.patches_directory.is_some() {
             p.add(
-                "kubeadm.static_pod_startup_seconds",
+                field,
                 "cannot be combined with kubeadm.patches_directory",
-                "drop it and put startupProbe patches for the control-plane components in your patches directory",
+                format!("drop it and put {probe} patches for the control-plane components in your patches directory"),
             );
         }
     }

@@ -55,11 +55,13 @@ pub fn render(
                 init_configuration(doc, api, image),
                 &doc.doc.kubeadm.patch,
                 Kind::Init,
+                api,
             )?,
             patched(
                 cluster_configuration(doc, api, paths, image),
                 &doc.doc.kubeadm.patch,
                 Kind::Cluster,
+                api,
             )?,
         ],
         Role::ControlPlane | Role::Worker => {
@@ -67,6 +69,7 @@ pub fn render(
                 join_configuration(doc, api, image),
                 &doc.doc.kubeadm.patch,
                 Kind::Join,
+                api,
             )?]
         }
     };
@@ -242,7 +245,7 @@ fn common_tail(doc: &ValidDocument, image: &NodeImage, m: &mut Map<String, Value
     }
     if let Some(dir) = &k.patches_directory {
         m.insert("patches".into(), json!({ "directory": dir }));
-    } else if k.static_pod_startup_seconds.is_some() {
+    } else if k.static_pod_startup_seconds.is_some() || k.static_pod_liveness_seconds.is_some() {
         m.insert(
             "patches".into(),
             json!({ "directory": STARTUP_PATCHES_DIR }),
@@ -250,30 +253,56 @@ fn common_tail(doc: &ValidDocument, image: &NodeImage, m: &mut Map<String, Value
     }
 }
 
-/// Where the agent writes the patches `[kubeadm] static_pod_startup_seconds` asks for.
+/// Where the agent writes the patches `[kubeadm] static_pod_startup_seconds` and
+/// `static_pod_liveness_seconds` ask for.
 pub const STARTUP_PATCHES_DIR: &str = "/var/lib/kubeboot/patches";
 
-/// kubeadm's startupProbe on its control-plane static Pods: initialDelaySeconds 10,
-/// periodSeconds 10, failureThreshold 24. These patches (kubeadm's
-/// `<component>+strategic.yaml` naming) raise failureThreshold so the kubelet
-/// waits `seconds` before it restarts a component that is still starting.
+/// Seconds the kubelet gives one liveness probe when the agent patches livenessProbe
+/// (kubeadm's manifests: 15).
+pub const LIVENESS_PROBE_TIMEOUT_SECONDS: u64 = 30;
+
+/// kubeadm's control-plane static Pods probe every 10 s: startupProbe with
+/// initialDelaySeconds 10 and failureThreshold 24, livenessProbe with failureThreshold
+/// 8 and timeoutSeconds 15. These patches (kubeadm's `<component>+strategic.yaml`
+/// naming, one file per component) raise failureThreshold so the kubelet waits
+/// `static_pod_startup_seconds` before it restarts a component that is still starting,
+/// and restarts a running one only after `static_pod_liveness_seconds` of failed probes.
 pub fn startup_patches(doc: &ValidDocument) -> Vec<(String, String)> {
-    let Some(seconds) = doc.doc.kubeadm.static_pod_startup_seconds else {
+    let k = &doc.doc.kubeadm;
+    let mut probes = String::new();
+    let mut why = Vec::new();
+    if let Some(seconds) = k.static_pod_startup_seconds {
+        let threshold = seconds.saturating_sub(10).div_ceil(10).max(1);
+        probes.push_str(&format!(
+            "    startupProbe:\n      failureThreshold: {threshold}\n"
+        ));
+        why.push(format!("static_pod_startup_seconds = {seconds}"));
+    }
+    if let Some(seconds) = k.static_pod_liveness_seconds {
+        let threshold = seconds.div_ceil(10).max(1);
+        probes.push_str(&format!(
+            "    livenessProbe:\n      failureThreshold: {threshold}\n      timeoutSeconds: {LIVENESS_PROBE_TIMEOUT_SECONDS}\n"
+        ));
+        why.push(format!("static_pod_liveness_seconds = {seconds}"));
+    }
+    if probes.is_empty() {
         return Vec::new();
-    };
-    let threshold = seconds.saturating_sub(10).div_ceil(10).max(1);
-    ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"]
-        .iter()
-        .map(|c| {
-            (
-                format!("{c}+strategic.yaml"),
-                format!(
-                    "# kubeboot: [kubeadm] static_pod_startup_seconds = {seconds}\n\
-                     spec:\n  containers:\n  - name: {c}\n    startupProbe:\n      failureThreshold: {threshold}\n"
-                ),
-            )
-        })
-        .collect()
+    }
+    let why = why.join(", ");
+    [
+        "etcd",
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-scheduler",
+    ]
+    .iter()
+    .map(|c| {
+        (
+            format!("{c}+strategic.yaml"),
+            format!("# kubeboot: [kubeadm] {why}\nspec:\n  containers:\n  - name: {c}\n{probes}"),
+        )
+    })
+    .collect()
 }
 
 fn node_registration(doc: &ValidDocument, api: ApiVersion, image: &NodeImage) -> Value {
@@ -332,15 +361,23 @@ enum Kind {
     Join,
 }
 
-fn patched(mut base: Value, patches: &ConfigPatches, kind: Kind) -> Result<Value, String> {
+fn patched(
+    mut base: Value,
+    patches: &ConfigPatches,
+    kind: Kind,
+    api: ApiVersion,
+) -> Result<Value, String> {
     let (patch, name) = match kind {
         Kind::Init => (&patches.init_configuration, "init_configuration"),
         Kind::Cluster => (&patches.cluster_configuration, "cluster_configuration"),
         Kind::Join => (&patches.join_configuration, "join_configuration"),
     };
     if let Some(patch) = patch {
-        let patch =
+        let mut patch =
             serde_json::to_value(patch).map_err(|e| format!("kubeadm.patch.{name}: {e}"))?;
+        if api == ApiVersion::V1Beta4 {
+            extra_args_as_lists(&mut patch);
+        }
         for key in ["apiVersion", "kind"] {
             if patch.get(key).is_some() {
                 return Err(format!("kubeadm.patch.{name}: {key} cannot be patched"));
@@ -351,7 +388,33 @@ fn patched(mut base: Value, patches: &ConfigPatches, kind: Kind) -> Result<Value
     Ok(base)
 }
 
-/// JSON merge: objects merge key by key, anything else replaces.
+/// v1beta3 writes `extraArgs`/`kubeletExtraArgs` as maps, v1beta4 as lists of
+/// `{name, value}`. A patch may use the map form (one TOML table) for either: for
+/// v1beta4 each such map becomes the list, so one document serves both versions.
+fn extra_args_as_lists(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            for (k, child) in m.iter_mut() {
+                if matches!(k.as_str(), "extraArgs" | "kubeletExtraArgs") {
+                    if let Value::Object(args) = child {
+                        let list = args
+                            .iter()
+                            .map(|(name, value)| json!({ "name": name, "value": value }))
+                            .collect();
+                        *child = Value::Array(list);
+                        continue;
+                    }
+                }
+                extra_args_as_lists(child);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(extra_args_as_lists),
+        _ => {}
+    }
+}
+
+/// JSON merge: objects merge key by key; v1beta4 argument lists (`{name, value}`
+/// items) merge by name; anything else replaces.
 fn merge(base: &mut Value, patch: Value) {
     match (base, patch) {
         (Value::Object(b), Value::Object(p)) => {
@@ -359,8 +422,23 @@ fn merge(base: &mut Value, patch: Value) {
                 merge(b.entry(k).or_insert(Value::Null), v);
             }
         }
+        (Value::Array(b), Value::Array(p)) if is_arg_list(b) && is_arg_list(&p) => {
+            for arg in p {
+                match b.iter_mut().find(|a| a["name"] == arg["name"]) {
+                    Some(old) => *old = arg,
+                    None => b.push(arg),
+                }
+            }
+        }
         (b, p) => *b = p,
     }
+}
+
+fn is_arg_list(items: &[Value]) -> bool {
+    items.iter().all(|i| {
+        i.as_object()
+            .is_some_and(|o| o.len() == 2 && o.contains_key("name") && o.contains_key("value"))
+    })
 }
 
 #[cfg(test)]

@@ -51,6 +51,48 @@ fn patches_merge_into_the_generated_config() {
     );
 }
 
+/// One patch with extraArgs as a table serves both API versions: a map for v1beta3,
+/// `{name, value}` items merged by name into v1beta4's lists (kubeboot's own
+/// node-labels survive; a patched name replaces kubeboot's value).
+#[test]
+fn extra_args_patches_serve_both_api_versions() {
+    let text = format!(
+        "{WORKER}\n[kubeadm.patch.join_configuration.nodeRegistration.kubeletExtraArgs]\n\
+         max-pods = \"50\"\nnode-labels = \"a=b\"\n"
+    );
+    let v4: serde_json::Value =
+        serde_yaml_ng::from_str(&render_example(&text, ApiVersion::V1Beta4)).unwrap();
+    let args = v4["nodeRegistration"]["kubeletExtraArgs"]
+        .as_array()
+        .unwrap();
+    let names: Vec<&str> = args.iter().map(|a| a["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["node-labels", "max-pods"], "{args:?}");
+    assert_eq!(args[0]["value"], "a=b");
+    assert_eq!(args[1]["value"], "50");
+    let v3: serde_json::Value =
+        serde_yaml_ng::from_str(&render_example(&text, ApiVersion::V1Beta3)).unwrap();
+    assert_eq!(v3["nodeRegistration"]["kubeletExtraArgs"]["max-pods"], "50");
+    assert_eq!(
+        v3["nodeRegistration"]["kubeletExtraArgs"]["node-labels"],
+        "a=b"
+    );
+    let init = format!(
+        "{INIT}\n[kubeadm.patch.cluster_configuration.etcd.local.extraArgs]\nheartbeat-interval = \"500\"\n"
+    );
+    let cluster = |api| -> serde_json::Value {
+        let yaml = render_example(&init, api);
+        serde_yaml_ng::from_str(yaml.split("---\n").nth(1).unwrap()).unwrap()
+    };
+    assert_eq!(
+        cluster(ApiVersion::V1Beta4)["etcd"]["local"]["extraArgs"],
+        serde_json::json!([{ "name": "heartbeat-interval", "value": "500" }])
+    );
+    assert_eq!(
+        cluster(ApiVersion::V1Beta3)["etcd"]["local"]["extraArgs"]["heartbeat-interval"],
+        "500"
+    );
+}
+
 #[test]
 fn explicit_empty_taints_are_kept() {
     let text = INIT.replace("[node]", "[node]\ntaints = []");
@@ -197,6 +239,38 @@ fn static_pod_startup_seconds_become_kubeadm_patches() {
     assert_eq!(
         api["spec"]["containers"][0]["startupProbe"]["failureThreshold"],
         119
+    );
+    assert!(api["spec"]["containers"][0]["livenessProbe"].is_null());
+    // The liveness setting alone: livenessProbe only, in the same directory.
+    let live = document::load(&format!(
+        "{INIT}\n[kubeadm]\nstatic_pod_liveness_seconds = 95\n"
+    ))
+    .unwrap();
+    let patches = startup_patches(&live);
+    let etcd: serde_yaml_ng::Value = serde_yaml_ng::from_str(&patches[0].1).unwrap();
+    let c = &etcd["spec"]["containers"][0];
+    assert_eq!(c["name"], "etcd");
+    assert_eq!(c["livenessProbe"]["failureThreshold"], 10);
+    assert_eq!(c["livenessProbe"]["timeoutSeconds"], 30);
+    assert!(c["startupProbe"].is_null());
+    let yaml = render(
+        &live,
+        ApiVersion::V1Beta3,
+        &ConfigPaths::default(),
+        &NodeImage::unknown(),
+    )
+    .unwrap()
+    .expose()
+    .to_string();
+    assert!(yaml.contains(STARTUP_PATCHES_DIR), "{yaml}");
+    let err = document::load(&format!(
+        "{INIT}\n[kubeadm]\nstatic_pod_liveness_seconds = 30\n"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("kubeadm.static_pod_liveness_seconds") && err.contains("out of range"),
+        "{err}"
     );
     // Without the setting: no patches, no directory.
     let plain = document::load(INIT).unwrap();
