@@ -72,8 +72,10 @@ pub fn haproxy_config(control_planes: &[(String, String)]) -> String {
         s.push_str(&format!("    server {name} {address}:6443\n"));
     }
     // Fail open: when every check fails (a control plane slow under TCG missed
-    // its checks), haproxy still tries the control planes instead of refusing.
-    for (name, address) in control_planes {
+    // its checks), haproxy still tries the first (init) control plane instead of
+    // refusing. Only that one: a joining control plane's API server starts before
+    // its etcd member exists and answers nothing useful until its join is done.
+    if let Some((name, address)) = control_planes.first() {
         s.push_str(&format!(
             "    server {name}-open {address}:6443 backup no-check\n"
         ));
@@ -199,5 +201,6 @@ mod tests {
         assert!(cfg.contains("server cp-2 10.88.0.12:6443\n"));
         assert!(cfg.contains("option httpchk GET /readyz"));
         assert!(cfg.contains("server cp-1-open 10.88.0.11:6443 backup no-check\n"));
+        assert!(!cfg.contains("cp-2-open"), "{cfg}");
     }
 }
