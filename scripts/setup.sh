@@ -11,14 +11,17 @@ if ! dpkg-query -W -f='${Status}' cloud-init 2>/dev/null | grep -q "install ok i
 fi
 
 need_apt=()
-# chromium: the dashboard test (headless); util-linux: unshare for the full-disk test.
+# chromium: the dashboard test (headless); util-linux: unshare for the full-disk test;
+# protobuf-compiler, libprotobuf-dev: protoc and its well-known types, which the etcd
+# client crate needs to build etcd's gRPC API.
 for pkg in ca-certificates gcc libc6-dev pkg-config coreutils openssl xorriso cloud-init python3 \
-    chromium fonts-dejavu-core util-linux; do
+    chromium fonts-dejavu-core util-linux protobuf-compiler libprotobuf-dev; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$pkg")
 done
 if ((${#need_apt[@]})); then
     confirm "setup: installing ${need_apt[*]}
-  why: compilers and openssl/xorriso for the build and tests; cloud-init for its schema checker
+  why: compilers, protoc (etcd's gRPC API for the etcd client) and openssl/xorriso for the build
+  and tests; cloud-init for its schema checker
   (kept from acting on this machine by /etc/cloud/cloud-init.disabled); chromium for the
   dashboard's browser test"
     export DEBIAN_FRONTEND=noninteractive

@@ -26,6 +26,7 @@ pub mod host;
 pub mod image;
 pub mod kubeadm;
 pub mod redact;
+pub mod replace;
 pub mod report;
 pub mod serve;
 pub mod source;

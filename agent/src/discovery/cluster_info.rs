@@ -25,6 +25,9 @@ pub struct Verified {
     pub server: String,
     pub ca_subject: String,
     pub ca_hash: String,
+    /// The cluster CA (DER) that `ca_hash` pins: what later calls to the API trust.
+    #[serde(skip)]
+    pub ca_der: Vec<u8>,
 }
 
 /// Token discovery: retried with jittered backoff until `timeout` for errors
@@ -107,6 +110,7 @@ fn check(
         server,
         ca_subject: subject(&ca_der),
         ca_hash,
+        ca_der,
     })
 }
 
@@ -240,6 +244,7 @@ pub fn verify_file(kubeconfig: &str, timeout: Duration) -> Result<Verified, Disc
         server,
         ca_subject: subject(ca),
         ca_hash: ca_hash_of_der(ca).unwrap_or_default(),
+        ca_der: ca.clone(),
     })
 }
 

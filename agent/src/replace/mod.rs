@@ -1,0 +1,338 @@
+//! Making room for a replacement machine: before a control plane joins, the
+//! debris of the machine it replaces is cleaned up, safely.
+//!
+//! Immutable infrastructure never repairs a node; it boots a fresh one with the
+//! same role (often the same name). kubeadm leaves the dead machine's etcd member
+//! in the member list (a 3-member etcd with one dead member cannot lose another;
+//! a same-name join fails) and its Node object behind (taken over by a same-name
+//! join, or NotReady forever).
+//!
+//! Who cleans up: the joining control plane itself, in `discover`, after the
+//! cluster is verified and before kubeadm runs. It already holds what it needs:
+//! the bootstrap token and the certificate key open kubeadm's uploaded
+//! certificates (`kube-system/kubeadm-certs`, which kubeadm's own control-plane
+//! join downloads a minute later). From them it mints, in memory only, two
+//! certificates valid for 10 minutes: a cluster-admin client certificate from
+//! the cluster CA (the trust kubeadm gives a joining control plane: it writes an
+//! admin.conf from the same CA) and an etcd client certificate from the etcd CA.
+//! Nothing is written to disk. Workers hold no such credentials and clean up
+//! nothing (see README).
+//!
+//! Rules: [`etcd::decide`] and [`node::decide`]. At most one etcd member and one
+//! Node per join; never a member or Node that answers; never without quorum.
+
+pub mod etcd;
+pub mod node;
+pub mod uploaded_certs;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{DeleteParams, ListParams};
+use kube::Api;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+
+use crate::cluster::describe;
+
+/// The annotation kubeadm puts on each stacked etcd Pod: its client URLs.
+pub const ETCD_CLIENT_URLS_ANNOTATION: &str = "kubeadm.kubernetes.io/etcd.advertise-client-urls";
+
+/// The verified cluster and this join's secrets.
+pub struct ClusterAccess {
+    /// https://HOST:PORT of the API server (the verified endpoint).
+    pub server: String,
+    /// The cluster CA discovery pinned (DER).
+    pub ca_der: Vec<u8>,
+    pub token: SecretString,
+    pub certificate_key: SecretString,
+}
+
+impl std::fmt::Debug for ClusterAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterAccess")
+            .field("server", &self.server)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// How long a member or Node must stay silent before it is taken for dead.
+    pub grace: Duration,
+    /// Between two probes of a silent member.
+    pub probe_interval: Duration,
+    /// Bound on each connection and request.
+    pub timeout: Duration,
+    /// Decide and say, change nothing.
+    pub dry_run: bool,
+}
+
+/// One thing removed (or, in a dry run, that would be).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Cleanup {
+    /// `etcd member` or `Node`.
+    pub object: String,
+    pub name: String,
+    pub why: String,
+    /// false in a dry run.
+    pub removed: bool,
+}
+
+impl Cleanup {
+    pub fn line(&self) -> String {
+        format!(
+            "{} {} {}: {}",
+            if self.removed {
+                "removed"
+            } else {
+                "would remove"
+            },
+            self.object,
+            self.name,
+            self.why
+        )
+    }
+}
+
+/// What was seen and done.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    pub cleanups: Vec<Cleanup>,
+    /// What was checked and left alone, and why.
+    pub notes: Vec<String>,
+    /// The members as seen before any removal (empty without stacked etcd).
+    pub etcd_members: Vec<etcd::Member>,
+}
+
+/// Clean up after the machine `node_name` replaces, or say why the join must stop.
+pub async fn make_room(
+    access: &ClusterAccess,
+    node_name: &str,
+    opts: &Options,
+) -> Result<Report, String> {
+    let bootstrap = client(access, Credentials::Token(&access.token), opts)?;
+    let certs = uploaded_certs::download(&bootstrap, &access.certificate_key).await?;
+    let (cert, key) = crate::bundle::pki::issue_client_cert(
+        certs.pem("ca.crt")?.expose_secret(),
+        certs.pem("ca.key")?.expose_secret(),
+        &format!("kubeboot:replace:{node_name}"),
+        &["system:masters".to_string()],
+        time::Duration::minutes(10),
+    )?;
+    let admin = client(
+        access,
+        Credentials::Certificate {
+            cert: &cert,
+            key: &SecretString::from(key),
+        },
+        opts,
+    )?;
+    let mut report = Report::default();
+    stale_node(&admin, node_name, opts, &mut report).await?;
+    stale_member(&admin, &certs, node_name, opts, &mut report).await?;
+    Ok(report)
+}
+
+/// The Node named like this node: absent, stale (deleted), or alive (refused).
+async fn stale_node(
+    admin: &kube::Client,
+    node_name: &str,
+    opts: &Options,
+    report: &mut Report,
+) -> Result<(), String> {
+    let nodes: Api<Node> = Api::all(admin.clone());
+    let get = || async {
+        nodes
+            .get_opt(node_name)
+            .await
+            .map_err(|e| format!("read Node {node_name}: {}", describe(&e)))
+    };
+    let mut decision = node::decide(get().await?.as_ref(), chrono::Utc::now(), opts.grace);
+    if let node::NodeDecision::Wait { wait, why } = &decision {
+        tracing::info!("{why}; asking again in {} s", wait.as_secs());
+        tokio::time::sleep(*wait + Duration::from_secs(1)).await;
+        decision = node::decide(get().await?.as_ref(), chrono::Utc::now(), opts.grace);
+    }
+    match decision {
+        node::NodeDecision::Absent => {
+            report.notes.push(format!("no Node named {node_name}"));
+            Ok(())
+        }
+        node::NodeDecision::Refuse { why } => Err(why),
+        node::NodeDecision::Wait { why, .. } => Err(format!(
+            "{why}, still after waiting: its kubelet keeps reporting; stop the old machine"
+        )),
+        node::NodeDecision::Delete { why } => {
+            if !opts.dry_run {
+                nodes
+                    .delete(node_name, &DeleteParams::default())
+                    .await
+                    .map_err(|e| format!("delete Node {node_name}: {}", describe(&e)))?;
+            }
+            report.cleanups.push(Cleanup {
+                object: "Node".into(),
+                name: node_name.into(),
+                why,
+                removed: !opts.dry_run,
+            });
+            Ok(())
+        }
+    }
+}
+
+/// The client URLs of the stacked etcd members, from kubeadm's etcd Pods.
+async fn etcd_endpoints(admin: &kube::Client) -> Result<Vec<String>, String> {
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), "kube-system");
+    let list = pods
+        .list(&ListParams::default().labels("component=etcd,tier=control-plane"))
+        .await
+        .map_err(|e| format!("list etcd Pods in kube-system: {}", describe(&e)))?;
+    Ok(list
+        .items
+        .iter()
+        .filter_map(|p| {
+            p.metadata
+                .annotations
+                .as_ref()?
+                .get(ETCD_CLIENT_URLS_ANNOTATION)
+        })
+        .flat_map(|urls| urls.split(',').map(|u| u.trim().to_string()))
+        .filter(|u| !u.is_empty())
+        .collect())
+}
+
+/// The etcd member of the machine this one replaces (or any dead one), if it is safe to remove.
+async fn stale_member(
+    admin: &kube::Client,
+    certs: &uploaded_certs::UploadedCerts,
+    node_name: &str,
+    opts: &Options,
+    report: &mut Report,
+) -> Result<(), String> {
+    let endpoints = etcd_endpoints(admin).await?;
+    if endpoints.is_empty() {
+        report.notes.push(
+            "no stacked etcd Pods in kube-system (external etcd?): etcd members left alone".into(),
+        );
+        return Ok(());
+    }
+    let (Ok(ca), Ok(ca_key)) = (certs.pem("etcd/ca.crt"), certs.pem("etcd/ca.key")) else {
+        report
+            .notes
+            .push("the uploaded certificates carry no etcd CA key: etcd members left alone".into());
+        return Ok(());
+    };
+    let (cert, key) = crate::bundle::pki::issue_client_cert(
+        ca.expose_secret(),
+        ca_key.expose_secret(),
+        &format!("kubeboot-replace-{node_name}"),
+        &[],
+        time::Duration::minutes(10),
+    )?;
+    let access = etcd::EtcdAccess {
+        ca_pem: ca.expose_secret().to_string(),
+        cert_pem: cert,
+        key_pem: SecretString::from(key),
+        timeout: opts.timeout,
+    };
+    let members = etcd::members(&access, &endpoints).await?;
+    remove_stale_member(
+        &access,
+        members,
+        node_name,
+        node_names(admin).await?,
+        opts,
+        report,
+    )
+    .await
+}
+
+async fn node_names(admin: &kube::Client) -> Result<BTreeSet<String>, String> {
+    let nodes: Api<Node> = Api::all(admin.clone());
+    let list = nodes
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| format!("list Nodes: {}", describe(&e)))?;
+    Ok(list
+        .items
+        .into_iter()
+        .filter_map(|n| n.metadata.name)
+        .collect())
+}
+
+/// Given the members as first seen: confirm the silent ones over the grace period
+/// (a few probes when the silent one is this node's own old identity), decide, and
+/// remove at most one. Used by [`make_room`] and by the tests against a real etcd.
+pub async fn remove_stale_member(
+    access: &etcd::EtcdAccess,
+    mut members: Vec<etcd::Member>,
+    node_name: &str,
+    node_names: BTreeSet<String>,
+    opts: &Options,
+    report: &mut Report,
+) -> Result<(), String> {
+    let interval = opts.probe_interval.max(Duration::from_millis(100));
+    let own_silent = members.iter().any(|m| m.name == node_name && !m.reachable);
+    let probes = if own_silent {
+        3
+    } else {
+        (opts.grace.as_millis() / interval.as_millis()).max(1) as u32
+    };
+    etcd::confirm_unreachable(access, &mut members, probes, interval).await;
+    report.etcd_members = members.clone();
+    match etcd::decide(&members, node_name, Some(&node_names)) {
+        etcd::Decision::Keep { why } => {
+            report.notes.push(why);
+            Ok(())
+        }
+        etcd::Decision::Refuse { why } => Err(why),
+        etcd::Decision::Remove { member, why } => {
+            if !opts.dry_run {
+                etcd::remove(access, &members, &member).await?;
+            }
+            report.cleanups.push(Cleanup {
+                object: "etcd member".into(),
+                name: member.label(),
+                why,
+                removed: !opts.dry_run,
+            });
+            Ok(())
+        }
+    }
+}
+
+enum Credentials<'a> {
+    Token(&'a SecretString),
+    Certificate {
+        cert: &'a str,
+        key: &'a SecretString,
+    },
+}
+
+/// A kube client for the verified server, trusting only the pinned CA.
+fn client(
+    access: &ClusterAccess,
+    credentials: Credentials<'_>,
+    opts: &Options,
+) -> Result<kube::Client, String> {
+    let url = access
+        .server
+        .parse()
+        .map_err(|e| format!("API server URL {:?}: {e}", access.server))?;
+    let mut config = kube::Config::new(url);
+    config.root_cert = Some(vec![access.ca_der.clone()]);
+    config.connect_timeout = Some(opts.timeout);
+    config.read_timeout = Some(opts.timeout);
+    match credentials {
+        Credentials::Token(token) => config.auth_info.token = Some(token.clone()),
+        Credentials::Certificate { cert, key } => {
+            use base64::Engine;
+            let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+            config.auth_info.client_certificate_data = Some(b64(cert));
+            config.auth_info.client_key_data = Some(SecretString::from(b64(key.expose_secret())));
+        }
+    }
+    kube::Client::try_from(config).map_err(|e| format!("client for {}: {e}", access.server))
+}

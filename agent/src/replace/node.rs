@@ -1,0 +1,156 @@
+//! A Node object left behind by the machine this one replaces (same name).
+//!
+//! kubeadm refuses a same-name join only while the old Node is Ready; a NotReady
+//! one is silently taken over, labels, taints, annotations and all. The joining
+//! control plane deletes it instead, once it has been silent for the grace period.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::api::core::v1::Node;
+use serde::Serialize;
+
+use crate::cluster::node::ready_condition;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "decision", rename_all = "snake_case")]
+pub enum NodeDecision {
+    /// No Node has this name.
+    Absent,
+    /// The Node is stale: delete it before joining.
+    Delete { why: String },
+    /// Not Ready, but heard from within the grace period: ask again after `wait`.
+    Wait {
+        #[serde(with = "seconds")]
+        wait: Duration,
+        why: String,
+    },
+    /// Ready: another live machine has this name.
+    Refuse { why: String },
+}
+
+mod seconds {
+    pub fn serialize<S: serde::Serializer>(
+        d: &std::time::Duration,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_secs())
+    }
+}
+
+/// When the kubelet last reported: the Ready condition's heartbeat (or transition),
+/// else the Node's creation.
+fn last_heard(node: &Node) -> Option<DateTime<Utc>> {
+    let ready = ready_condition(node);
+    ready
+        .and_then(|c| {
+            c.last_heartbeat_time
+                .as_ref()
+                .or(c.last_transition_time.as_ref())
+        })
+        .or(node.metadata.creation_timestamp.as_ref())
+        .and_then(|t| DateTime::from_timestamp_micros(t.0.as_microsecond()))
+}
+
+/// Decide about the Node named like this node, `now`, with `grace` of silence required.
+pub fn decide(node: Option<&Node>, now: DateTime<Utc>, grace: Duration) -> NodeDecision {
+    let Some(node) = node else {
+        return NodeDecision::Absent;
+    };
+    let name = node.metadata.name.as_deref().unwrap_or("?");
+    if ready_condition(node).is_some_and(|c| c.status == "True") {
+        return NodeDecision::Refuse {
+            why: format!(
+                "a Ready Node named {name} exists: the machine this node replaces is still running \
+                 (or another machine has this name); stop it, or give this node another name"
+            ),
+        };
+    }
+    let silent = last_heard(node)
+        .map(|t| (now - t).to_std().unwrap_or_default())
+        .unwrap_or(grace);
+    if silent >= grace {
+        NodeDecision::Delete {
+            why: format!(
+                "Node {name} is not Ready and its kubelet has been silent for {} s (grace {} s): \
+                 it belonged to the machine this node replaces",
+                silent.as_secs(),
+                grace.as_secs()
+            ),
+        }
+    } else {
+        NodeDecision::Wait {
+            wait: grace - silent,
+            why: format!(
+                "Node {name} is not Ready; its kubelet was heard {} s ago, within the {} s grace period",
+                silent.as_secs(),
+                grace.as_secs()
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{NodeCondition, NodeStatus};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    fn time(t: DateTime<Utc>) -> Time {
+        Time(k8s_openapi::jiff::Timestamp::from_microsecond(t.timestamp_micros()).unwrap())
+    }
+
+    fn node(ready: Option<(&str, DateTime<Utc>)>, created: DateTime<Utc>) -> Node {
+        let mut n = Node::default();
+        n.metadata.name = Some("cp-2".into());
+        n.metadata.creation_timestamp = Some(time(created));
+        if let Some((status, heard)) = ready {
+            n.status = Some(NodeStatus {
+                conditions: Some(vec![NodeCondition {
+                    type_: "Ready".into(),
+                    status: status.into(),
+                    last_heartbeat_time: Some(time(heard)),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            });
+        }
+        n
+    }
+
+    #[test]
+    fn ready_refuses_silent_deletes_recent_waits() {
+        let now = Utc::now();
+        let grace = Duration::from_secs(300);
+        let long_ago = now - chrono::Duration::seconds(3600);
+        assert_eq!(decide(None, now, grace), NodeDecision::Absent);
+        match decide(Some(&node(Some(("True", now)), long_ago)), now, grace) {
+            NodeDecision::Refuse { why } => assert!(why.contains("still running"), "{why}"),
+            d => panic!("{d:?}"),
+        }
+        match decide(
+            Some(&node(Some(("Unknown", long_ago)), long_ago)),
+            now,
+            grace,
+        ) {
+            NodeDecision::Delete { why } => assert!(why.contains("silent for 3600 s"), "{why}"),
+            d => panic!("{d:?}"),
+        }
+        let recent = now - chrono::Duration::seconds(100);
+        match decide(Some(&node(Some(("False", recent)), long_ago)), now, grace) {
+            NodeDecision::Wait { wait, .. } => {
+                assert!((199..=200).contains(&wait.as_secs()), "{wait:?}")
+            }
+            d => panic!("{d:?}"),
+        }
+        // Never reported at all: its age counts.
+        assert!(matches!(
+            decide(Some(&node(None, long_ago)), now, grace),
+            NodeDecision::Delete { .. }
+        ));
+        assert!(matches!(
+            decide(Some(&node(None, now)), now, grace),
+            NodeDecision::Wait { .. }
+        ));
+    }
+}

@@ -1,0 +1,262 @@
+//! Node replacement against real parts: a real 3-member etcd on loopback for the
+//! stale-member rules, and the real loopback control plane (control_plane.rs) for
+//! kubeadm's uploaded certificates and stale Node objects.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use kubeboot::replace::{self, etcd, ClusterAccess, Options, Report};
+use secrecy::SecretString;
+
+use crate::control_plane::{self, CERT_KEY, TOKEN};
+use crate::etcd_cluster::EtcdCluster;
+
+fn opts(grace_ms: u64) -> Options {
+    Options {
+        grace: Duration::from_millis(grace_ms),
+        probe_interval: Duration::from_millis(200),
+        timeout: Duration::from_secs(2),
+        dry_run: false,
+    }
+}
+
+fn seen(cluster: &EtcdCluster) -> Vec<etcd::Member> {
+    let access = cluster.access();
+    let urls = cluster.client_urls();
+    kubeboot::cluster::block_on(async { etcd::members(&access, &urls).await.unwrap() })
+}
+
+fn run(
+    cluster: &EtcdCluster,
+    node: &str,
+    nodes: &[&str],
+    o: &Options,
+) -> (Result<(), String>, Report) {
+    let access = cluster.access();
+    let members = seen(cluster);
+    let names: BTreeSet<String> = nodes.iter().map(|n| n.to_string()).collect();
+    let mut report = Report::default();
+    let r = kubeboot::cluster::block_on(replace::remove_stale_member(
+        &access,
+        members,
+        node,
+        names,
+        o,
+        &mut report,
+    ));
+    (r, report)
+}
+
+fn put_get(cluster: &EtcdCluster, url: &str, value: &str) -> Result<String, String> {
+    let access = cluster.access();
+    kubeboot::cluster::block_on(async {
+        let mut c = etcd::connect(&access, url).await?;
+        c.put("kubeboot-test", value, None)
+            .await
+            .map_err(|e| e.to_string())?;
+        let got = c
+            .get("kubeboot-test", None)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(String::from_utf8_lossy(got.kvs()[0].value()).into_owned())
+    })
+}
+
+/// One cluster through the life of a replacement: all healthy → nothing removed;
+/// cp2's machine dies → its replacement (same name) removes exactly that member,
+/// the cluster stays writable, the new member joins and all three answer; two of
+/// three dead → refused, nothing removed.
+#[test]
+fn a_replacement_removes_exactly_the_dead_member_and_never_without_quorum() {
+    let mut cluster = EtcdCluster::start(&["cp1", "cp2", "cp3"]);
+    let all = ["cp1", "cp2", "cp3"];
+
+    let (r, report) = run(&cluster, "cp4", &all, &opts(600));
+    r.unwrap();
+    assert!(report.cleanups.is_empty(), "{report:?}");
+    assert_eq!(seen(&cluster).len(), 3);
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.contains("all 3 etcd members answer")),
+        "{report:?}"
+    );
+
+    cluster.kill(1);
+    // A dry run says what it would remove and removes nothing.
+    let (r, report) = run(
+        &cluster,
+        "cp2",
+        &all,
+        &Options {
+            dry_run: true,
+            ..opts(600)
+        },
+    );
+    r.unwrap();
+    assert_eq!(report.cleanups.len(), 1, "{report:?}");
+    assert!(!report.cleanups[0].removed);
+    assert!(
+        report.cleanups[0]
+            .line()
+            .starts_with("would remove etcd member cp2 ("),
+        "{report:?}"
+    );
+    assert_eq!(seen(&cluster).len(), 3, "a dry run removed a member");
+
+    let (r, report) = run(&cluster, "cp2", &all, &opts(600));
+    r.unwrap();
+    assert_eq!(report.cleanups.len(), 1, "{report:?}");
+    assert!(report.cleanups[0].removed);
+    assert!(
+        report.cleanups[0].why.contains("own old identity"),
+        "{report:?}"
+    );
+    let mut left: Vec<String> = seen(&cluster).into_iter().map(|m| m.name).collect();
+    left.sort();
+    assert_eq!(left, ["cp1", "cp3"], "exactly cp2 must be gone");
+    let cp1 = cluster.members[0].client_url.clone();
+    assert_eq!(
+        put_get(&cluster, &cp1, "after-removal").unwrap(),
+        "after-removal"
+    );
+
+    let new = cluster.join("cp2", &cp1);
+    let members = seen(&cluster);
+    assert_eq!(members.len(), 3, "{members:?}");
+    assert!(members.iter().all(|m| m.reachable), "{members:?}");
+    let new_url = cluster.members[new].client_url.clone();
+    assert_eq!(
+        put_get(&cluster, &new_url, "after-join").unwrap(),
+        "after-join"
+    );
+
+    // Now cp1 and cp3 die: one of three answers. Refused; nothing removed.
+    cluster.kill(0);
+    cluster.kill(2);
+    let (r, report) = run(&cluster, "cp3", &all, &opts(600));
+    let err = r.unwrap_err();
+    assert!(
+        err.contains("etcd has no quorum: 1 of 3 members answer"),
+        "{err}"
+    );
+    assert!(report.cleanups.is_empty(), "{report:?}");
+    assert_eq!(
+        seen(&cluster).len(),
+        3,
+        "a member was removed without quorum"
+    );
+}
+
+/// A member that is down and comes back within the grace period is not removed
+/// (a rebooting control plane is not a dead one).
+#[test]
+fn a_member_back_within_the_grace_period_stays() {
+    let mut cluster = EtcdCluster::start(&["cp1", "cp2", "cp3"]);
+    cluster.kill(2);
+    let access = cluster.access();
+    let down = seen(&cluster);
+    assert!(
+        down.iter().all(|m| m.reachable == (m.name != "cp3")),
+        "{down:?}"
+    );
+    // cp3 comes back (same data directory) while the grace period runs.
+    cluster.restart(2);
+    let mut report = Report::default();
+    let r = kubeboot::cluster::block_on(replace::remove_stale_member(
+        &access,
+        down,
+        "cp9",
+        ["cp1", "cp2", "cp3"].map(String::from).into(),
+        &opts(3000),
+        &mut report,
+    ));
+    r.unwrap();
+    assert!(report.cleanups.is_empty(), "{report:?}");
+    assert_eq!(seen(&cluster).len(), 3);
+}
+
+fn cluster_access(cp: &control_plane::ControlPlane, key: &str) -> ClusterAccess {
+    let ca = std::fs::read_to_string(cp.pki("ca.crt")).unwrap();
+    let der = rustls_pemfile::certs(&mut ca.as_bytes())
+        .next()
+        .unwrap()
+        .unwrap()
+        .to_vec();
+    ClusterAccess {
+        server: format!("https://{}", cp.endpoint),
+        ca_der: der,
+        token: SecretString::from(TOKEN),
+        certificate_key: SecretString::from(key),
+    }
+}
+
+/// Against the real loopback control plane: the bootstrap token and certificate key
+/// open kubeadm's real uploaded certificates; a stale same-name Node is deleted, a
+/// Ready one is refused with a clear error, a wrong certificate key is named.
+#[test]
+fn stale_nodes_go_ready_nodes_stay_and_uploaded_certs_open() {
+    let cp = control_plane::shared();
+    for (name, ready) in [("replaced-stale", false), ("replaced-ready", true)] {
+        let node = format!(r#"{{"apiVersion":"v1","kind":"Node","metadata":{{"name":"{name}"}}}}"#);
+        let file = cp.dir.join(format!("{name}.json"));
+        std::fs::write(&file, node).unwrap();
+        cp.kubectl_ok(&["create", "-f", file.to_str().unwrap()]);
+        if ready {
+            let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            let status = format!(
+                r#"{{"status":{{"conditions":[{{"type":"Ready","status":"True","reason":"KubeletReady","message":"ok","lastHeartbeatTime":"{now}","lastTransitionTime":"{now}"}}]}}}}"#
+            );
+            cp.kubectl_ok(&[
+                "patch",
+                "node",
+                name,
+                "--subresource=status",
+                "--type=merge",
+                "-p",
+                &status,
+            ]);
+        }
+    }
+    let access = cluster_access(cp, CERT_KEY);
+    let o = opts(0);
+
+    let report = kubeboot::cluster::block_on(replace::make_room(&access, "replaced-stale", &o))
+        .expect("make room");
+    assert_eq!(report.cleanups.len(), 1, "{report:?}");
+    assert_eq!(report.cleanups[0].object, "Node");
+    assert!(report.cleanups[0].removed);
+    // The loopback control plane runs etcd as a process, not kubeadm's static Pod.
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.contains("no stacked etcd Pods")),
+        "{report:?}"
+    );
+    let gone = cp.kubectl(&["get", "node", "replaced-stale"]);
+    assert!(!gone.status.success(), "the stale Node is still there");
+
+    let err =
+        kubeboot::cluster::block_on(replace::make_room(&access, "replaced-ready", &o)).unwrap_err();
+    assert!(
+        err.contains("a Ready Node named replaced-ready exists"),
+        "{err}"
+    );
+    cp.kubectl_ok(&["get", "node", "replaced-ready"]);
+
+    let wrong = "00".repeat(32);
+    let err = kubeboot::cluster::block_on(replace::make_room(
+        &cluster_access(cp, &wrong),
+        "replaced-x",
+        &o,
+    ))
+    .unwrap_err();
+    assert!(
+        err.contains("discovery.certificate_key does not open kube-system/kubeadm-certs"),
+        "{err}"
+    );
+    assert!(!err.contains(&wrong), "{err}");
+    cp.kubectl_ok(&["delete", "node", "replaced-ready"]);
+}
