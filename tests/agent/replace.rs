@@ -260,3 +260,57 @@ fn stale_nodes_go_ready_nodes_stay_and_uploaded_certs_open() {
     assert!(!err.contains(&wrong), "{err}");
     cp.kubectl_ok(&["delete", "node", "replaced-ready"]);
 }
+
+/// `kubeboot replace` — the agent's discover-phase cleanup, run by hand — against
+/// the real loopback control plane: discovery verifies the cluster, `--dry-run`
+/// names the stale same-name Node and leaves it, the real run deletes it, and
+/// neither prints the token or the certificate key.
+#[test]
+fn kubeboot_replace_dry_run_names_the_stale_node_and_the_real_run_removes_it() {
+    let cp = control_plane::shared();
+    let name = "replaced-by-cli";
+    let file = cp.dir.join(format!("{name}.json"));
+    std::fs::write(
+        &file,
+        format!(r#"{{"apiVersion":"v1","kind":"Node","metadata":{{"name":"{name}"}}}}"#),
+    )
+    .unwrap();
+    cp.kubectl_ok(&["create", "-f", file.to_str().unwrap()]);
+    let doc = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        doc.path(),
+        format!(
+            "version = 1\nrole = \"control-plane\"\n[cluster]\nendpoint = \"{}\"\n\
+             [discovery]\ntoken = \"{TOKEN}\"\nca_cert_hashes = [\"{}\"]\ncertificate_key = \"{CERT_KEY}\"\n\
+             timeout_seconds = 5\n[node]\nname = \"{name}\"\n[replace]\ngrace_seconds = 0\n",
+            cp.endpoint, cp.ca_hash
+        ),
+    )
+    .unwrap();
+    let replace = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_kubeboot-under-test"))
+            .args(["replace", "--output", "json", "--document"])
+            .arg(doc.path())
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let dry = replace(&["--dry-run"]);
+    crate::harness::assert_exit(&dry, 0);
+    let v: serde_json::Value = serde_json::from_slice(&dry.stdout).unwrap();
+    let cleanups = &v["report"]["cleanups"];
+    assert_eq!(cleanups[0]["object"], "Node", "{v}");
+    assert_eq!(cleanups[0]["name"], name, "{v}");
+    assert_eq!(cleanups[0]["removed"], false, "{v}");
+    cp.kubectl_ok(&["get", "node", name]);
+
+    let real = replace(&[]);
+    crate::harness::assert_exit(&real, 0);
+    let v: serde_json::Value = serde_json::from_slice(&real.stdout).unwrap();
+    assert_eq!(v["report"]["cleanups"][0]["removed"], true, "{v}");
+    assert!(!cp.kubectl(&["get", "node", name]).status.success());
+    for out in [&dry, &real] {
+        let all = crate::harness::text(out);
+        assert!(!all.contains(CERT_KEY) && !all.contains(TOKEN), "{all}");
+    }
+}

@@ -288,6 +288,26 @@ impl Agent {
             v.ca_subject,
             v.ca_hash
         );
+        self.make_room(doc, &v)
+    }
+
+    /// A control-plane join cleans up after the machine it replaces (crate::replace):
+    /// each removal rides on discover's succeeded event and goes to the journal; a
+    /// refusal fails the phase before kubeadm runs.
+    fn make_room(&mut self, doc: &ValidDocument, v: &discovery::Verified) -> Result<(), Failure> {
+        let Some((access, name)) = crate::replace::for_join(doc, v, || self.host.hostname()) else {
+            return Ok(());
+        };
+        let opts = crate::replace::Options::for_document(doc, false);
+        let report = crate::cluster::block_on(crate::replace::make_room(&access, &name, &opts))
+            .map_err(|why| Failure::new(ErrorKind::ReplaceRefused, why))?;
+        for note in &report.notes {
+            tracing::info!("replace: {note}");
+        }
+        for c in &report.cleanups {
+            tracing::warn!("replace: {}", c.line());
+            self.notes.push(c.line());
+        }
         Ok(())
     }
 

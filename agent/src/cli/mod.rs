@@ -8,6 +8,7 @@ mod image;
 mod nodes;
 mod pod_routes;
 mod render;
+mod replace;
 pub(crate) mod serve;
 mod status;
 mod tools;
@@ -63,6 +64,8 @@ pub enum Command {
     Seed(tools::SeedArgs),
     /// Verify the cluster a join document points at (cluster-info, token signature, CA pin, TLS chain).
     Discover(discover::DiscoverArgs),
+    /// Clean up after the machine a control-plane join replaces: its stale Node and dead etcd member (--dry-run shows what).
+    Replace(replace::ReplaceArgs),
     /// Show this node's bootstrap progress: phase, state, attempts, last error, timings.
     Status(status::StatusArgs),
     /// Receive nodes' status reports: HTTPS API, dashboard, metrics, node documents.
@@ -94,6 +97,7 @@ pub fn main() -> ExitCode {
         Command::Render(args) => render::run(&cli.root, args),
         Command::Status(args) => status::run(&cli.root, args),
         Command::Discover(args) => discover::run(args),
+        Command::Replace(args) => replace::run(args),
         Command::Bundle(args) => bundle::run(args),
         Command::CaHash(args) => tools::ca_hash(args),
         Command::Userdata(args) => tools::userdata(args),

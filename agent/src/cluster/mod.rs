@@ -34,10 +34,23 @@ pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
         .block_on(future)
 }
 
-/// kube's errors, shortened to what an operator can act on.
+/// kube's errors, shortened to what an operator can act on; transport errors with
+/// their causes ("client error (Connect): tcp connect error: Connection refused").
 pub fn describe(e: &kube::Error) -> String {
     match e {
         kube::Error::Api(s) => format!("{} ({} {})", s.message, s.code, s.reason),
-        other => other.to_string(),
+        other => {
+            let mut text = other.to_string();
+            let mut source = std::error::Error::source(other);
+            while let Some(cause) = source {
+                let c = cause.to_string();
+                if !text.contains(&c) {
+                    text.push_str(": ");
+                    text.push_str(&c);
+                }
+                source = cause.source();
+            }
+            text
+        }
     }
 }

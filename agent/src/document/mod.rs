@@ -70,6 +70,8 @@ pub struct NodeDocument {
     pub preflight: PreflightOptions,
     #[serde(default)]
     pub ready: ReadyOptions,
+    #[serde(default)]
+    pub replace: ReplaceOptions,
     /// A pointer document: fetch the real document from here.
     pub source: Option<Source>,
 }
@@ -334,6 +336,37 @@ impl Default for ReadyOptions {
 
 fn default_ready_wait() -> u64 {
     600
+}
+
+/// A control-plane join cleans up after the machine it replaces (see `replace`):
+/// the stale same-name Node and at most one dead etcd member.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplaceOptions {
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// How long a member or Node must stay silent to be taken for dead (a rebooting
+    /// control plane is not a dead one). A member with this node's own name needs
+    /// only a few probes.
+    #[serde(default = "default_replace_grace")]
+    pub grace_seconds: u64,
+}
+
+impl Default for ReplaceOptions {
+    fn default() -> Self {
+        ReplaceOptions {
+            enabled: true,
+            grace_seconds: default_replace_grace(),
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_replace_grace() -> u64 {
+    300
 }
 
 impl Default for PreflightOptions {

@@ -620,6 +620,13 @@ fn pki_pair_problem<'a>(
 }
 
 fn check_options(doc: &NodeDocument, p: &mut Problems) {
+    if doc.replace.grace_seconds > 3600 {
+        p.add(
+            "replace.grace_seconds",
+            format!("{} is out of range", doc.replace.grace_seconds),
+            "use 0 to 3600 seconds",
+        );
+    }
     let k = &doc.kubeadm;
     if k.attempts == 0 || k.attempts > 20 {
         p.add(

@@ -20,6 +20,9 @@
 //!
 //! Rules: [`etcd::decide`] and [`node::decide`]. At most one etcd member and one
 //! Node per join; never a member or Node that answers; never without quorum.
+//! Without the uploaded certificates (expired, not readable) nothing is cleaned up
+//! and the join goes on as kubeadm alone would; a certificate key that does not
+//! open them stops the join (kubeadm would fail on it a minute later).
 
 pub mod etcd;
 pub mod node;
@@ -57,6 +60,37 @@ impl std::fmt::Debug for ClusterAccess {
     }
 }
 
+/// What a join document gives the cleanup: the cluster discovery verified, the
+/// token and certificate key, and the node's name (`hostname` is kubeadm's default,
+/// lowercased). None unless this is a control-plane join with token discovery, a
+/// certificate key and `[replace] enabled`.
+pub fn for_join(
+    doc: &crate::document::ValidDocument,
+    verified: &crate::discovery::Verified,
+    hostname: impl FnOnce() -> String,
+) -> Option<(ClusterAccess, String)> {
+    let d = &doc.doc.discovery;
+    let (Some(token), Some(key)) = (&d.token, &d.certificate_key) else {
+        return None;
+    };
+    if doc.role != crate::document::Role::ControlPlane || !doc.doc.replace.enabled {
+        return None;
+    }
+    let name = doc
+        .node_name()
+        .map(str::to_string)
+        .unwrap_or_else(|| hostname().to_lowercase());
+    Some((
+        ClusterAccess {
+            server: verified.server.clone(),
+            ca_der: verified.ca_der.clone(),
+            token: token.clone(),
+            certificate_key: key.clone(),
+        },
+        name,
+    ))
+}
+
 #[derive(Debug, Clone)]
 pub struct Options {
     /// How long a member or Node must stay silent before it is taken for dead.
@@ -67,6 +101,18 @@ pub struct Options {
     pub timeout: Duration,
     /// Decide and say, change nothing.
     pub dry_run: bool,
+}
+
+impl Options {
+    /// The document's `[replace] grace_seconds`; probes every 10 s, 15 s per call.
+    pub fn for_document(doc: &crate::document::ValidDocument, dry_run: bool) -> Options {
+        Options {
+            grace: Duration::from_secs(doc.doc.replace.grace_seconds),
+            probe_interval: Duration::from_secs(10),
+            timeout: Duration::from_secs(15),
+            dry_run,
+        }
+    }
 }
 
 /// One thing removed (or, in a dry run, that would be).
@@ -113,7 +159,18 @@ pub async fn make_room(
     opts: &Options,
 ) -> Result<Report, String> {
     let bootstrap = client(access, Credentials::Token(&access.token), opts)?;
-    let certs = uploaded_certs::download(&bootstrap, &access.certificate_key).await?;
+    let certs = match uploaded_certs::download(&bootstrap, &access.certificate_key).await {
+        Ok(certs) => certs,
+        Err(uploaded_certs::CertsError::WrongKey(why)) => return Err(why),
+        // Without them this node holds no credentials to clean up with; kubeadm's own
+        // download of the same Secret will say the rest.
+        Err(uploaded_certs::CertsError::Unavailable(why)) => {
+            return Ok(Report {
+                notes: vec![format!("nothing cleaned up: {why}")],
+                ..Report::default()
+            })
+        }
+    };
     let (cert, key) = crate::bundle::pki::issue_client_cert(
         certs.pem("ca.crt")?.expose_secret(),
         certs.pem("ca.key")?.expose_secret(),

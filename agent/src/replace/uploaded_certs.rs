@@ -92,23 +92,32 @@ fn file_name(secret_key: &str) -> String {
     }
 }
 
+/// Why the uploaded certificates could not be had.
+#[derive(Debug)]
+pub enum CertsError {
+    /// Not there, not readable or not reachable: nothing was learnt.
+    Unavailable(String),
+    /// There, but the certificate key does not open them.
+    WrongKey(String),
+}
+
 /// GET the Secret (the bootstrap token may: kubeadm's RBAC for uploaded certs) and open it.
 pub async fn download(
     client: &kube::Client,
     certificate_key: &SecretString,
-) -> Result<UploadedCerts, String> {
+) -> Result<UploadedCerts, CertsError> {
     let secrets: kube::Api<Secret> = kube::Api::namespaced(client.clone(), "kube-system");
     let secret = secrets.get_opt(SECRET).await.map_err(|e| {
-        format!(
+        CertsError::Unavailable(format!(
             "read kube-system/{SECRET}: {}",
             crate::cluster::describe(&e)
-        )
+        ))
     })?;
     let secret = secret.ok_or_else(|| {
-        format!(
+        CertsError::Unavailable(format!(
             "kube-system/{SECRET} is gone: kubeadm's uploaded certificates expire 2 hours after upload. \
              Run `kubeadm init phase upload-certs --upload-certs` on a control plane and use the key it prints"
-        )
+        ))
     })?;
     let data: BTreeMap<String, Vec<u8>> = secret
         .data
@@ -116,7 +125,7 @@ pub async fn download(
         .into_iter()
         .map(|(k, v)| (k, v.0))
         .collect();
-    open(&data, certificate_key)
+    open(&data, certificate_key).map_err(CertsError::WrongKey)
 }
 
 #[cfg(test)]

@@ -102,6 +102,9 @@ pub enum ErrorKind {
     DiscoverySignatureMismatch,
     DiscoveryBadClusterInfo,
     DiscoveryFileMissing,
+    /// Cleaning up after the replaced machine was unsafe or failed (no quorum, the
+    /// old machine still running, uploaded certificates gone): the join stops.
+    ReplaceRefused,
     KubeadmFailed,
     KubeadmNotRunnable,
     NodeNotReady,
