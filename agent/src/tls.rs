@@ -36,9 +36,46 @@ pub fn https_client(
         .use_preconfigured_tls(config)
         .timeout(timeout)
         .connect_timeout(timeout)
+        .https_only(true)
+        .redirect(same_origin_redirects())
         .user_agent(concat!("kubeboot/", env!("CARGO_PKG_VERSION")))
         .build()
 }
+
+/// Follow at most 5 redirects, each to the origin (scheme, host, port) first
+/// asked: a redirect elsewhere (another host, plain HTTP) could carry a bearer
+/// token or a document's secrets where the pin and the operator never meant them.
+fn same_origin_redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let first = attempt.previous().first().map(|u| u.origin());
+        let next = attempt.url().origin();
+        if first.as_ref() != Some(&next) {
+            let to = attempt.url().as_str().to_string();
+            attempt.error(format!(
+                "refused a redirect to another origin ({to}): kubeboot follows redirects only \
+                 within the HTTPS origin it was given"
+            ))
+        } else if attempt.previous().len() > 5 {
+            attempt.error("more than 5 redirects")
+        } else {
+            attempt.follow()
+        }
+    })
+}
+
+/// Whether an HTTPS error is the server failing our trust (certificate or CA pin
+/// mismatch) or a refused redirect: final, unlike a refused connection or a timeout.
+pub fn is_final(e: &reqwest::Error) -> bool {
+    if e.is_redirect() {
+        return true;
+    }
+    // rustls' error arrives boxed inside hyper's connect error; its words survive.
+    let text = describe_http_error(e);
+    text.contains("invalid peer certificate") || text.contains(PIN_MISMATCH)
+}
+
+/// Part of the error a pinned verifier gives when no CA in the chain matches.
+const PIN_MISMATCH: &str = "matches the pinned hash";
 
 /// The canonical form of a validated `sha256:` pin (kubeadm compares case-insensitively).
 pub(crate) fn normalise_pin(pin: &str) -> String {
@@ -152,7 +189,7 @@ impl ServerCertVerifier for PinnedCa {
             .find(|c| ca_hash_of_der(c).is_ok_and(|h| h == self.pin))
             .ok_or_else(|| {
                 rustls::Error::General(format!(
-                    "no CA certificate in the server's chain matches the pinned hash {} \
+                    "no CA certificate in the server's chain {PIN_MISMATCH} {} \
                      (wrong hash, wrong server, or the server does not send its CA certificate)",
                     self.pin
                 ))

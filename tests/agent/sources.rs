@@ -117,8 +117,9 @@ mod https {
             ),
         );
         let before = node.tree();
+        // A pin mismatch is final: one attempt, not five with backoff between.
         let out = node
-            .kubeboot(&["agent", "--source-attempts", "1"])
+            .kubeboot(&["agent", "--source-attempts", "5"])
             .output()
             .unwrap();
         assert_exit(&out, 1);
@@ -127,15 +128,49 @@ mod https {
             (st["phase"].as_str(), st["error"]["kind"].as_str()),
             (Some("source"), Some("document_fetch"))
         );
-        assert!(
-            st["error"]["message"]
-                .as_str()
-                .unwrap()
-                .contains("matches the pinned hash"),
-            "{st}"
-        );
+        let message = st["error"]["message"].as_str().unwrap();
+        assert!(message.contains("matches the pinned hash"), "{st}");
+        assert!(!message.contains("attempts"), "retried: {st}");
         assert_eq!(node.tree(), before);
         assert!(node.kubeadm_calls().is_empty());
+    }
+
+    /// A redirect to another origin — plain HTTP or another HTTPS server — is
+    /// refused at once, and the document there is never fetched.
+    #[test]
+    fn redirects_to_another_origin_are_refused() {
+        let pki = make_pki();
+        let doc = std::fs::read_to_string(&TestNode::new(WORKER).doc).unwrap();
+        let elsewhere = serve(&pki, "/d", &doc, None, 2);
+        for target in [
+            format!("http://{elsewhere}/d"),
+            format!("https://localhost:{}/d", elsewhere.port()),
+        ] {
+            let node = TestNode::new(WORKER);
+            let addr = serve(&pki, "/unused", "", None, 1);
+            write(
+                &node.path("/proc/cmdline"),
+                &format!(
+                    "kubeboot.url=https://{addr}/redirect?to={target} kubeboot.ca_hash={}\n",
+                    pin(&pki.ca_der)
+                ),
+            );
+            let before = node.tree();
+            let out = node
+                .kubeboot(&["agent", "--source-attempts", "5"])
+                .output()
+                .unwrap();
+            assert_exit(&out, 1);
+            let st = node.status_json();
+            let message = st["error"]["message"].as_str().unwrap();
+            assert!(
+                message.contains("refused a redirect to another origin"),
+                "{st}"
+            );
+            assert!(!message.contains("attempts"), "retried: {st}");
+            assert_eq!(node.tree(), before);
+            assert!(node.kubeadm_calls().is_empty());
+        }
     }
 
     #[test]

@@ -138,6 +138,17 @@ pub fn serve_at(
             let refused = event
                 .as_deref()
                 .is_some_and(|e| e.contains("\"name\":\"refuse-events"));
+            // `/redirect?to=URL` answers 302 to URL (the redirect tests).
+            if let Some(to) = requested.strip_prefix("/redirect?to=") {
+                let _ = write!(
+                    tls,
+                    "HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+                let _ = tls.flush();
+                tls.conn.send_close_notify();
+                let _ = tls.flush();
+                continue;
+            }
             let (status, content) = match (wanted, authorized, &node) {
                 _ if refused => ("403 Forbidden", FORBIDDEN_STATUS),
                 _ if event.is_some() => ("201 Created", event.as_deref().unwrap_or("")),

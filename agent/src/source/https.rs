@@ -91,9 +91,14 @@ fn fetch_once(
     if let Some(t) = token {
         req = req.bearer_auth(t.expose_secret());
     }
-    let resp = req
-        .send()
-        .map_err(|e| Transient(crate::tls::describe_http_error(&e)))?;
+    let resp = req.send().map_err(|e| {
+        let msg = crate::tls::describe_http_error(&e);
+        if crate::tls::is_final(&e) {
+            Fatal(msg)
+        } else {
+            Transient(msg)
+        }
+    })?;
     let status = resp.status();
     if status.is_client_error() {
         let hint = match status.as_u16() {
