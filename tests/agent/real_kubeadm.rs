@@ -235,8 +235,9 @@ fn real_kubeadm_applies_the_slow_host_tuning() {
             "etcd.yaml" => &["--heartbeat-interval=500", "--election-timeout=5000"],
             "kube-apiserver.yaml" => &[],
             _ => &[
-                "--leader-elect-lease-duration=60s",
-                "--leader-elect-renew-deadline=40s",
+                "--leader-elect-lease-duration=120s",
+                "--leader-elect-renew-deadline=100s",
+                "--leader-elect-retry-period=10s",
             ],
         };
         for w in want {

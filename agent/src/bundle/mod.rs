@@ -327,9 +327,10 @@ pub fn node_document(role: Role, d: &Discovery, bundle_dir: &Path) -> Result<Str
 ///   (a restart under TCG costs minutes and adds to the load that caused it);
 /// - etcd heartbeats every 500 ms and elects after 5 s of silence (etcd's defaults,
 ///   100 ms and 1 s, assume a host that answers in milliseconds), and the controller
-///   manager and scheduler keep their leader leases through 40 s of slow API calls
-///   (kubeadm's defaults give up after 10 s and exit, which stalls the approval of
-///   joining kubelets' certificates). These are ClusterConfiguration, which `init`
+///   manager and scheduler keep their leader leases through 100 s of slow API calls
+///   (kubeadm's defaults give up after 10 s and exit; a restart under TCG costs
+///   minutes, and while the controller manager is down joining kubelets'
+///   certificates are not approved — seen with 40 s in a real run). These are ClusterConfiguration, which `init`
 ///   uploads and joining control planes read, so only `init` carries them.
 pub fn slow_host_tuning(role: Role) -> &'static str {
     match role {
@@ -339,9 +340,11 @@ pub fn slow_host_tuning(role: Role) -> &'static str {
             "\n[kubeadm.patch.cluster_configuration.etcd.local.extraArgs]\n",
             "heartbeat-interval = \"500\"\nelection-timeout = \"5000\"\n",
             "\n[kubeadm.patch.cluster_configuration.controllerManager.extraArgs]\n",
-            "leader-elect-lease-duration = \"60s\"\nleader-elect-renew-deadline = \"40s\"\n",
+            "leader-elect-lease-duration = \"120s\"\nleader-elect-renew-deadline = \"100s\"\n",
+            "leader-elect-retry-period = \"10s\"\n",
             "\n[kubeadm.patch.cluster_configuration.scheduler.extraArgs]\n",
-            "leader-elect-lease-duration = \"60s\"\nleader-elect-renew-deadline = \"40s\"\n",
+            "leader-elect-lease-duration = \"120s\"\nleader-elect-renew-deadline = \"100s\"\n",
+            "leader-elect-retry-period = \"10s\"\n",
         ),
         Role::ControlPlane => concat!(
             "\n[kubeadm]\nstatic_pod_startup_seconds = 1500\n",

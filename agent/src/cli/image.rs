@@ -129,6 +129,10 @@ struct BootArgs {
     memory_mib: u32,
     #[arg(long, default_value_t = 2)]
     cpus: u32,
+    /// Run qemu at this scheduling priority (nice, -20..19): on a host with few cores,
+    /// VMs that join later at 10 leave CPU to the one serving the cluster's API.
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true, value_parser = clap::value_parser!(i32).range(-20..=19))]
+    nice: i32,
     /// End qemu when the guest reboots.
     #[arg(long)]
     no_reboot: bool,
@@ -305,6 +309,7 @@ pub fn spec_for(
         no_reboot: false,
         workdir,
         accel: vm::Accel::detect(),
+        nice: 0,
     })
 }
 
@@ -324,6 +329,7 @@ fn run_boot(a: BootArgs) -> Result<(), String> {
     )?;
     spec.memory_mib = a.memory_mib;
     spec.cpus = a.cpus;
+    spec.nice = a.nice;
     spec.tap = a.tap.map(|ifname| vm::Tap {
         ifname,
         mac: a.mac.unwrap_or_default(),
