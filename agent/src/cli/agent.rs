@@ -172,7 +172,7 @@ fn plan(doc: &ValidDocument, opts: &AgentOptions) -> Vec<(&'static str, String)>
     let role = doc.role;
     let (cpus, mib, disk) = agent::minimums(role);
     let pre = &doc.doc.preflight;
-    let discover = if role == crate::document::Role::Init {
+    let mut discover = if role == crate::document::Role::Init {
         "nothing to discover for init".to_string()
     } else if let Some(f) = &doc.doc.discovery.file {
         format!("use kubeadm discovery file {f}")
@@ -183,6 +183,17 @@ fn plan(doc: &ValidDocument, opts: &AgentOptions) -> Vec<(&'static str, String)>
             doc.endpoint
         )
     };
+    let d = &doc.doc.discovery;
+    if role == crate::document::Role::ControlPlane
+        && doc.doc.replace.enabled
+        && d.file.is_none()
+        && d.certificate_key.is_some()
+    {
+        discover.push_str(&format!(
+            "; then clean up after a replaced machine: a same-name Node silent for {}s, at most one dead etcd member, never without quorum (`kubeboot replace --document F --dry-run` shows what)",
+            doc.doc.replace.grace_seconds
+        ));
+    }
     let mut kubeadm_step = format!(
         "write the config, run kubeadm {} (up to {} attempts, `kubeadm reset -f` and jittered backoff between)",
         if role == crate::document::Role::Init { "init" } else { "join" },
