@@ -431,16 +431,48 @@ pub fn parse(text: &str) -> Result<NodeDocument, InvalidDocument> {
 fn syntax_error(text: &str, e: &toml::de::Error) -> InvalidDocument {
     let location = e
         .span()
-        .map(|span| {
-            let line = text[..span.start.min(text.len())].lines().count().max(1);
-            format!(" (line {line})")
-        })
+        .map(|span| format!(" (line {})", line_of(text, span.start)))
         .unwrap_or_default();
     InvalidDocument::single(
         "document",
-        format!("{}{location}", scrub(e.message().trim())),
+        format!("{}{location}", scrub(&without_values(e.message().trim()))),
         "fix the TOML syntax or the key named here; see cloud-init/examples/ for complete documents",
     )
+}
+
+/// The 1-based line holding byte `offset` of `text`.
+fn line_of(text: &str, offset: usize) -> usize {
+    let end = offset.min(text.len());
+    text.as_bytes()[..end]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// serde's type and variant errors quote the value they found
+/// (`invalid type: string "…", expected u32`); keep the kind and what was
+/// expected, drop the value. A secret typed into the wrong field must not
+/// travel into logs and status reports.
+fn without_values(message: &str) -> String {
+    let expected = |rest: &str| {
+        rest.rsplit_once(", expected ")
+            .map(|(_, e)| format!(", expected {e}"))
+            .unwrap_or_default()
+    };
+    for (prefix, what) in [
+        ("invalid type: ", "wrong type"),
+        ("invalid value: ", "invalid value"),
+    ] {
+        if let Some(rest) = message.strip_prefix(prefix) {
+            let kind = rest.split(['"', '`', ',']).next().unwrap_or("").trim();
+            return format!("{what}: found {kind}{}", expected(rest));
+        }
+    }
+    if let Some(rest) = message.strip_prefix("unknown variant ") {
+        return format!("unknown value{}", expected(rest));
+    }
+    message.to_string()
 }
 
 /// Parse and validate in one step.
@@ -469,4 +501,104 @@ pub fn scrub(message: &str) -> String {
     }
     flush(&mut word, &mut out);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WORKER: &str = include_str!("../../../cloud-init/examples/worker.toml");
+    const MARK: &str = "zqx.MARK";
+
+    /// The worker example with `key = value` put into `[table]` (or at the top).
+    fn with(table: &str, key_value: &str) -> String {
+        let mut doc = WORKER.replace("\n[", "\n#\n[");
+        if table.is_empty() {
+            doc.insert_str(0, &format!("{key_value}\n"));
+        } else if doc.contains(&format!("\n[{table}]\n")) {
+            doc = doc.replace(
+                &format!("\n[{table}]\n"),
+                &format!("\n[{table}]\n{key_value}\n"),
+            );
+        } else {
+            doc.push_str(&format!("\n[{table}]\n{key_value}\n"));
+        }
+        doc
+    }
+
+    #[test]
+    fn errors_never_quote_the_value() {
+        let m = format!("\"{MARK}\"");
+        let cases = [
+            ("", format!("drain_seconds_typo = {m}")),
+            (
+                "report",
+                format!("url = \"https://r.example:8443\"\ndrain_seconds = {m}"),
+            ),
+            ("replace", format!("grace_seconds = {m}")),
+            ("kubeadm", format!("attempts = {m}")),
+            ("", format!("version2 = 1\nrole2 = {m}")),
+            ("cluster", format!("pod_subnet = {m}")),
+            ("cluster", format!("service_subnet = {m}")),
+            ("cluster", format!("name = \"{MARK}!\"")),
+            ("discovery", format!("token_ttl = {m}")),
+            ("discovery", format!("file = {m}")),
+            ("node", format!("name = \"{MARK}!\"")),
+            ("node", format!("cri_socket = {m}")),
+            ("node", format!("advertise_address = {m}")),
+            ("source", format!("url = {m}")),
+        ];
+        for (table, kv) in cases {
+            let text = with(table, &kv);
+            let err = load(&text).expect_err(&text).to_string();
+            assert!(!err.contains("zqx"), "{kv} leaked its value: {err}");
+        }
+        // A wrong variant and a wrong type in fields parse rejects.
+        let text = WORKER.replace("role = \"worker\"", &format!("role = {m}"));
+        let err = load(&text).unwrap_err().to_string();
+        assert!(
+            err.contains("role") && err.contains("expected one of"),
+            "{err}"
+        );
+        assert!(!err.contains("zqx"), "{err}");
+        let text = WORKER.replace("endpoint = \"k8s", &format!("endpoint = \"{MARK}\"\n#"));
+        let err = load(&text).unwrap_err().to_string();
+        assert!(
+            err.contains("cluster.endpoint") && !err.contains("zqx"),
+            "{err}"
+        );
+        let text = WORKER.replace("version = 1", &format!("version = {m}"));
+        let err = load(&text).unwrap_err().to_string();
+        assert!(
+            err.contains("wrong type: found string, expected u32"),
+            "{err}"
+        );
+        assert!(!err.contains("zqx"), "{err}");
+    }
+
+    #[test]
+    fn syntax_errors_name_the_right_line() {
+        let text = "version = 1\nrole = \"worker\"\nthis is not toml\n";
+        let err = parse(text).unwrap_err().to_string();
+        assert!(err.contains("(line 3)"), "{err}");
+        let text = "version = 1\n\nrole = 7\n";
+        let err = parse(text).unwrap_err().to_string();
+        assert!(err.contains("(line 3)") && err.contains("role"), "{err}");
+    }
+
+    #[test]
+    fn serde_messages_lose_their_values() {
+        assert_eq!(
+            without_values("invalid type: string \"a, expected b\", expected u64"),
+            "wrong type: found string, expected u64"
+        );
+        assert_eq!(
+            without_values("unknown variant `s3cret`, expected one of `init`, `worker`"),
+            "unknown value, expected one of `init`, `worker`"
+        );
+        assert_eq!(
+            without_values("missing field `endpoint`"),
+            "missing field `endpoint`"
+        );
+    }
 }

@@ -118,7 +118,7 @@ fn check_cluster(doc: &NodeDocument, p: &mut Problems) -> Option<Endpoint> {
         Err(why) => {
             p.add(
                 "cluster.endpoint",
-                format!("{:?} {why}", cluster.endpoint),
+                format!("the value {why}"),
                 "use the load balancer's HOST:PORT, e.g. k8s-api.example.internal:6443",
             );
             None
@@ -128,7 +128,7 @@ fn check_cluster(doc: &NodeDocument, p: &mut Problems) -> Option<Endpoint> {
         if let Err(why) = formats::parse_kubernetes_version(v) {
             p.add(
                 "cluster.kubernetes_version",
-                format!("{v:?} {why}"),
+                format!("the value {why}"),
                 "e.g. v1.34.2",
             );
         }
@@ -139,7 +139,7 @@ fn check_cluster(doc: &NodeDocument, p: &mut Problems) -> Option<Endpoint> {
     ] {
         if let Some(v) = value {
             if let Err(why) = formats::check_cidrs(v) {
-                p.add(field, format!("{v:?} {why}"), "e.g. 10.244.0.0/16");
+                p.add(field, format!("the value {why}"), "e.g. 10.244.0.0/16");
             }
         }
     }
@@ -147,7 +147,7 @@ fn check_cluster(doc: &NodeDocument, p: &mut Problems) -> Option<Endpoint> {
         if !formats::is_dns_name(name) {
             p.add(
                 "cluster.name",
-                format!("{name:?} is not a DNS-1123 name"),
+                "the value is not a DNS-1123 name",
                 "use lowercase letters, digits, '-' and '.'",
             );
         }
@@ -170,7 +170,7 @@ fn check_etcd(etcd: &super::ExternalEtcd, p: &mut Problems) {
         if !(url.starts_with("https://") || url.starts_with("http://")) {
             p.add(
                 &format!("cluster.etcd.external_endpoints[{i}]"),
-                format!("{url:?} is not a URL"),
+                "the value is not a URL",
                 "use https://HOST:2379",
             );
         }
@@ -230,7 +230,7 @@ fn check_etcd(etcd: &super::ExternalEtcd, p: &mut Problems) {
             if !path.starts_with('/') {
                 p.add(
                     field,
-                    format!("{path:?} is not an absolute path"),
+                    "the value is not an absolute path",
                     "use an absolute path on the node",
                 );
             }
@@ -272,7 +272,7 @@ fn check_discovery(doc: &NodeDocument, role: Role, p: &mut Problems) {
         if let Err(why) = formats::check_ca_hash(hash) {
             p.add(
                 &format!("discovery.ca_cert_hashes[{i}]"),
-                format!("{hash:?} {why}"),
+                format!("the value {why}"),
                 "print it with `kubeboot ca-hash ca.crt` or the openssl pipeline in kubeadm's docs",
             );
         }
@@ -290,7 +290,7 @@ fn check_discovery(doc: &NodeDocument, role: Role, p: &mut Problems) {
         if !is_go_duration(ttl) {
             p.add(
                 "discovery.token_ttl",
-                format!("{ttl:?} is not a duration"),
+                "the value is not a duration",
                 "use a Go duration such as \"24h0m0s\", \"2h\" or \"0\" (never expires)",
             );
         }
@@ -299,7 +299,7 @@ fn check_discovery(doc: &NodeDocument, role: Role, p: &mut Problems) {
         if !(file.starts_with("https://") || file.starts_with('/')) {
             p.add(
                 "discovery.file",
-                format!("{file:?} is neither an absolute path nor an https URL"),
+                "the value is neither an absolute path nor an https URL",
                 "give the kubeconfig discovery file as /path/on/node or https://…",
             );
         }
@@ -404,7 +404,7 @@ fn check_node(doc: &NodeDocument, p: &mut Problems) {
         if !formats::is_dns_name(name) {
             p.add(
                 "node.name",
-                format!("{name:?} is not a valid Node name"),
+                "the value is not a valid Node name",
                 "use lowercase letters, digits, '-' and '.' (RFC 1123), at most 253 characters",
             );
         }
@@ -427,7 +427,7 @@ fn check_node(doc: &NodeDocument, p: &mut Problems) {
         if !is_label_value(value) {
             p.add(
                 &field,
-                format!("the value {value:?} is not a valid label value"),
+                "the value is not a valid label value",
                 "at most 63 characters of [A-Za-z0-9-_.], starting and ending alphanumeric",
             );
         }
@@ -436,7 +436,7 @@ fn check_node(doc: &NodeDocument, p: &mut Problems) {
         if !is_qualified_name(&taint.key) {
             p.add(
                 &format!("node.taints[{i}].key"),
-                format!("{:?} is not a valid taint key", taint.key),
+                "the value is not a valid taint key",
                 "use [prefix/]name",
             );
         }
@@ -444,7 +444,7 @@ fn check_node(doc: &NodeDocument, p: &mut Problems) {
             if !is_label_value(v) {
                 p.add(
                     &format!("node.taints[{i}].value"),
-                    format!("{v:?} is not a valid taint value"),
+                    "the value is not a valid taint value",
                     "at most 63 characters of [A-Za-z0-9-_.]",
                 );
             }
@@ -454,7 +454,7 @@ fn check_node(doc: &NodeDocument, p: &mut Problems) {
         if !sock.starts_with("unix:///") {
             p.add(
                 "node.cri_socket",
-                format!("{sock:?} is not a unix socket URL"),
+                "the value is not a unix socket URL",
                 "e.g. unix:///run/containerd/containerd.sock",
             );
         }
@@ -598,10 +598,7 @@ fn pki_pair_problem<'a>(
         if !is_ca {
             return Some((
                 cert_field,
-                format!(
-                    "{} is not a CA certificate (no basicConstraints CA:TRUE)",
-                    cert.subject()
-                ),
+                "the certificate is not a CA certificate (no basicConstraints CA:TRUE)".into(),
                 "give the CA certificate itself, e.g. the bundle's pki/ca.crt".into(),
             ));
         }
@@ -623,7 +620,7 @@ fn check_options(doc: &NodeDocument, p: &mut Problems) {
     if doc.replace.grace_seconds > 3600 {
         p.add(
             "replace.grace_seconds",
-            format!("{} is out of range", doc.replace.grace_seconds),
+            "the value is out of range",
             "use 0 to 3600 seconds",
         );
     }
@@ -631,7 +628,7 @@ fn check_options(doc: &NodeDocument, p: &mut Problems) {
     if k.attempts == 0 || k.attempts > 20 {
         p.add(
             "kubeadm.attempts",
-            format!("{} is out of range", k.attempts),
+            "the value is out of range",
             "use 1 to 20",
         );
     }
@@ -646,7 +643,7 @@ fn check_options(doc: &NodeDocument, p: &mut Problems) {
         if !dir.starts_with('/') {
             p.add(
                 "kubeadm.patches_directory",
-                format!("{dir:?} is not absolute"),
+                "the value is not absolute",
                 "use an absolute path on the node",
             );
         }
@@ -666,11 +663,7 @@ fn check_options(doc: &NodeDocument, p: &mut Problems) {
     for (field, seconds, probe) in probes {
         let Some(t) = seconds else { continue };
         if !(60..=7200).contains(&t) {
-            p.add(
-                field,
-                format!("{t} is out of range"),
-                "use 60 to 7200 seconds",
-            );
+            p.add(field, "the value is out of range", "use 60 to 7200 seconds");
         }
         if k.patches_directory.is_some() {
             p.add(
@@ -684,7 +677,7 @@ fn check_options(doc: &NodeDocument, p: &mut Problems) {
         if !r.url.starts_with("https://") {
             p.add(
                 "report.url",
-                format!("{:?} is not an https URL", r.url),
+                "the value is not an https URL",
                 "status reports go over HTTPS only: use https://…",
             );
         }
@@ -692,7 +685,7 @@ fn check_options(doc: &NodeDocument, p: &mut Problems) {
             if let Err(why) = formats::check_ca_hash(h) {
                 p.add(
                     "report.ca_cert_hash",
-                    format!("{h:?} {why}"),
+                    format!("the value {why}"),
                     "print it with `kubeboot ca-hash ca.crt`",
                 );
             }
@@ -701,7 +694,7 @@ fn check_options(doc: &NodeDocument, p: &mut Problems) {
             if !f.starts_with('/') {
                 p.add(
                     "report.ca_file",
-                    format!("{f:?} is not absolute"),
+                    "the value is not absolute",
                     "use an absolute path on the node",
                 );
             }

@@ -43,7 +43,7 @@ pub fn run_streaming(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()?;
-    let (tx, rx) = mpsc::channel::<(bool, String)>();
+    let (tx, rx) = mpsc::sync_channel::<(bool, String)>(QUEUED_LINES);
     let readers = [
         forward(child.stdout.take().expect("piped"), false, tx.clone()),
         forward(child.stderr.take().expect("piped"), true, tx),
@@ -76,30 +76,46 @@ pub fn run_streaming(
     })
 }
 
+/// The longest output line kept, in bytes; the rest of a longer line is read
+/// and dropped without being stored.
+const MAX_LINE_BYTES: usize = 4096;
+/// Lines waiting for the consumer; a writer faster than the consumer blocks
+/// instead of growing a queue.
+const QUEUED_LINES: usize = 1024;
+
 fn forward(
     stream: impl Read + Send + 'static,
     is_stderr: bool,
-    tx: mpsc::Sender<(bool, String)>,
+    tx: mpsc::SyncSender<(bool, String)>,
 ) -> std::thread::JoinHandle<()> {
-    std::thread::spawn(move || {
-        let mut reader = BufReader::new(stream);
-        let mut buf = Vec::new();
-        loop {
-            buf.clear();
-            match reader.read_until(b'\n', &mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {
-                    let line = String::from_utf8_lossy(&buf);
-                    let line = line.trim_end_matches(['\n', '\r']);
-                    // Bound a single line so a runaway writer cannot grow memory.
-                    let line: String = line.chars().take(4096).collect();
-                    if tx.send((is_stderr, line)).is_err() {
-                        break;
-                    }
-                }
-            }
+    std::thread::spawn(move || forward_lines(stream, is_stderr, &tx))
+}
+
+/// Send each line of `stream`, cut to `MAX_LINE_BYTES`. The read itself is
+/// bounded: a line that never ends costs at most one buffer of memory, and its
+/// first part is sent before the rest is skipped.
+fn forward_lines(stream: impl Read, is_stderr: bool, tx: &mpsc::SyncSender<(bool, String)>) {
+    let mut reader = BufReader::new(stream);
+    let mut buf = Vec::with_capacity(MAX_LINE_BYTES);
+    loop {
+        buf.clear();
+        let n = match (&mut reader)
+            .take(MAX_LINE_BYTES as u64)
+            .read_until(b'\n', &mut buf)
+        {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let cut = n == MAX_LINE_BYTES && buf.last() != Some(&b'\n');
+        let line = String::from_utf8_lossy(&buf);
+        let line = line.trim_end_matches(['\n', '\r']).to_string();
+        if tx.send((is_stderr, line)).is_err() {
+            break;
         }
-    })
+        if cut && reader.skip_until(b'\n').is_err() {
+            break;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -136,6 +152,54 @@ mod tests {
             out.last_error_line.as_deref(),
             Some("error execution phase preflight: [ERROR Mem]: too little")
         );
+    }
+
+    /// Serves `len` bytes of 'a', then blocks until told to go on, then ends
+    /// the line.
+    struct EndlessLine {
+        left: usize,
+        go: Option<mpsc::Receiver<()>>,
+        tail: &'static [u8],
+    }
+
+    impl Read for EndlessLine {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            if self.left > 0 {
+                let n = out.len().min(self.left);
+                out[..n].fill(b'a');
+                self.left -= n;
+                return Ok(n);
+            }
+            if let Some(go) = self.go.take() {
+                let _ = go.recv();
+            }
+            let n = out.len().min(self.tail.len());
+            out[..n].copy_from_slice(&self.tail[..n]);
+            self.tail = &self.tail[n..];
+            Ok(n)
+        }
+    }
+
+    /// The first part of an over-long line arrives while the line is still
+    /// being written: the reader never holds the whole line.
+    #[test]
+    fn a_line_that_never_ends_is_cut_without_reading_it_whole() {
+        let (go_tx, go_rx) = mpsc::channel();
+        let stream = EndlessLine {
+            left: 4 << 20,
+            go: Some(go_rx),
+            tail: b"\nnext line\n",
+        };
+        let (tx, rx) = mpsc::sync_channel(QUEUED_LINES);
+        let reader = std::thread::spawn(move || forward_lines(stream, false, &tx));
+        let first = rx.recv_timeout(std::time::Duration::from_secs(30));
+        let _ = go_tx.send(());
+        let (_, first) = first.expect("the cut line arrives before the line ends");
+        assert_eq!(first.len(), MAX_LINE_BYTES);
+        assert!(first.bytes().all(|b| b == b'a'));
+        let rest: Vec<String> = rx.iter().map(|(_, l)| l).collect();
+        assert_eq!(rest, ["next line"]);
+        reader.join().unwrap();
     }
 
     #[test]
