@@ -45,7 +45,29 @@ impl Redactor {
                 r.add(t.expose_secret());
             }
         }
+        if let Some(pki) = &doc.pki {
+            for key in [
+                &pki.ca_key,
+                &pki.front_proxy_ca_key,
+                &pki.etcd_ca_key,
+                &pki.sa_key,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                // The longest base64 line stands for the key: distinctive, and
+                // found whatever the line endings around it.
+                if let Some(line) = key.expose_secret().lines().max_by_key(|l| l.trim().len()) {
+                    r.add(line.trim());
+                }
+            }
+        }
         r
+    }
+
+    /// The secret strings themselves, to look for copies on disk.
+    pub(crate) fn secrets(&self) -> &[String] {
+        &self.needles
     }
 
     pub fn add(&mut self, secret: &str) {

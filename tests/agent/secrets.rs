@@ -88,3 +88,65 @@ fn secret_files_are_0600_while_they_exist() {
     let doc = fs::read_to_string(node.path("/var/lib/kubeboot/node.toml")).unwrap();
     assert!(doc.contains(TOKEN), "the saved document is the real one");
 }
+
+/// cloud-init keeps copies of the user-data (raw, processed, merged
+/// cloud-config, pickled datasource) under /var/lib/cloud/instance and
+/// /var/lib/cloud/instances/<id>. `done` removes them, names what is left
+/// elsewhere, and a later boot removes the copies cloud-init wrote again.
+#[test]
+fn done_removes_cloud_init_copies_and_names_what_is_left() {
+    let node = TestNode::new(WORKER);
+    let doc = fs::read_to_string(&node.doc).unwrap();
+    let copies = [
+        "user-data.txt",
+        "user-data.txt.i",
+        "cloud-config.txt",
+        "obj.pkl",
+    ];
+    for dir in ["/var/lib/cloud/instance", "/var/lib/cloud/instances/iid-1"] {
+        for f in copies {
+            write(&node.path(&format!("{dir}/{f}")), &doc);
+        }
+    }
+    let stray = "/var/lib/cloud/instance/scripts/runcmd";
+    write(&node.path(stray), &format!("#!/bin/sh\necho {TOKEN}\n"));
+    let out = node.kubeboot(&["agent"]).output().unwrap();
+    assert_exit(&out, 0);
+
+    for dir in ["/var/lib/cloud/instance", "/var/lib/cloud/instances/iid-1"] {
+        for f in copies {
+            assert!(!node.path(&format!("{dir}/{f}")).exists(), "{dir}/{f}");
+        }
+    }
+    let status = node.status_json();
+    assert_eq!(status["phase"], "done");
+    let tail = status["log_tail"].to_string();
+    assert!(tail.contains("removed 10 file(s)"), "{tail}");
+    assert!(
+        tail.contains(&format!("a bootstrap secret is still in {stray}")),
+        "{tail}"
+    );
+    assert!(
+        !tail.contains(TOKEN) && !tail.contains(TOKEN_SECRET),
+        "{tail}"
+    );
+
+    // Without the stray file, done says nothing is left.
+    let clean = TestNode::new(WORKER);
+    let doc = fs::read_to_string(&clean.doc).unwrap();
+    write(&clean.path("/var/lib/cloud/instance/user-data.txt"), &doc);
+    assert_exit(&clean.kubeboot(&["agent"]).output().unwrap(), 0);
+    let tail = clean.status_json()["log_tail"].to_string();
+    assert!(
+        tail.contains("no copy of this node's bootstrap secrets is left"),
+        "{tail}"
+    );
+
+    // The next boot: cloud-init wrote its copies again; the done node removes them.
+    write(&node.path("/var/lib/cloud/instance/user-data.txt"), &doc);
+    write(&node.path("/var/lib/cloud/instances/iid-1/obj.pkl"), &doc);
+    let out = node.kubeboot(&["agent"]).output().unwrap();
+    assert_exit(&out, 0);
+    assert!(!node.path("/var/lib/cloud/instance/user-data.txt").exists());
+    assert!(!node.path("/var/lib/cloud/instances/iid-1/obj.pkl").exists());
+}

@@ -8,6 +8,7 @@
 
 mod cluster_report;
 mod crash;
+mod forget;
 mod phases;
 pub mod state;
 
@@ -180,6 +181,7 @@ impl Agent {
         match state.outcome {
             Outcome::Done => {
                 tracing::info!(node = %state.node, "node already bootstrapped: nothing to do");
+                self.forget_cloud_init_copies();
                 return Finish::AlreadyDone;
             }
             Outcome::Failed => {

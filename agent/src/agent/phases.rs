@@ -30,7 +30,6 @@ const IPV6_SYSCTLS: [(&str, &str); 2] = [
 const MIB: u64 = 1024 * 1024;
 pub(super) const KUBELET_CONF: &str = "/etc/kubernetes/kubelet.conf";
 const ADMIN_CONF: &str = "/etc/kubernetes/admin.conf";
-const NODE_FILE: &str = "/etc/kubeboot/node.toml";
 
 /// Resource minimums: (cpus, memory MiB, free disk MiB). Control planes follow
 /// kubeadm's own checks (2 CPUs, 1700 MB); disk covers images and etcd.
@@ -618,20 +617,42 @@ impl Agent {
         }
     }
 
-    /// Remove the files that hold the bootstrap token and certificate key.
+    /// Remove every copy of the bootstrap secrets the node no longer needs
+    /// (kubeboot's own and cloud-init's), then look for any left and say where.
     pub(super) fn done(&mut self) -> Result<(), Failure> {
-        for path in [
+        let mut files = vec![
             self.store.kubeadm_config_path(),
             self.store.document_path(),
-            NODE_FILE.to_string(),
-        ] {
-            match self.host.remove_file_if_exists(&path) {
-                Ok(true) => tracing::info!("removed {path} (it held bootstrap secrets)"),
-                Ok(false) => {}
-                Err(e) => return Err(Failure::new(ErrorKind::HostIo, e.to_string())),
-            }
+            crate::source::NODE_FILE.to_string(),
+        ];
+        files.extend(crate::source::cloud_init_cached_copies(&self.host));
+        let target = format!("{}/outbox/target.json", self.opts.state_dir);
+        let secrets = self.redactor.secrets();
+        let found =
+            super::forget::forget(&self.host, &files, &self.opts.state_dir, &[target], secrets)
+                .map_err(|e| Failure::new(ErrorKind::HostIo, e.to_string()))?;
+        for path in &found.removed {
+            tracing::info!("removed {path} (it held bootstrap secrets)");
         }
+        for path in &found.left {
+            tracing::warn!("a bootstrap secret is still in {path}; kubeboot did not write it");
+        }
+        self.notes.extend(found.notes(!secrets.is_empty()));
         Ok(())
+    }
+
+    /// A later boot of a done node: cloud-init has written its copies of the
+    /// user-data again from its datasource; remove them again.
+    pub(super) fn forget_cloud_init_copies(&mut self) {
+        let copies = crate::source::cloud_init_cached_copies(&self.host);
+        match super::forget::remove(&self.host, &copies) {
+            Ok(removed) if !removed.is_empty() => tracing::info!(
+                "removed cloud-init's copies of the user-data again ({}): they hold bootstrap secrets",
+                removed.join(", ")
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!("could not remove cloud-init's copies of the user-data: {e}"),
+        }
     }
 }
 

@@ -8,6 +8,36 @@ pub const NODE_FILE: &str = "/etc/kubeboot/node.toml";
 /// Where cloud-init keeps this instance's raw user-data.
 pub const USER_DATA: &str = "/var/lib/cloud/instance/user-data.txt";
 
+/// cloud-init's own copies of the user-data, and so of a kubeboot document in
+/// it: the raw and processed user-data, the merged cloud-config (which holds
+/// `write_files` content) and the pickled datasource. cloud-init writes them
+/// again from its datasource at every boot.
+const CACHED_COPIES: [&str; 4] = [
+    "user-data.txt",
+    "user-data.txt.i",
+    "cloud-config.txt",
+    "obj.pkl",
+];
+const CLOUD_DIR: &str = "/var/lib/cloud";
+
+/// The cached copies present on this node: under `instance/` and under each
+/// `instances/<id>/` (`instance` is usually a link to one of those).
+pub fn cached_copies(host: &Host) -> Vec<String> {
+    let mut dirs = vec![format!("{CLOUD_DIR}/instance")];
+    if let Ok(entries) = std::fs::read_dir(host.path(format!("{CLOUD_DIR}/instances"))) {
+        let mut ids: Vec<String> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        ids.sort();
+        dirs.extend(ids.iter().map(|id| format!("{CLOUD_DIR}/instances/{id}")));
+    }
+    dirs.iter()
+        .flat_map(|d| CACHED_COPIES.iter().map(move |f| format!("{d}/{f}")))
+        .filter(|p| host.exists(p))
+        .collect()
+}
+
 pub struct NodeFile;
 
 impl DocumentSource for NodeFile {

@@ -14,8 +14,8 @@ use crate::host::Host;
 use crate::status::ErrorKind;
 
 pub use cloud_init::{
-    kubeboot_document_in_user_data, CloudInitUserData, NodeFile, MIME_TYPE as USER_DATA_MIME_TYPE,
-    NODE_FILE,
+    cached_copies as cloud_init_cached_copies, kubeboot_document_in_user_data, CloudInitUserData,
+    NodeFile, MIME_TYPE as USER_DATA_MIME_TYPE, NODE_FILE,
 };
 pub use cmdline::KernelCommandLine;
 pub use https::{fetch_document, FetchOptions};
