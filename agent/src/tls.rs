@@ -94,11 +94,26 @@ pub fn describe_http_error(e: &reqwest::Error) -> String {
     msg
 }
 
+/// Every certificate of a PEM bundle, in order; other PEM sections are skipped.
+pub fn pem_certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+    use rustls::pki_types::pem::PemObject;
+    CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("malformed PEM: {e}"))
+}
+
+/// The first certificate of a PEM bundle.
+pub fn first_pem_certificate(pem: &[u8]) -> Result<CertificateDer<'static>, String> {
+    pem_certificates(pem)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| "no PEM CERTIFICATE block found".to_string())
+}
+
 /// A client config trusting exactly the CA certificates of a PEM bundle.
 pub fn client_config_with_bundle(pem: &[u8]) -> Result<rustls::ClientConfig, String> {
     let mut roots = RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut &pem[..]) {
-        let cert = cert.map_err(|e| format!("CA bundle: {e}"))?;
+    for cert in pem_certificates(pem).map_err(|e| format!("CA bundle: {e}"))? {
         roots
             .add(cert)
             .map_err(|e| format!("CA bundle: unusable certificate: {e}"))?;
@@ -253,10 +268,7 @@ mod tests {
         assert_eq!(certs.len(), 2);
         for c in certs {
             let pem = c["pem"].as_str().unwrap();
-            let der = rustls_pemfile::certs(&mut pem.as_bytes())
-                .next()
-                .unwrap()
-                .unwrap();
+            let der = first_pem_certificate(pem.as_bytes()).unwrap();
             assert_eq!(
                 ca_hash_of_der(&der).unwrap(),
                 c["sha256_pin_openssl"].as_str().unwrap(),

@@ -377,9 +377,7 @@ fn start_controller_manager(cp: &ControlPlane, kcm: u16) {
 }
 
 fn x509_der(pem: &str) -> Vec<u8> {
-    rustls_pemfile::certs(&mut pem.as_bytes())
-        .next()
-        .unwrap()
+    kubeboot::tls::first_pem_certificate(pem.as_bytes())
         .unwrap()
         .to_vec()
 }

@@ -179,9 +179,7 @@ fn a_member_back_within_the_grace_period_stays() {
 
 fn cluster_access(cp: &control_plane::ControlPlane, key: &str) -> ClusterAccess {
     let ca = std::fs::read_to_string(cp.pki("ca.crt")).unwrap();
-    let der = rustls_pemfile::certs(&mut ca.as_bytes())
-        .next()
-        .unwrap()
+    let der = kubeboot::tls::first_pem_certificate(ca.as_bytes())
         .unwrap()
         .to_vec();
     ClusterAccess {

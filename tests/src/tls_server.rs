@@ -232,7 +232,7 @@ pub fn pki_from_ca_for(ca_cert_pem: &str, ca_key_pem: &str, names: &[&str]) -> P
     let server =
         CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
     let server_cert = server.signed_by(&server_key, &ca_cert, &ca_key).unwrap();
-    let ca_der = rustls_pemfile_der(ca_cert_pem);
+    let ca_der = pem_body_der(ca_cert_pem);
     Pki {
         ca_der: ca_der.clone(),
         ca_pem: ca_cert_pem.to_string(),
@@ -242,7 +242,7 @@ pub fn pki_from_ca_for(ca_cert_pem: &str, ca_key_pem: &str, names: &[&str]) -> P
     }
 }
 
-fn rustls_pemfile_der(pem: &str) -> Vec<u8> {
+fn pem_body_der(pem: &str) -> Vec<u8> {
     use base64::Engine;
     let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
     base64::engine::general_purpose::STANDARD

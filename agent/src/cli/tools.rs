@@ -21,20 +21,11 @@ pub fn ca_hash(args: CaHashArgs) -> u8 {
             return 2;
         }
     };
-    let mut reader = pem.as_slice();
-    let mut certs = rustls_pemfile::certs(&mut reader);
-    let der = match certs.next() {
-        Some(Ok(der)) => der,
-        Some(Err(e)) => {
+    let der = match crate::tls::first_pem_certificate(&pem) {
+        Ok(der) => der,
+        Err(e) => {
             eprintln!(
-                "error: {}: malformed PEM certificate: {e}",
-                args.cert.display()
-            );
-            return 2;
-        }
-        None => {
-            eprintln!(
-                "error: {}: no PEM CERTIFICATE block found (is it a key or a truncated file?)",
+                "error: {}: {e} (is it a key or a truncated file?)",
                 args.cert.display()
             );
             return 2;

@@ -209,8 +209,9 @@ fn parse_kubeconfig(text: &str) -> Result<(String, Vec<Vec<u8>>), String> {
     let pem = base64::engine::general_purpose::STANDARD
         .decode(data.trim())
         .map_err(|e| format!("certificate-authority-data is not base64: {e}"))?;
-    let cas: Vec<Vec<u8>> = rustls_pemfile::certs(&mut pem.as_slice())
-        .filter_map(Result::ok)
+    let cas: Vec<Vec<u8>> = crate::tls::pem_certificates(&pem)
+        .map_err(|e| format!("certificate-authority-data: {e}"))?
+        .iter()
         .map(|c| c.to_vec())
         .collect();
     if cas.is_empty() {

@@ -224,13 +224,13 @@ pub fn run(opts: ServeOptions, on_listening: impl FnOnce(&Listening)) -> Result<
         match tls {
             Some(t) => {
                 let config = axum_server::tls_rustls::RustlsConfig::from_config(t.config);
-                axum_server::from_tcp_rustls(listener, config)
+                axum_server::from_tcp_rustls(listener, config)?
                     .handle(handle)
                     .serve(service)
                     .await
             }
             None => {
-                axum_server::from_tcp(listener)
+                axum_server::from_tcp(listener)?
                     .handle(handle)
                     .serve(service)
                     .await

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::bundle::pki;
@@ -37,16 +38,18 @@ pub fn load(source: &TlsSource, data: &Path) -> Result<TlsIdentity, String> {
             (chain, key, Some(ca))
         }
     };
-    let chain: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut chain_pem.as_slice())
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("TLS certificate: {e}"))?;
+    let chain: Vec<CertificateDer<'static>> =
+        crate::tls::pem_certificates(&chain_pem).map_err(|e| format!("TLS certificate: {e}"))?;
     let last = chain
         .last()
         .ok_or("TLS certificate file holds no PEM certificate")?;
     let ca_cert_hash = ca_hash_of_der(last)?;
-    let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut key_pem.as_slice())
-        .map_err(|e| format!("TLS key: {e}"))?
-        .ok_or("TLS key file holds no PEM private key")?;
+    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| match e {
+        rustls::pki_types::pem::Error::NoItemsFound => {
+            "TLS key file holds no PEM private key".to_string()
+        }
+        e => format!("TLS key: malformed PEM: {e}"),
+    })?;
     let mut config = rustls::ServerConfig::builder_with_provider(crate::tls::provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
@@ -74,10 +77,8 @@ fn self_signed(data: &Path, names: &[String]) -> Result<(Vec<u8>, Vec<u8>, PathB
     std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
     let ca = if ca_crt.exists() && ca_key.exists() {
         let cert_pem = std::fs::read_to_string(&ca_crt).map_err(|e| io(&ca_crt, e))?;
-        let der = rustls_pemfile::certs(&mut cert_pem.as_bytes())
-            .next()
-            .ok_or_else(|| format!("{} holds no certificate", ca_crt.display()))?
-            .map_err(|e| io(&ca_crt, e))?;
+        let der = crate::tls::first_pem_certificate(cert_pem.as_bytes())
+            .map_err(|e| format!("{}: {e}", ca_crt.display()))?;
         pki::CaPair {
             cert_pem,
             key_pem: std::fs::read_to_string(&ca_key).map_err(|e| io(&ca_key, e))?,
