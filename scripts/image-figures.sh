@@ -50,7 +50,7 @@ pids+=($!)
 pids+=($!)
 sleep 1
 hash=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["ca_cert_hash"])' "$work/serve.json")
-token=$(head -n1 "$work/serve/token")
+token=$("$kb" serve token add --data "$work/serve" --scope report)
 { cat "$work/bundle/nodes/worker.toml"; printf '\n[node]\nname = "figures"\n[preflight]\nclock_sync_timeout_seconds = 2\n[report]\nurl = "https://10.0.2.100:8443/v1"\ntoken = "%s"\nca_cert_hash = "%s"\n' "$token" "$hash"; } >"$work/figures.toml"
 "$kb" seed --document "$work/figures.toml" --out "$work/figures.iso" 2>/dev/null
 

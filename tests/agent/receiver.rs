@@ -1,6 +1,6 @@
 //! A real `kubeboot serve` on 127.0.0.1 for tests: started as a child process
 //! with its own data directory, restartable on the same port and data (so the
-//! TLS CA, the pin and the token stay), killable with SIGKILL.
+//! TLS CA, the pin and the tokens stay), killable with SIGKILL.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -40,12 +40,25 @@ impl Receiver {
             child: None,
             extra: extra.iter().map(|s| s.to_string()).collect(),
         };
+        r.token = r.mint(&["--scope", "report"]);
         r.restart();
-        r.token = std::fs::read_to_string(r.data.path().join("token"))
-            .unwrap()
-            .trim()
-            .to_string();
         r
+    }
+
+    /// `kubeboot serve token add ARGS` on this receiver's data: the new token.
+    pub fn mint(&self, args: &[&str]) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_kubeboot-under-test"))
+            .args(["serve", "token", "add", "--data"])
+            .arg(self.data.path())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
     }
 
     /// Another handle on `other`'s data, token and pin (for a server the test runs itself).

@@ -368,7 +368,7 @@ fn watch_shows_the_table_and_json_and_exits_by_outcome() {
 }
 
 #[test]
-fn documents_are_served_to_authenticated_nodes_and_fetched_from_the_kernel_command_line() {
+fn documents_are_served_by_scope_and_fetched_from_the_kernel_command_line() {
     let bundle = tempfile::tempdir().unwrap();
     let dir = bundle.path().join("b");
     let out = Command::new(env!("CARGO_BIN_EXE_kubeboot-under-test"))
@@ -377,8 +377,8 @@ fn documents_are_served_to_authenticated_nodes_and_fetched_from_the_kernel_comma
         .output()
         .unwrap();
     assert_exit(&out, 0);
-    let r = Receiver::start_with(&["--bundle", dir.to_str().unwrap()]);
-    let get = |path: &str, token: Option<&str>| {
+    let mut r = Receiver::start_with(&["--bundle", dir.to_str().unwrap()]);
+    let get = |r: &Receiver, path: &str, token: Option<&str>| {
         let mut req = r.client().get(format!("{}{path}", r.url()));
         if let Some(t) = token {
             req = req.bearer_auth(t);
@@ -386,24 +386,56 @@ fn documents_are_served_to_authenticated_nodes_and_fetched_from_the_kernel_comma
         let resp = req.send().unwrap();
         (resp.status().as_u16(), resp.text().unwrap())
     };
-    assert_eq!(get("/v1/documents/worker", None).0, 401);
-    assert_eq!(get("/v1/documents/boss", Some(&r.token)).0, 404);
-    let (s, doc) = get("/v1/documents/worker", Some(&r.token));
+    let worker = r.mint(&["--scope", "documents:worker"]);
+    let admin = r.mint(&["--scope", "admin"]);
+    let init = r.mint(&["--scope", "documents:init", "--note", "first control plane"]);
+    assert_eq!(get(&r, "/v1/documents/worker", None).0, 401);
+    assert_eq!(
+        get(&r, "/v1/documents/worker", Some("x".repeat(40).as_str())).0,
+        401
+    );
+    assert_eq!(get(&r, "/v1/documents/boss", Some(&worker)).0, 404);
+    // The report token every node carries reads no document.
+    let (s, why) = get(&r, "/v1/documents/worker", Some(&r.token));
+    assert_eq!(s, 403, "{why}");
+    assert!(why.contains("documents:worker"), "{why}");
+    assert_eq!(get(&r, "/v1/documents/control-plane", Some(&worker)).0, 403);
+    let (s, doc) = get(&r, "/v1/documents/worker", Some(&worker));
     assert_eq!(s, 200);
     assert_eq!(
         doc,
         std::fs::read_to_string(dir.join("nodes/worker.toml")).unwrap()
     );
+    assert_eq!(get(&r, "/v1/documents/control-plane", Some(&admin)).0, 200);
+    // The init document (the cluster's CA keys): only to an init token, once,
+    // and a restarted serve does not serve it again.
+    assert_eq!(get(&r, "/v1/documents/init", Some(&admin)).0, 403);
+    assert_eq!(get(&r, "/v1/documents/init", Some(&r.token)).0, 403);
+    let (s, doc) = get(&r, "/v1/documents/init", Some(&init));
+    assert_eq!(s, 200);
+    assert!(doc.contains("role = \"init\""), "{doc}");
+    assert_eq!(get(&r, "/v1/documents/init", Some(&init)).0, 410);
+    r.kill();
+    r.restart();
+    let (s, why) = get(&r, "/v1/documents/init", Some(&init));
+    assert_eq!(s, 410, "{why}");
+    assert!(why.contains("once-only"), "{why}");
+    // No token is stored in clear.
+    let file = std::fs::read_to_string(r.data.path().join("tokens")).unwrap();
+    for t in [&r.token, &worker, &admin, &init] {
+        assert!(!file.contains(t.as_str()));
+    }
 
-    // The PXE path: kubeboot.url= + kubeboot.ca_hash= + kubeboot.token= on the command line.
+    // The PXE path: kubeboot.url= + kubeboot.ca_hash= + a once-only kubeboot.token=
+    // on the command line, which the node's own fetch spends.
+    let pxe = r.mint(&["--scope", "documents:worker", "--once"]);
     let node = TestNode::new(crate::harness::WORKER);
     crate::harness::write(
         &node.path("/proc/cmdline"),
         &format!(
-            "console=ttyS0 kubeboot.url={}/v1/documents/worker kubeboot.ca_hash={} kubeboot.token={}\n",
+            "console=ttyS0 kubeboot.url={}/v1/documents/worker kubeboot.ca_hash={} kubeboot.token={pxe}\n",
             r.url(),
             r.ca_hash,
-            r.token
         ),
     );
     let out = node
@@ -413,7 +445,12 @@ fn documents_are_served_to_authenticated_nodes_and_fetched_from_the_kernel_comma
     assert_exit(&out, 0);
     let t = text(&out);
     assert!(t.contains("lb.example:6443"), "{t}");
-    assert!(!t.contains(&r.token), "the token stays out of the output");
+    assert!(!t.contains(&pxe), "the token stays out of the output");
+    assert_eq!(
+        get(&r, "/v1/documents/worker", Some(&pxe)).0,
+        410,
+        "spent by the node's fetch"
+    );
 }
 
 /// The first line `serve --output json` prints, then the server is stopped.

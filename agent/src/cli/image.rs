@@ -162,7 +162,9 @@ struct PxeArgs {
     /// The document server's CA hash (kubeboot serve prints it).
     #[arg(long, value_name = "sha256:HEX")]
     ca_hash: String,
-    /// A bearer token for the document server (visible on the node's /proc/cmdline).
+    /// A file holding a bearer token for the document server. It is visible on the node's
+    /// /proc/cmdline to every user: make it once-only (`kubeboot serve token add
+    /// --scope documents:ROLE --once`), so it is spent by the node's own fetch.
     #[arg(long, value_name = "FILE")]
     token_file: Option<PathBuf>,
 }
@@ -414,15 +416,7 @@ pub(crate) fn stop_on_signals() -> &'static std::sync::atomic::AtomicBool {
 }
 
 fn run_pxe(a: PxeArgs) -> Result<(), String> {
-    let token = match &a.token_file {
-        Some(f) => Some(
-            crate::cli::serve::read_tokens(f)?
-                .into_iter()
-                .next()
-                .expect("read_tokens never returns an empty list"),
-        ),
-        None => None,
-    };
+    let token = a.token_file.as_deref().map(read_plain_token).transpose()?;
     pxe::write_set(
         &a.image,
         &a.out,
@@ -480,4 +474,24 @@ fn run_oci(a: OciArgs) -> Result<(), String> {
         ),
     }
     Ok(())
+}
+
+/// The first token line of a file holding one plain token (what
+/// `kubeboot serve token add` printed). Errors never quote the file.
+fn read_plain_token(path: &std::path::Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("--token-file {}: {e}", path.display()))?;
+    let token = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))
+        .ok_or(format!("--token-file {}: no token in it", path.display()))?;
+    if token.len() < 16 || token.contains(char::is_whitespace) {
+        return Err(format!(
+            "--token-file {}: the first line is not one token of 16 or more characters \
+             (make one with kubeboot serve token add --scope documents:ROLE --once)",
+            path.display()
+        ));
+    }
+    Ok(token.to_string())
 }

@@ -1,10 +1,10 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use clap::Args;
+use clap::{Args, Subcommand};
 
 use super::Output;
-use crate::host::write_file_atomic;
+use crate::serve::tokens::{Scope, TokenFile};
 use crate::serve::{self, tls::TlsSource, Listening, ServeOptions};
 
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/kubeboot-serve";
@@ -12,19 +12,26 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
 
 #[derive(Args, Debug)]
 #[command(after_help = "\
-Nodes report to `[report] url = \"https://ADDR/v1\"` with `token` from the token file and the \
+Nodes report to `[report] url = \"https://ADDR/v1\"` with a report token and the \
 `ca_cert_hash` printed at start-up. With neither --tls-cert nor --plain-http, the receiver \
 makes its own CA in DATA/tls (--self-signed) and keeps it, so the hash stays the same.
 
-Routes: POST /v1/nodes/{name}/events (bearer), GET /v1/nodes, GET /v1/nodes/{name}, \
-GET /v1/documents/{role} (bearer; needs --bundle), GET / (dashboard), GET /metrics.
+Tokens have scopes and are stored hashed in DATA/tokens; make them with \
+`kubeboot serve token add --scope report|documents:ROLE|admin`, which prints the token once. \
+A report token reads no document; the init document goes to a documents:init token, once.
+
+Routes: POST /v1/nodes/{name}/events (report), GET /v1/nodes, GET /v1/nodes/{name}, \
+GET /v1/documents/{role} (documents:ROLE; needs --bundle), GET / (dashboard), GET /metrics.
 
 Exit codes: 0 stopped by SIGINT/SIGTERM, 1 could not start or serve, 2 bad arguments.")]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct ServeArgs {
+    #[command(subcommand)]
+    command: Option<ServeCommand>,
     /// Address to listen on. Loopback by default; use 0.0.0.0:8443 to let nodes in.
     #[arg(long, value_name = "ADDR", default_value = DEFAULT_LISTEN)]
     listen: SocketAddr,
-    /// Where events (one redb file), the generated CA and the generated token live.
+    /// Where events (one redb file), the generated CA and the tokens file live.
     #[arg(long, value_name = "DIR", default_value = DEFAULT_DATA_DIR)]
     data: PathBuf,
     /// Serve this certificate (PEM; the chain, ending with the CA nodes pin).
@@ -42,7 +49,7 @@ pub struct ServeArgs {
     /// Serve plain HTTP (behind a TLS-terminating proxy). Nodes refuse http:// report URLs.
     #[arg(long)]
     plain_http: bool,
-    /// Bearer tokens nodes must present, one per line. Default: DATA/token, made on first start.
+    /// The tokens file (scoped, hashed; see `serve token`). Default: DATA/tokens.
     #[arg(long, value_name = "FILE")]
     token_file: Option<PathBuf>,
     /// A `kubeboot bundle` directory: serve its node documents at /v1/documents/{role}.
@@ -53,14 +60,74 @@ pub struct ServeArgs {
     output: Output,
 }
 
+#[derive(Subcommand, Debug)]
+enum ServeCommand {
+    /// Make, list and revoke the bearer tokens nodes and operators present.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum TokenCommand {
+    /// Make a token and print it (only this once; the file keeps its hash).
+    #[command(after_help = "\
+Scopes: report (post status events: the [report] token every node carries), \
+documents:worker, documents:control-plane, documents:init (read that role's document; \
+init tokens are always once-only), admin (all but the init document).
+
+--once: the token is spent by its first use. Use it for a kernel command line \
+(kubeboot.token=, PXE), which every user of the node can read.
+
+Prints the token alone on stdout (--output json: token, id, scope, once). Exit codes: 0, 1 the \
+file could not be written, 2 bad arguments.")]
+    Add(TokenAddArgs),
+    /// The tokens in the file: id, scope, once, used, note (never the token).
+    List(TokenFileArgs),
+    /// Remove the token whose id starts with ID (6 or more hex digits).
+    Revoke {
+        #[command(flatten)]
+        file: TokenFileArgs,
+        /// The token's id, from `serve token list` or `serve token add`.
+        id: String,
+    },
+}
+
+#[derive(Args, Debug)]
+struct TokenFileArgs {
+    /// serve's data directory; the tokens file is DATA/tokens.
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_DATA_DIR)]
+    data: PathBuf,
+    /// The tokens file, when serve runs with --token-file.
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t)]
+    output: Output,
+}
+
+#[derive(Args, Debug)]
+struct TokenAddArgs {
+    #[command(flatten)]
+    file: TokenFileArgs,
+    /// What the token may do: report, documents:ROLE or admin.
+    #[arg(long, value_parser = Scope::parse)]
+    scope: Scope,
+    /// Spent by its first use.
+    #[arg(long)]
+    once: bool,
+    /// A note kept beside the hash (who or what the token is for).
+    #[arg(long, default_value = "")]
+    note: String,
+}
+
 pub fn run(args: ServeArgs) -> u8 {
-    let (tokens, token_file) = match tokens(&args) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return 2;
-        }
-    };
+    if let Some(ServeCommand::Token(cmd)) = args.command {
+        return run_token(cmd);
+    }
+    let token_file = token_path(&args.data, &args.token_file);
+    if let Err(e) = TokenFile::new(&token_file).load() {
+        eprintln!("error: {e}");
+        return 2;
+    }
     if let Some(b) = &args.bundle {
         if !b.join("nodes").is_dir() {
             eprintln!(
@@ -86,7 +153,7 @@ pub fn run(args: ServeArgs) -> u8 {
         listen: args.listen,
         data: args.data,
         tls,
-        tokens,
+        tokens: token_file.clone(),
         bundle: args.bundle,
     };
     let announce = |l: &Listening| {
@@ -118,58 +185,9 @@ fn server_names(args: &ServeArgs) -> Vec<String> {
     names
 }
 
-/// Tokens from --token-file, or DATA/token (made with a random token when missing).
-fn tokens(args: &ServeArgs) -> Result<(Vec<String>, PathBuf), String> {
-    match &args.token_file {
-        Some(path) => Ok((read_tokens(path)?, path.clone())),
-        None => {
-            ensure_token(&args.data)?;
-            let path = args.data.join("token");
-            Ok((read_tokens(&path)?, path))
-        }
-    }
-}
-
-/// DATA/token's first token, made (random, 0600) when missing.
-pub fn ensure_token(data: &Path) -> Result<String, String> {
-    let path = data.join("token");
-    if !path.exists() {
-        let token = random_token();
-        write_file_atomic(&path, format!("{token}\n").as_bytes(), 0o600)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-    }
-    Ok(read_tokens(&path)?.remove(0))
-}
-
-pub fn read_tokens(path: &Path) -> Result<Vec<String>, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("--token-file {}: {e}", path.display()))?;
-    let tokens: Vec<String> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(str::to_string)
-        .collect();
-    if tokens.is_empty() {
-        return Err(format!(
-            "--token-file {}: no token in it (one per line; # starts a comment)",
-            path.display()
-        ));
-    }
-    if let Some(short) = tokens.iter().position(|t| t.len() < 16) {
-        return Err(format!(
-            "--token-file {}: line {} holds a token shorter than 16 characters; use a long random one",
-            path.display(),
-            short + 1
-        ));
-    }
-    Ok(tokens)
-}
-
-fn random_token() -> String {
-    use rand::Rng;
-    let bytes: [u8; 24] = rand::rng().random();
-    hex::encode(bytes)
+/// The tokens file: --token-file, else DATA/tokens.
+fn token_path(data: &Path, token_file: &Option<PathBuf>) -> PathBuf {
+    token_file.clone().unwrap_or_else(|| data.join("tokens"))
 }
 
 /// The `[report] url` nodes should use. A wildcard listen address is no URL:
@@ -239,8 +257,12 @@ fn print_listening(
                 println!("                   [report] ca_cert_hash = \"{h}\"");
             }
             println!(
-                "                   [report] token = the token in {}",
-                token_file.display()
+                "                   [report] token = a report token: kubeboot serve token add --scope report{}",
+                if token_file.ends_with("tokens") && token_file.parent() == Some(l.data.as_path()) {
+                    format!(" --data {}", l.data.display())
+                } else {
+                    format!(" --token-file {}", token_file.display())
+                }
             );
             println!(
                 "  store: {} ({} events from {} nodes so far)",
@@ -252,4 +274,106 @@ fn print_listening(
     }
     use std::io::Write;
     let _ = std::io::stdout().flush();
+}
+
+fn run_token(cmd: TokenCommand) -> u8 {
+    let result = match cmd {
+        TokenCommand::Add(a) => token_add(a),
+        TokenCommand::List(f) => token_list(f),
+        TokenCommand::Revoke { file, id } => token_revoke(file, &id),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
+}
+
+fn open(f: &TokenFileArgs) -> Result<TokenFile, String> {
+    let path = token_path(&f.data, &f.token_file);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    Ok(TokenFile::new(path))
+}
+
+fn token_add(a: TokenAddArgs) -> Result<(), String> {
+    let file = open(&a.file)?;
+    let (token, grant) = file.add(a.scope, a.once, &a.note)?;
+    match a.file.output {
+        Output::Json => println!(
+            "{}",
+            serde_json::json!({
+                "token": token,
+                "id": grant.id(),
+                "scope": grant.scope.to_string(),
+                "once": grant.once,
+                "file": file.path(),
+            })
+        ),
+        Output::Text => {
+            println!("{token}");
+            eprintln!(
+                "kubeboot: made a {}{} token, id {}, in {}; it is shown only now",
+                grant.scope,
+                if grant.once { " once-only" } else { "" },
+                grant.id(),
+                file.path().display()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn token_list(f: TokenFileArgs) -> Result<(), String> {
+    let file = open(&f)?;
+    let grants = file.load()?;
+    match f.output {
+        Output::Json => {
+            let rows: Vec<_> = grants
+                .iter()
+                .map(|g| {
+                    serde_json::json!({
+                        "id": g.id(), "scope": g.scope.to_string(), "once": g.once,
+                        "used": g.used, "note": g.note,
+                    })
+                })
+                .collect();
+            println!("{}", serde_json::Value::Array(rows));
+        }
+        Output::Text => {
+            println!("{:<12}  {:<24}  {:<25}  note", "id", "scope", "once/used");
+            for g in &grants {
+                let once = match (&g.used, g.once) {
+                    (Some(at), _) => format!("used {at}"),
+                    (None, true) => "once, unused".into(),
+                    (None, false) => "-".into(),
+                };
+                println!(
+                    "{:<12}  {:<24}  {:<25}  {}",
+                    g.id(),
+                    g.scope.to_string(),
+                    once,
+                    g.note
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn token_revoke(f: TokenFileArgs, id: &str) -> Result<(), String> {
+    let file = open(&f)?;
+    match file.revoke(id)? {
+        0 => Err(format!(
+            "no token with an id starting {id} in {}",
+            file.path().display()
+        )),
+        n => {
+            eprintln!("kubeboot: revoked {n} token(s); serve refuses them from the next request");
+            Ok(())
+        }
+    }
 }

@@ -198,7 +198,14 @@ fn up(a: UpArgs) -> Result<bool, String> {
             )
         })?;
     }
-    let token = super::serve::ensure_token(&data)?;
+    std::fs::create_dir_all(&data).map_err(|e| format!("{}: {e}", data.display()))?;
+    let tokens = data.join("tokens");
+    // The VMs' [report] token: it posts events and reads no document.
+    let (token, _) = crate::serve::tokens::TokenFile::new(&tokens).add(
+        crate::serve::tokens::Scope::Report,
+        false,
+        "kubeboot up: the VMs' [report] token",
+    )?;
     let (tx, rx) = std::sync::mpsc::channel();
     let listen = match &segment {
         Some(_) => format!("{}:8443", segment::OPERATOR),
@@ -210,7 +217,7 @@ fn up(a: UpArgs) -> Result<bool, String> {
         tls: Some(TlsSource::SelfSigned {
             names: vec!["localhost".into(), "127.0.0.1".into(), receiver_host.into()],
         }),
-        tokens: vec![token.clone()],
+        tokens,
         bundle: Some(bundle_dir.clone()),
     };
     std::thread::spawn(move || {

@@ -45,6 +45,16 @@ impl Role {
     }
 }
 
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Role, String> {
+        [Role::Init, Role::ControlPlane, Role::Worker]
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| "unknown role: use init, control-plane or worker".to_string())
+    }
+}
+
 impl std::fmt::Display for Role {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())

@@ -2,48 +2,45 @@
 //!
 //! | route                         | auth   | what                                   |
 //! |-------------------------------|--------|----------------------------------------|
-//! | `POST /v1/nodes/{name}/events`| bearer | store one status event (idempotent)    |
+//! | `POST /v1/nodes/{name}/events`| report | store one status event (idempotent)    |
 //! | `GET /v1/nodes`               | -      | every node's summary                   |
 //! | `GET /v1/nodes/{name}`        | -      | one node's summary and history         |
-//! | `GET /v1/documents/{role}`    | bearer | the bundle's node document for a role  |
+//! | `GET /v1/documents/{role}`    | documents:{role} | the bundle's document for a role |
 //! | `GET /`                       | -      | the dashboard                          |
 //! | `GET /metrics`                | -      | Prometheus / OpenMetrics text          |
 //! | `GET /healthz`                | -      | liveness                               |
 //!
 //! Status events hold no secrets, so reading is open; bind to loopback (the
 //! default) or put the receiver behind a proxy if node facts are sensitive.
+//! Bearer tokens carry scopes (`tokens` module): a node's report token reads no
+//! document.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use super::tokens::{Denied, Scope};
+use super::{App, Stored};
+use crate::document::{formats::is_dns_name, Role};
+use crate::status::{StatusEvent, LOG_TAIL_MAX_LINES, MAX_EVENT_BYTES};
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
-use subtle::ConstantTimeEq;
-
-use super::{App, Stored};
-use crate::document::{formats::is_dns_name, Role};
-use crate::status::{StatusEvent, LOG_TAIL_MAX_LINES, MAX_EVENT_BYTES};
 
 const DASHBOARD: &str = include_str!("dashboard.html");
 
 pub(crate) fn router(app: Arc<App>) -> Router {
-    let authenticated = Router::new()
-        .route("/v1/nodes/{name}/events", post(post_event))
-        .route("/v1/documents/{role}", get(get_document))
-        .route_layer(middleware::from_fn_with_state(app.clone(), require_token));
     Router::new()
         .route("/", get(|| async { Html(DASHBOARD) }))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .route("/v1/nodes", get(list_nodes))
         .route("/v1/nodes/{name}", get(get_node))
-        .merge(authenticated)
+        .route("/v1/nodes/{name}/events", post(post_event))
+        .route("/v1/documents/{role}", get(get_document))
         .layer(DefaultBodyLimit::max(MAX_EVENT_BYTES))
         .with_state(app)
 }
@@ -52,31 +49,41 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
 }
 
-async fn require_token(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
-    let presented = req
-        .headers()
+/// The request's bearer token may do `wanted`, or the refusal to send.
+fn authorize(app: &App, headers: &HeaderMap, wanted: Scope) -> Result<(), Box<Response>> {
+    let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
-    let ok = presented.is_some_and(|p| {
-        app.tokens
-            .iter()
-            .any(|t| bool::from(t.as_bytes().ct_eq(p.as_bytes())))
-    });
-    if ok {
-        return next.run(req).await;
-    }
-    app.rejected.fetch_add(1, Ordering::Relaxed);
-    let why = if presented.is_some() {
-        "the bearer token is not one this receiver accepts ([report] token / [source] token must match --token-file)"
-    } else {
-        "missing `Authorization: Bearer <token>`"
+    let denied = match app.tokens.authorize(presented, wanted) {
+        Ok(()) => return Ok(()),
+        Err(d) => d,
     };
-    let mut resp = error(StatusCode::UNAUTHORIZED, why);
-    resp.headers_mut()
-        .insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("static"));
-    resp
+    app.rejected.fetch_add(1, Ordering::Relaxed);
+    let resp = match denied {
+        Denied::Unknown if presented.is_none() => {
+            error(StatusCode::UNAUTHORIZED, "missing `Authorization: Bearer <token>`")
+        }
+        Denied::Unknown => error(
+            StatusCode::UNAUTHORIZED,
+            "the bearer token is not one this receiver holds (kubeboot serve token list)",
+        ),
+        Denied::Scope { needed } => error(
+            StatusCode::FORBIDDEN,
+            format!("the bearer token lacks the scope {needed} (kubeboot serve token add --scope {needed})"),
+        ),
+        Denied::Spent { at } => error(
+            StatusCode::GONE,
+            format!("this once-only token was used at {at}; make another with kubeboot serve token add"),
+        ),
+    };
+    let mut resp = resp;
+    if resp.status() == StatusCode::UNAUTHORIZED {
+        resp.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("static"));
+    }
+    Err(Box::new(resp))
 }
 
 fn check_name(name: &str) -> Result<(), Box<Response>> {
@@ -133,8 +140,12 @@ pub(crate) fn check_event(name: &str, body: &[u8]) -> Result<StatusEvent, String
 async fn post_event(
     State(app): State<Arc<App>>,
     Path(name): Path<String>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if let Err(r) = authorize(&app, &headers, Scope::Report) {
+        return *r;
+    }
     if let Err(r) = check_name(&name) {
         return *r;
     }
@@ -178,25 +189,31 @@ async fn get_node(State(app): State<Arc<App>>, Path(name): Path<String>) -> Resp
     }
 }
 
-async fn get_document(State(app): State<Arc<App>>, Path(role): Path<String>) -> Response {
+async fn get_document(
+    State(app): State<Arc<App>>,
+    Path(role): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     let Some(bundle) = &app.bundle else {
         return error(
             StatusCode::NOT_FOUND,
             "this receiver serves no node documents: start it with --bundle DIR",
         );
     };
-    let role: Role = match serde_json::from_value(json!(role)) {
+    let role: Role = match role.parse() {
         Ok(r) => r,
-        Err(_) => {
-            return error(
-                StatusCode::NOT_FOUND,
-                "unknown role: use init, control-plane or worker",
-            )
-        }
+        Err(e) => return error(StatusCode::NOT_FOUND, e),
     };
     let path = bundle.join("nodes").join(format!("{}.toml", role.as_str()));
+    // Read first: a once-only token is spent only on a document that exists.
     match tokio::fs::read(&path).await {
-        Ok(bytes) => ([(header::CONTENT_TYPE, "application/toml")], bytes).into_response(),
+        Ok(bytes) => {
+            if let Err(r) = authorize(&app, &headers, Scope::Documents(role)) {
+                return *r;
+            }
+            tracing::info!("served the {role} document");
+            ([(header::CONTENT_TYPE, "application/toml")], bytes).into_response()
+        }
         Err(e) => {
             tracing::error!("{}: {e}", path.display());
             error(

@@ -14,6 +14,7 @@ mod metrics;
 pub mod nodes;
 mod store;
 pub mod tls;
+pub mod tokens;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -31,8 +32,8 @@ pub struct ServeOptions {
     pub data: PathBuf,
     /// None: plain HTTP (behind a TLS-terminating proxy, or loopback demos).
     pub tls: Option<tls::TlsSource>,
-    /// Bearer tokens nodes may use. Never empty.
-    pub tokens: Vec<String>,
+    /// The scoped, hashed bearer tokens (`tokens` module).
+    pub tokens: PathBuf,
     /// A `kubeboot bundle` directory whose node documents `GET /v1/documents/{role}` serves.
     pub bundle: Option<PathBuf>,
 }
@@ -56,7 +57,7 @@ pub struct Listening {
 pub(crate) struct App {
     shared: Arc<Shared>,
     writer: mpsc::Sender<PendingWrite>,
-    tokens: Vec<String>,
+    tokens: tokens::TokenFile,
     bundle: Option<PathBuf>,
     rejected: AtomicU64,
 }
@@ -156,7 +157,15 @@ fn log_transition(ev: &StatusEvent) {
 /// Open the store, bind, print where it listens (via `on_listening`), and serve
 /// until SIGINT/SIGTERM.
 pub fn run(opts: ServeOptions, on_listening: impl FnOnce(&Listening)) -> Result<(), String> {
-    assert!(!opts.tokens.is_empty(), "serve needs at least one token");
+    let tokens = tokens::TokenFile::new(&opts.tokens);
+    let grants = tokens.load()?;
+    if !grants.iter().any(|g| g.scope == tokens::Scope::Report) {
+        tracing::warn!(
+            "{} holds no report token: nodes cannot report until one is added \
+             (kubeboot serve token add --scope report)",
+            opts.tokens.display()
+        );
+    }
     std::fs::create_dir_all(&opts.data)
         .map_err(|e| format!("--data {}: {e}", opts.data.display()))?;
     let tls = opts
@@ -179,7 +188,7 @@ pub fn run(opts: ServeOptions, on_listening: impl FnOnce(&Listening)) -> Result<
     let app = Arc::new(App {
         shared: shared.clone(),
         writer: tx,
-        tokens: opts.tokens.clone(),
+        tokens,
         bundle: opts.bundle.clone(),
         rejected: AtomicU64::new(0),
     });

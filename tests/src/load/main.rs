@@ -125,10 +125,10 @@ async fn main() {
     .unwrap();
     let listening: serde_json::Value = serde_json::from_str(&line).expect("serve start-up line");
     let pin = listening["ca_cert_hash"].as_str().unwrap().to_string();
-    let token = std::fs::read_to_string(data.path().join("token"))
-        .unwrap()
-        .trim()
-        .to_string();
+    let token = kubeboot::serve::tokens::TokenFile::new(data.path().join("tokens"))
+        .add(kubeboot::serve::tokens::Scope::Report, false, "load test")
+        .expect("a report token")
+        .0;
     let url = format!("https://127.0.0.1:{port}/v1");
 
     let limit = Arc::new(Semaphore::new(args.concurrency));
