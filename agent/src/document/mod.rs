@@ -611,4 +611,31 @@ mod tests {
             "missing field `endpoint`"
         );
     }
+
+    mod fuzz {
+        use super::*;
+        use crate::fuzz::{apply, config, edits};
+        use proptest::prelude::*;
+
+        const INIT: &str = include_str!("../../../cloud-init/examples/init.toml");
+        /// The secret half of the examples' bootstrap token.
+        const SECRET: &str = "0123456789abcdef";
+
+        proptest! {
+            #![proptest_config(config())]
+
+            /// A mutated document never panics the parser or the checks, and an
+            /// error never carries the token's secret.
+            #[test]
+            fn mutated_documents_fail_cleanly(doc in 0..2usize, e in edits()) {
+                let seed = [WORKER, INIT][doc];
+                let text = String::from_utf8_lossy(&apply(seed.as_bytes(), &e)).into_owned();
+                if let Err(err) = load(&text) {
+                    let shown = err.to_string();
+                    prop_assert!(!shown.contains(SECRET), "{}", shown);
+                    prop_assert!(!err.errors.is_empty());
+                }
+            }
+        }
+    }
 }

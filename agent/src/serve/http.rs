@@ -268,4 +268,32 @@ mod tests {
             .unwrap_err()
             .starts_with("malformed"));
     }
+
+    mod fuzz {
+        use super::*;
+        use crate::fuzz::{apply, config, edits};
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(config())]
+
+            /// A mutated status event is accepted or refused with a message,
+            /// never a panic; an accepted one names the node in the URL.
+            #[test]
+            fn mutated_events_are_checked_without_panics(e in edits()) {
+                let good = serde_json::to_vec(&json!({
+                    "node": "w1", "machine_id": "abc", "boot_id": "b-1", "seq": 1, "role": "worker",
+                    "phase": "kubeadm", "state": "failed", "attempt": 2,
+                    "at": "2026-11-21T10:00:00Z", "agent_version": "0.1.0",
+                    "error": {"kind": "kubeadm_failed", "message": "exit 1"},
+                    "log_tail": ["a", "b"]
+                }))
+                .unwrap();
+                match check_event("w1", &apply(&good, &e)) {
+                    Ok(ev) => prop_assert_eq!(ev.node, "w1"),
+                    Err(why) => prop_assert!(!why.is_empty()),
+                }
+            }
+        }
+    }
 }

@@ -143,4 +143,31 @@ mod tests {
             + "--\n";
         assert!(kubeboot_document_in_user_data(&only_cloud_config).is_none());
     }
+
+    mod fuzz {
+        use super::*;
+        use crate::fuzz::{apply, config, edits};
+        use proptest::prelude::*;
+
+        const MIME: &str = include_str!("../../../cloud-init/examples/user-data/worker-mime.txt");
+
+        proptest! {
+            #![proptest_config(config())]
+
+            /// Mutated MIME or raw user-data never panics the reader; what it
+            /// finds is a part of the input.
+            #[test]
+            fn mutated_user_data_is_read_without_panics(e in edits()) {
+                let text = String::from_utf8_lossy(&apply(MIME.as_bytes(), &e)).into_owned();
+                if let Some(doc) = kubeboot_document_in_user_data(&text) {
+                    prop_assert!(doc.len() <= text.len() * 2);
+                }
+            }
+
+            #[test]
+            fn arbitrary_bytes_are_read_without_panics(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+                let _ = kubeboot_document_in_user_data(&String::from_utf8_lossy(&bytes));
+            }
+        }
+    }
 }
