@@ -45,4 +45,12 @@ if command -v rustup >/dev/null 2>&1; then
         }
     done
 fi
-echo "setup: ok ($(cargo --version))"
+# cargo-deny checks licences, bans and sources in CI (deny.toml). Pinned; built from
+# crates.io once (a few minutes on 2 cores), then found in ~/.cargo/bin.
+DENY_VERSION=0.20.2
+if ! cargo deny --version 2>/dev/null | grep -q " $DENY_VERSION\$"; then
+    confirm "setup: installing cargo-deny $DENY_VERSION from crates.io (cargo install --locked) into ~/.cargo/bin
+  why: CI checks the dependency tree's licences, banned crates and sources with it"
+    cargo install --locked --quiet cargo-deny --version "$DENY_VERSION"
+fi
+echo "setup: ok ($(cargo --version); $(cargo deny --version))"

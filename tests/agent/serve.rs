@@ -178,10 +178,11 @@ fn killed_mid_write_loses_nothing_it_acknowledged() {
 
 #[test]
 fn a_full_disk_is_a_clear_507_and_what_was_stored_stays_readable() {
-    if !nix::unistd::Uid::effective().is_root() {
-        eprintln!("SKIPPED: needs root to mount a small tmpfs in a private mount namespace");
-        return;
-    }
+    // Never a silent pass: without root this test fails and says why.
+    assert!(
+        nix::unistd::Uid::effective().is_root(),
+        "needs root to mount a small tmpfs in a private mount namespace: run the tests as root, as .ci/run does"
+    );
     // kubeboot serve inside its own mount namespace, on a 1 MiB tmpfs.
     let r = Receiver::start();
     let port = crate::receiver::free_port();

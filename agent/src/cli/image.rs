@@ -393,26 +393,29 @@ fn run_boot(a: BootArgs) -> Result<(), String> {
     }
 }
 
-static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-extern "C" fn note_stop(_: libc::c_int) {
-    STOP.store(true, std::sync::atomic::Ordering::Relaxed);
-}
-
 /// SIGTERM, SIGINT and SIGHUP set a flag the boot loop checks, so the VM is
 /// killed with its `image boot` (scripts and tests stop it that way).
+///
+/// Registered through signal-hook's registry, the one tokio's signal handling
+/// uses too: `up`'s in-process `serve` still sees the same signals (one signal
+/// path for the whole process, nothing replaced).
 pub(crate) fn stop_on_signals() -> &'static std::sync::atomic::AtomicBool {
-    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
-    let action = SigAction::new(
-        SigHandler::Handler(note_stop),
-        SaFlags::empty(),
-        SigSet::empty(),
-    );
-    for sig in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
-        // SAFETY: the handler only stores to an atomic.
-        let _ = unsafe { sigaction(sig, &action) };
-    }
-    &STOP
+    static FLAG: std::sync::OnceLock<std::sync::Arc<std::sync::atomic::AtomicBool>> =
+        std::sync::OnceLock::new();
+    let flag = FLAG.get_or_init(|| {
+        let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        for sig in [
+            signal_hook::consts::SIGTERM,
+            signal_hook::consts::SIGINT,
+            signal_hook::consts::SIGHUP,
+        ] {
+            if let Err(e) = signal_hook::flag::register(sig, flag.clone()) {
+                tracing::warn!("cannot watch signal {sig}: {e}");
+            }
+        }
+        flag
+    });
+    flag.as_ref()
 }
 
 fn run_pxe(a: PxeArgs) -> Result<(), String> {

@@ -308,21 +308,27 @@ pub fn sha256_file(p: &Path) -> Result<String, String> {
     Ok(hex::encode(h.finalize()))
 }
 
-/// pkgs.k8s.io's signing key, fetched once into the production profile's apt tree.
+/// The fingerprint of pkgs.k8s.io's signing key ("isv:kubernetes OBS Project"),
+/// as published with the Kubernetes install docs. A fetched key must have it.
+const KUBERNETES_KEY_FINGERPRINT: &str = "DE15B14486CD377B9E876E1A234654DA9A296436";
+
+/// pkgs.k8s.io's signing key, fetched once into the production profile's apt
+/// tree, size-limited and checked against `KUBERNETES_KEY_FINGERPRINT`.
 fn ensure_kubernetes_key(mkosi_dir: &Path) -> Result<(), String> {
     let key = mkosi_dir.join("kubernetes-repo/pkgmngr/etc/apt/keyrings/kubernetes.asc");
     if key.exists() {
-        return Ok(());
+        let body = std::fs::read(&key).map_err(|e| format!("{}: {e}", key.display()))?;
+        return check_signing_key(&body, KUBERNETES_KEY_FINGERPRINT)
+            .map_err(|e| format!("{}: {e}", key.display()));
     }
     let url = "https://pkgs.k8s.io/core:/stable:/v1.34/deb/Release.key";
     let config = crate::tls::client_config(None)?;
     let client = crate::tls::https_client(config, std::time::Duration::from_secs(30))
         .map_err(|e| e.to_string())?;
-    let body = client
+    let response = client
         .get(url)
         .send()
         .and_then(|r| r.error_for_status())
-        .and_then(|r| r.bytes())
         .map_err(|e| {
             format!(
                 "the production profile needs the Kubernetes packages: {url} is unreachable ({}). \
@@ -331,13 +337,45 @@ fn ensure_kubernetes_key(mkosi_dir: &Path) -> Result<(), String> {
                 crate::tls::describe_http_error(&e)
             )
         })?;
+    let mut body = Vec::new();
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(response, super::openpgp::MAX_KEY_BYTES as u64 + 1),
+        &mut body,
+    )
+    .map_err(|e| format!("{url}: {e}"))?;
+    check_signing_key(&body, KUBERNETES_KEY_FINGERPRINT).map_err(|e| format!("{url}: {e}"))?;
     // ASCII-armored, which apt reads from a .asc file.
     crate::host::write_file_atomic(&key, &body, 0o644).map_err(|e| e.to_string())
 }
 
+/// The key is one OpenPGP public key whose fingerprint is `expected`.
+fn check_signing_key(armored: &[u8], expected: &str) -> Result<(), String> {
+    let found = super::openpgp::primary_fingerprint(armored)
+        .map_err(|e| format!("not a usable signing key: {e}"))?;
+    if found != expected {
+        return Err(format!(
+            "the signing key's fingerprint is {found}, not {expected} as kept in kubeboot; \
+             refusing it (if the repository really changed its key, update \
+             KUBERNETES_KEY_FINGERPRINT after checking the new one out of band)"
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{refuse_test_hooks, test_hook_marker};
+    use super::{check_signing_key, refuse_test_hooks, test_hook_marker};
+
+    #[test]
+    fn a_signing_key_must_have_the_kept_fingerprint() {
+        let key = include_bytes!("../../../tests/vectors/openpgp/debian-bookworm-stable.asc");
+        check_signing_key(key, "4D64FEC119C2029067D6E791F8D2585B8783D481").unwrap();
+        let err = check_signing_key(key, super::KUBERNETES_KEY_FINGERPRINT).unwrap_err();
+        assert!(err.contains("not DE15B144"), "{err}");
+        assert!(check_signing_key(b"<html>", "X")
+            .unwrap_err()
+            .starts_with("not a usable"));
+    }
 
     #[test]
     fn a_binary_with_test_hooks_is_refused_and_a_clean_one_passes() {

@@ -5,6 +5,7 @@
 pub mod build;
 pub mod kubernetes;
 pub mod oci;
+pub mod openpgp;
 pub mod pxe;
 pub mod segment;
 pub mod vm;
