@@ -50,7 +50,7 @@ fn invalid_documents_are_refused_before_touching_the_host() {
         ),
         (
             WORKER.replace("role = \"worker\"", "role = \"master\""),
-            "unknown variant `master`",
+            "role: unknown value, expected one of `init`",
         ),
         (WORKER.replace("role = \"worker\"\n", ""), "role"),
         (WORKER.replace("version = 1", "version = 2"), "version"),
