@@ -141,15 +141,7 @@ impl Search<'_> {
             return;
         };
         if meta.is_dir() {
-            let Ok(entries) = std::fs::read_dir(&real) else {
-                return;
-            };
-            let mut names: Vec<String> = entries
-                .filter_map(Result::ok)
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect();
-            names.sort();
-            for name in names {
+            for name in self.host.dir_names(node_path) {
                 self.walk(&format!("{node_path}/{name}"), depth + 1);
             }
         } else if meta.is_file() && meta.len() <= MAX_FILE_BYTES {

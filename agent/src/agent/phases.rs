@@ -643,7 +643,7 @@ impl Agent {
 
     /// A later boot of a done node: cloud-init has written its copies of the
     /// user-data again from its datasource; remove them again.
-    pub(super) fn forget_cloud_init_copies(&mut self) {
+    pub(super) fn forget_cloud_init_copies(&self) {
         let copies = crate::source::cloud_init_cached_copies(&self.host);
         match super::forget::remove(&self.host, &copies) {
             Ok(removed) if !removed.is_empty() => tracing::info!(

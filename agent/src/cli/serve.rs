@@ -291,16 +291,12 @@ fn run_token(cmd: TokenCommand) -> u8 {
     }
 }
 
-fn open(f: &TokenFileArgs) -> Result<TokenFile, String> {
-    let path = token_path(&f.data, &f.token_file);
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    }
-    Ok(TokenFile::new(path))
+fn open(f: &TokenFileArgs) -> TokenFile {
+    TokenFile::new(token_path(&f.data, &f.token_file))
 }
 
 fn token_add(a: TokenAddArgs) -> Result<(), String> {
-    let file = open(&a.file)?;
+    let file = open(&a.file);
     let (token, grant) = file.add(a.scope, a.once, &a.note)?;
     match a.file.output {
         Output::Json => println!(
@@ -328,7 +324,7 @@ fn token_add(a: TokenAddArgs) -> Result<(), String> {
 }
 
 fn token_list(f: TokenFileArgs) -> Result<(), String> {
-    let file = open(&f)?;
+    let file = open(&f);
     let grants = file.load()?;
     match f.output {
         Output::Json => {
@@ -365,7 +361,7 @@ fn token_list(f: TokenFileArgs) -> Result<(), String> {
 }
 
 fn token_revoke(f: TokenFileArgs, id: &str) -> Result<(), String> {
-    let file = open(&f)?;
+    let file = open(&f);
     match file.revoke(id)? {
         0 => Err(format!(
             "no token with an id starting {id} in {}",

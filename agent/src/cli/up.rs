@@ -198,7 +198,6 @@ fn up(a: UpArgs) -> Result<bool, String> {
             )
         })?;
     }
-    std::fs::create_dir_all(&data).map_err(|e| format!("{}: {e}", data.display()))?;
     let tokens = data.join("tokens");
     // The VMs' [report] token: it posts events and reads no document.
     let (token, _) = crate::serve::tokens::TokenFile::new(&tokens).add(

@@ -82,6 +82,19 @@ impl Host {
         self.path(node_path).exists()
     }
 
+    /// The names in a directory, sorted; none when it is missing or unreadable.
+    pub fn dir_names(&self, node_path: impl AsRef<Path>) -> Vec<String> {
+        let Ok(entries) = fs::read_dir(self.path(node_path)) else {
+            return Vec::new();
+        };
+        let mut names: Vec<String> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
     pub fn read_to_string(&self, node_path: impl AsRef<Path>) -> HostResult<String> {
         let p = self.path(&node_path);
         ctx(fs::read_to_string(&p), || {

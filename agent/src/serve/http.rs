@@ -18,10 +18,6 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::tokens::{Denied, Scope};
-use super::{App, Stored};
-use crate::document::{formats::is_dns_name, Role};
-use crate::status::{StatusEvent, LOG_TAIL_MAX_LINES, MAX_EVENT_BYTES};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -29,6 +25,11 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
+
+use super::tokens::{Denied, Scope};
+use super::{App, Stored};
+use crate::document::{formats::is_dns_name, Role};
+use crate::status::{StatusEvent, LOG_TAIL_MAX_LINES, MAX_EVENT_BYTES};
 
 const DASHBOARD: &str = include_str!("dashboard.html");
 
@@ -61,7 +62,7 @@ fn authorize(app: &App, headers: &HeaderMap, wanted: Scope) -> Result<(), Box<Re
         Err(d) => d,
     };
     app.rejected.fetch_add(1, Ordering::Relaxed);
-    let resp = match denied {
+    let mut resp = match denied {
         Denied::Unknown if presented.is_none() => {
             error(StatusCode::UNAUTHORIZED, "missing `Authorization: Bearer <token>`")
         }
@@ -78,7 +79,6 @@ fn authorize(app: &App, headers: &HeaderMap, wanted: Scope) -> Result<(), Box<Re
             format!("this once-only token was used at {at}; make another with kubeboot serve token add"),
         ),
     };
-    let mut resp = resp;
     if resp.status() == StatusCode::UNAUTHORIZED {
         resp.headers_mut()
             .insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("static"));

@@ -55,7 +55,12 @@ impl Scope {
 
     /// Whether a grant of this scope allows `wanted`.
     fn allows(self, wanted: Scope) -> bool {
-        self == wanted || (self == Scope::Admin && wanted != Scope::Documents(Role::Init))
+        self == wanted || (self == Scope::Admin && !wanted.is_init())
+    }
+
+    /// The init document's scope: never for admin, and always once-only.
+    fn is_init(self) -> bool {
+        self == Scope::Documents(Role::Init)
     }
 }
 
@@ -142,7 +147,7 @@ pub fn parse(text: &str) -> Result<Vec<Grant>, String> {
         let mut grant = Grant {
             scope,
             hash,
-            once: scope == Scope::Documents(Role::Init),
+            once: scope.is_init(),
             used: None,
             note: note.to_string(),
         };
@@ -185,18 +190,37 @@ pub enum Denied {
     Spent { at: String },
 }
 
-/// The tokens file, read at every check so `token add` and `revoke` take
-/// effect without a restart; `once` uses are written back under a lock.
+/// The tokens file. Every check looks at the file's metadata and reads it
+/// again only when it changed, so `token add` and `revoke` take effect without
+/// a restart and a request does not re-parse an unchanged file; `once` uses
+/// are written back under the lock.
 pub struct TokenFile {
     path: PathBuf,
-    lock: Mutex<()>,
+    cache: Mutex<Cache>,
+}
+
+/// The grants as last read, and the metadata of the file they were read from.
+#[derive(Default)]
+struct Cache {
+    /// None until first read; Some(None) for a file that did not exist.
+    stamp: Option<Option<Stamp>>,
+    grants: Vec<Grant>,
+}
+
+/// What changes when the file is rewritten: `write_file_atomic` renames a new
+/// file into place (a new inode), an edit in place changes the time or size.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    modified: std::time::SystemTime,
+    len: u64,
+    inode: u64,
 }
 
 impl TokenFile {
     pub fn new(path: impl Into<PathBuf>) -> TokenFile {
         TokenFile {
             path: path.into(),
-            lock: Mutex::new(()),
+            cache: Mutex::new(Cache::default()),
         }
     }
 
@@ -206,32 +230,62 @@ impl TokenFile {
 
     /// The grants; a missing file holds none.
     pub fn load(&self) -> Result<Vec<Grant>, String> {
-        match std::fs::read_to_string(&self.path) {
-            Ok(text) => parse(&text).map_err(|e| format!("{}: {e}", self.path.display())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        let mut cache = self.cache.lock().expect("token lock");
+        Ok(self.current(&mut cache)?.clone())
+    }
+
+    /// The cached grants, read again first if the file changed.
+    fn current<'a>(&self, cache: &'a mut Cache) -> Result<&'a mut Vec<Grant>, String> {
+        let stamp = self.stamp()?;
+        if cache.stamp != Some(stamp) {
+            cache.grants = match std::fs::read_to_string(&self.path) {
+                Ok(text) => parse(&text).map_err(|e| format!("{}: {e}", self.path.display()))?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+                Err(e) => return Err(format!("{}: {e}", self.path.display())),
+            };
+            cache.stamp = Some(stamp);
+        }
+        Ok(&mut cache.grants)
+    }
+
+    fn stamp(&self) -> Result<Option<Stamp>, String> {
+        use std::os::unix::fs::MetadataExt;
+        match std::fs::metadata(&self.path) {
+            Ok(m) => Ok(Some(Stamp {
+                modified: m.modified().map_err(|e| e.to_string())?,
+                len: m.len(),
+                inode: m.ino(),
+            })),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(format!("{}: {e}", self.path.display())),
         }
     }
 
-    fn save(&self, grants: &[Grant]) -> Result<(), String> {
-        write_file_atomic(&self.path, render(grants).as_bytes(), 0o600)
-            .map_err(|e| format!("{}: {e}", self.path.display()))
+    /// Write `cache.grants` (creating the directory if need be) and remember
+    /// the new file's metadata.
+    fn save(&self, cache: &mut Cache) -> Result<(), String> {
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
+        write_file_atomic(&self.path, render(&cache.grants).as_bytes(), 0o600)
+            .map_err(|e| format!("{}: {e}", self.path.display()))?;
+        cache.stamp = Some(self.stamp()?);
+        Ok(())
     }
 
     /// Make a token, store its hash, return the token (shown once).
     pub fn add(&self, scope: Scope, once: bool, note: &str) -> Result<(String, Grant), String> {
-        let _held = self.lock.lock().expect("token lock");
-        let mut grants = self.load()?;
+        let mut cache = self.cache.lock().expect("token lock");
         let token = random_token();
         let grant = Grant {
             scope,
             hash: hash(&token),
-            once: once || scope == Scope::Documents(Role::Init),
+            once: once || scope.is_init(),
             used: None,
             note: note.replace(['\n', '#'], " "),
         };
-        grants.push(grant.clone());
-        self.save(&grants)?;
+        self.current(&mut cache)?.push(grant.clone());
+        self.save(&mut cache)?;
         Ok((token, grant))
     }
 
@@ -243,13 +297,13 @@ impl TokenFile {
                 "give at least 6 hex digits of the token's id (`kubeboot serve token list`)".into(),
             );
         }
-        let _held = self.lock.lock().expect("token lock");
-        let mut grants = self.load()?;
+        let mut cache = self.cache.lock().expect("token lock");
+        let grants = self.current(&mut cache)?;
         let before = grants.len();
         grants.retain(|g| !g.id().starts_with(&id_prefix.to_ascii_lowercase()));
         let gone = before - grants.len();
         if gone > 0 {
-            self.save(&grants)?;
+            self.save(&mut cache)?;
         }
         Ok(gone)
     }
@@ -261,8 +315,8 @@ impl TokenFile {
             return Err(Denied::Unknown);
         };
         let digest = hash(presented);
-        let _held = self.lock.lock().expect("token lock");
-        let mut grants = self.load().map_err(|e| {
+        let mut cache = self.cache.lock().expect("token lock");
+        let grants = self.current(&mut cache).map_err(|e| {
             tracing::error!("tokens file unreadable, refusing every request: {e}");
             Denied::Unknown
         })?;
@@ -292,13 +346,15 @@ impl TokenFile {
                 (false, None) => Denied::Unknown,
             });
         };
-        if grants[i].once {
-            grants[i].used =
+        if cache.grants[i].once {
+            cache.grants[i].used =
                 Some(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
-            self.save(&grants).map_err(|e| {
+            if let Err(e) = self.save(&mut cache) {
+                // Not recorded, so not spent: read the file again next time.
+                cache.stamp = None;
                 tracing::error!("could not record the use of a once token, refusing: {e}");
-                Denied::Unknown
-            })?;
+                return Err(Denied::Unknown);
+            }
         }
         Ok(())
     }
@@ -343,6 +399,9 @@ mod tests {
             Err(Denied::Unknown)
         );
         assert_eq!(f.authorize(None, Scope::Report), Err(Denied::Unknown));
+        // A token added by another process (`serve token add`) is seen at once.
+        let (later, _) = TokenFile::new(f.path()).add(Scope::Report, false, "").unwrap();
+        assert_eq!(f.authorize(Some(&later), Scope::Report), Ok(()));
     }
 
     #[test]

@@ -24,14 +24,8 @@ const CLOUD_DIR: &str = "/var/lib/cloud";
 /// `instances/<id>/` (`instance` is usually a link to one of those).
 pub fn cached_copies(host: &Host) -> Vec<String> {
     let mut dirs = vec![format!("{CLOUD_DIR}/instance")];
-    if let Ok(entries) = std::fs::read_dir(host.path(format!("{CLOUD_DIR}/instances"))) {
-        let mut ids: Vec<String> = entries
-            .filter_map(Result::ok)
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
-        ids.sort();
-        dirs.extend(ids.iter().map(|id| format!("{CLOUD_DIR}/instances/{id}")));
-    }
+    let ids = host.dir_names(format!("{CLOUD_DIR}/instances"));
+    dirs.extend(ids.iter().map(|id| format!("{CLOUD_DIR}/instances/{id}")));
     dirs.iter()
         .flat_map(|d| CACHED_COPIES.iter().map(move |f| format!("{d}/{f}")))
         .filter(|p| host.exists(p))
