@@ -400,7 +400,9 @@ mod tests {
         );
         assert_eq!(f.authorize(None, Scope::Report), Err(Denied::Unknown));
         // A token added by another process (`serve token add`) is seen at once.
-        let (later, _) = TokenFile::new(f.path()).add(Scope::Report, false, "").unwrap();
+        let (later, _) = TokenFile::new(f.path())
+            .add(Scope::Report, false, "")
+            .unwrap();
         assert_eq!(f.authorize(Some(&later), Scope::Report), Ok(()));
     }
 
