@@ -53,4 +53,20 @@ if ! cargo deny --version 2>/dev/null | grep -q " $DENY_VERSION\$"; then
   why: CI checks the dependency tree's licences, banned crates and sources with it"
     cargo install --locked --quiet cargo-deny --version "$DENY_VERSION"
 fi
-echo "setup: ok ($(cargo --version); $(cargo deny --version))"
+# A real containerd for the image-import test (tests/agent/images.rs): Debian's
+# package, the one the production image ships, unpacked into /var/tmp. Not
+# installed: no service is enabled or started on this machine.
+CONTAINERD_DIR=/var/tmp/kubeboot-containerd
+if [ ! -x "$CONTAINERD_DIR/usr/bin/ctr" ] || [ ! -x "$CONTAINERD_DIR/usr/bin/containerd" ]; then
+    confirm "setup: downloading Debian's containerd package and unpacking it into $CONTAINERD_DIR
+  (not installed: no service is enabled or started)
+  why: a test imports the image's container archives into a real containerd"
+    tmp=$(mktemp -d)
+    chmod 755 "$tmp"
+    (cd "$tmp" && { apt-get download -qq containerd 2>/dev/null || { apt-get update -qq && apt-get download -qq containerd; }; })
+    rm -rf "$CONTAINERD_DIR.new"
+    dpkg-deb -x "$tmp"/containerd_*.deb "$CONTAINERD_DIR.new"
+    rm -rf "$CONTAINERD_DIR" "$tmp"
+    mv "$CONTAINERD_DIR.new" "$CONTAINERD_DIR"
+fi
+echo "setup: ok ($(cargo --version); $(cargo deny --version); containerd $("$CONTAINERD_DIR/usr/bin/containerd" --version | awk '{print $3}'))"

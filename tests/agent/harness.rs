@@ -97,6 +97,11 @@ impl TestNode {
         node
     }
 
+    /// Put a real program on this node's PATH under `name`.
+    pub fn add_program(&self, name: &str, target: &Path) {
+        std::os::unix::fs::symlink(target, self.bin.path().join(name)).unwrap();
+    }
+
     pub fn path(&self, node_path: &str) -> PathBuf {
         self.root.path().join(node_path.trim_start_matches('/'))
     }

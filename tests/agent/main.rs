@@ -10,6 +10,7 @@ mod double;
 mod etcd_cluster;
 mod faults;
 mod harness;
+mod images;
 mod real_control_plane;
 mod real_kubeadm;
 mod receiver;

@@ -9,6 +9,7 @@
 mod cluster_report;
 mod crash;
 mod forget;
+mod images;
 mod phases;
 pub mod state;
 

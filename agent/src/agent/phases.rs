@@ -217,7 +217,11 @@ impl Agent {
         if !swaps.is_empty() {
             tracing::info!("turned swap off on {}", swaps.join(", "));
         }
-        self.wait_for_cri(doc)
+        self.wait_for_cri(doc)?;
+        let socket = doc.cri_socket().trim_start_matches("unix://");
+        let imported = super::images::import(&self.host, doc.role, &self.opts.state_dir, socket)?;
+        self.notes.extend(imported);
+        Ok(())
     }
 
     fn wait_for_cri(&self, doc: &ValidDocument) -> Result<(), Failure> {

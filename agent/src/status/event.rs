@@ -92,6 +92,8 @@ pub enum ErrorKind {
     VersionSkew,
     ClockUnsynchronized,
     ContainerRuntimeUnavailable,
+    /// Importing the image's preloaded container images into containerd failed.
+    ImageLoad,
     KernelModule,
     Sysctl,
     Swap,
