@@ -426,30 +426,38 @@ fn wait_signed(cp: &ControlPlane) {
     }
 }
 
-/// The shared control plane, started on first use from a thread that lives
-/// as long as the test process (so PR_SET_PDEATHSIG fires only at its end).
+/// The shared control plane, started on first use (see [`launch`]).
 pub fn shared() -> &'static ControlPlane {
     static CP: OnceLock<Result<ControlPlane, String>> = OnceLock::new();
-    let cp = CP.get_or_init(|| {
-        let bin = k8s_bin();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let cp = std::panic::catch_unwind(move || start(bin));
-            let _ = tx.send(cp);
-            loop {
-                std::thread::park();
-            }
-        });
-        // A failed start is recorded once: every test that needs it fails with the same reason.
-        rx.recv().expect("control-plane thread").map_err(|e| {
-            e.downcast_ref::<String>()
-                .cloned()
-                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "the loopback control plane did not start".into())
-        })
-    });
-    match cp {
+    // A failed start is recorded once: every test that needs it fails with the same reason.
+    match CP.get_or_init(launch) {
         Ok(cp) => cp,
         Err(e) => panic!("{e}"),
     }
+}
+
+/// A control plane of the caller's own, for a test that changes what others read
+/// (e.g. re-uploads kubeadm-certs under another key).
+pub fn own() -> ControlPlane {
+    launch().unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Start one from a thread that lives as long as the test process (so
+/// PR_SET_PDEATHSIG fires only at its end).
+fn launch() -> Result<ControlPlane, String> {
+    let bin = k8s_bin();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let cp = std::panic::catch_unwind(move || start(bin));
+        let _ = tx.send(cp);
+        loop {
+            std::thread::park();
+        }
+    });
+    rx.recv().expect("control-plane thread").map_err(|e| {
+        e.downcast_ref::<String>()
+            .cloned()
+            .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "the loopback control plane did not start".into())
+    })
 }

@@ -11,6 +11,7 @@ mod etcd_cluster;
 mod faults;
 mod harness;
 mod images;
+mod mint;
 mod real_control_plane;
 mod real_kubeadm;
 mod receiver;

@@ -11,6 +11,7 @@
 
 mod http;
 mod metrics;
+pub mod mint;
 pub mod nodes;
 mod store;
 pub mod tls;
