@@ -13,6 +13,7 @@ use secrecy::ExposeSecret;
 
 use crate::control_plane::{self, ControlPlane};
 use crate::harness::{assert_exit, text};
+use crate::receiver::Receiver;
 
 fn kubeadm(cp: &ControlPlane, args: &[&str]) -> std::process::Output {
     std::process::Command::new(cp.bin.join("kubeadm"))
@@ -176,4 +177,125 @@ fn minted_tokens_and_certificate_keys_work_with_real_kubeadm() {
     let out = download(uploaded.key.expose_secret());
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(std::fs::read(&probe).unwrap(), before);
+}
+
+/// The served document's `[discovery]` table.
+fn served_discovery(r: &Receiver, role: &str, token: &str) -> toml::Table {
+    let (status, body) = r.get_as(&format!("/v1/documents/{role}"), Some(token));
+    assert_eq!(status, 200, "{body}");
+    let doc: toml::Table = body.parse().unwrap();
+    doc["discovery"].as_table().unwrap().clone()
+}
+
+/// `kubeboot serve --bundle B --fresh-credentials` against the real cluster made
+/// from bundle B: every join document carries a token of its own that real
+/// kubeadm lists; control-plane documents share one fresh upload, whose key opens
+/// the real kubeadm-certs Secret; the init document stays the bundle's.
+#[test]
+fn serve_hands_out_documents_with_credentials_minted_in_the_cluster() {
+    let cp = control_plane::own();
+    let bundle = cp.dir.join("bundle");
+    let r = Receiver::start_with(&["--bundle", bundle.to_str().unwrap(), "--fresh-credentials"]);
+    let worker = r.mint(&["--scope", "documents:worker"]);
+    let control = r.mint(&["--scope", "documents:control-plane"]);
+    let init = r.mint(&["--scope", "documents:init"]);
+    let original: toml::Table = std::fs::read_to_string(bundle.join("discovery.toml"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let bundle_token = original["token"].as_str().unwrap();
+    let bundle_key = original["certificate_key"].as_str().unwrap();
+
+    let w1 = served_discovery(&r, "worker", &worker);
+    let w2 = served_discovery(&r, "worker", &worker);
+    let c1 = served_discovery(&r, "control-plane", &control);
+    let c2 = served_discovery(&r, "control-plane", &control);
+    let tokens: Vec<&str> = [&w1, &w2, &c1, &c2]
+        .iter()
+        .map(|d| d["token"].as_str().unwrap())
+        .collect();
+    let mut distinct = tokens.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 4, "one token per document");
+    assert!(!tokens.contains(&bundle_token));
+
+    let admin_conf = cp.admin_conf();
+    let list = kubeadm(
+        &cp,
+        &[
+            "token",
+            "list",
+            "--kubeconfig",
+            admin_conf.to_str().unwrap(),
+        ],
+    );
+    let listed = String::from_utf8_lossy(&list.stdout).into_owned();
+    for t in &tokens {
+        let id = t.split('.').next().unwrap();
+        let line = listed
+            .lines()
+            .find(|l| l.starts_with(&format!("{id}.")))
+            .unwrap_or_else(|| panic!("{id} not in kubeadm token list:\n{listed}"));
+        assert!(line.contains("authentication,signing"), "{line}");
+    }
+
+    // Both control planes got the key of one upload, and it opens the real Secret.
+    let key = c1["certificate_key"].as_str().unwrap();
+    assert_eq!(c2["certificate_key"].as_str().unwrap(), key);
+    assert_ne!(key, bundle_key);
+    assert!(!w1.contains_key("certificate_key"));
+    let secret: serde_json::Value = serde_json::from_str(&cp.kubectl_ok(&[
+        "-n",
+        "kube-system",
+        "get",
+        "secret",
+        "kubeadm-certs",
+        "-o",
+        "json",
+    ]))
+    .unwrap();
+    use base64::Engine;
+    let data: std::collections::BTreeMap<String, Vec<u8>> = secret["data"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(v.as_str().unwrap())
+                .unwrap();
+            (k.clone(), bytes)
+        })
+        .collect();
+    let opened = kubeboot::replace::uploaded_certs::open(
+        &data,
+        &secrecy::SecretString::from(key.to_string()),
+    )
+    .unwrap();
+    assert_eq!(
+        opened.pem("ca.crt").unwrap().expose_secret(),
+        &std::fs::read_to_string(bundle.join("pki/ca.crt")).unwrap()
+    );
+
+    // The init document is the bundle's own; the counter saw 4 tokens and 1 upload.
+    let i = served_discovery(&r, "init", &init);
+    assert_eq!(i["token"].as_str().unwrap(), bundle_token);
+    let (_, metrics) = r.get("/metrics");
+    assert!(
+        metrics.contains("kubeboot_credentials_minted_total 5"),
+        "{metrics}"
+    );
+    // serve's log names what it minted by id, never the secrets.
+    let log = r.log();
+    assert!(
+        log.contains("with fresh credentials: bootstrap token"),
+        "{log}"
+    );
+    for t in &tokens {
+        assert!(!log.contains(t), "a token reached serve's log");
+    }
+    assert!(
+        !log.contains(key),
+        "the certificate key reached serve's log"
+    );
 }

@@ -15,6 +15,8 @@ pub struct Receiver {
     pub token: String,
     child: Option<Child>,
     extra: Vec<String>,
+    /// serve's stderr (KUBEBOOT_LOG=info), appended across restarts.
+    logs: tempfile::TempDir,
 }
 
 /// A port that was free a moment ago (tests bind it again right away).
@@ -39,6 +41,7 @@ impl Receiver {
             token: String::new(),
             child: None,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            logs: tempfile::tempdir().unwrap(),
         };
         r.token = r.mint(&["--scope", "report"]);
         r.restart();
@@ -70,6 +73,7 @@ impl Receiver {
             token: other.token.clone(),
             child: None,
             extra: Vec::new(),
+            logs: tempfile::tempdir().unwrap(),
         }
     }
 
@@ -80,7 +84,7 @@ impl Receiver {
             .arg("--data")
             .arg(self.data.path())
             .args(&self.extra)
-            .env("KUBEBOOT_LOG", "warn");
+            .env("KUBEBOOT_LOG", "info");
         c
     }
 
@@ -92,7 +96,7 @@ impl Receiver {
             let mut child = self
                 .command()
                 .stdout(Stdio::piped())
-                .stderr(Stdio::inherit())
+                .stderr(self.log_file())
                 .spawn()
                 .unwrap();
             let mut line = String::new();
@@ -109,6 +113,19 @@ impl Receiver {
             assert!(Instant::now() < deadline, "kubeboot serve did not start");
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    fn log_file(&self) -> std::fs::File {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.logs.path().join("serve.log"))
+            .unwrap()
+    }
+
+    /// What serve wrote to stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.logs.path().join("serve.log")).unwrap_or_default()
     }
 
     /// Graceful stop (SIGTERM), as an operator would.
@@ -150,11 +167,16 @@ impl Receiver {
     }
 
     pub fn get(&self, path: &str) -> (u16, String) {
-        let r = self
-            .client()
-            .get(format!("{}{path}", self.url()))
-            .send()
-            .unwrap();
+        self.get_as(path, None)
+    }
+
+    /// GET with a bearer token (or none).
+    pub fn get_as(&self, path: &str, token: Option<&str>) -> (u16, String) {
+        let mut req = self.client().get(format!("{}{path}", self.url()));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let r = req.send().unwrap();
         (r.status().as_u16(), r.text().unwrap())
     }
 

@@ -379,14 +379,7 @@ fn documents_are_served_by_scope_and_fetched_from_the_kernel_command_line() {
         .unwrap();
     assert_exit(&out, 0);
     let mut r = Receiver::start_with(&["--bundle", dir.to_str().unwrap()]);
-    let get = |r: &Receiver, path: &str, token: Option<&str>| {
-        let mut req = r.client().get(format!("{}{path}", r.url()));
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        let resp = req.send().unwrap();
-        (resp.status().as_u16(), resp.text().unwrap())
-    };
+    let get = |r: &Receiver, path: &str, token: Option<&str>| r.get_as(path, token);
     let worker = r.mint(&["--scope", "documents:worker"]);
     let admin = r.mint(&["--scope", "admin"]);
     let init = r.mint(&["--scope", "documents:init", "--note", "first control plane"]);
@@ -501,4 +494,210 @@ fn serve_prints_the_report_url_nodes_can_use() {
             .contains("--san ADDRESS"),
         "{v}"
     );
+}
+
+/// `--fresh-credentials` before the cluster answers: join documents get 503 with
+/// Retry-After and a reason (nodes retry), the init document is served as ever,
+/// and the flag without --bundle is a usage error.
+#[test]
+fn fresh_credentials_wait_for_the_cluster_with_503() {
+    let bundle = tempfile::tempdir().unwrap();
+    let dir = bundle.path().join("b");
+    let endpoint = format!("127.0.0.1:{}", crate::receiver::free_port());
+    let out = Command::new(env!("CARGO_BIN_EXE_kubeboot-under-test"))
+        .args(["bundle", "new", "--endpoint", &endpoint, "--out"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    let r = Receiver::start_with(&["--bundle", dir.to_str().unwrap(), "--fresh-credentials"]);
+    let worker = r.mint(&["--scope", "documents:worker"]);
+    let init = r.mint(&["--scope", "documents:init"]);
+    let resp = r
+        .client()
+        .get(format!("{}/v1/documents/worker", r.url()))
+        .bearer_auth(&worker)
+        .send()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 503);
+    assert_eq!(resp.headers()["retry-after"], "30");
+    let body = resp.text().unwrap();
+    assert!(body.contains("cannot mint join credentials"), "{body}");
+    assert!(
+        body.contains(&endpoint) && body.contains("retry later"),
+        "{body}"
+    );
+    // Nothing minted without an authorised request.
+    assert_eq!(r.get_as("/v1/documents/worker", None).0, 401);
+    assert_eq!(r.get_as("/v1/documents/init", Some(&init)).0, 200);
+
+    // Over the minting budget: 429 with Retry-After, before any cluster call. (A
+    // pair of requests may straddle a minute boundary: then try the pair again.)
+    let limited = Receiver::start_with(&[
+        "--bundle",
+        dir.to_str().unwrap(),
+        "--fresh-credentials",
+        "--mint-per-minute",
+        "1",
+    ]);
+    let worker = limited.mint(&["--scope", "documents:worker"]);
+    let limited_answer = (0..3).find_map(|_| {
+        let first = limited.get_as("/v1/documents/worker", Some(&worker)).0;
+        let resp = limited
+            .client()
+            .get(format!("{}/v1/documents/worker", limited.url()))
+            .bearer_auth(&worker)
+            .send()
+            .unwrap();
+        (first == 503 && resp.status().as_u16() == 429).then(|| {
+            let wait: u64 = resp.headers()["retry-after"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            (wait, resp.text().unwrap())
+        })
+    });
+    let (wait, body) = limited_answer.expect("the second request within a minute gets 429");
+    assert!((1..=60).contains(&wait), "{wait}");
+    assert!(body.contains("more than 1 worker documents"), "{body}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_kubeboot-under-test"))
+        .args(["serve", "--fresh-credentials"])
+        .output()
+        .unwrap();
+    assert_exit(&out, 2);
+    assert!(text(&out).contains("--bundle"), "{}", text(&out));
+}
+
+/// The init election through a real serve: identical control planes ask at once
+/// while the cluster does not answer; exactly one gets the init document, also
+/// after a restart of serve; a silent winner loses its lease to the next asker.
+#[test]
+fn identical_control_planes_elect_exactly_one_init_across_a_restart() {
+    let bundle = tempfile::tempdir().unwrap();
+    let dir = bundle.path().join("b");
+    let endpoint = format!("127.0.0.1:{}", crate::receiver::free_port());
+    let out = Command::new(env!("CARGO_BIN_EXE_kubeboot-under-test"))
+        .args(["bundle", "new", "--endpoint", &endpoint, "--out"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    let mut r = Receiver::start_with(&[
+        "--bundle",
+        dir.to_str().unwrap(),
+        "--fresh-credentials",
+        "--init-lease",
+        "4",
+    ]);
+    let token = r.mint(&["--scope", "documents:control-plane"]);
+    let ask = |r: &Receiver, i: usize| -> (u16, String) {
+        let resp = r
+            .client()
+            .get(format!("{}/v1/documents/control-plane", r.url()))
+            .bearer_auth(&token)
+            .header("Kubeboot-Node", format!("cp-{i}"))
+            .header("Kubeboot-Machine-Id", format!("{i:032x}"))
+            .send()
+            .unwrap();
+        (resp.status().as_u16(), resp.text().unwrap())
+    };
+    let is_init = |body: &str| body.contains("role = \"init\"");
+
+    let answers: Vec<(usize, (u16, String))> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..20)
+            .map(|i| {
+                let ask = &ask;
+                let r = &r;
+                s.spawn(move || (i, ask(r, i)))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let winners: Vec<usize> = answers
+        .iter()
+        .filter(|(_, (status, body))| *status == 200 && is_init(body))
+        .map(|(i, _)| *i)
+        .collect();
+    let statuses: Vec<(usize, u16)> = answers.iter().map(|(i, (s, _))| (*i, *s)).collect();
+    assert_eq!(winners.len(), 1, "(asker, status): {statuses:?}");
+    let winner = winners[0];
+    for (i, (status, body)) in &answers {
+        if *i != winner {
+            assert_eq!(*status, 503, "{body}");
+            assert!(
+                body.contains("waiting for the first control plane"),
+                "{body}"
+            );
+            assert!(body.contains(&format!("cp-{winner}")), "{body}");
+        }
+    }
+    // Without the node's identity there is no election: a clear 400.
+    let (status, body) = r.get_as("/v1/documents/control-plane", Some(&token));
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("Kubeboot-Node"), "{body}");
+
+    // A restarted serve keeps the choice.
+    r.restart();
+    let other = (winner + 1) % 20;
+    assert_eq!(ask(&r, other).0, 503);
+    let (status, body) = ask(&r, winner);
+    assert_eq!(status, 200);
+    assert!(is_init(&body));
+
+    // The winner stays silent past the 4 s lease: the next asker takes over, once.
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    let (status, body) = ask(&r, other);
+    assert_eq!(status, 200, "{body}");
+    assert!(is_init(&body));
+    assert_eq!(ask(&r, winner).0, 503);
+    assert!(r.log().contains("takes over"), "{}", r.log());
+
+    // The agent names itself in its request: the elected machine gets the init
+    // document; another one is told to wait, waits (not counted as an attempt),
+    // and with --source-wait 2 gives up saying why.
+    let node = |machine: usize| {
+        let n = TestNode::new(crate::harness::WORKER);
+        crate::harness::write(&n.path("/etc/machine-id"), &format!("{machine:032x}\n"));
+        crate::harness::write(
+            &n.path("/proc/cmdline"),
+            &format!(
+                "console=ttyS0 kubeboot.url={}/v1/documents/control-plane kubeboot.ca_hash={} kubeboot.token={token}\n",
+                r.url(),
+                r.ca_hash,
+            ),
+        );
+        n
+    };
+    let dry_run = |n: &TestNode| {
+        n.kubeboot(&[
+            "agent",
+            "--dry-run",
+            "--kubeadm-version",
+            "v1.34.2",
+            "--source-attempts",
+            "1",
+            "--source-wait",
+            "2",
+        ])
+        .output()
+        .unwrap()
+    };
+    let elected = dry_run(&node(other));
+    assert_exit(&elected, 0);
+    assert!(
+        text(&elected).contains("kubeadm init"),
+        "{}",
+        text(&elected)
+    );
+    let waiting = dry_run(&node(99));
+    assert!(!waiting.status.success());
+    let t = text(&waiting);
+    assert!(t.contains("still says to wait after 2 s"), "{t}");
+    assert!(
+        t.contains(&format!("cp-{other} was chosen to run kubeadm init")),
+        "{t}"
+    );
+    assert!(!t.contains(&token), "the token stays out of the output");
 }

@@ -215,8 +215,8 @@ impl Agent {
             None,
             Vec::new(),
         );
-        let loaded = match source::resolve(&self.host, self.opts.document.clone(), &self.opts.fetch)
-        {
+        let fetch = self.opts.fetch.from_host(&self.host);
+        let loaded = match source::resolve(&self.host, self.opts.document.clone(), &fetch) {
             Ok(l) => l,
             Err(e) => {
                 let phase = if e.invalid.is_some() {

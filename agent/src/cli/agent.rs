@@ -34,6 +34,10 @@ pub struct AgentArgs {
     /// Timeout of each document fetch, in seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 15)]
     source_timeout: u64,
+    /// How long to keep asking a document server that says "later" (503 with
+    /// Retry-After, e.g. kubeboot serve while the first control plane initialises).
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
+    source_wait: u64,
     /// Output format of --dry-run.
     #[arg(long, value_enum, default_value_t)]
     output: Output,
@@ -48,6 +52,7 @@ pub fn run(root: &Path, args: AgentArgs) -> u8 {
         fetch: source::FetchOptions {
             attempts: args.source_attempts,
             timeout: std::time::Duration::from_secs(args.source_timeout),
+            wait_limit: std::time::Duration::from_secs(args.source_wait),
             ..Default::default()
         },
     };
@@ -75,7 +80,7 @@ pub fn run(root: &Path, args: AgentArgs) -> u8 {
 }
 
 fn dry_run(host: &Host, opts: &AgentOptions, output: Output) -> u8 {
-    let loaded = match source::resolve(host, opts.document.clone(), &opts.fetch) {
+    let loaded = match source::resolve(host, opts.document.clone(), &opts.fetch.from_host(host)) {
         Ok(l) => l,
         Err(e) => {
             match &e.invalid {

@@ -55,6 +55,29 @@ pub struct ServeArgs {
     /// A `kubeboot bundle` directory: serve its node documents at /v1/documents/{role}.
     #[arg(long, value_name = "DIR")]
     bundle: Option<PathBuf>,
+    /// With --bundle: every worker and control-plane document carries a bootstrap token
+    /// minted in the cluster for that request (valid 1 h) and, for control planes, a
+    /// certificate key under which the bundle's certificates were re-uploaded (valid 2 h).
+    /// serve reaches the cluster as cluster-admin with a certificate from the bundle's CA.
+    /// Until the cluster answers, those documents get 503 with Retry-After.
+    #[arg(long, requires = "bundle")]
+    fresh_credentials: bool,
+    /// With --fresh-credentials, while the cluster does not answer, the first control
+    /// plane to ask is elected to run `kubeadm init` (recorded in DATA, kept across
+    /// restarts); the others wait (503). If the elected node fails, or sends no status
+    /// event for this long, the next to ask takes over.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 1200,
+        requires = "fresh_credentials"
+    )]
+    init_lease: u64,
+    /// With --fresh-credentials: at most this many worker (and this many control-plane)
+    /// documents per minute; more get 429 with Retry-After, and nothing is minted.
+    #[arg(long, value_name = "N", default_value_t = 60, requires = "fresh_credentials",
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    mint_per_minute: u32,
     /// Format of the start-up line (where it listens, the CA hash, the token file).
     #[arg(long, value_enum, default_value_t)]
     output: Output,
@@ -129,11 +152,8 @@ pub fn run(args: ServeArgs) -> u8 {
         return 2;
     }
     if let Some(b) = &args.bundle {
-        if !b.join("nodes").is_dir() {
-            eprintln!(
-                "error: --bundle {}: no nodes/ directory (make one with `kubeboot bundle new`)",
-                b.display()
-            );
+        if let Err(e) = serve::documents::check_bundle(b, args.fresh_credentials) {
+            eprintln!("error: {e}");
             return 2;
         }
     }
@@ -155,6 +175,9 @@ pub fn run(args: ServeArgs) -> u8 {
         tls,
         tokens: token_file.clone(),
         bundle: args.bundle,
+        fresh_credentials: args.fresh_credentials,
+        init_lease: std::time::Duration::from_secs(args.init_lease),
+        mint_per_minute: args.mint_per_minute,
     };
     let announce = |l: &Listening| {
         let (url, note) = node_facing_url(l, &sans);

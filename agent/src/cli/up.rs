@@ -218,6 +218,9 @@ fn up(a: UpArgs) -> Result<bool, String> {
         }),
         tokens,
         bundle: Some(bundle_dir.clone()),
+        fresh_credentials: false,
+        init_lease: serve::election::DEFAULT_LEASE,
+        mint_per_minute: 60,
     };
     std::thread::spawn(move || {
         if let Err(e) = serve::run(opts, |l| {

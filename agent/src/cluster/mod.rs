@@ -25,6 +25,45 @@ pub async fn client(kubeconfig: &Path) -> Result<kube::Client, String> {
     kube::Client::try_from(config).map_err(|e| format!("{}: {e}", kubeconfig.display()))
 }
 
+/// How a [`pinned_client`] authenticates.
+pub enum Credentials<'a> {
+    /// A bearer token (a bootstrap token).
+    Token(&'a secrecy::SecretString),
+    /// A client certificate and its key (PEM), e.g. minted from the cluster CA.
+    Certificate {
+        cert: &'a str,
+        key: &'a secrecy::SecretString,
+    },
+}
+
+/// A client for `server` (https://HOST:PORT) that trusts only the CA `ca_der`,
+/// every connection and read bounded by `timeout`. Nothing touches the disk.
+pub fn pinned_client(
+    server: &str,
+    ca_der: &[u8],
+    credentials: Credentials<'_>,
+    timeout: Duration,
+) -> Result<kube::Client, String> {
+    use secrecy::{ExposeSecret, SecretString};
+    let url = server
+        .parse()
+        .map_err(|e| format!("API server URL {server:?}: {e}"))?;
+    let mut config = kube::Config::new(url);
+    config.root_cert = Some(vec![ca_der.to_vec()]);
+    config.connect_timeout = Some(timeout);
+    config.read_timeout = Some(timeout);
+    match credentials {
+        Credentials::Token(token) => config.auth_info.token = Some(token.clone()),
+        Credentials::Certificate { cert, key } => {
+            use base64::Engine;
+            let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+            config.auth_info.client_certificate_data = Some(b64(cert));
+            config.auth_info.client_key_data = Some(SecretString::from(b64(key.expose_secret())));
+        }
+    }
+    kube::Client::try_from(config).map_err(|e| format!("client for {server}: {e}"))
+}
+
 /// Run a future to completion on a current-thread runtime.
 pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()

@@ -37,7 +37,7 @@ use kube::Api;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 
-use crate::cluster::describe;
+use crate::cluster::{describe, Credentials};
 
 /// The annotation kubeadm puts on each stacked etcd Pod: its client URLs.
 pub const ETCD_CLIENT_URLS_ANNOTATION: &str = "kubeadm.kubernetes.io/etcd.advertise-client-urls";
@@ -360,36 +360,11 @@ pub async fn remove_stale_member(
     }
 }
 
-enum Credentials<'a> {
-    Token(&'a SecretString),
-    Certificate {
-        cert: &'a str,
-        key: &'a SecretString,
-    },
-}
-
 /// A kube client for the verified server, trusting only the pinned CA.
 fn client(
     access: &ClusterAccess,
     credentials: Credentials<'_>,
     opts: &Options,
 ) -> Result<kube::Client, String> {
-    let url = access
-        .server
-        .parse()
-        .map_err(|e| format!("API server URL {:?}: {e}", access.server))?;
-    let mut config = kube::Config::new(url);
-    config.root_cert = Some(vec![access.ca_der.clone()]);
-    config.connect_timeout = Some(opts.timeout);
-    config.read_timeout = Some(opts.timeout);
-    match credentials {
-        Credentials::Token(token) => config.auth_info.token = Some(token.clone()),
-        Credentials::Certificate { cert, key } => {
-            use base64::Engine;
-            let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-            config.auth_info.client_certificate_data = Some(b64(cert));
-            config.auth_info.client_key_data = Some(SecretString::from(b64(key.expose_secret())));
-        }
-    }
-    kube::Client::try_from(config).map_err(|e| format!("client for {}: {e}", access.server))
+    crate::cluster::pinned_client(&access.server, &access.ca_der, credentials, opts.timeout)
 }

@@ -5,7 +5,7 @@
 //! | `POST /v1/nodes/{name}/events`| report | store one status event (idempotent)    |
 //! | `GET /v1/nodes`               | -      | every node's summary                   |
 //! | `GET /v1/nodes/{name}`        | -      | one node's summary and history         |
-//! | `GET /v1/documents/{role}`    | documents:{role} | the bundle's document for a role |
+//! | `GET /v1/documents/{role}`    | documents:{role} | the bundle's document for a role (fresh join credentials with `--fresh-credentials`; 503 + Retry-After while the cluster cannot mint) |
 //! | `GET /`                       | -      | the dashboard                          |
 //! | `GET /metrics`                | -      | Prometheus / OpenMetrics text          |
 //! | `GET /healthz`                | -      | liveness                               |
@@ -26,6 +26,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
+use super::documents::DocumentError;
+use super::election::Candidate;
 use super::tokens::{Denied, Scope};
 use super::{App, Stored};
 use crate::document::{formats::is_dns_name, Role};
@@ -50,13 +52,17 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
 }
 
-/// The request's bearer token may do `wanted`, or the refusal to send.
-fn authorize(app: &App, headers: &HeaderMap, wanted: Scope) -> Result<(), Box<Response>> {
-    let presented = headers
+fn presented_token(headers: &HeaderMap) -> Option<&str> {
+    headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+        .map(str::trim)
+}
+
+/// The request's bearer token may do `wanted`, or the refusal to send.
+fn authorize(app: &App, headers: &HeaderMap, wanted: Scope) -> Result<(), Box<Response>> {
+    let presented = presented_token(headers);
     let denied = match app.tokens.authorize(presented, wanted) {
         Ok(()) => return Ok(()),
         Err(d) => d,
@@ -194,7 +200,7 @@ async fn get_document(
     Path(role): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let Some(bundle) = &app.bundle else {
+    let Some(documents) = &app.documents else {
         return error(
             StatusCode::NOT_FOUND,
             "this receiver serves no node documents: start it with --bundle DIR",
@@ -204,24 +210,100 @@ async fn get_document(
         Ok(r) => r,
         Err(e) => return error(StatusCode::NOT_FOUND, e),
     };
-    let path = bundle.join("nodes").join(format!("{}.toml", role.as_str()));
-    // Read first: a once-only token is spent only on a document that exists.
-    match tokio::fs::read(&path).await {
-        Ok(bytes) => {
+    let requester = presented_token(&headers)
+        .map(|t| hex::encode(&super::tokens::hash(t)[..6]))
+        .unwrap_or_default();
+    let candidate = match candidate(&headers) {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    let nodes = &app.shared.nodes;
+    // Fresh credentials are minted only for an authorised request. A bundle's file
+    // is read first, so a once-only token is spent only on a document that exists.
+    let served = if documents.fresh() {
+        if let Err(r) = authorize(&app, &headers, Scope::Documents(role)) {
+            return *r;
+        }
+        documents
+            .render(role, &requester, candidate.as_ref(), nodes)
+            .await
+    } else {
+        let served = documents
+            .render(role, &requester, candidate.as_ref(), nodes)
+            .await;
+        if served.is_ok() {
             if let Err(r) = authorize(&app, &headers, Scope::Documents(role)) {
                 return *r;
             }
-            tracing::info!("served the {role} document");
-            ([(header::CONTENT_TYPE, "application/toml")], bytes).into_response()
         }
-        Err(e) => {
-            tracing::error!("{}: {e}", path.display());
-            error(
-                StatusCode::NOT_FOUND,
-                format!("the bundle has no {} document", role.as_str()),
-            )
+        served
+    };
+    match served {
+        Ok(served) => {
+            if served.minted.is_empty() {
+                tracing::info!("served the {role} document (token {requester})");
+            } else {
+                tracing::info!(
+                    "served a {role} document (token {requester}) with fresh credentials: {}",
+                    served.minted.join("; ")
+                );
+            }
+            app.minted
+                .fetch_add(served.minted.len() as u64, Ordering::Relaxed);
+            ([(header::CONTENT_TYPE, "application/toml")], served.text).into_response()
+        }
+        Err(DocumentError::Missing(m)) => error(StatusCode::NOT_FOUND, m),
+        Err(DocumentError::Bundle(m)) => {
+            tracing::error!("{m}");
+            error(StatusCode::INTERNAL_SERVER_ERROR, m)
+        }
+        Err(DocumentError::BadRequest(m)) => error(StatusCode::BAD_REQUEST, m),
+        Err(DocumentError::TooMany(m, seconds)) => {
+            tracing::warn!("{m}");
+            let mut resp = error(StatusCode::TOO_MANY_REQUESTS, m);
+            resp.headers_mut().insert(
+                header::RETRY_AFTER,
+                seconds.to_string().parse().expect("digits"),
+            );
+            resp
+        }
+        Err(DocumentError::ClusterUnavailable(m) | DocumentError::Waiting(m)) => {
+            tracing::warn!("{role} document not served yet: {m}");
+            let mut resp = error(StatusCode::SERVICE_UNAVAILABLE, m);
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, "30".parse().expect("static"));
+            resp
         }
     }
+}
+
+/// The node a document request says it comes from (`Kubeboot-Node`,
+/// `Kubeboot-Machine-Id`): None if it says nothing, 400 if it says it badly.
+fn candidate(headers: &HeaderMap) -> Result<Option<Candidate>, Box<Response>> {
+    let get = |name: &str| headers.get(name).map(|v| v.to_str().unwrap_or("\u{fffd}"));
+    let (node, machine_id) = match (get("kubeboot-node"), get("kubeboot-machine-id")) {
+        (None, None) => return Ok(None),
+        (Some(n), Some(m)) => (n, m),
+        _ => {
+            return Err(Box::new(error(
+                StatusCode::BAD_REQUEST,
+                "send both Kubeboot-Node and Kubeboot-Machine-Id, or neither",
+            )))
+        }
+    };
+    check_name(node)?;
+    let hex_id =
+        (8..=64).contains(&machine_id.len()) && machine_id.bytes().all(|b| b.is_ascii_hexdigit());
+    if !hex_id {
+        return Err(Box::new(error(
+            StatusCode::BAD_REQUEST,
+            "Kubeboot-Machine-Id: not a machine id (8 to 64 hex digits, /etc/machine-id)",
+        )));
+    }
+    Ok(Some(Candidate {
+        node: node.to_string(),
+        machine_id: machine_id.to_ascii_lowercase(),
+    }))
 }
 
 async fn metrics(State(app): State<Arc<App>>, _headers: HeaderMap) -> Response {

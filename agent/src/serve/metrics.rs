@@ -71,6 +71,11 @@ pub(crate) fn render(app: &App) -> Result<String, String> {
             app.shared.duplicates.load(Ordering::Relaxed),
         ),
         (
+            "kubeboot_credentials_minted",
+            "Join credentials minted for documents (bootstrap tokens, certificate uploads)",
+            app.minted.load(Ordering::Relaxed),
+        ),
+        (
             "kubeboot_requests_unauthorized",
             "Requests refused for a missing or wrong bearer token",
             app.rejected.load(Ordering::Relaxed),

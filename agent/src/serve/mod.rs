@@ -9,6 +9,8 @@
 //! in one transaction (group commit), so thousands of nodes booting at once
 //! cost one fsync per batch, not per event.
 
+pub mod documents;
+pub mod election;
 mod http;
 mod metrics;
 pub mod mint;
@@ -37,6 +39,12 @@ pub struct ServeOptions {
     pub tokens: PathBuf,
     /// A `kubeboot bundle` directory whose node documents `GET /v1/documents/{role}` serves.
     pub bundle: Option<PathBuf>,
+    /// Join documents carry credentials minted for each request (`documents` module).
+    pub fresh_credentials: bool,
+    /// How long an elected init node may stay silent before another takes over.
+    pub init_lease: std::time::Duration,
+    /// Documents with fresh credentials per role per minute.
+    pub mint_per_minute: u32,
 }
 
 /// What the server prints once it is listening (and, with --output json, as JSON).
@@ -59,8 +67,10 @@ pub(crate) struct App {
     shared: Arc<Shared>,
     writer: mpsc::Sender<PendingWrite>,
     tokens: tokens::TokenFile,
-    bundle: Option<PathBuf>,
+    documents: Option<documents::Documents>,
     rejected: AtomicU64,
+    /// Credentials minted for documents (tokens, certificate uploads).
+    minted: AtomicU64,
 }
 
 /// What the writer thread updates and the handlers read.
@@ -108,7 +118,7 @@ const DISK_FULL: &str = "the receiver's disk is full";
 const MAX_BATCH: usize = 1024;
 
 /// Commit batches as they come; answer each request only after its commit.
-fn writer_loop(store: Store, mut rx: mpsc::Receiver<PendingWrite>, app: Arc<Shared>) {
+fn writer_loop(store: Arc<Store>, mut rx: mpsc::Receiver<PendingWrite>, app: Arc<Shared>) {
     while let Some(first) = rx.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -175,6 +185,7 @@ pub fn run(opts: ServeOptions, on_listening: impl FnOnce(&Listening)) -> Result<
         .map(|t| tls::load(t, &opts.data))
         .transpose()?;
     let (store, events) = Store::open(&opts.data)?;
+    let store = Arc::new(store);
     let stored = events.len() as u64;
     let mut nodes = Nodes::default();
     for ev in events {
@@ -190,8 +201,23 @@ pub fn run(opts: ServeOptions, on_listening: impl FnOnce(&Listening)) -> Result<
         shared: shared.clone(),
         writer: tx,
         tokens,
-        bundle: opts.bundle.clone(),
+        documents: match opts.bundle.clone() {
+            None => None,
+            Some(b) => {
+                let election = opts
+                    .fresh_credentials
+                    .then(|| election::Election::load(store.clone(), opts.init_lease))
+                    .transpose()?;
+                Some(documents::Documents::new(
+                    b,
+                    opts.fresh_credentials,
+                    election,
+                    opts.mint_per_minute,
+                ))
+            }
+        },
         rejected: AtomicU64::new(0),
+        minted: AtomicU64::new(0),
     });
     let writer_app = shared;
     let writer = std::thread::Builder::new()

@@ -15,6 +15,8 @@ use crate::status::StatusEvent;
 
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 const SEEN: TableDefinition<&str, u64> = TableDefinition::new("seen");
+/// Small records of serve's own decisions (JSON by key), e.g. the init election.
+const RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("records");
 
 pub const DB_FILE: &str = "events.redb";
 
@@ -80,6 +82,7 @@ impl Store {
             // Make sure both tables exist, so a fresh store reads as empty.
             txn.open_table(EVENTS).map_err(text)?;
             txn.open_table(SEEN).map_err(text)?;
+            txn.open_table(RECORDS).map_err(text)?;
         }
         txn.commit().map_err(text)?;
         let read = self.db.begin_read().map_err(text)?;
@@ -122,6 +125,31 @@ impl Store {
         }
         txn.commit().map_err(classify)?;
         Ok(fresh)
+    }
+}
+
+impl Store {
+    /// A record of serve's own, if one was written under `key`.
+    pub fn record<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, String> {
+        let read = self.db.begin_read().map_err(text)?;
+        let table = read.open_table(RECORDS).map_err(text)?;
+        let Some(bytes) = table.get(key).map_err(text)? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(bytes.value())
+            .map(Some)
+            .map_err(|e| format!("stored record {key} is unreadable: {e}"))
+    }
+
+    /// Write a record, durably (the commit fsyncs) before returning.
+    pub fn put_record<T: serde::Serialize>(&self, key: &str, value: &T) -> Result<(), String> {
+        let json = serde_json::to_vec(value).map_err(|e| e.to_string())?;
+        let txn = self.db.begin_write().map_err(text)?;
+        {
+            let mut table = txn.open_table(RECORDS).map_err(text)?;
+            table.insert(key, json.as_slice()).map_err(text)?;
+        }
+        txn.commit().map_err(text)
     }
 }
 

@@ -18,6 +18,13 @@ pub struct FetchOptions {
     pub attempts: u32,
     pub timeout: Duration,
     pub backoff: Backoff,
+    /// How long to keep asking a server that answers 503 with Retry-After (it
+    /// says "later", e.g. while the first control plane initialises). Such
+    /// answers do not use up `attempts`.
+    pub wait_limit: Duration,
+    /// Who asks (`Kubeboot-Node`, `Kubeboot-Machine-Id`, `Kubeboot-Boot-Id`):
+    /// `kubeboot serve` renders and elects per node. Not secret.
+    pub identity: Vec<(&'static str, String)>,
 }
 
 impl Default for FetchOptions {
@@ -26,9 +33,28 @@ impl Default for FetchOptions {
             attempts: 8,
             timeout: Duration::from_secs(15),
             backoff: Backoff::new(1.0, 30.0),
+            wait_limit: Duration::from_secs(3600),
+            identity: Vec::new(),
         }
     }
 }
+
+impl FetchOptions {
+    /// These options, naming this host in every request (see `identity`).
+    pub fn from_host(&self, host: &crate::host::Host) -> FetchOptions {
+        let mut o = self.clone();
+        o.identity = vec![
+            ("Kubeboot-Node", host.hostname().to_lowercase()),
+            ("Kubeboot-Machine-Id", host.machine_id()),
+            ("Kubeboot-Boot-Id", host.boot_id()),
+        ];
+        o.identity.retain(|(_, v)| !v.is_empty());
+        o
+    }
+}
+
+/// The longest single wait a Retry-After may ask for.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 
 pub fn fetch_document(
     url: &str,
@@ -49,8 +75,10 @@ pub fn fetch_document(
     let client = crate::tls::https_client(tls, opts.timeout)
         .map_err(|e| SourceError::new(ErrorKind::DocumentFetch, format!("HTTPS client: {e}")))?;
     let mut last = String::new();
-    for attempt in 1..=opts.attempts {
-        match fetch_once(&client, url, token) {
+    let started = std::time::Instant::now();
+    let mut attempt = 0;
+    while attempt < opts.attempts {
+        match fetch_once(&client, url, token, &opts.identity) {
             Ok(text) => {
                 return Ok(Loaded {
                     text,
@@ -58,7 +86,28 @@ pub fn fetch_document(
                 })
             }
             Err(Fatal(msg)) => return Err(SourceError::new(ErrorKind::DocumentFetch, msg)),
+            Err(Later(msg, wait)) => {
+                let left = opts.wait_limit.saturating_sub(started.elapsed());
+                if left.is_zero() {
+                    return Err(SourceError::new(
+                        ErrorKind::DocumentFetch,
+                        format!(
+                            "{url} still says to wait after {} s: {msg}",
+                            opts.wait_limit.as_secs()
+                        ),
+                    ));
+                }
+                let wait = wait.min(MAX_RETRY_AFTER).min(left);
+                tracing::info!(
+                    url,
+                    "the server says to wait: {msg}; asking again in {} s",
+                    wait.as_secs()
+                );
+                std::thread::sleep(wait);
+                continue;
+            }
             Err(Transient(msg)) => {
+                attempt += 1;
                 tracing::warn!(url, attempt, "fetching the node document failed: {msg}");
                 last = msg;
             }
@@ -79,17 +128,34 @@ pub fn fetch_document(
 enum FetchError {
     Transient(String),
     Fatal(String),
+    /// 503 with Retry-After: the server asks to come back then.
+    Later(String, Duration),
 }
-use FetchError::{Fatal, Transient};
+use FetchError::{Fatal, Later, Transient};
+
+/// The `error` of a JSON answer (what kubeboot serve says), else the status; short.
+fn server_reason(resp: reqwest::blocking::Response) -> String {
+    let status = resp.status();
+    let mut body = String::new();
+    let _ = resp.take(4096).read_to_string(&mut body);
+    serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v["error"].as_str().map(|s| s.chars().take(300).collect()))
+        .unwrap_or_else(|| format!("{status}"))
+}
 
 fn fetch_once(
     client: &reqwest::blocking::Client,
     url: &str,
     token: Option<&SecretString>,
+    identity: &[(&'static str, String)],
 ) -> Result<String, FetchError> {
     let mut req = client.get(url);
     if let Some(t) = token {
         req = req.bearer_auth(t.expose_secret());
+    }
+    for (name, value) in identity {
+        req = req.header(*name, value);
     }
     let resp = req.send().map_err(|e| {
         let msg = crate::tls::describe_http_error(&e);
@@ -100,6 +166,21 @@ fn fetch_once(
         }
     })?;
     let status = resp.status();
+    // 503 or 429 with Retry-After: the server says "later" (kubeboot serve while the
+    // first control plane initialises, or over its minting budget).
+    let later = status == reqwest::StatusCode::SERVICE_UNAVAILABLE
+        || status == reqwest::StatusCode::TOO_MANY_REQUESTS;
+    if later {
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if let Some(seconds) = retry_after {
+            let why = server_reason(resp);
+            return Err(Later(why, Duration::from_secs(seconds.max(1))));
+        }
+    }
     if status.is_client_error() {
         let hint = match status.as_u16() {
             401 | 403 => " (the token was refused: check [source] token)",
