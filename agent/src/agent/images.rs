@@ -144,7 +144,7 @@ pub fn import(
     }
     let names: Vec<&str> = pending.iter().map(Archive::name).collect();
     Ok(vec![format!(
-        "imported {total} preloaded container image(s) for a {role} in {:.1}s: {}",
+        "imported {total} preloaded container image(s) for the {role} role in {:.1}s: {}",
         started.elapsed().as_secs_f64(),
         names.join(", ")
     )])
