@@ -285,10 +285,66 @@ fn serve_hands_out_documents_with_credentials_minted_in_the_cluster() {
         metrics.contains("kubeboot_credentials_minted_total 5"),
         "{metrics}"
     );
+    // A worker replacing a machine of the same name: serve (cluster-admin) deletes the
+    // stale Node first and records an Event; a Ready Node of that name is a 409; a
+    // Node carrying the asker's own machine id is its own and stays.
+    let grace = bundle.join("nodes/worker.toml");
+    let mut worker_toml = std::fs::read_to_string(&grace).unwrap();
+    assert!(!worker_toml.contains("[replace]"), "{worker_toml}");
+    worker_toml.push_str("\n[replace]\ngrace_seconds = 1\n");
+    std::fs::write(&grace, worker_toml).unwrap();
+    for (name, machine) in [("w-old", "aa"), ("w-live", "aa"), ("w-mine", "cc")] {
+        let node = format!(
+            r#"{{"apiVersion":"v1","kind":"Node","metadata":{{"name":"{name}","annotations":{{"kubeboot.io/machine-id":"{}"}}}}}}"#,
+            machine.repeat(16)
+        );
+        let file = cp.dir.join(format!("{name}.json"));
+        std::fs::write(&file, node).unwrap();
+        cp.kubectl_ok(&["create", "-f", file.to_str().unwrap()]);
+    }
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    cp.kubectl_ok(&[
+        "patch", "node", "w-live", "--subresource=status", "--type=merge", "-p",
+        &format!(r#"{{"status":{{"conditions":[{{"type":"Ready","status":"True","reason":"KubeletReady","message":"ok","lastHeartbeatTime":"{now}","lastTransitionTime":"{now}"}}]}}}}"#),
+    ]);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let as_node = |name: &str, machine: &str| {
+        let resp = r
+            .client()
+            .get(format!("{}/v1/documents/worker", r.url()))
+            .bearer_auth(&worker)
+            .header("Kubeboot-Node", name)
+            .header("Kubeboot-Machine-Id", machine.repeat(16))
+            .send()
+            .unwrap();
+        (resp.status().as_u16(), resp.text().unwrap())
+    };
+    let (status, body) = as_node("w-old", "bb");
+    assert_eq!(status, 200, "{body}");
+    let gone = cp.kubectl(&["get", "node", "w-old"]);
+    assert!(!gone.status.success(), "the stale Node must be gone");
+    let events = cp.kubectl_ok(&[
+        "-n",
+        "default",
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=w-old,reason=KubebootRemovedStaleNode",
+        "-o",
+        "jsonpath={.items[*].message}",
+    ]);
+    assert!(events.contains("removed Node w-old"), "{events}");
+    let (status, body) = as_node("w-live", "bb");
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("a Ready Node named w-live exists"), "{body}");
+    let (status, body) = as_node("w-mine", "cc");
+    assert_eq!(status, 200, "{body}");
+    cp.kubectl_ok(&["get", "node", "w-mine"]);
+
     // serve's log names what it minted by id, never the secrets.
     let log = r.log();
     assert!(
-        log.contains("with fresh credentials: bootstrap token"),
+        log.contains("worker document (token ") && log.contains("): bootstrap token "),
         "{log}"
     );
     for t in &tokens {

@@ -27,12 +27,13 @@
 pub mod etcd;
 pub mod node;
 pub mod uploaded_certs;
+pub mod worker;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{DeleteParams, ListParams};
+use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::Api;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
@@ -142,6 +143,67 @@ impl Cleanup {
     }
 }
 
+/// Tell the cluster what was cleaned up: one Event per cleanup in `default`, about
+/// the Node (`kubectl get events` shows who removed what and why). Best effort:
+/// the cleanup is done either way; a failure comes back as a note.
+pub async fn record_events(
+    admin: &kube::Client,
+    cleanups: &[Cleanup],
+    reporter: &str,
+) -> Vec<String> {
+    use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
+    let events: Api<Event> =
+        Api::namespaced(admin.clone(), crate::cluster::report::EVENT_NAMESPACE);
+    let mut notes = Vec::new();
+    for c in cleanups.iter().filter(|c| c.removed) {
+        let now = k8s_openapi::jiff::Timestamp::now();
+        let node = match c.object.as_str() {
+            "Node" => c.name.clone(),
+            _ => reporter.to_string(),
+        };
+        let event = Event {
+            metadata: ObjectMeta {
+                generate_name: Some(format!("{node}.kubeboot-cleanup.")),
+                ..ObjectMeta::default()
+            },
+            involved_object: ObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Node".into()),
+                name: Some(node),
+                ..ObjectReference::default()
+            },
+            reason: Some(if c.object == "Node" {
+                "KubebootRemovedStaleNode".into()
+            } else {
+                "KubebootRemovedEtcdMember".into()
+            }),
+            message: Some(c.line()),
+            type_: Some("Normal".into()),
+            first_timestamp: Some(Time(now)),
+            last_timestamp: Some(Time(now)),
+            event_time: Some(MicroTime(now)),
+            count: Some(1),
+            action: Some("Replace".into()),
+            reporting_component: Some("kubeboot.io/replace".into()),
+            reporting_instance: Some(reporter.into()),
+            source: Some(EventSource {
+                component: Some("kubeboot".into()),
+                host: Some(reporter.into()),
+            }),
+            ..Event::default()
+        };
+        if let Err(e) = events.create(&PostParams::default(), &event).await {
+            notes.push(format!(
+                "the Event for \"{}\" was not recorded: {}",
+                c.line(),
+                describe(&e)
+            ));
+        }
+    }
+    notes
+}
+
 /// What was seen and done.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Report {
@@ -189,6 +251,8 @@ pub async fn make_room(
     let mut report = Report::default();
     stale_node(&admin, node_name, opts, &mut report).await?;
     stale_member(&admin, &certs, node_name, opts, &mut report).await?;
+    let notes = record_events(&admin, &report.cleanups, node_name).await;
+    report.notes.extend(notes);
     Ok(report)
 }
 

@@ -93,14 +93,19 @@ pub enum DocumentError {
     BadRequest(String),
     /// 429: this role's minting budget for the minute is spent; retry after the seconds.
     TooMany(String, u64),
+    /// 409: a live Node already has the name this node asks for.
+    Conflict(String),
     /// 500: the bundle is damaged.
     Bundle(String),
 }
 
-/// A document and what was minted for it (for serve's log; no secrets).
+/// A document and what was minted and done for it (for serve's log; no secrets).
 pub struct Served {
     pub text: String,
+    /// One line per credential minted (tokens, certificate uploads).
     pub minted: Vec<String>,
+    /// Other things done for it (an election, a stale Node removed).
+    pub notes: Vec<String>,
 }
 
 impl Documents {
@@ -164,7 +169,7 @@ impl Documents {
             Verdict::Wait { why } => Err(DocumentError::Waiting(why)),
             Verdict::Init(elected) => {
                 let mut served = self.bundle_file(Role::Init).await?;
-                served.minted.push(format!(
+                served.notes.push(format!(
                     "elected {} to run kubeadm init (term {}): the cluster does not answer yet",
                     elected.node, elected.term
                 ));
@@ -182,6 +187,7 @@ impl Documents {
             Ok(text) => Ok(Served {
                 text,
                 minted: Vec::new(),
+                notes: Vec::new(),
             }),
             Err(e) => {
                 tracing::error!("{}: {e}", path.display());
@@ -220,6 +226,10 @@ impl Documents {
         let mut discovery = bundle::read_discovery(&self.bundle).map_err(DocumentError::Bundle)?;
         let admin = self.admin(&discovery)?;
         let mut minted = Vec::new();
+        let mut notes = Vec::new();
+        if let (Role::Worker, Some(c)) = (role, candidate) {
+            notes = self.replace_worker(&admin, c, &discovery).await?;
+        }
         let description = match candidate {
             Some(c) => format!(
                 "kubeboot serve: {role} document for {} (token {requester})",
@@ -245,7 +255,49 @@ impl Documents {
         }
         let text =
             bundle::node_document(role, &discovery, &self.bundle).map_err(DocumentError::Bundle)?;
-        Ok(Served { text, minted })
+        Ok(Served {
+            text,
+            minted,
+            notes,
+        })
+    }
+
+    /// The worker replaces a machine of the same name: its stale Node goes first
+    /// (crate::replace::worker), with an Event saying so.
+    async fn replace_worker(
+        &self,
+        admin: &kube::Client,
+        c: &Candidate,
+        discovery: &Discovery,
+    ) -> Result<Vec<String>, DocumentError> {
+        use crate::replace::worker::{self, NotYet};
+        let grace = self.worker_grace().await;
+        match worker::make_room(admin, &c.node, &c.machine_id, grace).await {
+            Ok(None) => Ok(Vec::new()),
+            Ok(Some(cleanup)) => {
+                let mut lines = vec![cleanup.line()];
+                lines.extend(
+                    crate::replace::record_events(admin, &[cleanup], "kubeboot-serve").await,
+                );
+                Ok(lines)
+            }
+            Err(NotYet::Wait(_, why)) => Err(DocumentError::Waiting(format!(
+                "{why}; the machine this one replaces may still be running"
+            ))),
+            Err(NotYet::Refuse(why)) => Err(DocumentError::Conflict(why)),
+            Err(NotYet::Failed(why)) => Err(unavailable(discovery, why)),
+        }
+    }
+
+    /// The bundle's worker document's `[replace] grace_seconds` (300 s if unreadable).
+    async fn worker_grace(&self) -> Duration {
+        let path = self.bundle.join("nodes").join("worker.toml");
+        let seconds = tokio::fs::read_to_string(&path)
+            .await
+            .ok()
+            .and_then(|t| crate::document::parse(&t).ok())
+            .map_or(300, |d| d.replace.grace_seconds);
+        Duration::from_secs(seconds)
     }
 
     /// The current upload's key while enough of it remains, else a new upload.

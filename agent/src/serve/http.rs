@@ -240,12 +240,18 @@ async fn get_document(
     };
     match served {
         Ok(served) => {
-            if served.minted.is_empty() {
+            let done: Vec<&str> = served
+                .minted
+                .iter()
+                .chain(&served.notes)
+                .map(String::as_str)
+                .collect();
+            if done.is_empty() {
                 tracing::info!("served the {role} document (token {requester})");
             } else {
                 tracing::info!(
-                    "served a {role} document (token {requester}) with fresh credentials: {}",
-                    served.minted.join("; ")
+                    "served a {role} document (token {requester}): {}",
+                    done.join("; ")
                 );
             }
             app.minted
@@ -258,6 +264,10 @@ async fn get_document(
             error(StatusCode::INTERNAL_SERVER_ERROR, m)
         }
         Err(DocumentError::BadRequest(m)) => error(StatusCode::BAD_REQUEST, m),
+        Err(DocumentError::Conflict(m)) => {
+            tracing::warn!("{role} document refused: {m}");
+            error(StatusCode::CONFLICT, m)
+        }
         Err(DocumentError::TooMany(m, seconds)) => {
             tracing::warn!("{m}");
             let mut resp = error(StatusCode::TOO_MANY_REQUESTS, m);

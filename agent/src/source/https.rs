@@ -187,7 +187,14 @@ fn fetch_once(
             404 => " (no document for this role or node on the server)",
             _ => "",
         };
-        return Err(Fatal(format!("{url} answered {status}{hint}")));
+        // What the server said (kubeboot serve's `error`), e.g. why a 409.
+        let said = server_reason(resp);
+        let said = if said == status.to_string() {
+            String::new()
+        } else {
+            format!(": {said}")
+        };
+        return Err(Fatal(format!("{url} answered {status}{hint}{said}")));
     }
     if !status.is_success() {
         return Err(Transient(format!("{url} answered {status}")));
