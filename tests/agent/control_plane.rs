@@ -61,6 +61,21 @@ impl ControlPlane {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// The messages of the Events in `default` about `object` with `reason`.
+    pub fn event_messages(&self, object: &str, reason: &str) -> String {
+        let selector = format!("involvedObject.name={object},reason={reason}");
+        self.kubectl_ok(&[
+            "-n",
+            "default",
+            "get",
+            "events",
+            "--field-selector",
+            &selector,
+            "-o",
+            "jsonpath={.items[*].message}",
+        ])
+    }
+
     /// A kubeconfig for `user` in `groups` (client certificate from this cluster's CA).
     pub fn kubeconfig_for(&self, user: &str, groups: &[&str]) -> PathBuf {
         let ca = std::fs::read_to_string(self.pki("ca.crt")).unwrap();
@@ -222,16 +237,7 @@ fn start(bin: PathBuf) -> ControlPlane {
             .arg(&bundle),
         "kubeboot bundle new",
     );
-    for f in [
-        "ca.crt",
-        "ca.key",
-        "front-proxy-ca.crt",
-        "front-proxy-ca.key",
-        "sa.key",
-        "sa.pub",
-        "etcd/ca.crt",
-        "etcd/ca.key",
-    ] {
+    for f in kubeboot::serve::mint::UPLOADED_FILES {
         std::fs::create_dir_all(pki.join("etcd")).unwrap();
         std::fs::copy(bundle.join("pki").join(f), pki.join(f)).unwrap();
     }

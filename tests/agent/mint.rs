@@ -13,7 +13,29 @@ use secrecy::ExposeSecret;
 
 use crate::control_plane::{self, ControlPlane};
 use crate::harness::{assert_exit, text};
+use crate::real_control_plane::{discover, worker_doc};
 use crate::receiver::Receiver;
+
+/// The line of `kubeadm token list` (real kubeadm, as admin) for token `id`.
+fn token_list_line(cp: &ControlPlane, id: &str) -> String {
+    let admin_conf = cp.admin_conf();
+    let list = kubeadm(
+        cp,
+        &[
+            "token",
+            "list",
+            "--kubeconfig",
+            admin_conf.to_str().unwrap(),
+        ],
+    );
+    assert!(list.status.success(), "{}", text(&list));
+    let listed = String::from_utf8_lossy(&list.stdout).into_owned();
+    listed
+        .lines()
+        .find(|l| l.starts_with(&format!("{id}.")))
+        .unwrap_or_else(|| panic!("token {id} not in kubeadm token list:\n{listed}"))
+        .to_string()
+}
 
 fn kubeadm(cp: &ControlPlane, args: &[&str]) -> std::process::Output {
     std::process::Command::new(cp.bin.join("kubeadm"))
@@ -40,50 +62,14 @@ fn minted_tokens_and_certificate_keys_work_with_real_kubeadm() {
     .unwrap();
 
     // Real kubeadm lists it, with kubeadm's usages and group.
-    let list = kubeadm(
-        &cp,
-        &[
-            "token",
-            "list",
-            "--kubeconfig",
-            admin_conf.to_str().unwrap(),
-        ],
-    );
-    assert!(list.status.success(), "{}", text(&list));
-    let listed = String::from_utf8_lossy(&list.stdout).into_owned();
-    let line = listed
-        .lines()
-        .find(|l| l.starts_with(&format!("{}.", token.id)))
-        .unwrap_or_else(|| panic!("token {} not in kubeadm token list:\n{listed}", token.id));
+    let line = token_list_line(&cp, &token.id);
     assert!(line.contains("authentication,signing"), "{line}");
     assert!(line.contains("worker document for w-1"), "{line}");
     assert!(line.contains(mint::NODE_GROUP), "{line}");
 
     // The agent's discovery accepts it once the bootstrapsigner has signed for it.
-    let doc = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(
-        doc.path(),
-        format!(
-            "version = 1\nrole = \"worker\"\n[cluster]\nendpoint = \"{}\"\n\
-             [discovery]\ntoken = \"{}\"\nca_cert_hashes = [\"{}\"]\ntimeout_seconds = 60\n",
-            cp.endpoint,
-            token.token.expose_secret(),
-            cp.ca_hash
-        ),
-    )
-    .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kubeboot-under-test"))
-        .args([
-            "discover",
-            "--timeout",
-            "60",
-            "--output",
-            "json",
-            "--document",
-        ])
-        .arg(doc.path())
-        .output()
-        .unwrap();
+    let doc = worker_doc(&cp, token.token.expose_secret(), &cp.ca_hash, 60);
+    let out = discover(&doc, 60);
     assert_exit(&out, 0);
     assert!(!text(&out).contains(token.token.expose_secret()));
 
@@ -220,23 +206,8 @@ fn serve_hands_out_documents_with_credentials_minted_in_the_cluster() {
     assert_eq!(distinct.len(), 4, "one token per document");
     assert!(!tokens.contains(&bundle_token));
 
-    let admin_conf = cp.admin_conf();
-    let list = kubeadm(
-        &cp,
-        &[
-            "token",
-            "list",
-            "--kubeconfig",
-            admin_conf.to_str().unwrap(),
-        ],
-    );
-    let listed = String::from_utf8_lossy(&list.stdout).into_owned();
     for t in &tokens {
-        let id = t.split('.').next().unwrap();
-        let line = listed
-            .lines()
-            .find(|l| l.starts_with(&format!("{id}.")))
-            .unwrap_or_else(|| panic!("{id} not in kubeadm token list:\n{listed}"));
+        let line = token_list_line(&cp, t.split('.').next().unwrap());
         assert!(line.contains("authentication,signing"), "{line}");
     }
 
@@ -309,30 +280,13 @@ fn serve_hands_out_documents_with_credentials_minted_in_the_cluster() {
     ]);
     std::thread::sleep(std::time::Duration::from_secs(2));
     let as_node = |name: &str, machine: &str| {
-        let resp = r
-            .client()
-            .get(format!("{}/v1/documents/worker", r.url()))
-            .bearer_auth(&worker)
-            .header("Kubeboot-Node", name)
-            .header("Kubeboot-Machine-Id", machine.repeat(16))
-            .send()
-            .unwrap();
-        (resp.status().as_u16(), resp.text().unwrap())
+        r.get_as_node("/v1/documents/worker", &worker, name, &machine.repeat(16))
     };
     let (status, body) = as_node("w-old", "bb");
     assert_eq!(status, 200, "{body}");
     let gone = cp.kubectl(&["get", "node", "w-old"]);
     assert!(!gone.status.success(), "the stale Node must be gone");
-    let events = cp.kubectl_ok(&[
-        "-n",
-        "default",
-        "get",
-        "events",
-        "--field-selector",
-        "involvedObject.name=w-old,reason=KubebootRemovedStaleNode",
-        "-o",
-        "jsonpath={.items[*].message}",
-    ]);
+    let events = cp.event_messages("w-old", "KubebootRemovedStaleNode");
     assert!(events.contains("removed Node w-old"), "{events}");
     let (status, body) = as_node("w-live", "bb");
     assert_eq!(status, 409, "{body}");

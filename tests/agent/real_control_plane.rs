@@ -10,13 +10,19 @@ use std::time::Duration;
 use crate::control_plane::{shared, ControlPlane, TOKEN};
 use crate::harness::{assert_exit, text};
 
-fn worker_doc(cp: &ControlPlane, token: &str, hash: &str) -> tempfile::NamedTempFile {
+/// A worker document for `cp` with this token and pin; discovery waits `timeout` s.
+pub fn worker_doc(
+    cp: &ControlPlane,
+    token: &str,
+    hash: &str,
+    timeout: u64,
+) -> tempfile::NamedTempFile {
     let f = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(
         f.path(),
         format!(
             "version = 1\nrole = \"worker\"\n[cluster]\nendpoint = \"{}\"\n\
-             [discovery]\ntoken = \"{token}\"\nca_cert_hashes = [\"{hash}\"]\ntimeout_seconds = 3\n",
+             [discovery]\ntoken = \"{token}\"\nca_cert_hashes = [\"{hash}\"]\ntimeout_seconds = {timeout}\n",
             cp.endpoint
         ),
     )
@@ -24,12 +30,13 @@ fn worker_doc(cp: &ControlPlane, token: &str, hash: &str) -> tempfile::NamedTemp
     f
 }
 
-fn discover(doc: &tempfile::NamedTempFile) -> std::process::Output {
+/// `kubeboot discover --output json` on `doc`, bounded at `timeout` s.
+pub fn discover(doc: &tempfile::NamedTempFile, timeout: u64) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_kubeboot-under-test"))
         .args([
             "discover",
             "--timeout",
-            "5",
+            &timeout.to_string(),
             "--output",
             "json",
             "--document",
@@ -42,7 +49,7 @@ fn discover(doc: &tempfile::NamedTempFile) -> std::process::Output {
 #[test]
 fn discover_verifies_the_real_cluster_info() {
     let cp = shared();
-    let out = discover(&worker_doc(cp, TOKEN, &cp.ca_hash));
+    let out = discover(&worker_doc(cp, TOKEN, &cp.ca_hash, 3), 5);
     assert_exit(&out, 0);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["verified"], true, "{v}");
@@ -54,7 +61,7 @@ fn discover_verifies_the_real_cluster_info() {
 fn a_wrong_ca_hash_is_refused_by_the_real_cluster() {
     let cp = shared();
     let wrong = format!("sha256:{}", "ab".repeat(32));
-    let out = discover(&worker_doc(cp, TOKEN, &wrong));
+    let out = discover(&worker_doc(cp, TOKEN, &wrong, 3), 5);
     assert_exit(&out, 1);
     assert!(
         text(&out).contains("discovery_ca_mismatch"),
@@ -67,11 +74,10 @@ fn a_wrong_ca_hash_is_refused_by_the_real_cluster() {
 fn a_wrong_token_secret_does_not_verify_the_real_signature() {
     let cp = shared();
     let id = TOKEN.split('.').next().unwrap();
-    let out = discover(&worker_doc(
-        cp,
-        &format!("{id}.ffffffffffffffff"),
-        &cp.ca_hash,
-    ));
+    let out = discover(
+        &worker_doc(cp, &format!("{id}.ffffffffffffffff"), &cp.ca_hash, 3),
+        5,
+    );
     assert_exit(&out, 1);
     assert!(
         text(&out).contains("discovery_signature_mismatch"),
@@ -88,7 +94,10 @@ fn a_wrong_token_secret_does_not_verify_the_real_signature() {
 #[test]
 fn a_token_the_cluster_never_issued_is_unknown() {
     let cp = shared();
-    let out = discover(&worker_doc(cp, "zzzzzz.0123456789abcdef", &cp.ca_hash));
+    let out = discover(
+        &worker_doc(cp, "zzzzzz.0123456789abcdef", &cp.ca_hash, 3),
+        5,
+    );
     assert_exit(&out, 1);
     assert!(
         text(&out).contains("discovery_token_unknown"),

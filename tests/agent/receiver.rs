@@ -172,11 +172,40 @@ impl Receiver {
 
     /// GET with a bearer token (or none).
     pub fn get_as(&self, path: &str, token: Option<&str>) -> (u16, String) {
+        let r = self.request(path, token, &[]);
+        (r.status().as_u16(), r.text().unwrap())
+    }
+
+    /// GET with a bearer token (or none) and extra headers, the whole response.
+    pub fn request(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, String)],
+    ) -> reqwest::blocking::Response {
         let mut req = self.client().get(format!("{}{path}", self.url()));
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
-        let r = req.send().unwrap();
+        for (name, value) in headers {
+            req = req.header(*name, value);
+        }
+        req.send().unwrap()
+    }
+
+    /// GET a document as the node `name` with machine id `machine_id` says it is.
+    pub fn get_as_node(
+        &self,
+        path: &str,
+        token: &str,
+        name: &str,
+        machine_id: &str,
+    ) -> (u16, String) {
+        let headers = [
+            ("Kubeboot-Node", name.to_string()),
+            ("Kubeboot-Machine-Id", machine_id.to_string()),
+        ];
+        let r = self.request(path, Some(token), &headers);
         (r.status().as_u16(), r.text().unwrap())
     }
 

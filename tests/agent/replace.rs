@@ -236,16 +236,7 @@ fn stale_nodes_go_ready_nodes_stay_and_uploaded_certs_open() {
     let gone = cp.kubectl(&["get", "node", "replaced-stale"]);
     assert!(!gone.status.success(), "the stale Node is still there");
     // The cleanup is a Kubernetes Event about that Node too.
-    let events = cp.kubectl_ok(&[
-        "-n",
-        "default",
-        "get",
-        "events",
-        "--field-selector",
-        "involvedObject.name=replaced-stale,reason=KubebootRemovedStaleNode",
-        "-o",
-        "jsonpath={.items[*].message}",
-    ]);
+    let events = cp.event_messages("replaced-stale", "KubebootRemovedStaleNode");
     assert!(events.contains("removed Node replaced-stale"), "{events}");
     assert!(
         !report.notes.iter().any(|n| n.contains("Event")),

@@ -496,29 +496,30 @@ fn serve_prints_the_report_url_nodes_can_use() {
     );
 }
 
+/// A bundle (in `TEMP/b`) for an endpoint on loopback where nothing listens.
+fn bundle_for_a_cluster_that_does_not_answer() -> (tempfile::TempDir, String) {
+    let bundle = tempfile::tempdir().unwrap();
+    let endpoint = format!("127.0.0.1:{}", crate::receiver::free_port());
+    let out = Command::new(env!("CARGO_BIN_EXE_kubeboot-under-test"))
+        .args(["bundle", "new", "--endpoint", &endpoint, "--out"])
+        .arg(bundle.path().join("b"))
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    (bundle, endpoint)
+}
+
 /// `--fresh-credentials` before the cluster answers: join documents get 503 with
 /// Retry-After and a reason (nodes retry), the init document is served as ever,
 /// and the flag without --bundle is a usage error.
 #[test]
 fn fresh_credentials_wait_for_the_cluster_with_503() {
-    let bundle = tempfile::tempdir().unwrap();
+    let (bundle, endpoint) = bundle_for_a_cluster_that_does_not_answer();
     let dir = bundle.path().join("b");
-    let endpoint = format!("127.0.0.1:{}", crate::receiver::free_port());
-    let out = Command::new(env!("CARGO_BIN_EXE_kubeboot-under-test"))
-        .args(["bundle", "new", "--endpoint", &endpoint, "--out"])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert_exit(&out, 0);
     let r = Receiver::start_with(&["--bundle", dir.to_str().unwrap(), "--fresh-credentials"]);
     let worker = r.mint(&["--scope", "documents:worker"]);
     let init = r.mint(&["--scope", "documents:init"]);
-    let resp = r
-        .client()
-        .get(format!("{}/v1/documents/worker", r.url()))
-        .bearer_auth(&worker)
-        .send()
-        .unwrap();
+    let resp = r.request("/v1/documents/worker", Some(&worker), &[]);
     assert_eq!(resp.status().as_u16(), 503);
     assert_eq!(resp.headers()["retry-after"], "30");
     let body = resp.text().unwrap();
@@ -543,12 +544,7 @@ fn fresh_credentials_wait_for_the_cluster_with_503() {
     let worker = limited.mint(&["--scope", "documents:worker"]);
     let limited_answer = (0..3).find_map(|_| {
         let first = limited.get_as("/v1/documents/worker", Some(&worker)).0;
-        let resp = limited
-            .client()
-            .get(format!("{}/v1/documents/worker", limited.url()))
-            .bearer_auth(&worker)
-            .send()
-            .unwrap();
+        let resp = limited.request("/v1/documents/worker", Some(&worker), &[]);
         (first == 503 && resp.status().as_u16() == 429).then(|| {
             let wait: u64 = resp.headers()["retry-after"]
                 .to_str()
@@ -575,15 +571,8 @@ fn fresh_credentials_wait_for_the_cluster_with_503() {
 /// after a restart of serve; a silent winner loses its lease to the next asker.
 #[test]
 fn identical_control_planes_elect_exactly_one_init_across_a_restart() {
-    let bundle = tempfile::tempdir().unwrap();
+    let (bundle, _) = bundle_for_a_cluster_that_does_not_answer();
     let dir = bundle.path().join("b");
-    let endpoint = format!("127.0.0.1:{}", crate::receiver::free_port());
-    let out = Command::new(env!("CARGO_BIN_EXE_kubeboot-under-test"))
-        .args(["bundle", "new", "--endpoint", &endpoint, "--out"])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert_exit(&out, 0);
     let mut r = Receiver::start_with(&[
         "--bundle",
         dir.to_str().unwrap(),
@@ -592,16 +581,13 @@ fn identical_control_planes_elect_exactly_one_init_across_a_restart() {
         "4",
     ]);
     let token = r.mint(&["--scope", "documents:control-plane"]);
-    let ask = |r: &Receiver, i: usize| -> (u16, String) {
-        let resp = r
-            .client()
-            .get(format!("{}/v1/documents/control-plane", r.url()))
-            .bearer_auth(&token)
-            .header("Kubeboot-Node", format!("cp-{i}"))
-            .header("Kubeboot-Machine-Id", format!("{i:032x}"))
-            .send()
-            .unwrap();
-        (resp.status().as_u16(), resp.text().unwrap())
+    let ask = |r: &Receiver, i: usize| {
+        r.get_as_node(
+            "/v1/documents/control-plane",
+            &token,
+            &format!("cp-{i}"),
+            &format!("{i:032x}"),
+        )
     };
     let is_init = |body: &str| body.contains("role = \"init\"");
 

@@ -208,20 +208,18 @@ impl Documents {
         if !self.fresh || role == Role::Init {
             return self.bundle_file(role).await;
         }
-        let spent = self
-            .budget
-            .lock()
-            .expect("budget lock")
-            .take(role, Utc::now());
-        if let Err(seconds) = spent {
-            return Err(DocumentError::TooMany(
-                format!(
-                    "more than {} {role} documents with fresh credentials this minute \
-                     (serve --mint-per-minute); retry in {seconds} s",
-                    self.budget.lock().expect("budget lock").per_minute
-                ),
-                seconds,
-            ));
+        {
+            let mut budget = self.budget.lock().expect("budget lock");
+            if let Err(seconds) = budget.take(role, Utc::now()) {
+                return Err(DocumentError::TooMany(
+                    format!(
+                        "more than {} {role} documents with fresh credentials this minute \
+                         (serve --mint-per-minute); retry in {seconds} s",
+                        budget.per_minute
+                    ),
+                    seconds,
+                ));
+            }
         }
         let mut discovery = bundle::read_discovery(&self.bundle).map_err(DocumentError::Bundle)?;
         let admin = self.admin(&discovery)?;
