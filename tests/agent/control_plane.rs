@@ -238,6 +238,9 @@ fn start(bin: PathBuf) -> ControlPlane {
         "kubeboot bundle new",
     );
     for f in kubeboot::serve::mint::UPLOADED_FILES {
+        if f.starts_with("external-etcd") {
+            continue; // the loopback control plane runs a stacked-style etcd
+        }
         std::fs::create_dir_all(pki.join("etcd")).unwrap();
         std::fs::copy(bundle.join("pki").join(f), pki.join(f)).unwrap();
     }

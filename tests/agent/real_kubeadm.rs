@@ -202,7 +202,11 @@ fn real_kubeadm_applies_the_slow_host_tuning() {
     );
     let cfg = tmp.path().join("kubeadm.yaml");
     std::fs::write(&cfg, &yaml).unwrap();
-    let manifests = dry_run_manifests(&kubeadm, &cfg);
+    let manifests = dry_run_manifests(
+        &kubeadm,
+        &cfg,
+        &[&["control-plane", "all"], &["etcd", "local"]],
+    );
     let mut seen = Vec::new();
     for (name, manifest) in &manifests {
         let pod: serde_yaml_ng::Value = serde_yaml_ng::from_str(manifest).unwrap();
@@ -257,10 +261,14 @@ fn real_kubeadm_applies_the_slow_host_tuning() {
     );
 }
 
-/// The static Pod manifests `kubeadm init phase control-plane all` and `etcd local`
+/// The static Pod manifests kubeadm's `phases` (e.g. `control-plane all`, `etcd local`)
 /// write for `cfg` in their dry runs (each into a fresh
 /// /etc/kubernetes/tmp/kubeadm-init-dryrun*, removed here).
-fn dry_run_manifests(kubeadm: &std::path::Path, cfg: &std::path::Path) -> Vec<(String, String)> {
+fn dry_run_manifests(
+    kubeadm: &std::path::Path,
+    cfg: &std::path::Path,
+    phases: &[&[&str]],
+) -> Vec<(String, String)> {
     let dryruns = || -> std::collections::BTreeSet<std::path::PathBuf> {
         std::fs::read_dir("/etc/kubernetes/tmp")
             .map(|d| {
@@ -281,7 +289,7 @@ fn dry_run_manifests(kubeadm: &std::path::Path, cfg: &std::path::Path) -> Vec<(S
             .output()
             .unwrap()
     };
-    let outs = [run(&["control-plane", "all"]), run(&["etcd", "local"])];
+    let outs: Vec<_> = phases.iter().map(|p| run(p)).collect();
     let new: Vec<_> = dryruns().difference(&before).cloned().collect();
     let manifests = new
         .iter()
@@ -305,4 +313,109 @@ fn dry_run_manifests(kubeadm: &std::path::Path, cfg: &std::path::Path) -> Vec<(S
         );
     }
     manifests
+}
+
+/// `bundle new --external-etcd … --external-etcd-ca/-cert/-key` (files made by the
+/// real kubeadm, as the external-etcd guide makes them): the init document carries
+/// the three inline, the agent's config points kubeadm at where the agent writes
+/// them, and the real kubeadm's API server manifest uses them; the slow-host
+/// tuning leaves out the local-etcd patch (kubeadm refuses local and external together).
+#[test]
+fn real_kubeadm_runs_the_api_server_against_the_bundles_external_etcd() {
+    let kubeadm = real_kubeadm();
+    let tmp = tempfile::tempdir().unwrap();
+    let certs = tmp.path().join("etcd-pki");
+    for phase in ["etcd-ca", "apiserver-etcd-client"] {
+        let out = Command::new(&kubeadm)
+            .args(["init", "phase", "certs", phase, "--cert-dir"])
+            .arg(&certs)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let bundle = tmp.path().join("b");
+    let arg = |p: &str| certs.join(p).display().to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_kubeboot-under-test"))
+        .args([
+            "bundle",
+            "new",
+            "--slow-host",
+            "--endpoint",
+            "k8s-api.test:6443",
+            "--external-etcd",
+            "https://10.88.0.1:2379,https://10.88.0.3:2379",
+            "--external-etcd-ca",
+            &arg("etcd/ca.crt"),
+            "--external-etcd-cert",
+            &arg("apiserver-etcd-client.crt"),
+            "--external-etcd-key",
+            &arg("apiserver-etcd-client.key"),
+            "--out",
+        ])
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    let mode = |p: &str| {
+        std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(bundle.join(p)).unwrap().permissions(),
+        ) & 0o777
+    };
+    assert_eq!(mode("pki/external-etcd.key"), 0o600);
+    assert!(
+        !bundle.join("pki/etcd/ca.key").exists(),
+        "no etcd CA of its own"
+    );
+    let text_doc = std::fs::read_to_string(bundle.join("nodes/init.toml")).unwrap();
+    assert!(!text_doc.contains("etcd.local"), "{text_doc}");
+    let doc = kubeboot::document::load(&text_doc).expect("document");
+    let etcd = doc.cluster.etcd.as_ref().expect("[cluster.etcd]");
+    assert_eq!(
+        etcd.ca_cert.as_deref(),
+        Some(
+            std::fs::read_to_string(certs.join("etcd/ca.crt"))
+                .unwrap()
+                .as_str()
+        )
+    );
+    assert!(etcd.key.is_some() && etcd.key_file.is_none());
+    let patches = tmp.path().join("patches");
+    std::fs::create_dir(&patches).unwrap();
+    for (file, patch) in kubeboot::kubeadm::startup_patches(&doc) {
+        std::fs::write(patches.join(file), patch).unwrap();
+    }
+    let yaml = kubeboot::kubeadm::render(
+        &doc,
+        kubeboot::kubeadm::ApiVersion::V1Beta3,
+        &kubeboot::kubeadm::ConfigPaths::default(),
+        &kubeboot::kubeadm::NodeImage::unknown(),
+    )
+    .unwrap()
+    .expose()
+    .replace(
+        kubeboot::kubeadm::STARTUP_PATCHES_DIR,
+        patches.to_str().unwrap(),
+    );
+    let cfg = tmp.path().join("kubeadm.yaml");
+    std::fs::write(&cfg, &yaml).unwrap();
+    let v = Command::new(&kubeadm)
+        .args(["config", "validate", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(v.status.success(), "{}\n{yaml}", text(&v));
+    let manifests = dry_run_manifests(&kubeadm, &cfg, &[&["control-plane", "all"]]);
+    let manifest = &manifests
+        .iter()
+        .find(|(name, _)| name == "kube-apiserver.yaml")
+        .expect("an API server manifest")
+        .1;
+    for flag in [
+        "--etcd-servers=https://10.88.0.1:2379,https://10.88.0.3:2379",
+        "--etcd-cafile=/etc/kubernetes/pki/external-etcd/ca.crt",
+        "--etcd-certfile=/etc/kubernetes/pki/external-etcd/client.crt",
+        "--etcd-keyfile=/etc/kubernetes/pki/external-etcd/client.key",
+    ] {
+        assert!(manifest.contains(flag), "{flag} not in:\n{manifest}");
+    }
 }

@@ -7,6 +7,7 @@
 //! ```text
 //! discovery.toml                      endpoint, token, CA hashes, certificate key, cluster settings
 //! pki/{ca,front-proxy-ca}.{crt,key}   pki/etcd/ca.{crt,key} (stacked etcd)   pki/sa.{key,pub}
+//! pki/external-etcd{-ca.crt,.crt,.key}  the external etcd's CA and client pair, if given
 //! nodes/{init,control-plane,worker}.toml
 //! cloud-init/{init,control-plane,worker}.yaml
 //! ```
@@ -34,9 +35,28 @@ pub struct NewBundle {
     pub kubernetes_version: Option<String>,
     pub pod_subnet: Option<String>,
     pub external_etcd: Vec<String>,
+    /// The external etcd's CA and the API servers' client pair, carried inline
+    /// by the init document (and uploaded by kubeadm for control-plane joins).
+    pub external_etcd_client: Option<EtcdClientFiles>,
     /// Node documents tuned for emulated (TCG) or heavily shared hosts: see [`slow_host_tuning`].
     pub slow_host: bool,
 }
+
+/// Files given to `bundle new` for the external etcd.
+#[derive(Debug, Clone)]
+pub struct EtcdClientFiles {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Where the external etcd's files go in a bundle: kubeadm's names for them in
+/// `kubeadm-certs`, so `serve --fresh-credentials` uploads them as kubeadm does.
+const EXTERNAL_ETCD_FILES: [(&str, &str, u32); 3] = [
+    ("--external-etcd-ca", "pki/external-etcd-ca.crt", 0o644),
+    ("--external-etcd-cert", "pki/external-etcd.crt", 0o644),
+    ("--external-etcd-key", "pki/external-etcd.key", 0o600),
+];
 
 /// `discovery.toml`: the values every node document is made from.
 #[derive(Clone, Serialize, Deserialize)]
@@ -111,13 +131,51 @@ fn check_request(req: &NewBundle) -> Result<(), String> {
             ));
         }
     }
+    if req.external_etcd_client.is_some() && req.external_etcd.is_empty() {
+        return Err(
+            "--external-etcd-ca/--external-etcd-cert/--external-etcd-key need --external-etcd URL,… (the etcd they belong to)"
+                .into(),
+        );
+    }
     Ok(())
+}
+
+/// The external etcd's files, read and checked before anything is written.
+fn read_external_etcd(files: &EtcdClientFiles) -> Result<Vec<(String, u32, String)>, String> {
+    let paths = [&files.ca, &files.cert, &files.key];
+    let mut out = Vec::new();
+    for ((flag, rel, mode), path) in EXTERNAL_ETCD_FILES.iter().zip(paths) {
+        let text =
+            fs::read_to_string(path).map_err(|e| format!("{flag} {}: {e}", path.display()))?;
+        let want = if *mode == 0o600 {
+            "PRIVATE KEY-----"
+        } else {
+            "BEGIN CERTIFICATE-----"
+        };
+        if !text.contains(want) {
+            return Err(format!(
+                "{flag} {}: not a PEM {} (no \"{want}\" line)",
+                path.display(),
+                if *mode == 0o600 {
+                    "private key"
+                } else {
+                    "certificate"
+                }
+            ));
+        }
+        out.push((rel.to_string(), *mode, text));
+    }
+    Ok(out)
 }
 
 /// Make a new bundle in `out`. Everything is written to a temporary directory
 /// beside it and renamed into place at the end: an interrupted run leaves no half bundle.
 pub fn create(req: &NewBundle, out: &Path, force: bool) -> Result<Summary, String> {
     check_request(req)?;
+    let external_etcd = match &req.external_etcd_client {
+        Some(files) => read_external_etcd(files)?,
+        None => Vec::new(),
+    };
     if out.exists() && !force {
         return Err(format!(
             "{} already exists: refusing to overwrite a bundle (use --force to replace it)",
@@ -147,6 +205,9 @@ pub fn create(req: &NewBundle, out: &Path, force: bool) -> Result<Summary, Strin
         let etcd = pki::new_ca("etcd-ca")?;
         w.file("pki/etcd/ca.crt", &etcd.cert_pem, 0o644)?;
         w.file("pki/etcd/ca.key", &etcd.key_pem, 0o600)?;
+    }
+    for (rel, mode, text) in &external_etcd {
+        w.file(rel, text, *mode)?;
     }
     let discovery = Discovery {
         endpoint: req.endpoint.clone(),
@@ -262,15 +323,27 @@ pub fn node_document(role: Role, d: &Discovery, bundle_dir: &Path) -> Result<Str
                 "external_endpoints".into(),
                 Value::Array(d.cluster.external_etcd.iter().map(|u| s(u)).collect()),
             );
-            etcd.insert("ca_file".into(), s("/etc/kubernetes/pki/etcd/ca.crt"));
-            etcd.insert(
-                "cert_file".into(),
-                s("/etc/kubernetes/pki/apiserver-etcd-client.crt"),
-            );
-            etcd.insert(
-                "key_file".into(),
-                s("/etc/kubernetes/pki/apiserver-etcd-client.key"),
-            );
+            let inline = bundle_dir.join(EXTERNAL_ETCD_FILES[0].1);
+            if inline.exists() {
+                // Inline: the agent writes them under /etc/kubernetes/pki/external-etcd/.
+                for ((_, rel, _), key) in EXTERNAL_ETCD_FILES.iter().zip(["ca_cert", "cert", "key"])
+                {
+                    let text = fs::read_to_string(bundle_dir.join(rel))
+                        .map_err(|e| format!("{rel}: {e}"))?;
+                    etcd.insert(key.into(), s(&text));
+                }
+            } else {
+                // The operator puts them on the init node at kubeadm's usual paths.
+                etcd.insert("ca_file".into(), s("/etc/kubernetes/pki/etcd/ca.crt"));
+                etcd.insert(
+                    "cert_file".into(),
+                    s("/etc/kubernetes/pki/apiserver-etcd-client.crt"),
+                );
+                etcd.insert(
+                    "key_file".into(),
+                    s("/etc/kubernetes/pki/apiserver-etcd-client.key"),
+                );
+            }
             cluster.insert("etcd".into(), Value::Table(etcd));
         }
     }
@@ -312,11 +385,11 @@ pub fn node_document(role: Role, d: &Discovery, bundle_dir: &Path) -> Result<Str
         }
     );
     let tuning = if d.cluster.slow_host {
-        slow_host_tuning(role)
+        slow_host_tuning(role, !d.cluster.external_etcd.is_empty())
     } else {
-        ""
+        String::new()
     };
-    Ok(header + &toml::to_string(&doc).map_err(|e| e.to_string())? + tuning)
+    Ok(header + &toml::to_string(&doc).map_err(|e| e.to_string())? + &tuning)
 }
 
 /// What `bundle new --slow-host` adds to each role's document, for emulated (qemu
@@ -332,25 +405,31 @@ pub fn node_document(role: Role, d: &Discovery, bundle_dir: &Path) -> Result<Str
 ///   minutes, and while the controller manager is down joining kubelets'
 ///   certificates are not approved — seen with 40 s in a real run). These are ClusterConfiguration, which `init`
 ///   uploads and joining control planes read, so only `init` carries them.
-pub fn slow_host_tuning(role: Role) -> &'static str {
+pub fn slow_host_tuning(role: Role, external_etcd: bool) -> String {
+    const LOCAL_ETCD: &str = concat!(
+        "\n[kubeadm.patch.cluster_configuration.etcd.local.extraArgs]\n",
+        "heartbeat-interval = \"500\"\nelection-timeout = \"5000\"\n",
+    );
     match role {
-        Role::Init => concat!(
+        Role::Init => [
             "\n[kubeadm]\ncontrol_plane_timeout_seconds = 1500\n",
             "static_pod_startup_seconds = 1500\nstatic_pod_liveness_seconds = 900\n",
-            "\n[kubeadm.patch.cluster_configuration.etcd.local.extraArgs]\n",
-            "heartbeat-interval = \"500\"\nelection-timeout = \"5000\"\n",
+            // An external etcd is tuned where it runs.
+            if external_etcd { "" } else { LOCAL_ETCD },
             "\n[kubeadm.patch.cluster_configuration.controllerManager.extraArgs]\n",
             "leader-elect-lease-duration = \"120s\"\nleader-elect-renew-deadline = \"100s\"\n",
             "leader-elect-retry-period = \"10s\"\n",
             "\n[kubeadm.patch.cluster_configuration.scheduler.extraArgs]\n",
             "leader-elect-lease-duration = \"120s\"\nleader-elect-renew-deadline = \"100s\"\n",
             "leader-elect-retry-period = \"10s\"\n",
-        ),
+        ]
+        .concat(),
         Role::ControlPlane => concat!(
             "\n[kubeadm]\nstatic_pod_startup_seconds = 1500\n",
             "static_pod_liveness_seconds = 900\n",
-        ),
-        Role::Worker => "",
+        )
+        .into(),
+        Role::Worker => String::new(),
     }
 }
 

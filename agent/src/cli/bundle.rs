@@ -64,6 +64,19 @@ struct NewArgs {
     /// External etcd client URLs (the external-etcd topology; no etcd CA is made then).
     #[arg(long, value_name = "URL,...", value_delimiter = ',')]
     external_etcd: Vec<String>,
+    /// The external etcd's CA certificate (PEM). With --external-etcd-cert and
+    /// --external-etcd-key, the init document carries all three (the key is a
+    /// secret) and kubeadm uploads them for control-plane joins; without them,
+    /// the init node must hold them at /etc/kubernetes/pki/etcd/ca.crt and
+    /// apiserver-etcd-client.{crt,key}.
+    #[arg(long, value_name = "PEM", requires_all = ["external_etcd", "external_etcd_cert", "external_etcd_key"])]
+    external_etcd_ca: Option<PathBuf>,
+    /// The API servers' etcd client certificate (PEM), signed by --external-etcd-ca.
+    #[arg(long, value_name = "PEM", requires = "external_etcd_ca")]
+    external_etcd_cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[arg(long, value_name = "PEM", requires = "external_etcd_ca")]
+    external_etcd_key: Option<PathBuf>,
     /// Tune the node documents for emulated VMs (qemu TCG) or heavily shared hosts:
     /// longer kubeadm and probe waits, relaxed liveness restarts, slower etcd
     /// heartbeats and leader-election leases (README: "Slow hosts").
@@ -98,6 +111,16 @@ pub fn run(args: BundleArgs) -> u8 {
                 kubernetes_version: a.kubernetes_version,
                 pod_subnet: a.pod_subnet,
                 external_etcd: a.external_etcd,
+                external_etcd_client: match (
+                    a.external_etcd_ca,
+                    a.external_etcd_cert,
+                    a.external_etcd_key,
+                ) {
+                    (Some(ca), Some(cert), Some(key)) => {
+                        Some(bundle::EtcdClientFiles { ca, cert, key })
+                    }
+                    _ => None,
+                },
                 slow_host: a.slow_host,
             };
             (

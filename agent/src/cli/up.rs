@@ -180,6 +180,7 @@ fn up(a: UpArgs) -> Result<bool, String> {
             kubernetes_version: None,
             pod_subnet: segment.as_ref().map(|_| "10.244.0.0/16".to_string()),
             external_etcd: vec![],
+            external_etcd_client: None,
             slow_host: segment.is_some(),
         },
         &bundle_dir,

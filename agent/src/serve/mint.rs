@@ -39,8 +39,9 @@ const CERTS_ROLE: &str = "kubeadm:kubeadm-certs";
 const FIELD_MANAGER: &str = "kubeboot-serve";
 
 /// The files `kubeadm init phase upload-certs` uploads, by kubeadm file name.
-/// The etcd CA is only there with stacked etcd.
-pub const UPLOADED_FILES: [&str; 8] = [
+/// The etcd CA is only there with stacked etcd; the external etcd's CA and
+/// client pair (kubeadm's names for them in the Secret) only with external etcd.
+pub const UPLOADED_FILES: [&str; 11] = [
     "ca.crt",
     "ca.key",
     "front-proxy-ca.crt",
@@ -49,7 +50,15 @@ pub const UPLOADED_FILES: [&str; 8] = [
     "sa.pub",
     "etcd/ca.crt",
     "etcd/ca.key",
+    "external-etcd-ca.crt",
+    "external-etcd.crt",
+    "external-etcd.key",
 ];
+
+/// Whether an uploaded file belongs to one etcd topology only (and may be absent).
+pub fn topology_specific(name: &str) -> bool {
+    name.starts_with("etcd/") || name.starts_with("external-etcd")
+}
 
 /// A bootstrap token made for one request.
 pub struct MintedToken {
@@ -291,7 +300,7 @@ where
 }
 
 /// The files to upload, read from a bundle's (or kubeadm's) `pki/` directory.
-/// The etcd CA is optional (external etcd); everything else must be there.
+/// The etcd files are optional (one topology's or the other's); everything else must be there.
 pub fn read_pki(pki: &std::path::Path) -> Result<BTreeMap<String, SecretString>, String> {
     let mut files = BTreeMap::new();
     for name in UPLOADED_FILES {
@@ -300,7 +309,7 @@ pub fn read_pki(pki: &std::path::Path) -> Result<BTreeMap<String, SecretString>,
             Ok(text) => {
                 files.insert(name.to_string(), SecretString::from(text));
             }
-            Err(_) if name.starts_with("etcd/") => {}
+            Err(_) if topology_specific(name) => {}
             Err(e) => return Err(format!("{}: {e}", path.display())),
         }
     }
