@@ -309,3 +309,152 @@ fn serve_hands_out_documents_with_credentials_minted_in_the_cluster() {
         "the certificate key reached serve's log"
     );
 }
+
+/// `kubeboot serve group add` and `/v1/groups/NAME/document` against the real
+/// cluster: one user-data for the whole group; each machine gets a document of its
+/// own (a token minted for it that real kubeadm lists, the group's label, a report
+/// target whose token serve accepts); a machine asking again is not counted twice,
+/// one beyond --max-nodes is refused (also after a restart of serve); a wrong
+/// credential, a request that does not name its machine, a revoked group get
+/// nothing; serve's log holds none of the secrets.
+#[test]
+fn a_node_group_gets_one_document_per_machine_with_fresh_credentials() {
+    let cp = control_plane::own();
+    let bundle = cp.dir.join("bundle");
+    let mut r =
+        Receiver::start_with(&["--bundle", bundle.to_str().unwrap(), "--fresh-credentials"]);
+    let data = r.data.path().to_str().unwrap().to_string();
+    let kb = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_kubeboot-under-test"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = kb(&[
+        "serve",
+        "group",
+        "add",
+        "blue",
+        "--data",
+        &data,
+        "--role",
+        "worker",
+        "--url",
+        &r.url(),
+        "--max-nodes",
+        "2",
+        "--per-minute",
+        "3",
+        "--label",
+        "example.com/pool=blue",
+        "--format",
+        "toml",
+    ]);
+    assert_exit(&out, 0);
+    let pointer: toml::Table = String::from_utf8_lossy(&out.stdout).parse().unwrap();
+    let source = pointer["source"].as_table().unwrap();
+    let path = "/v1/groups/blue/document";
+    assert_eq!(
+        source["url"].as_str().unwrap(),
+        format!("{}{path}", r.url())
+    );
+    assert_eq!(source["ca_cert_hash"].as_str().unwrap(), r.ca_hash);
+    let credential = source["token"].as_str().unwrap().to_string();
+    // The agent follows exactly this pointer: it is a valid document of its own.
+    kubeboot::document::parse(&String::from_utf8_lossy(&out.stdout)).unwrap();
+
+    let machine = |c: &str| c.repeat(32);
+    let minute = || chrono::Utc::now().timestamp() / 60;
+    let first_minute = minute();
+    let (status, body) = r.get_as_node(path, &credential, "w-a", &machine("a"));
+    assert_eq!(status, 200, "{body}");
+    let doc = kubeboot::document::load(&body).expect("a valid worker document");
+    assert_eq!(doc.role, kubeboot::document::Role::Worker);
+    assert_eq!(
+        doc.doc
+            .node
+            .labels
+            .get("example.com/pool")
+            .map(String::as_str),
+        Some("blue")
+    );
+    let served: toml::Table = body.parse().unwrap();
+    let token = served["discovery"]["token"].as_str().unwrap().to_string();
+    let line = token_list_line(&cp, token.split('.').next().unwrap());
+    assert!(line.contains("worker document for w-a"), "{line}");
+    let report = served["report"].as_table().unwrap();
+    assert_eq!(report["url"].as_str().unwrap(), format!("{}/v1", r.url()));
+    let report_token = report["token"].as_str().unwrap().to_string();
+    let ev = crate::receiver::event("w-a", "b-1", 1, "source", "started");
+    let (status, body) = r.post(
+        "/v1/nodes/w-a/events",
+        Some(&report_token),
+        serde_json::to_vec(&ev).unwrap(),
+    );
+    assert_eq!(status, 201, "{body}");
+
+    // The same machine again (a retry) is not a new one; a second machine fits.
+    let (status, again) = r.get_as_node(path, &credential, "w-a", &machine("a"));
+    assert_eq!(status, 200, "{again}");
+    let (status, body) = r.get_as_node(path, &credential, "w-b", &machine("b"));
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = r.get_as_node(path, &credential, "w-c", &machine("c"));
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("has its 2 machines"), "{body}");
+    // Three documents in one minute were allowed (the refused one is not counted); a
+    // fourth is not, unless the minute turned meanwhile.
+    let (status, body) = r.get_as_node(path, &credential, "w-a", &machine("a"));
+    if minute() == first_minute {
+        assert_eq!(status, 429, "{body}");
+    }
+
+    for (token, headers_name, want) in [
+        (credential.as_str(), None, 400),
+        ("not-the-credential", Some("w-a"), 401),
+    ] {
+        let resp = match headers_name {
+            Some(n) => r.get_as_node(path, token, n, &machine("a")).0,
+            None => r.get_as(path, Some(token)).0,
+        };
+        assert_eq!(resp, want, "token {token:?}, headers {headers_name:?}");
+    }
+    let (status, _) = r.get_as_node(
+        "/v1/groups/green/document",
+        &credential,
+        "w-a",
+        &machine("a"),
+    );
+    assert_eq!(status, 401, "another group's name");
+
+    let list = kb(&[
+        "serve", "group", "list", "--data", &data, "--output", "json",
+    ]);
+    assert_exit(&list, 0);
+    let rows: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(rows[0]["name"], "blue");
+    assert_eq!(rows[0]["enrolled"], 2, "{rows}");
+
+    // The count outlives serve; revoking refuses even an enrolled machine.
+    r.restart();
+    let (status, body) = r.get_as_node(path, &credential, "w-c", &machine("c"));
+    assert_eq!(status, 403, "{body}");
+    assert_exit(
+        &kb(&["serve", "group", "revoke", "blue", "--data", &data]),
+        0,
+    );
+    let (status, body) = r.get_as_node(path, &credential, "w-a", &machine("a"));
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("revoked"), "{body}");
+
+    let log = r.log();
+    assert!(
+        log.contains("worker document for w-a (group blue)"),
+        "{log}"
+    );
+    for secret in [&credential, &token, &report_token] {
+        assert!(
+            !log.contains(secret.as_str()),
+            "a secret reached serve's log"
+        );
+    }
+}

@@ -398,6 +398,29 @@ fn is_qualified_name(k: &str) -> bool {
     prefix.is_none_or(formats::is_dns_name) && !name.is_empty() && is_label_value(name)
 }
 
+/// What is wrong with a node label the kubelet is to set (problem, fix); empty if nothing.
+pub fn label_problems(key: &str, value: &str) -> Vec<(&'static str, &'static str)> {
+    let mut problems = Vec::new();
+    if !is_qualified_name(key) {
+        problems.push((
+            "the key is not a valid label key",
+            "use [prefix/]name, e.g. topology.kubernetes.io/zone",
+        ));
+    } else if !kubelet_may_set_label(key) {
+        problems.push((
+            "the kubelet is not allowed to set this kubernetes.io label on its own Node",
+            "use your own prefix (e.g. example.com/role) or node.kubernetes.io/…; apply node-role labels from the cluster side",
+        ));
+    }
+    if !is_label_value(value) {
+        problems.push((
+            "the value is not a valid label value",
+            "at most 63 characters of [A-Za-z0-9-_.], starting and ending alphanumeric",
+        ));
+    }
+    problems
+}
+
 fn check_node(doc: &NodeDocument, p: &mut Problems) {
     let node = &doc.node;
     if let Some(name) = &node.name {
@@ -411,25 +434,8 @@ fn check_node(doc: &NodeDocument, p: &mut Problems) {
     }
     for (key, value) in &node.labels {
         let field = format!("node.labels.{key:?}");
-        if !is_qualified_name(key) {
-            p.add(
-                &field,
-                "the key is not a valid label key",
-                "use [prefix/]name, e.g. topology.kubernetes.io/zone",
-            );
-        } else if !kubelet_may_set_label(key) {
-            p.add(
-                &field,
-                "the kubelet is not allowed to set this kubernetes.io label on its own Node",
-                "use your own prefix (e.g. example.com/role) or node.kubernetes.io/…; apply node-role labels from the cluster side",
-            );
-        }
-        if !is_label_value(value) {
-            p.add(
-                &field,
-                "the value is not a valid label value",
-                "at most 63 characters of [A-Za-z0-9-_.], starting and ending alphanumeric",
-            );
+        for (problem, fix) in label_problems(key, value) {
+            p.add(&field, problem, fix);
         }
     }
     for (i, taint) in node.taints.iter().flatten().enumerate() {

@@ -6,6 +6,7 @@
 //! | `GET /v1/nodes`               | -      | every node's summary                   |
 //! | `GET /v1/nodes/{name}`        | -      | one node's summary and history         |
 //! | `GET /v1/documents/{role}`    | documents:{role} | the bundle's document for a role (fresh join credentials with `--fresh-credentials`; 503 + Retry-After while the cluster cannot mint) |
+//! | `GET /v1/groups/{name}/document` | the group's credential | a document for this machine of node group `name` (`groups` module; needs `--fresh-credentials`) |
 //! | `GET /`                       | -      | the dashboard                          |
 //! | `GET /metrics`                | -      | Prometheus / OpenMetrics text          |
 //! | `GET /healthz`                | -      | liveness                               |
@@ -44,6 +45,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/v1/nodes/{name}", get(get_node))
         .route("/v1/nodes/{name}/events", post(post_event))
         .route("/v1/documents/{role}", get(get_document))
+        .route("/v1/groups/{name}/document", get(get_group_document))
         .layer(DefaultBodyLimit::max(MAX_EVENT_BYTES))
         .with_state(app)
 }
@@ -238,6 +240,106 @@ async fn get_document(
         }
         served
     };
+    respond(
+        &app,
+        &format!("{role} document (token {requester})"),
+        served,
+    )
+}
+
+/// A document for one machine of a node group (`groups` module).
+async fn get_group_document(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let (Some(documents), Some(groups)) = (&app.documents, &app.groups) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "this receiver serves no node groups: start it with --bundle DIR --fresh-credentials",
+        );
+    };
+    let candidate = match candidate(&headers) {
+        Ok(Some(c)) => c,
+        Ok(None) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "a group document is made for one machine: send Kubeboot-Node and                  Kubeboot-Machine-Id (the kubeboot agent does)",
+            )
+        }
+        Err(r) => return *r,
+    };
+    let admission = match groups.admit(&name, presented_token(&headers), &candidate) {
+        Ok(a) => a,
+        Err(refused) => return group_refusal(&app, refused),
+    };
+    let role = admission.group.role;
+    let served = documents
+        .render(
+            role,
+            &format!("group {name}"),
+            Some(&candidate),
+            &app.shared.nodes,
+        )
+        .await
+        .and_then(|s| {
+            let text =
+                super::groups::personalize(&admission, &s.text).map_err(DocumentError::Bundle)?;
+            Ok(super::documents::Served { text, ..s })
+        });
+    if let Err(e) = admission.settle(served.is_ok()) {
+        tracing::error!(
+            "group {name}: could not record machine {}: {e}",
+            candidate.machine_id
+        );
+        return error(StatusCode::INTERNAL_SERVER_ERROR, e);
+    }
+    respond(
+        &app,
+        &format!("{role} document for {} (group {name})", candidate.node),
+        served,
+    )
+}
+
+fn group_refusal(app: &App, refused: super::groups::Refused) -> Response {
+    use super::groups::Refused;
+    app.rejected.fetch_add(1, Ordering::Relaxed);
+    match refused {
+        Refused::Unauthorized => {
+            let mut resp = error(
+                StatusCode::UNAUTHORIZED,
+                "no such group, or not its credential (kubeboot serve group list)",
+            );
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("static"));
+            resp
+        }
+        Refused::Revoked(m) | Refused::Full(m) => {
+            tracing::warn!("{m}");
+            error(StatusCode::FORBIDDEN, m)
+        }
+        Refused::TooMany(m, seconds) => too_many(m, seconds),
+        Refused::Unavailable(m) => error(StatusCode::INTERNAL_SERVER_ERROR, m),
+    }
+}
+
+fn too_many(m: String, seconds: u64) -> Response {
+    tracing::warn!("{m}");
+    let mut resp = error(StatusCode::TOO_MANY_REQUESTS, m);
+    resp.headers_mut().insert(
+        header::RETRY_AFTER,
+        seconds.to_string().parse().expect("digits"),
+    );
+    resp
+}
+
+/// The answer to a document request: the document (logging what was minted and
+/// done for it, never the secrets), or the refusal with its status.
+fn respond(
+    app: &App,
+    what: &str,
+    served: Result<super::documents::Served, DocumentError>,
+) -> Response {
     match served {
         Ok(served) => {
             let done: Vec<&str> = served
@@ -247,12 +349,9 @@ async fn get_document(
                 .map(String::as_str)
                 .collect();
             if done.is_empty() {
-                tracing::info!("served the {role} document (token {requester})");
+                tracing::info!("served the {what}");
             } else {
-                tracing::info!(
-                    "served a {role} document (token {requester}): {}",
-                    done.join("; ")
-                );
+                tracing::info!("served a {what}: {}", done.join("; "));
             }
             app.minted
                 .fetch_add(served.minted.len() as u64, Ordering::Relaxed);
@@ -265,20 +364,12 @@ async fn get_document(
         }
         Err(DocumentError::BadRequest(m)) => error(StatusCode::BAD_REQUEST, m),
         Err(DocumentError::Conflict(m)) => {
-            tracing::warn!("{role} document refused: {m}");
+            tracing::warn!("{what} refused: {m}");
             error(StatusCode::CONFLICT, m)
         }
-        Err(DocumentError::TooMany(m, seconds)) => {
-            tracing::warn!("{m}");
-            let mut resp = error(StatusCode::TOO_MANY_REQUESTS, m);
-            resp.headers_mut().insert(
-                header::RETRY_AFTER,
-                seconds.to_string().parse().expect("digits"),
-            );
-            resp
-        }
+        Err(DocumentError::TooMany(m, seconds)) => too_many(m, seconds),
         Err(DocumentError::ClusterUnavailable(m) | DocumentError::Waiting(m)) => {
-            tracing::warn!("{role} document not served yet: {m}");
+            tracing::warn!("{what} not served yet: {m}");
             let mut resp = error(StatusCode::SERVICE_UNAVAILABLE, m);
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, "30".parse().expect("static"));

@@ -11,6 +11,7 @@
 
 pub mod documents;
 pub mod election;
+pub mod groups;
 mod http;
 mod metrics;
 pub mod mint;
@@ -68,6 +69,8 @@ pub(crate) struct App {
     writer: mpsc::Sender<PendingWrite>,
     tokens: tokens::TokenFile,
     documents: Option<documents::Documents>,
+    /// Node groups (with --fresh-credentials).
+    groups: Option<groups::Groups>,
     rejected: AtomicU64,
     /// Credentials minted for documents (tokens, certificate uploads).
     minted: AtomicU64,
@@ -216,6 +219,12 @@ pub fn run(opts: ServeOptions, on_listening: impl FnOnce(&Listening)) -> Result<
                 ))
             }
         },
+        groups: (opts.bundle.is_some() && opts.fresh_credentials).then(|| {
+            groups::Groups::new(
+                groups::GroupFile::new(opts.data.join(groups::FILE)),
+                opts.data.clone(),
+            )
+        }),
         rejected: AtomicU64::new(0),
         minted: AtomicU64::new(0),
     });
