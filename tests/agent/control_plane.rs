@@ -197,12 +197,44 @@ fn daemon(bin: &Path, name: &str, args: &[String], log: &Path) {
 
 static DAEMONS: std::sync::Mutex<Vec<std::process::Child>> = std::sync::Mutex::new(Vec::new());
 
+/// Remove the directories of loopback control planes whose test process is gone
+/// (they outlive it: its daemons die with it, by PDEATHSIG, but no destructor runs
+/// for a process-wide static), so test runs do not fill /var/tmp (123 MB each).
+fn sweep_dead_dirs() {
+    let Ok(entries) = std::fs::read_dir("/var/tmp") else {
+        return;
+    };
+    for e in entries.flatten() {
+        if !e.file_name().to_string_lossy().starts_with("kubeboot-cp.") {
+            continue;
+        }
+        let owner = std::fs::read_to_string(e.path().join("owner.pid"))
+            .ok()
+            .and_then(|p| p.trim().parse::<u32>().ok());
+        // No owner yet: maybe one being made right now, by this process's other thread.
+        let young = || {
+            e.metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().unwrap_or_default() < Duration::from_secs(600))
+        };
+        let alive = match owner {
+            Some(pid) => Path::new(&format!("/proc/{pid}")).exists(),
+            None => young(),
+        };
+        if !alive {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
 fn start(bin: PathBuf) -> ControlPlane {
+    sweep_dead_dirs();
     let dir = tempfile::Builder::new()
         .prefix("kubeboot-cp.")
         .tempdir_in("/var/tmp")
         .unwrap()
         .keep();
+    std::fs::write(dir.join("owner.pid"), std::process::id().to_string()).unwrap();
     let (api, etcd, peer, kcm) = (free_port(), free_port(), free_port(), free_port());
     let endpoint = format!("127.0.0.1:{api}");
     let addr = own_address();
