@@ -169,3 +169,36 @@ pub(crate) fn read_document(
     })?;
     Ok((text, doc))
 }
+
+/// What `--document` holds for the tools that deliver it to a node (`seed`,
+/// `userdata`): a complete node document, or a pointer (`[source]` only, e.g. a
+/// node group's user-data from `kubeboot serve group add`).
+pub(crate) enum Deliverable {
+    Document(Box<crate::document::ValidDocument>),
+    Pointer,
+}
+
+/// Read `--document` for delivery: a pointer is checked as a pointer, anything
+/// else fully validated; on failure print why and give exit code 2.
+pub(crate) fn read_deliverable(path: &std::path::Path) -> Result<(String, Deliverable), u8> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        eprintln!("error: --document {}: {e}", path.display());
+        2
+    })?;
+    let parsed = crate::document::parse(&text).map_err(|e| {
+        print_invalid(&e);
+        2
+    })?;
+    if parsed.source.is_some() {
+        crate::document::validate_pointer(&parsed).map_err(|e| {
+            print_invalid(&e);
+            2
+        })?;
+        return Ok((text, Deliverable::Pointer));
+    }
+    let doc = crate::agent::validate_fully(&text).map_err(|e| {
+        print_invalid(&e);
+        2
+    })?;
+    Ok((text, Deliverable::Document(Box::new(doc))))
+}

@@ -56,7 +56,7 @@ pub enum UserDataFormat {
 
 #[derive(Args, Debug)]
 pub struct UserDataArgs {
-    /// The node document.
+    /// The node document, or a pointer document (`[source]` only).
     #[arg(long, value_name = "PATH")]
     document: PathBuf,
     #[arg(long, value_enum, default_value_t)]
@@ -65,7 +65,7 @@ pub struct UserDataArgs {
 
 /// Render cloud-init user-data for a node document (validated first).
 pub fn userdata(args: UserDataArgs) -> u8 {
-    let text = match super::read_document(&args.document) {
+    let text = match super::read_deliverable(&args.document) {
         Ok((text, _)) => text,
         Err(code) => return code,
     };
@@ -79,7 +79,8 @@ pub fn userdata(args: UserDataArgs) -> u8 {
 
 #[derive(Args, Debug)]
 pub struct SeedArgs {
-    /// The node document.
+    /// The node document, or a pointer document (`[source]` only, e.g. a node
+    /// group's user-data from `kubeboot serve group add --format toml`).
     #[arg(long, value_name = "PATH")]
     document: PathBuf,
     /// Use this file as meta-data instead of generating one.
@@ -105,21 +106,24 @@ pub fn seed(args: SeedArgs) -> u8 {
         std::fs::read_to_string(p).map_err(|e| format!("{what} {}: {e}", p.display()))
     };
     let run = || -> Result<u8, String> {
-        let (text, doc) = match super::read_document(&args.document) {
+        let (text, what) = match super::read_deliverable(&args.document) {
             Ok(read) => read,
             Err(code) => return Ok(code),
+        };
+        let (role, name) = match &what {
+            super::Deliverable::Document(doc) => (doc.role.to_string(), doc.node_name()),
+            super::Deliverable::Pointer => ("node".to_string(), None),
         };
         let meta = match &args.meta_data {
             Some(p) => read(p, "--meta-data")?,
             None => {
                 let id = args.instance_id.clone().unwrap_or_else(|| {
                     format!(
-                        "kubeboot-{}-{}",
-                        doc.role,
+                        "kubeboot-{role}-{}",
                         chrono::Utc::now().format("%Y%m%d%H%M%S")
                     )
                 });
-                let host = args.hostname.as_deref().or(doc.node_name());
+                let host = args.hostname.as_deref().or(name);
                 crate::userdata::meta_data(&id, host)
             }
         };
@@ -135,9 +139,12 @@ pub fn seed(args: SeedArgs) -> u8 {
             &args.out,
         )?;
         eprintln!(
-            "kubeboot: wrote NoCloud seed {} (label cidata, mode 0600) for the role {}",
+            "kubeboot: wrote NoCloud seed {} (label cidata, mode 0600) for {}",
             args.out.display(),
-            doc.role
+            match what {
+                super::Deliverable::Document(_) => format!("the role {role}"),
+                super::Deliverable::Pointer => "a pointer document (the role comes from its server)".into(),
+            }
         );
         Ok(0)
     };

@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use secrecy::SecretString;
 use serde::Deserialize;
 
-pub use validate::{label_problems, FieldError, InvalidDocument};
+pub use validate::{label_problems, validate_pointer, FieldError, InvalidDocument};
 
 /// The document format version this agent understands.
 pub const DOCUMENT_VERSION: u32 = 1;

@@ -62,6 +62,49 @@ impl Problems {
     }
 }
 
+/// A pointer document (`[source]` only): the version, an https URL and a
+/// well-formed CA pin. What the agent checks before it follows one, and what
+/// `kubeboot seed`/`userdata` check before they deliver one (a node group's
+/// user-data).
+pub fn validate_pointer(doc: &NodeDocument) -> Result<(), InvalidDocument> {
+    let mut p = Problems::default();
+    if doc.version != DOCUMENT_VERSION {
+        p.add(
+            "version",
+            format!("unsupported document version {}", doc.version),
+            format!("set version = {DOCUMENT_VERSION}"),
+        );
+    }
+    if doc.role.is_some() || doc.cluster.is_some() {
+        p.add(
+            "source",
+            "a document with [source] must only point elsewhere",
+            "keep version and [source] only; the server's document carries role, cluster and discovery",
+        );
+    }
+    if let Some(src) = &doc.source {
+        if !src.url.starts_with("https://") {
+            p.add(
+                "source.url",
+                format!("{:?} is not an https URL", src.url),
+                "node documents carry secrets: serve them over HTTPS (kubeboot serve does)",
+            );
+        }
+        if let Some(Err(why)) = src.ca_cert_hash.as_deref().map(formats::check_ca_hash) {
+            p.add(
+                "source.ca_cert_hash",
+                format!("the value {why}"),
+                "give the pin of the CA of the server's certificate (`kubeboot ca-hash ca.crt`)",
+            );
+        }
+    }
+    if p.0.is_empty() {
+        Ok(())
+    } else {
+        Err(InvalidDocument { errors: p.0 })
+    }
+}
+
 pub fn validate(doc: NodeDocument) -> Result<ValidDocument, InvalidDocument> {
     let mut p = Problems::default();
     if doc.version != DOCUMENT_VERSION {
@@ -734,6 +777,34 @@ mod tests {
         for bad in ["", "h", "24", "1d", "-1h"] {
             assert!(!is_go_duration(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_pointer_needs_https_a_well_formed_pin_and_nothing_else() {
+        let pin = format!("sha256:{}", "ab".repeat(32));
+        let ok = format!(
+            "version = 1\n[source]\nurl = \"https://serve:8443/v1/groups/g/document\"\nca_cert_hash = \"{pin}\"\ntoken = \"s3cret-credential\"\n"
+        );
+        assert!(validate_pointer(&super::super::parse(&ok).unwrap()).is_ok());
+
+        let fields = |text: &str| -> Vec<String> {
+            let e = validate_pointer(&super::super::parse(text).unwrap()).unwrap_err();
+            assert!(!e.to_string().contains("s3cret-credential"), "{e}");
+            e.errors.into_iter().map(|f| f.field).collect()
+        };
+        assert_eq!(
+            fields(&ok.replace("https://", "http://")),
+            ["source.url"]
+        );
+        assert_eq!(
+            fields(&ok.replace(&pin, "sha256:abc")),
+            ["source.ca_cert_hash"]
+        );
+        assert_eq!(
+            fields(&ok.replace("version = 1\n", "version = 1\nrole = \"worker\"\n")),
+            ["source"]
+        );
+        assert_eq!(fields(&ok.replace("version = 1", "version = 7")), ["version"]);
     }
 
     #[test]

@@ -129,18 +129,10 @@ pub fn resolve(
 /// A document with `[source] url = …` is a pointer: fetch the real document.
 fn follow_pointer(loaded: Loaded, fetch: &FetchOptions) -> Result<Loaded, SourceError> {
     let doc = document::parse(&loaded.text)?;
-    let Some(src) = doc.source else {
+    let Some(src) = &doc.source else {
         return Ok(loaded);
     };
-    let has_more = doc.role.is_some() || doc.cluster.is_some();
-    if has_more {
-        return Err(InvalidDocument::single(
-            "source",
-            "a document with [source] must only point elsewhere",
-            "keep version and [source] only; the server's document carries role, cluster and discovery",
-        )
-        .into());
-    }
+    document::validate_pointer(&doc)?;
     let fetched = fetch_document(
         &src.url,
         src.ca_cert_hash.as_deref(),
