@@ -1,7 +1,7 @@
 //! `kubeboot up`: a local cluster of VMs from the node image, end to end —
 //! image, bundle, receiver, one NoCloud seed per node, qemu boots, live status.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -21,6 +21,13 @@ pub enum UpProfile {
     Test,
 }
 
+/// Where a production cluster's etcd runs (`--etcd`).
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EtcdTopology {
+    External,
+    Stacked,
+}
+
 #[derive(Args, Debug)]
 #[command(after_help = "\
 Everything lives in --work (default image/up): the image, the bundle, the receiver's data, \
@@ -30,7 +37,8 @@ Production (real Kubernetes, air-gapped image from --kubernetes, KUBEBOOT_KUBERN
 --control-planes N (cp-1 runs kubeadm init --upload-certs, cp-2… join with the certificate key) and \
 --workers N, on a \
 private network namespace made for the run (bridge 10.88.0.0/24, no route out; needs root) with \
-haproxy on 10.88.0.2:6443 as the control-plane endpoint. Nodes boot in stages: cp-1, then each \
+haproxy on 10.88.0.2:6443 as the control-plane endpoint and, with joining control planes, one \
+external etcd on 10.88.0.1:2379 (--etcd). Nodes boot in stages: cp-1, then each \
 joining control plane, then the workers, each once the one before is done. When every node is done, up prints the \
 admin kubeconfig and waits; Ctrl-C tears everything down.
 
@@ -56,6 +64,13 @@ pub struct UpArgs {
     kubernetes: Option<PathBuf>,
     #[arg(long, value_name = "DIR", default_value = "image/up")]
     work: PathBuf,
+    /// Production: where the cluster's etcd runs. `external`: one etcd on the
+    /// segment (10.88.0.1:2379, certificates made by up), kubeadm's external-etcd
+    /// topology; the default with more than one control plane, because a stacked
+    /// control-plane join gives each etcd member-add call 2 s, which an emulated
+    /// (TCG) control plane can miss. `stacked`: etcd inside each control plane.
+    #[arg(long, value_enum)]
+    etcd: Option<EtcdTopology>,
     /// Rebuild the image even if one for this profile exists.
     #[arg(long)]
     rebuild: bool,
@@ -171,7 +186,15 @@ fn up(a: UpArgs) -> Result<bool, String> {
         None => (format!("{}:6443", vm::HOST_ALIAS), vm::HOST_ALIAS),
     };
 
-    // 2. The bundle (the cluster endpoint as the VMs see it).
+    // 2. The external etcd (production, by default with joining control planes).
+    let control_planes = a.control_planes.unwrap_or(1);
+    let etcd = match (segment.as_mut(), a.etcd) {
+        (None, _) | (Some(_), Some(EtcdTopology::Stacked)) => None,
+        (Some(_), None) if control_planes < 2 => None,
+        (Some(seg), _) => Some(start_external_etcd(seg, &a, work)?),
+    };
+
+    // 3. The bundle (the cluster endpoint as the VMs see it).
     let bundle_dir = work.join("bundle");
     bundle::create(
         &NewBundle {
@@ -179,15 +202,15 @@ fn up(a: UpArgs) -> Result<bool, String> {
             name: None,
             kubernetes_version: None,
             pod_subnet: segment.as_ref().map(|_| "10.244.0.0/16".to_string()),
-            external_etcd: vec![],
-            external_etcd_client: None,
+            external_etcd: etcd.iter().map(|e| e.url.clone()).collect(),
+            external_etcd_client: etcd.map(|e| e.client),
             slow_host: segment.is_some(),
         },
         &bundle_dir,
         true,
     )?;
 
-    // 3. The receiver, in this process.
+    // 4. The receiver, in this process.
     let data = work.join("serve");
     // Every run starts with an empty receiver: nodes of an earlier run must not
     // count as this run's (the image is the only thing reused).
@@ -245,7 +268,7 @@ fn up(a: UpArgs) -> Result<bool, String> {
     eprintln!("up: receiver on {url} (dashboard {url}/ , CA {ca_hash})");
 
     let mut procs = Procs(Vec::new());
-    // 4. The cluster endpoint.
+    // 5. The cluster endpoint.
     let api_port = if profile == Profile::Test {
         let port = free_port()?;
         let mut double = Command::new(sibling("apiserver-double")?);
@@ -269,11 +292,11 @@ fn up(a: UpArgs) -> Result<bool, String> {
         6443
     };
 
-    // 5. The nodes.
+    // 6. The nodes.
     let mut nodes: Vec<(String, Role)> = Vec::new();
     if profile == Profile::Production {
         nodes.push(("cp-1".into(), Role::Init));
-        let joins = a.control_planes.unwrap_or(1).max(1) - 1;
+        let joins = control_planes.max(1) - 1;
         nodes.extend((2..=joins + 1).map(|i| (format!("cp-{i}"), Role::ControlPlane)));
     } else {
         let joins = a.control_planes.unwrap_or(0);
@@ -380,7 +403,7 @@ fn up(a: UpArgs) -> Result<bool, String> {
         None => None,
     };
 
-    // 6. Live status until every node is done or failed.
+    // 7. Live status until every node is done or failed.
     let client = crate::tls::https_client(
         crate::tls::client_config(Some(&ca_hash))?,
         Duration::from_secs(10),
@@ -495,6 +518,29 @@ fn up(a: UpArgs) -> Result<bool, String> {
         }
         std::thread::sleep(Duration::from_secs(2));
     }
+}
+
+/// One etcd on the segment for the cluster, from the Kubernetes binaries the
+/// production image is built from.
+fn start_external_etcd(
+    seg: &mut Segment,
+    a: &UpArgs,
+    work: &Path,
+) -> Result<segment::ExternalEtcd, String> {
+    let source = a
+        .kubernetes
+        .clone()
+        .or_else(crate::image::kubernetes::find_local)
+        .ok_or("--etcd external needs the Kubernetes binaries (its etcd): give --kubernetes ARCHIVE|DIR, or --etcd stacked")?;
+    let binaries = crate::image::kubernetes::prepare(&source)?;
+    let etcd = seg.start_etcd(&binaries.bin.join("etcd"), work)?;
+    eprintln!(
+        "up: external etcd on {} (kubeadm's external-etcd topology; certificates in {}, log {})",
+        etcd.url,
+        work.join("etcd-pki").display(),
+        work.join("etcd.log").display()
+    );
+    Ok(etcd)
 }
 
 /// The VMs to boot next: everything at once, or (one by one) the next control
