@@ -362,6 +362,21 @@ fn a_node_group_gets_one_document_per_machine_with_fresh_credentials() {
     let credential = source["token"].as_str().unwrap().to_string();
     // The agent follows exactly this pointer: it is a valid document of its own.
     kubeboot::document::parse(&String::from_utf8_lossy(&out.stdout)).unwrap();
+    // It is what a launch template carries: `seed` (and `userdata`) deliver it.
+    let pointer_file = r.data.path().join("blue-user-data.toml");
+    std::fs::write(&pointer_file, &out.stdout).unwrap();
+    let iso = r.data.path().join("blue-seed.iso");
+    let seeded = kb(&[
+        "seed",
+        "--document",
+        pointer_file.to_str().unwrap(),
+        "--hostname",
+        "w-a",
+        "--out",
+        iso.to_str().unwrap(),
+    ]);
+    assert_exit(&seeded, 0);
+    assert!(iso.metadata().unwrap().len() > 0);
 
     let machine = |c: &str| c.repeat(32);
     let minute = || chrono::Utc::now().timestamp() / 60;
