@@ -143,7 +143,8 @@ pub fn seed(args: SeedArgs) -> u8 {
             args.out.display(),
             match what {
                 super::Deliverable::Document(_) => format!("the role {role}"),
-                super::Deliverable::Pointer => "a pointer document (the role comes from its server)".into(),
+                super::Deliverable::Pointer =>
+                    "a pointer document (the role comes from its server)".into(),
             }
         );
         Ok(0)

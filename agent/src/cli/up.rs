@@ -40,7 +40,9 @@ private network namespace made for the run (bridge 10.88.0.0/24, no route out; n
 haproxy on 10.88.0.2:6443 as the control-plane endpoint and, with joining control planes, one \
 external etcd on 10.88.0.1:2379 (--etcd). Nodes boot in stages: cp-1, then each \
 joining control plane, then the workers, each once the one before is done. When every node is done, up prints the \
-admin kubeconfig and waits; Ctrl-C tears everything down.
+admin kubeconfig and waits; Ctrl-C tears everything down. With --same-user-data every node of a role \
+boots from one node group's user-data (as in an autoscaling group): the control planes boot together and \
+the receiver elects the one that runs kubeadm init.
 
 Test: kubeadm is tests/'s test double; VMs use qemu user networking with restrict=on and reach \
 only the receiver and the cluster endpoint on 10.0.2.100.
@@ -71,6 +73,13 @@ pub struct UpArgs {
     /// (TCG) control plane can miss. `stacked`: etcd inside each control plane.
     #[arg(long, value_enum)]
     etcd: Option<EtcdTopology>,
+    /// Production: every node of a role boots from one user-data, as in a cloud
+    /// autoscaling group: a node group per role (`serve group add`), whose pointer
+    /// document is every node's seed. The receiver (`--fresh-credentials`) mints
+    /// each machine's credentials; the control planes boot together and the
+    /// receiver elects the one that runs `kubeadm init`, the others join once it is done.
+    #[arg(long)]
+    same_user_data: bool,
     /// Rebuild the image even if one for this profile exists.
     #[arg(long)]
     rebuild: bool,
@@ -222,6 +231,10 @@ fn up(a: UpArgs) -> Result<bool, String> {
             )
         })?;
     }
+    let group_mode = a.same_user_data && segment.is_some();
+    if a.same_user_data && !group_mode {
+        eprintln!("up: --same-user-data needs the production profile (a real cluster); ignored");
+    }
     let tokens = data.join("tokens");
     // The VMs' [report] token: it posts events and reads no document.
     let (token, _) = crate::serve::tokens::TokenFile::new(&tokens).add(
@@ -242,7 +255,7 @@ fn up(a: UpArgs) -> Result<bool, String> {
         }),
         tokens,
         bundle: Some(bundle_dir.clone()),
-        fresh_credentials: false,
+        fresh_credentials: group_mode,
         init_lease: serve::election::DEFAULT_LEASE,
         mint_per_minute: 60,
     };
@@ -266,6 +279,15 @@ fn up(a: UpArgs) -> Result<bool, String> {
         .and_then(|p| p.parse().ok())
         .ok_or("receiver port")?;
     eprintln!("up: receiver on {url} (dashboard {url}/ , CA {ca_hash})");
+    let user_data = if group_mode {
+        Some(GroupUserData::make(
+            &data,
+            &format!("https://{receiver_host}:8443"),
+            &ca_hash,
+        )?)
+    } else {
+        None
+    };
 
     let mut procs = Procs(Vec::new());
     // 5. The cluster endpoint.
@@ -338,14 +360,20 @@ fn up(a: UpArgs) -> Result<bool, String> {
             ),
             None => String::new(),
         };
-        let mut doc = format!(
-            "{}\n[node]\nname = \"{name}\"\n{extra}\n[preflight]\nclock_sync_timeout_seconds = 2\n\n[report]\nurl = \"https://{receiver_host}:8443/v1\"\ntoken = \"{token}\"\nca_cert_hash = \"{ca_hash}\"\n",
-            bundle::node_document(*role, &discovery, &bundle_dir)?,
-        );
-        if port.is_some() && *role != Role::Init {
-            doc = doc.replacen("[discovery]\n", "[discovery]\ntimeout_seconds = 2400\n", 1);
-        }
-        crate::agent::validate_fully(&doc).map_err(|e| format!("{name}: {e}"))?;
+        let doc = match &user_data {
+            Some(u) => u.for_role(*role).to_string(),
+            None => {
+                let mut doc = format!(
+                    "{}\n[node]\nname = \"{name}\"\n{extra}\n[preflight]\nclock_sync_timeout_seconds = 2\n\n[report]\nurl = \"https://{receiver_host}:8443/v1\"\ntoken = \"{token}\"\nca_cert_hash = \"{ca_hash}\"\n",
+                    bundle::node_document(*role, &discovery, &bundle_dir)?,
+                );
+                if port.is_some() && *role != Role::Init {
+                    doc = doc.replacen("[discovery]\n", "[discovery]\ntimeout_seconds = 2400\n", 1);
+                }
+                crate::agent::validate_fully(&doc).map_err(|e| format!("{name}: {e}"))?;
+                doc
+            }
+        };
         let seed = work.join(format!("{name}.seed.iso"));
         crate::userdata::write_seed(
             &crate::userdata::cloud_config(&doc),
@@ -443,7 +471,7 @@ fn up(a: UpArgs) -> Result<bool, String> {
             .iter()
             .all(|n| list.iter().any(|x| &x.name == n && x.done()));
         if !waiting.is_empty() && (booted.is_empty() || !one_by_one || all_done) {
-            for (name, role, spec) in next_stage(&mut waiting, one_by_one) {
+            for (name, role, spec) in next_stage(&mut waiting, one_by_one, group_mode) {
                 eprintln!(
                     "up: booting {name} ({}) — serial console {}",
                     role.as_str(),
@@ -544,18 +572,78 @@ fn start_external_etcd(
 }
 
 /// The VMs to boot next: everything at once, or (one by one) the next control
-/// plane alone, or all the workers together.
+/// plane alone — or, with `control_planes_together` (they elect their init node),
+/// all control planes — then all the workers together.
 fn next_stage(
     waiting: &mut std::collections::VecDeque<(String, Role, vm::VmSpec)>,
     one_by_one: bool,
+    control_planes_together: bool,
 ) -> Vec<(String, Role, vm::VmSpec)> {
     if !one_by_one {
         return waiting.drain(..).collect();
     }
     match waiting.front() {
         Some((_, Role::Worker, _)) => waiting.drain(..).collect(),
+        Some(_) if control_planes_together => {
+            let workers = waiting
+                .iter()
+                .position(|(_, role, _)| *role == Role::Worker)
+                .unwrap_or(waiting.len());
+            waiting.drain(..workers).collect()
+        }
         Some(_) => waiting.pop_front().into_iter().collect(),
         None => Vec::new(),
+    }
+}
+
+/// `--same-user-data`: one node group per role in the receiver's data, and the
+/// pointer document (the user-data) every node of that role boots with.
+struct GroupUserData {
+    control_planes: String,
+    workers: String,
+}
+
+impl GroupUserData {
+    fn make(data: &Path, url: &str, ca_hash: &str) -> Result<GroupUserData, String> {
+        use crate::serve::groups::{self, GroupFile, NewGroup};
+        let file = GroupFile::new(data.join(groups::FILE));
+        let tokens = crate::serve::tokens::TokenFile::new(data.join("tokens"));
+        let make = |name: &str, role: Role| -> Result<String, String> {
+            let (credential, group) = file.add(
+                &NewGroup {
+                    name: name.into(),
+                    role,
+                    url: url.into(),
+                    ca_cert_hash: ca_hash.into(),
+                    max_nodes: None,
+                    per_minute: 30,
+                    labels: Default::default(),
+                },
+                &tokens,
+            )?;
+            let pointer = groups::pointer_document(name, &group, &credential);
+            let parsed = crate::document::parse(&pointer).map_err(|e| e.to_string())?;
+            crate::document::validate_pointer(&parsed).map_err(|e| e.to_string())?;
+            Ok(pointer)
+        };
+        let control_planes = make("control-planes", Role::ControlPlane)?;
+        let workers = make("workers", Role::Worker)?;
+        eprintln!(
+            "up: node groups control-planes and workers: every node of a role boots with the same user-data \
+             (a pointer to {url}/v1/groups/NAME/document); the receiver mints each machine's credentials \
+             and elects the control plane that runs kubeadm init"
+        );
+        Ok(GroupUserData {
+            control_planes,
+            workers,
+        })
+    }
+
+    fn for_role(&self, role: Role) -> &str {
+        match role {
+            Role::Worker => &self.workers,
+            Role::Init | Role::ControlPlane => &self.control_planes,
+        }
     }
 }
 

@@ -792,10 +792,7 @@ mod tests {
             assert!(!e.to_string().contains("s3cret-credential"), "{e}");
             e.errors.into_iter().map(|f| f.field).collect()
         };
-        assert_eq!(
-            fields(&ok.replace("https://", "http://")),
-            ["source.url"]
-        );
+        assert_eq!(fields(&ok.replace("https://", "http://")), ["source.url"]);
         assert_eq!(
             fields(&ok.replace(&pin, "sha256:abc")),
             ["source.ca_cert_hash"]
@@ -804,7 +801,10 @@ mod tests {
             fields(&ok.replace("version = 1\n", "version = 1\nrole = \"worker\"\n")),
             ["source"]
         );
-        assert_eq!(fields(&ok.replace("version = 1", "version = 7")), ["version"]);
+        assert_eq!(
+            fields(&ok.replace("version = 1", "version = 7")),
+            ["version"]
+        );
     }
 
     #[test]

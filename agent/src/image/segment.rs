@@ -192,7 +192,9 @@ impl Segment {
                     log.display()
                 ));
             }
-            if std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(1)).is_ok() {
+            if std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(1))
+                .is_ok()
+            {
                 return Ok(ExternalEtcd {
                     url: client_url,
                     client: files,
@@ -308,7 +310,10 @@ mod tests {
             ("client.key", 0o600),
             ("ca.crt", 0o644),
         ] {
-            let m = std::fs::metadata(pki.join(name)).unwrap().permissions().mode();
+            let m = std::fs::metadata(pki.join(name))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(m & 0o777, mode, "{name}");
         }
         let der = |path: &Path| {
@@ -324,10 +329,17 @@ mod tests {
         for (what, d) in [("server", &server), ("client", &client)] {
             let c = x509_parser::parse_x509_certificate(d).unwrap().1;
             assert_eq!(c.issuer(), ca.subject(), "{what} certificate's issuer");
-            assert_ne!(c.subject(), ca.subject(), "{what} certificate is the CA itself");
+            assert_ne!(
+                c.subject(),
+                ca.subject(),
+                "{what} certificate is the CA itself"
+            );
         }
         let server = x509_parser::parse_x509_certificate(&server).unwrap().1;
-        let sans = format!("{:?}", server.subject_alternative_name().unwrap().unwrap().value);
+        let sans = format!(
+            "{:?}",
+            server.subject_alternative_name().unwrap().unwrap().value
+        );
         assert!(sans.contains("IPAddress([10, 88, 0, 1])"), "{sans}");
         // The bundle takes them as --external-etcd-ca/-cert/-key would give them.
         let summary = crate::bundle::create(

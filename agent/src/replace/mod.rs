@@ -264,12 +264,7 @@ async fn stale_node(
     report: &mut Report,
 ) -> Result<(), String> {
     let nodes: Api<Node> = Api::all(admin.clone());
-    let get = || async {
-        nodes
-            .get_opt(node_name)
-            .await
-            .map_err(|e| format!("read Node {node_name}: {}", describe(&e)))
-    };
+    let get = || node::observe(admin, node_name);
     let mut decision = node::decide(get().await?.as_ref(), chrono::Utc::now(), opts.grace);
     if let node::NodeDecision::Wait { wait, why } = &decision {
         tracing::info!("{why}; asking again in {} s", wait.as_secs());

@@ -38,25 +38,72 @@ mod seconds {
     }
 }
 
-/// When the kubelet last reported: the Ready condition's heartbeat (or transition),
-/// else the Node's creation.
-fn last_heard(node: &Node) -> Option<DateTime<Utc>> {
-    let ready = ready_condition(node);
-    ready
+/// A Node as seen before a replacement, with its kubelet's Lease.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub node: Node,
+    /// `kube-node-lease/<name>`'s renewTime: the kubelet renews it every 10 s
+    /// while it runs, whereas it posts an unchanged Node status only every 5 min.
+    pub lease_renewed: Option<DateTime<Utc>>,
+}
+
+/// The Node named `name` and its kubelet's Lease (absent Lease: None).
+pub async fn observe(admin: &kube::Client, name: &str) -> Result<Option<Seen>, String> {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let nodes: kube::Api<Node> = kube::Api::all(admin.clone());
+    let Some(node) = nodes
+        .get_opt(name)
+        .await
+        .map_err(|e| format!("read Node {name}: {}", crate::cluster::describe(&e)))?
+    else {
+        return Ok(None);
+    };
+    let leases: kube::Api<Lease> = kube::Api::namespaced(admin.clone(), "kube-node-lease");
+    let lease = leases.get_opt(name).await.map_err(|e| {
+        format!(
+            "read Lease kube-node-lease/{name}: {}",
+            crate::cluster::describe(&e)
+        )
+    })?;
+    let lease_renewed = lease
+        .and_then(|l| l.spec)
+        .and_then(|s| s.renew_time)
+        .and_then(|t| DateTime::from_timestamp_micros(t.0.as_microsecond()));
+    Ok(Some(Seen {
+        node,
+        lease_renewed,
+    }))
+}
+
+/// When the kubelet was last heard from: the later of its Lease's renewal and the
+/// Ready condition's heartbeat (or transition), else the Node's creation.
+fn last_heard(seen: &Seen) -> Option<DateTime<Utc>> {
+    let node = &seen.node;
+    let condition = ready_condition(node)
         .and_then(|c| {
             c.last_heartbeat_time
                 .as_ref()
                 .or(c.last_transition_time.as_ref())
         })
-        .or(node.metadata.creation_timestamp.as_ref())
-        .and_then(|t| DateTime::from_timestamp_micros(t.0.as_microsecond()))
+        .and_then(|t| DateTime::from_timestamp_micros(t.0.as_microsecond()));
+    match (condition, seen.lease_renewed) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
+    .or_else(|| {
+        node.metadata
+            .creation_timestamp
+            .as_ref()
+            .and_then(|t| DateTime::from_timestamp_micros(t.0.as_microsecond()))
+    })
 }
 
 /// Decide about the Node named like this node, `now`, with `grace` of silence required.
-pub fn decide(node: Option<&Node>, now: DateTime<Utc>, grace: Duration) -> NodeDecision {
-    let Some(node) = node else {
+pub fn decide(seen: Option<&Seen>, now: DateTime<Utc>, grace: Duration) -> NodeDecision {
+    let Some(seen) = seen else {
         return NodeDecision::Absent;
     };
+    let node = &seen.node;
     let name = node.metadata.name.as_deref().unwrap_or("?");
     if ready_condition(node).is_some_and(|c| c.status == "True") {
         return NodeDecision::Refuse {
@@ -66,7 +113,7 @@ pub fn decide(node: Option<&Node>, now: DateTime<Utc>, grace: Duration) -> NodeD
             ),
         };
     }
-    let silent = last_heard(node)
+    let silent = last_heard(seen)
         .map(|t| (now - t).to_std().unwrap_or_default())
         .unwrap_or(grace);
     if silent >= grace {
@@ -100,7 +147,7 @@ mod tests {
         Time(k8s_openapi::jiff::Timestamp::from_microsecond(t.timestamp_micros()).unwrap())
     }
 
-    fn node(ready: Option<(&str, DateTime<Utc>)>, created: DateTime<Utc>) -> Node {
+    fn node(ready: Option<(&str, DateTime<Utc>)>, created: DateTime<Utc>) -> Seen {
         let mut n = Node::default();
         n.metadata.name = Some("cp-2".into());
         n.metadata.creation_timestamp = Some(time(created));
@@ -115,7 +162,10 @@ mod tests {
                 ..Default::default()
             });
         }
-        n
+        Seen {
+            node: n,
+            lease_renewed: None,
+        }
     }
 
     #[test]
@@ -150,6 +200,42 @@ mod tests {
         ));
         assert!(matches!(
             decide(Some(&node(None, now)), now, grace),
+            NodeDecision::Wait { .. }
+        ));
+    }
+
+    /// A live kubelet of a NotReady Node posts its unchanged status only every
+    /// 5 min but renews its Lease every 10 s: the Lease keeps it from looking dead.
+    #[test]
+    fn a_fresh_lease_is_a_live_kubelet_whatever_the_status_says() {
+        let now = Utc::now();
+        let grace = Duration::from_secs(300);
+        let stale_status = now - chrono::Duration::seconds(290 + 60);
+        let mut seen = node(Some(("False", stale_status)), stale_status);
+        assert!(matches!(
+            decide(Some(&seen), now, grace),
+            NodeDecision::Delete { .. }
+        ));
+        seen.lease_renewed = Some(now - chrono::Duration::seconds(8));
+        match decide(Some(&seen), now, grace) {
+            NodeDecision::Wait { wait, why } => {
+                assert!((291..=292).contains(&wait.as_secs()), "{wait:?}");
+                assert!(why.contains("heard 8 s ago"), "{why}");
+            }
+            d => panic!("{d:?}"),
+        }
+        // An old Lease does not make a newer status older.
+        seen.lease_renewed = Some(now - chrono::Duration::seconds(3600));
+        seen.node
+            .status
+            .as_mut()
+            .unwrap()
+            .conditions
+            .as_mut()
+            .unwrap()[0]
+            .last_heartbeat_time = Some(time(now - chrono::Duration::seconds(20)));
+        assert!(matches!(
+            decide(Some(&seen), now, grace),
             NodeDecision::Wait { .. }
         ));
     }

@@ -39,13 +39,10 @@ pub async fn make_room(
     machine_id: &str,
     grace: Duration,
 ) -> Result<Option<Cleanup>, NotYet> {
-    let nodes: Api<Node> = Api::all(admin.clone());
-    let found = nodes
-        .get_opt(name)
-        .await
-        .map_err(|e| NotYet::Failed(format!("read Node {name}: {}", describe(&e))))?;
-    let own = found.as_ref().is_some_and(|n| {
-        n.metadata
+    let found = node::observe(admin, name).await.map_err(NotYet::Failed)?;
+    let own = found.as_ref().is_some_and(|seen| {
+        seen.node
+            .metadata
             .annotations
             .as_ref()
             .and_then(|a| a.get(ANNOTATION_MACHINE_ID))
@@ -59,6 +56,7 @@ pub async fn make_room(
         NodeDecision::Refuse { why } => Err(NotYet::Refuse(why)),
         NodeDecision::Wait { wait, why } => Err(NotYet::Wait(wait, why)),
         NodeDecision::Delete { why } => {
+            let nodes: Api<Node> = Api::all(admin.clone());
             nodes
                 .delete(name, &DeleteParams::default())
                 .await
