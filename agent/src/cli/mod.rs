@@ -116,7 +116,13 @@ pub fn main() -> ExitCode {
 fn init_logging() {
     use tracing_subscriber::prelude::*;
     let filter = tracing_subscriber::EnvFilter::try_from_env("KUBEBOOT_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        // kube-rs's HTTP trace layer logs every failed request at ERROR with no
+        // context ("failed with error client error (Connect)"), e.g. each time serve
+        // asks a cluster that is still being made; kubeboot reports those failures
+        // itself, saying what it was doing. KUBEBOOT_LOG overrides.
+        .unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new("info,kube_client::client::builder=off")
+        });
     let under_systemd =
         std::env::var_os("INVOCATION_ID").is_some() || std::env::var_os("JOURNAL_STREAM").is_some();
     let journald = under_systemd

@@ -474,7 +474,12 @@ fn up(a: UpArgs) -> Result<bool, String> {
             for (name, role, spec) in next_stage(&mut waiting, one_by_one, group_mode) {
                 eprintln!(
                     "up: booting {name} ({}) — serial console {}",
-                    role.as_str(),
+                    match (group_mode, role) {
+                        (true, Role::Init | Role::ControlPlane) => {
+                            "control plane; the receiver elects the init node"
+                        }
+                        _ => role.as_str(),
+                    },
                     spec.serial_log().display()
                 );
                 procs.0.push(vm::start(&spec)?);
