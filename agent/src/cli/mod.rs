@@ -161,18 +161,26 @@ pub(crate) fn print_invalid(e: &crate::document::InvalidDocument) {
     eprintln!("error: {e}");
 }
 
+/// Read `--document`'s text; on failure print why and give exit code 2.
+fn read_document_text(path: &std::path::Path) -> Result<String, u8> {
+    std::fs::read_to_string(path).map_err(|e| {
+        eprintln!("error: --document {}: {e}", path.display());
+        2
+    })
+}
+
+/// Print a document error and give the exit code for invalid input (2).
+fn invalid_input(e: crate::document::InvalidDocument) -> u8 {
+    print_invalid(&e);
+    2
+}
+
 /// Read and fully validate `--document`; on failure print why and give exit code 2.
 pub(crate) fn read_document(
     path: &std::path::Path,
 ) -> Result<(String, crate::document::ValidDocument), u8> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        eprintln!("error: --document {}: {e}", path.display());
-        2
-    })?;
-    let doc = crate::agent::validate_fully(&text).map_err(|e| {
-        print_invalid(&e);
-        2
-    })?;
+    let text = read_document_text(path)?;
+    let doc = crate::agent::validate_fully(&text).map_err(invalid_input)?;
     Ok((text, doc))
 }
 
@@ -187,24 +195,12 @@ pub(crate) enum Deliverable {
 /// Read `--document` for delivery: a pointer is checked as a pointer, anything
 /// else fully validated; on failure print why and give exit code 2.
 pub(crate) fn read_deliverable(path: &std::path::Path) -> Result<(String, Deliverable), u8> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        eprintln!("error: --document {}: {e}", path.display());
-        2
-    })?;
-    let parsed = crate::document::parse(&text).map_err(|e| {
-        print_invalid(&e);
-        2
-    })?;
+    let text = read_document_text(path)?;
+    let parsed = crate::document::parse(&text).map_err(invalid_input)?;
     if parsed.source.is_some() {
-        crate::document::validate_pointer(&parsed).map_err(|e| {
-            print_invalid(&e);
-            2
-        })?;
+        crate::document::validate_pointer(&parsed).map_err(invalid_input)?;
         return Ok((text, Deliverable::Pointer));
     }
-    let doc = crate::agent::validate_fully(&text).map_err(|e| {
-        print_invalid(&e);
-        2
-    })?;
+    let doc = crate::agent::validate_fully(&text).map_err(invalid_input)?;
     Ok((text, Deliverable::Document(Box::new(doc))))
 }

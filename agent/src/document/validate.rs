@@ -62,12 +62,7 @@ impl Problems {
     }
 }
 
-/// A pointer document (`[source]` only): the version, an https URL and a
-/// well-formed CA pin. What the agent checks before it follows one, and what
-/// `kubeboot seed`/`userdata` check before they deliver one (a node group's
-/// user-data).
-pub fn validate_pointer(doc: &NodeDocument) -> Result<(), InvalidDocument> {
-    let mut p = Problems::default();
+fn check_version(doc: &NodeDocument, p: &mut Problems) {
     if doc.version != DOCUMENT_VERSION {
         p.add(
             "version",
@@ -75,6 +70,15 @@ pub fn validate_pointer(doc: &NodeDocument) -> Result<(), InvalidDocument> {
             format!("set version = {DOCUMENT_VERSION}"),
         );
     }
+}
+
+/// A pointer document (`[source]` only): the version, an https URL and a
+/// well-formed CA pin. What the agent checks before it follows one, and what
+/// `kubeboot seed`/`userdata` check before they deliver one (a node group's
+/// user-data).
+pub fn validate_pointer(doc: &NodeDocument) -> Result<(), InvalidDocument> {
+    let mut p = Problems::default();
+    check_version(doc, &mut p);
     if doc.role.is_some() || doc.cluster.is_some() {
         p.add(
             "source",
@@ -107,13 +111,7 @@ pub fn validate_pointer(doc: &NodeDocument) -> Result<(), InvalidDocument> {
 
 pub fn validate(doc: NodeDocument) -> Result<ValidDocument, InvalidDocument> {
     let mut p = Problems::default();
-    if doc.version != DOCUMENT_VERSION {
-        p.add(
-            "version",
-            format!("unsupported document version {}", doc.version),
-            format!("set version = {DOCUMENT_VERSION}"),
-        );
-    }
+    check_version(&doc, &mut p);
     if doc.source.is_some() {
         p.add(
             "source",

@@ -68,11 +68,16 @@ pub async fn observe(admin: &kube::Client, name: &str) -> Result<Option<Seen>, S
     let lease_renewed = lease
         .and_then(|l| l.spec)
         .and_then(|s| s.renew_time)
-        .and_then(|t| DateTime::from_timestamp_micros(t.0.as_microsecond()));
+        .and_then(|t| utc(&t.0));
     Ok(Some(Seen {
         node,
         lease_renewed,
     }))
+}
+
+/// A Kubernetes timestamp (Time, MicroTime) as chrono's.
+fn utc(t: &k8s_openapi::jiff::Timestamp) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp_micros(t.as_microsecond())
 }
 
 /// When the kubelet was last heard from: the later of its Lease's renewal and the
@@ -85,7 +90,7 @@ fn last_heard(seen: &Seen) -> Option<DateTime<Utc>> {
                 .as_ref()
                 .or(c.last_transition_time.as_ref())
         })
-        .and_then(|t| DateTime::from_timestamp_micros(t.0.as_microsecond()));
+        .and_then(|t| utc(&t.0));
     match (condition, seen.lease_renewed) {
         (Some(a), Some(b)) => Some(a.max(b)),
         (a, b) => a.or(b),
@@ -94,7 +99,7 @@ fn last_heard(seen: &Seen) -> Option<DateTime<Utc>> {
         node.metadata
             .creation_timestamp
             .as_ref()
-            .and_then(|t| DateTime::from_timestamp_micros(t.0.as_microsecond()))
+            .and_then(|t| utc(&t.0))
     })
 }
 
