@@ -32,7 +32,7 @@ fn spki_pin(ca_hash: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-fn browse(r: &Receiver, pin: &str, url: &str, extra: &[&str]) -> String {
+pub(crate) fn browse(r: &Receiver, pin: &str, url: &str, extra: &[&str]) -> String {
     let profile = tempfile::tempdir().unwrap();
     let out = Command::new(chromium())
         .args([

@@ -334,6 +334,51 @@ fn serve_hands_out_documents_with_credentials_minted_in_the_cluster() {
         !log.contains(key),
         "the certificate key reached serve's log"
     );
+
+    // Every mint is one of serve's own events (stored, served, shown), by id, never the secret.
+    let (status, body) = r.get("/v1/serve/events");
+    assert_eq!(status, 200, "{body}");
+    for t in &tokens {
+        assert!(!body.contains(t), "a token reached serve's events");
+    }
+    assert!(!body.contains(key), "the certificate key reached serve's events");
+    let journal: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let events = journal["events"].as_array().unwrap();
+    let of = |kind: &str| -> Vec<&serde_json::Value> {
+        events.iter().filter(|e| e["kind"] == kind).collect()
+    };
+    // 4 join documents + 1 upload, then w-old's and w-mine's tokens (w-live: 409 and
+    // w-leased: 503 before anything is minted).
+    let minted = of("credential_minted");
+    assert_eq!(minted.len(), 7, "{body}");
+    assert_eq!(
+        minted
+            .iter()
+            .filter(|e| e["message"].as_str().unwrap().starts_with("certificates re-uploaded"))
+            .count(),
+        1,
+        "{body}"
+    );
+    let removed = of("stale_node_removed");
+    assert_eq!(removed.len(), 1, "{body}");
+    assert_eq!(removed[0]["node"], "w-old");
+    assert_eq!(removed[0]["machine_id"], "bb".repeat(16));
+    assert!(removed[0]["message"].as_str().unwrap().contains("removed Node w-old"));
+    let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, (0..events.len() as u64).collect::<Vec<_>>());
+    let (_, page) = r.get(&format!("/v1/serve/events?from={}", events.len()));
+    assert!(page.contains("\"events\":[]"), "{page}");
+    // …and on the dashboard, in a real browser.
+    let dom = crate::dashboard::browse(&r, &r.ca_hash, "/", &["--dump-dom"]);
+    assert_eq!(
+        dom.matches("data-kind=\"credential_minted\"").count(),
+        7,
+        "{dom}"
+    );
+    assert!(
+        dom.contains("data-kind=\"stale_node_removed\"") && dom.contains("removed Node w-old"),
+        "{dom}"
+    );
 }
 
 /// `kubeboot serve group add` and `/v1/groups/NAME/document` against the real
@@ -498,4 +543,25 @@ fn a_node_group_gets_one_document_per_machine_with_fresh_credentials() {
             "a secret reached serve's log"
         );
     }
+    // serve's own events: a token per served document, by machine, none for the refused.
+    let (_, body) = r.get("/v1/serve/events");
+    for secret in [&credential, &token, &report_token] {
+        assert!(!body.contains(secret.as_str()), "a secret reached serve's events");
+    }
+    let journal: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let minted_for = |node: &str| {
+        journal["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["kind"] == "credential_minted" && e["node"] == node)
+            .inspect(|e| {
+                assert_eq!(e["request"], format!("worker document for {node} (group blue)"));
+                assert_eq!(e["machine_id"], machine(&node[2..]));
+            })
+            .count()
+    };
+    assert!(minted_for("w-a") >= 2, "{body}");
+    assert_eq!(minted_for("w-b"), 1, "{body}");
+    assert_eq!(minted_for("w-c"), 0, "{body}");
 }

@@ -639,6 +639,28 @@ fn identical_control_planes_elect_exactly_one_init_across_a_restart() {
     assert!(is_init(&body));
     assert_eq!(ask(&r, winner).0, 503);
     assert!(r.log().contains("takes over"), "{}", r.log());
+    // serve's own events: one election per term, however often the winners asked
+    // (20 concurrent, a restart, asks again), the second saying why.
+    let (status, body) = r.get("/v1/serve/events");
+    assert_eq!(status, 200, "{body}");
+    let journal: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let elections: Vec<&str> = journal["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "init_elected")
+        .map(|e| e["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(elections.len(), 2, "{body}");
+    assert!(
+        elections[0].starts_with(&format!("elected cp-{winner} to run kubeadm init (term 1)")),
+        "{body}"
+    );
+    assert!(
+        elections[1].starts_with(&format!("elected cp-{other} to run kubeadm init (term 2)"))
+            && elections[1].contains("past the 4 s lease"),
+        "{body}"
+    );
 
     // The agent names itself in its request: the elected machine gets the init
     // document; another one is told to wait, waits (not counted as an attempt),

@@ -23,6 +23,7 @@ use chrono::Utc;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::election::{Candidate, Election, Verdict};
+use super::journal::{Action, ActionKind};
 use super::mint::{self, UploadedKey, Usage};
 use super::nodes::Nodes;
 use crate::bundle::{self, Discovery};
@@ -99,13 +100,11 @@ pub enum DocumentError {
     Bundle(String),
 }
 
-/// A document and what was minted and done for it (for serve's log; no secrets).
+/// A document and what was minted and done for it (serve's own events; no secrets).
 pub struct Served {
     pub text: String,
-    /// One line per credential minted (tokens, certificate uploads).
-    pub minted: Vec<String>,
-    /// Other things done for it (an election, a stale Node removed).
-    pub notes: Vec<String>,
+    /// Credentials minted, an election, a stale Node removed.
+    pub actions: Vec<Action>,
 }
 
 impl Documents {
@@ -169,12 +168,16 @@ impl Documents {
             Verdict::Wait { why } => Err(DocumentError::Waiting(why)),
             Verdict::Init(elected) => {
                 let mut served = self.bundle_file(Role::Init).await?;
-                served.notes.push(format!(
-                    "elected {} to run kubeadm init (term {}): the cluster does not answer yet",
-                    elected.node, elected.term
+                served.actions.push(Action::new(
+                    ActionKind::InitElected,
+                    format!(
+                        "elected {} to run kubeadm init (term {}): {}",
+                        elected.node, elected.term, elected.why
+                    ),
                 ));
                 Ok(served)
             }
+            Verdict::Again(_) => self.bundle_file(Role::Init).await,
         }
     }
 
@@ -186,8 +189,7 @@ impl Documents {
         match tokio::fs::read_to_string(&path).await {
             Ok(text) => Ok(Served {
                 text,
-                minted: Vec::new(),
-                notes: Vec::new(),
+                actions: Vec::new(),
             }),
             Err(e) => {
                 tracing::error!("{}: {e}", path.display());
@@ -223,10 +225,9 @@ impl Documents {
         }
         let mut discovery = bundle::read_discovery(&self.bundle).map_err(DocumentError::Bundle)?;
         let admin = self.admin(&discovery)?;
-        let mut minted = Vec::new();
-        let mut notes = Vec::new();
+        let mut actions = Vec::new();
         if let (Role::Worker, Some(c)) = (role, candidate) {
-            notes = self.replace_worker(&admin, c, &discovery).await?;
+            actions = self.replace_worker(&admin, c, &discovery).await?;
         }
         let description = match candidate {
             Some(c) => format!(
@@ -238,26 +239,22 @@ impl Documents {
         let (token, _) = mint::bootstrap_token(&admin, TOKEN_TTL, Usage::Join, &description)
             .await
             .map_err(|e| unavailable(&discovery, e))?;
-        minted.push(format!(
+        actions.push(Action::minted(format!(
             "bootstrap token {} (expires {})",
             token.id,
             token
                 .expires
                 .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-        ));
+        )));
         discovery.token = token.token.expose_secret().to_string();
         if role == Role::ControlPlane {
             let (key, note) = self.certificate_key(&admin, &discovery).await?;
             discovery.certificate_key = key.expose_secret().to_string();
-            minted.extend(note);
+            actions.extend(note.map(Action::minted));
         }
         let text =
             bundle::node_document(role, &discovery, &self.bundle).map_err(DocumentError::Bundle)?;
-        Ok(Served {
-            text,
-            minted,
-            notes,
-        })
+        Ok(Served { text, actions })
     }
 
     /// The worker replaces a machine of the same name: its stale Node goes first
@@ -267,17 +264,16 @@ impl Documents {
         admin: &kube::Client,
         c: &Candidate,
         discovery: &Discovery,
-    ) -> Result<Vec<String>, DocumentError> {
+    ) -> Result<Vec<Action>, DocumentError> {
         use crate::replace::worker::{self, NotYet};
         let grace = self.worker_grace().await;
         match worker::make_room(admin, &c.node, &c.machine_id, grace).await {
             Ok(None) => Ok(Vec::new()),
             Ok(Some(cleanup)) => {
-                let mut lines = vec![cleanup.line()];
-                lines.extend(
-                    crate::replace::record_events(admin, &[cleanup], "kubeboot-serve").await,
-                );
-                Ok(lines)
+                let mut actions = vec![Action::new(ActionKind::StaleNodeRemoved, cleanup.line())];
+                let notes = crate::replace::record_events(admin, &[cleanup], "kubeboot-serve").await;
+                actions.extend(notes.into_iter().map(|n| Action::new(ActionKind::Note, n)));
+                Ok(actions)
             }
             Err(NotYet::Wait(_, why)) => Err(DocumentError::Waiting(format!(
                 "{why}; the machine this one replaces may still be running"

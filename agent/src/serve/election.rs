@@ -43,12 +43,18 @@ pub struct Elected {
     pub at: DateTime<Utc>,
     /// How many elections there were (1 for the first).
     pub term: u32,
+    /// Why this election was held: the cluster does not answer, or why the
+    /// previous winner lost its lease.
+    #[serde(default)]
+    pub why: String,
 }
 
 #[derive(Debug, PartialEq)]
 pub enum Verdict {
-    /// This candidate runs `kubeadm init`.
+    /// This candidate runs `kubeadm init`: elected by this request.
     Init(Elected),
+    /// This candidate was elected before and asks again (a reboot, a retry).
+    Again(Elected),
     /// Another one does; ask again later.
     Wait { why: String },
 }
@@ -77,8 +83,10 @@ impl Election {
         nodes: &std::sync::RwLock<Nodes>,
     ) -> Result<Verdict, String> {
         let mut current = self.current.lock().await;
-        let term = match current.as_ref() {
-            Some(e) if e.machine_id == candidate.machine_id => return Ok(Verdict::Init(e.clone())),
+        let (term, why) = match current.as_ref() {
+            Some(e) if e.machine_id == candidate.machine_id => {
+                return Ok(Verdict::Again(e.clone()))
+            }
             Some(e) => match self.standing(e, nodes) {
                 Ok(()) => {
                     return Ok(Verdict::Wait {
@@ -91,16 +99,17 @@ impl Election {
                 }
                 Err(why) => {
                     tracing::warn!("init election: {why}; {} takes over", candidate.node);
-                    e.term + 1
+                    (e.term + 1, why)
                 }
             },
-            None => 1,
+            None => (1, "the cluster does not answer yet".to_string()),
         };
         let elected = Elected {
             node: candidate.node.clone(),
             machine_id: candidate.machine_id.clone(),
             at: Utc::now(),
             term,
+            why,
         };
         self.store.put_record(RECORD, &elected)?;
         tracing::info!(
@@ -185,7 +194,8 @@ mod tests {
             let v = election.ask(&candidate(i), &nodes).await.unwrap();
             let me = candidate(i).machine_id == winner.machine_id;
             match v {
-                Verdict::Init(e) => assert!(me && e == winner, "{e:?}"),
+                Verdict::Again(e) => assert!(me && e == winner, "{e:?}"),
+                Verdict::Init(e) => panic!("elected twice: {e:?}"),
                 Verdict::Wait { why } => {
                     assert!(!me);
                     assert!(why.contains(&winner.node), "{why}");
@@ -213,6 +223,11 @@ mod tests {
             panic!("candidate 2 should take over");
         };
         assert_eq!(second.term, 2);
+        assert!(second.why.contains("past the"), "{}", second.why);
+        assert!(matches!(
+            election.ask(&candidate(2), &nodes).await.unwrap(),
+            Verdict::Again(_)
+        ));
         assert!(matches!(
             election.ask(&candidate(3), &nodes).await.unwrap(),
             Verdict::Wait { .. }

@@ -5,6 +5,7 @@
 //! | `POST /v1/nodes/{name}/events`| report | store one status event (idempotent)    |
 //! | `GET /v1/nodes`               | -      | every node's summary                   |
 //! | `GET /v1/nodes/{name}`        | -      | one node's summary and history         |
+//! | `GET /v1/serve/events?from=N` | -  | serve's own events: credentials minted, init elections, stale Nodes removed (`journal`; no secrets) |
 //! | `GET /v1/documents/{role}`    | documents:{role} | the bundle's document for a role (fresh join credentials with `--fresh-credentials`; 503 + Retry-After while the cluster cannot mint) |
 //! | `GET /v1/groups/{name}/document` | the group's credential | a document for this machine of node group `name` (`groups` module; needs `--fresh-credentials`) |
 //! | `GET /`                       | -      | the dashboard                          |
@@ -29,6 +30,7 @@ use serde_json::json;
 
 use super::documents::DocumentError;
 use super::election::Candidate;
+use super::journal::{ActionKind, ServeEvent};
 use super::tokens::{Denied, Scope};
 use super::{App, Stored};
 use crate::document::{formats::is_dns_name, Role};
@@ -44,6 +46,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/v1/nodes", get(list_nodes))
         .route("/v1/nodes/{name}", get(get_node))
         .route("/v1/nodes/{name}/events", post(post_event))
+        .route("/v1/serve/events", get(serve_events))
         .route("/v1/documents/{role}", get(get_document))
         .route("/v1/groups/{name}/document", get(get_group_document))
         .layer(DefaultBodyLimit::max(MAX_EVENT_BYTES))
@@ -183,6 +186,31 @@ async fn list_nodes(State(app): State<Arc<App>>) -> Response {
     Json(json!({ "nodes": nodes })).into_response()
 }
 
+#[derive(serde::Deserialize)]
+struct EventsFrom {
+    #[serde(default)]
+    from: u64,
+}
+
+/// serve's own events, oldest first, from `?from=N` (at most 1000 per page;
+/// `next` is where the following page starts).
+async fn serve_events(
+    State(app): State<Arc<App>>,
+    axum::extract::Query(q): axum::extract::Query<EventsFrom>,
+) -> Response {
+    const PAGE: usize = 1000;
+    let store = app.store.clone();
+    let read = tokio::task::spawn_blocking(move || store.serve_events(q.from, PAGE)).await;
+    match read {
+        Ok(Ok(events)) => {
+            let next = events.last().map_or(q.from, |e| e.seq + 1);
+            Json(json!({ "events": events, "next": next })).into_response()
+        }
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
 async fn get_node(State(app): State<Arc<App>>, Path(name): Path<String>) -> Response {
     if let Err(r) = check_name(&name) {
         return *r;
@@ -243,8 +271,10 @@ async fn get_document(
     respond(
         &app,
         &format!("{role} document (token {requester})"),
+        candidate.as_ref(),
         served,
     )
+    .await
 }
 
 /// A document for one machine of a node group (`groups` module).
@@ -297,8 +327,10 @@ async fn get_group_document(
     respond(
         &app,
         &format!("{role} document for {} (group {name})", candidate.node),
+        Some(&candidate),
         served,
     )
+    .await
 }
 
 fn group_refusal(app: &App, refused: super::groups::Refused) -> Response {
@@ -333,28 +365,46 @@ fn too_many(m: String, seconds: u64) -> Response {
     resp
 }
 
-/// The answer to a document request: the document (logging what was minted and
-/// done for it, never the secrets), or the refusal with its status.
-fn respond(
-    app: &App,
+/// The answer to a document request: the document (with what was minted and done
+/// for it logged and stored as serve's own events, never the secrets), or the
+/// refusal with its status. A document whose events cannot be stored is not
+/// served: every credential serve hands out is on record.
+async fn respond(
+    app: &Arc<App>,
     what: &str,
+    candidate: Option<&Candidate>,
     served: Result<super::documents::Served, DocumentError>,
 ) -> Response {
     match served {
         Ok(served) => {
-            let done: Vec<&str> = served
-                .minted
-                .iter()
-                .chain(&served.notes)
-                .map(String::as_str)
-                .collect();
+            let done: Vec<&str> = served.actions.iter().map(|a| a.message.as_str()).collect();
             if done.is_empty() {
                 tracing::info!("served the {what}");
             } else {
                 tracing::info!("served a {what}: {}", done.join("; "));
+                let node = candidate.map(|c| (c.node.as_str(), c.machine_id.as_str()));
+                let mut events =
+                    ServeEvent::for_request(&served.actions, what, node, chrono::Utc::now());
+                let store = app.store.clone();
+                let stored = tokio::task::spawn_blocking(move || {
+                    store.append_serve_events(&mut events).map(|()| events)
+                })
+                .await;
+                match stored {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => {
+                        tracing::error!("the {what} is not served: {e}");
+                        return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+                    }
+                    Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+                }
             }
-            app.minted
-                .fetch_add(served.minted.len() as u64, Ordering::Relaxed);
+            let minted = served
+                .actions
+                .iter()
+                .filter(|a| a.kind == ActionKind::CredentialMinted)
+                .count();
+            app.minted.fetch_add(minted as u64, Ordering::Relaxed);
             ([(header::CONTENT_TYPE, "application/toml")], served.text).into_response()
         }
         Err(DocumentError::Missing(m)) => error(StatusCode::NOT_FOUND, m),

@@ -13,6 +13,7 @@ pub mod documents;
 pub mod election;
 pub mod groups;
 mod http;
+pub mod journal;
 mod metrics;
 pub mod mint;
 pub mod nodes;
@@ -66,6 +67,8 @@ pub struct Listening {
 /// Shared by every request handler.
 pub(crate) struct App {
     shared: Arc<Shared>,
+    /// For serve's own events (`journal`); the nodes' events go through `writer`.
+    store: Arc<Store>,
     writer: mpsc::Sender<PendingWrite>,
     tokens: tokens::TokenFile,
     documents: Option<documents::Documents>,
@@ -202,6 +205,7 @@ pub fn run(opts: ServeOptions, on_listening: impl FnOnce(&Listening)) -> Result<
     });
     let app = Arc::new(App {
         shared: shared.clone(),
+        store: store.clone(),
         writer: tx,
         tokens,
         documents: match opts.bundle.clone() {

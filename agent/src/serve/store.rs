@@ -11,12 +11,15 @@ use std::path::Path;
 
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 
+use super::journal::ServeEvent;
 use crate::status::StatusEvent;
 
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 const SEEN: TableDefinition<&str, u64> = TableDefinition::new("seen");
 /// Small records of serve's own decisions (JSON by key), e.g. the init election.
 const RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("records");
+/// serve's own status events (`journal`), JSON under an increasing id.
+const SERVE_EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("serve_events");
 
 pub const DB_FILE: &str = "events.redb";
 
@@ -83,6 +86,7 @@ impl Store {
             txn.open_table(EVENTS).map_err(text)?;
             txn.open_table(SEEN).map_err(text)?;
             txn.open_table(RECORDS).map_err(text)?;
+            txn.open_table(SERVE_EVENTS).map_err(text)?;
         }
         txn.commit().map_err(text)?;
         let read = self.db.begin_read().map_err(text)?;
@@ -153,6 +157,49 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Store serve's own events in one durable commit; each gets its id as `seq`.
+    pub fn append_serve_events(&self, batch: &mut [ServeEvent]) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(classify)?;
+        {
+            let mut table = txn.open_table(SERVE_EVENTS).map_err(classify)?;
+            let mut next = table
+                .last()
+                .map_err(classify)?
+                .map_or(0, |(id, _)| id.value() + 1);
+            for ev in batch.iter_mut() {
+                ev.seq = next;
+                let json = serde_json::to_vec(ev).map_err(|e| StoreError::Other(e.to_string()))?;
+                table.insert(next, json.as_slice()).map_err(classify)?;
+                next += 1;
+            }
+        }
+        txn.commit().map_err(classify)
+    }
+
+    /// serve's own events with `seq` at least `from`, oldest first, at most `limit`.
+    pub fn serve_events(&self, from: u64, limit: usize) -> Result<Vec<ServeEvent>, String> {
+        let read = self.db.begin_read().map_err(text)?;
+        let table = read.open_table(SERVE_EVENTS).map_err(text)?;
+        let mut out = Vec::new();
+        for row in table.range(from..).map_err(text)?.take(limit) {
+            let (id, json) = row.map_err(text)?;
+            match serde_json::from_slice(json.value()) {
+                Ok(ev) => out.push(ev),
+                Err(e) => tracing::warn!("serve event {} is unreadable, skipped: {e}", id.value()),
+            }
+        }
+        Ok(out)
+    }
+
+    /// How many of serve's own events are stored.
+    pub fn serve_event_count(&self) -> Result<u64, String> {
+        let read = self.db.begin_read().map_err(text)?;
+        let table = read.open_table(SERVE_EVENTS).map_err(text)?;
+        table.len().map_err(text)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,5 +231,32 @@ mod tests {
         assert_eq!(seqs, [1, 2, 3]);
         assert_eq!(all[0].phase, Phase::Source);
         assert_eq!(all[0].state, PhaseState::Started);
+    }
+
+    #[test]
+    fn serve_events_get_increasing_ids_and_survive_reopen() {
+        use crate::serve::journal::{Action, ServeEvent};
+        let dir = tempfile::tempdir().unwrap();
+        let at = chrono::Utc::now();
+        {
+            let (store, _) = Store::open(dir.path()).unwrap();
+            let actions = [
+                Action::minted("bootstrap token aaaaaa".into()),
+                Action::minted("bootstrap token bbbbbb".into()),
+            ];
+            let mut batch = ServeEvent::for_request(&actions, "worker document", None, at);
+            store.append_serve_events(&mut batch).unwrap();
+            assert_eq!(batch.iter().map(|e| e.seq).collect::<Vec<_>>(), [0, 1]);
+            let mut more = ServeEvent::for_request(&actions[..1], "worker document", None, at);
+            store.append_serve_events(&mut more).unwrap();
+            assert_eq!(more[0].seq, 2);
+        }
+        let (store, nodes_events) = Store::open(dir.path()).unwrap();
+        assert!(nodes_events.is_empty(), "serve's events are not node events");
+        assert_eq!(store.serve_event_count().unwrap(), 3);
+        let tail = store.serve_events(1, 10).unwrap();
+        assert_eq!(tail.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(tail[0].message, "bootstrap token bbbbbb");
+        assert_eq!(store.serve_events(0, 1).unwrap().len(), 1);
     }
 }
