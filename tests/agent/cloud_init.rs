@@ -53,8 +53,9 @@ fn every_example_is_read_by_the_agent() {
             );
             assert_eq!(plan["role"], name.trim_end_matches("-write-files.yaml"));
         } else if name.ends_with("-pointer.toml") {
-            let doc = kubeboot::source::kubeboot_document_in_user_data(&content).expect(&name);
-            let parsed = kubeboot::document::parse(&doc).unwrap();
+            let doc =
+                kubeboot_agent::source::kubeboot_document_in_user_data(&content).expect(&name);
+            let parsed = kubeboot_core::document::parse(&doc).unwrap();
             assert!(parsed.source.unwrap().url.starts_with("https://"));
         } else {
             let plan = agent_reads("/var/lib/cloud/instance/user-data.txt", &content);

@@ -81,12 +81,12 @@ impl ControlPlane {
         let ca = std::fs::read_to_string(self.pki("ca.crt")).unwrap();
         let ca_key = std::fs::read_to_string(self.pki("ca.key")).unwrap();
         let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
-        let (cert, key) = kubeboot::bundle::pki::issue_client_cert(
+        let (cert, key) = kubeboot_core::pki::issue_client_cert(
             &ca,
             &ca_key,
             user,
             &groups,
-            time::Duration::hours(1),
+            std::time::Duration::from_secs(3600),
         )
         .unwrap();
         let dir = self.dir.join("users").join(user.replace(':', "_"));
@@ -123,7 +123,7 @@ pub fn k8s_bin() -> PathBuf {
         );
         return d;
     }
-    let archive = kubeboot::image::kubernetes::find_local().unwrap_or_else(|| {
+    let archive = kubeboot_image::kubernetes::find_local().unwrap_or_else(|| {
         panic!(
             "the real Kubernetes binaries are needed: set KUBEBOOT_K8S_BIN to an unpacked bin/ \
              or KUBEBOOT_KUBERNETES to kubernetes-v1.28.7-linux-amd64.tar.xz (../shared/k8s/README.md)"
@@ -269,7 +269,7 @@ fn start(bin: PathBuf) -> ControlPlane {
             .arg(&bundle),
         "kubeboot bundle new",
     );
-    for f in kubeboot::serve::mint::UPLOADED_FILES {
+    for f in kubeboot_serve::mint::UPLOADED_FILES {
         if f.starts_with("external-etcd") {
             continue; // the loopback control plane runs a stacked-style etcd
         }
@@ -344,7 +344,7 @@ fn start(bin: PathBuf) -> ControlPlane {
         &dir.join("kube-apiserver.log"),
     );
     let cp = ControlPlane {
-        ca_hash: kubeboot::tls::ca_hash_of_der(&x509_der(
+        ca_hash: kubeboot_core::tls::ca_hash_of_der(&x509_der(
             &std::fs::read_to_string(pki.join("ca.crt")).unwrap(),
         ))
         .unwrap(),
@@ -418,7 +418,7 @@ fn start_controller_manager(cp: &ControlPlane, kcm: u16) {
 }
 
 fn x509_der(pem: &str) -> Vec<u8> {
-    kubeboot::tls::first_pem_certificate(pem.as_bytes())
+    kubeboot_core::tls::first_pem_certificate(pem.as_bytes())
         .unwrap()
         .to_vec()
 }

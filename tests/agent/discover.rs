@@ -54,7 +54,7 @@ fn a_server_whose_chain_leads_elsewhere_is_refused() {
     let node = TestNode::new(WORKER);
     let (a, b) = (make_pki(), make_pki());
     let impostor = api_server(&a, &b.ca_pem, Some(TOKEN));
-    let pin_b = kubeboot::tls::ca_hash_of_der(&b.ca_der).unwrap();
+    let pin_b = kubeboot_core::tls::ca_hash_of_der(&b.ca_der).unwrap();
     node.set_doc(
         &WORKER
             .replace("ENDPOINT", &impostor.to_string())

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use kubeboot::replace::etcd::EtcdAccess;
+use kubeboot_agent::replace::etcd::EtcdAccess;
 use secrecy::SecretString;
 
 pub struct EtcdMember {
@@ -41,9 +41,9 @@ impl EtcdCluster {
     /// `names.len()` members, started together; returns once every one answers.
     pub fn start(names: &[&str]) -> EtcdCluster {
         let dir = tempfile::tempdir().unwrap();
-        let ca = kubeboot::bundle::pki::new_ca("etcd-ca").unwrap();
+        let ca = kubeboot_core::pki::new_ca("etcd-ca").unwrap();
         let (cert, key) =
-            kubeboot::bundle::pki::issue_server_cert(&ca, &ca.key_pem, &["127.0.0.1".to_string()])
+            kubeboot_core::pki::issue_server_cert(&ca, &ca.key_pem, &["127.0.0.1".to_string()])
                 .unwrap();
         let server_cert = dir.path().join("server.crt");
         let server_key = dir.path().join("server.key");
@@ -126,10 +126,12 @@ impl EtcdCluster {
         let access = self.access();
         let url = self.members[i].client_url.clone();
         let deadline = Instant::now() + Duration::from_secs(60);
-        kubeboot::cluster::block_on(async {
+        kubeboot_agent::cluster::block_on(async {
             loop {
                 let ok = async {
-                    let mut c = kubeboot::replace::etcd::connect(&access, &url).await.ok()?;
+                    let mut c = kubeboot_agent::replace::etcd::connect(&access, &url)
+                        .await
+                        .ok()?;
                     c.status().await.ok()
                 }
                 .await;
@@ -148,12 +150,12 @@ impl EtcdCluster {
 
     /// A client identity from this cluster's CA (as the replacement logic mints one).
     pub fn access(&self) -> EtcdAccess {
-        let (cert, key) = kubeboot::bundle::pki::issue_client_cert(
+        let (cert, key) = kubeboot_core::pki::issue_client_cert(
             &self.ca_pem,
             &self.ca_key_pem,
             "test-client",
             &[],
-            time::Duration::minutes(10),
+            std::time::Duration::from_secs(10 * 60),
         )
         .unwrap();
         EtcdAccess {
@@ -196,8 +198,8 @@ impl EtcdCluster {
         let access = self.access();
         let peer = m.peer_url.clone();
         let through = through.to_string();
-        let listed = kubeboot::cluster::block_on(async move {
-            let mut c = kubeboot::replace::etcd::connect(&access, &through)
+        let listed = kubeboot_agent::cluster::block_on(async move {
+            let mut c = kubeboot_agent::replace::etcd::connect(&access, &through)
                 .await
                 .unwrap();
             // etcd refuses to add a member until the cluster has been healthy for a few

@@ -46,7 +46,7 @@ impl TestNode {
         let bin = tempfile::tempdir().unwrap();
         let pki = crate::tls_server::make_pki();
         let endpoint = api_server(&pki, &pki.ca_pem, Some(TOKEN));
-        let ca_hash = kubeboot::tls::ca_hash_of_der(&pki.ca_der).unwrap();
+        let ca_hash = kubeboot_core::tls::ca_hash_of_der(&pki.ca_der).unwrap();
         let r = root.path();
         for (path, content) in [
             ("proc/sys/net/ipv4/ip_forward", "0\n"),

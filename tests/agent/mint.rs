@@ -7,8 +7,8 @@
 
 use std::time::Duration;
 
-use kubeboot::cluster::block_on;
-use kubeboot::serve::mint::{self, Usage};
+use kubeboot_agent::cluster::block_on;
+use kubeboot_serve::mint::{self, Usage};
 use secrecy::ExposeSecret;
 
 use crate::control_plane::{self, ControlPlane};
@@ -50,7 +50,7 @@ fn minted_tokens_and_certificate_keys_work_with_real_kubeadm() {
     // One runtime per call: a kube client lives on the runtime that made it.
     let admin_conf = cp.admin_conf();
     let (token, _) = block_on(async {
-        let admin = kubeboot::cluster::client(&admin_conf).await?;
+        let admin = kubeboot_agent::cluster::client(&admin_conf).await?;
         mint::bootstrap_token(
             &admin,
             Duration::from_secs(3600),
@@ -77,7 +77,7 @@ fn minted_tokens_and_certificate_keys_work_with_real_kubeadm() {
     let files = mint::read_pki(&cp.dir.join("pki")).unwrap();
     assert_eq!(files.len(), 8, "{:?}", files.keys());
     let uploaded = block_on(async {
-        let admin = kubeboot::cluster::client(&admin_conf).await?;
+        let admin = kubeboot_agent::cluster::client(&admin_conf).await?;
         mint::upload_certs(&admin, &files, Duration::from_secs(2 * 3600)).await
     })
     .unwrap();
@@ -238,7 +238,7 @@ fn serve_hands_out_documents_with_credentials_minted_in_the_cluster() {
             (k.clone(), bytes)
         })
         .collect();
-    let opened = kubeboot::replace::uploaded_certs::open(
+    let opened = kubeboot_agent::replace::uploaded_certs::open(
         &data,
         &secrecy::SecretString::from(key.to_string()),
     )
@@ -341,7 +341,10 @@ fn serve_hands_out_documents_with_credentials_minted_in_the_cluster() {
     for t in &tokens {
         assert!(!body.contains(t), "a token reached serve's events");
     }
-    assert!(!body.contains(key), "the certificate key reached serve's events");
+    assert!(
+        !body.contains(key),
+        "the certificate key reached serve's events"
+    );
     let journal: serde_json::Value = serde_json::from_str(&body).unwrap();
     let events = journal["events"].as_array().unwrap();
     let of = |kind: &str| -> Vec<&serde_json::Value> {
@@ -354,7 +357,10 @@ fn serve_hands_out_documents_with_credentials_minted_in_the_cluster() {
     assert_eq!(
         minted
             .iter()
-            .filter(|e| e["message"].as_str().unwrap().starts_with("certificates re-uploaded"))
+            .filter(|e| e["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("certificates re-uploaded"))
             .count(),
         1,
         "{body}"
@@ -363,7 +369,10 @@ fn serve_hands_out_documents_with_credentials_minted_in_the_cluster() {
     assert_eq!(removed.len(), 1, "{body}");
     assert_eq!(removed[0]["node"], "w-old");
     assert_eq!(removed[0]["machine_id"], "bb".repeat(16));
-    assert!(removed[0]["message"].as_str().unwrap().contains("removed Node w-old"));
+    assert!(removed[0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("removed Node w-old"));
     let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
     assert_eq!(seqs, (0..events.len() as u64).collect::<Vec<_>>());
     let (_, page) = r.get(&format!("/v1/serve/events?from={}", events.len()));
@@ -432,7 +441,7 @@ fn a_node_group_gets_one_document_per_machine_with_fresh_credentials() {
     assert_eq!(source["ca_cert_hash"].as_str().unwrap(), r.ca_hash);
     let credential = source["token"].as_str().unwrap().to_string();
     // The agent follows exactly this pointer: it is a valid document of its own.
-    kubeboot::document::parse(&String::from_utf8_lossy(&out.stdout)).unwrap();
+    kubeboot_core::document::parse(&String::from_utf8_lossy(&out.stdout)).unwrap();
     // It is what a launch template carries: `seed` (and `userdata`) deliver it.
     let pointer_file = r.data.path().join("blue-user-data.toml");
     std::fs::write(&pointer_file, &out.stdout).unwrap();
@@ -454,8 +463,8 @@ fn a_node_group_gets_one_document_per_machine_with_fresh_credentials() {
     let first_minute = minute();
     let (status, body) = r.get_as_node(path, &credential, "w-a", &machine("a"));
     assert_eq!(status, 200, "{body}");
-    let doc = kubeboot::document::load(&body).expect("a valid worker document");
-    assert_eq!(doc.role, kubeboot::document::Role::Worker);
+    let doc = kubeboot_core::document::load(&body).expect("a valid worker document");
+    assert_eq!(doc.role, kubeboot_core::document::Role::Worker);
     assert_eq!(
         doc.doc
             .node
@@ -546,7 +555,10 @@ fn a_node_group_gets_one_document_per_machine_with_fresh_credentials() {
     // serve's own events: a token per served document, by machine, none for the refused.
     let (_, body) = r.get("/v1/serve/events");
     for secret in [&credential, &token, &report_token] {
-        assert!(!body.contains(secret.as_str()), "a secret reached serve's events");
+        assert!(
+            !body.contains(secret.as_str()),
+            "a secret reached serve's events"
+        );
     }
     let journal: serde_json::Value = serde_json::from_str(&body).unwrap();
     let minted_for = |node: &str| {
@@ -556,7 +568,10 @@ fn a_node_group_gets_one_document_per_machine_with_fresh_credentials() {
             .iter()
             .filter(|e| e["kind"] == "credential_minted" && e["node"] == node)
             .inspect(|e| {
-                assert_eq!(e["request"], format!("worker document for {node} (group blue)"));
+                assert_eq!(
+                    e["request"],
+                    format!("worker document for {node} (group blue)")
+                );
                 assert_eq!(e["machine_id"], machine(&node[2..]));
             })
             .count()

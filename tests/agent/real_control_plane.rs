@@ -146,9 +146,9 @@ fn ready_follows_the_real_node_with_node_credentials() {
     set_ready(cp, name, "False", "KubeletNotReady");
     let kubeconfig = cp.kubeconfig_for(&format!("system:node:{name}"), &["system:nodes"]);
     let root = tempfile::tempdir().unwrap();
-    let host = kubeboot::host::Host::system_at(root.path());
+    let host = kubeboot_core::host::Host::system_at(root.path());
     let wait = |limit| {
-        kubeboot::cluster::block_on(kubeboot::cluster::node::wait_ready(
+        kubeboot_agent::cluster::block_on(kubeboot_agent::cluster::node::wait_ready(
             &host,
             &kubeconfig,
             name,
@@ -160,8 +160,9 @@ fn ready_follows_the_real_node_with_node_credentials() {
     // The controller-manager's node IPAM gave the Node a /24 of the pod subnet.
     let cidr = cp.kubectl_ok(&["get", "node", name, "-o", "jsonpath={.spec.podCIDR}"]);
     assert!(cidr.starts_with("10.244."), "podCIDR {cidr:?}");
-    let conf = std::fs::read_to_string(host.path(kubeboot::cluster::pod_network::CONFIG_FILE))
-        .expect("the bridge configuration is written once the Node has a podCIDR");
+    let conf =
+        std::fs::read_to_string(host.path(kubeboot_agent::cluster::pod_network::CONFIG_FILE))
+            .expect("the bridge configuration is written once the Node has a podCIDR");
     assert!(conf.contains(&cidr), "{conf}");
 
     set_ready(cp, name, "True", "KubeletReady");
@@ -175,13 +176,13 @@ fn ready_with_credentials_the_cluster_rejects_says_so() {
     let cp = shared();
     let other_ca = tempfile::tempdir().unwrap();
     // A client certificate from a CA this cluster does not trust.
-    let ca = kubeboot::bundle::pki::new_ca("not-this-cluster").unwrap();
-    let (cert, key) = kubeboot::bundle::pki::issue_client_cert(
+    let ca = kubeboot_core::pki::new_ca("not-this-cluster").unwrap();
+    let (cert, key) = kubeboot_core::pki::issue_client_cert(
         &ca.cert_pem,
         &ca.key_pem,
         "system:node:stranger",
         &["system:nodes".into()],
-        time::Duration::hours(1),
+        std::time::Duration::from_secs(3600),
     )
     .unwrap();
     let d = other_ca.path();
@@ -201,8 +202,8 @@ fn ready_with_credentials_the_cluster_rejects_says_so() {
         ),
     )
     .unwrap();
-    let host = kubeboot::host::Host::system_at(d);
-    let err = kubeboot::cluster::block_on(kubeboot::cluster::node::wait_ready(
+    let host = kubeboot_core::host::Host::system_at(d);
+    let err = kubeboot_agent::cluster::block_on(kubeboot_agent::cluster::node::wait_ready(
         &host,
         &kubeconfig,
         "stranger",
@@ -215,9 +216,9 @@ fn ready_with_credentials_the_cluster_rejects_says_so() {
     );
 }
 
-fn story(node: &str) -> kubeboot::cluster::report::BootStory {
-    use kubeboot::cluster::report::{BootStory, PhaseResult};
-    use kubeboot::status::{Phase, PhaseState};
+fn story(node: &str) -> kubeboot_agent::cluster::report::BootStory {
+    use kubeboot_agent::cluster::report::{BootStory, PhaseResult};
+    use kubeboot_core::status::{Phase, PhaseState};
     let at = chrono::Utc::now() - chrono::Duration::minutes(5);
     let result = |phase, state, ms| PhaseResult {
         phase,
@@ -254,7 +255,7 @@ fn story(node: &str) -> kubeboot::cluster::report::BootStory {
 /// `kubeboot nodes` reads it all back, and lists a Node without annotations as such.
 #[test]
 fn the_boot_story_reaches_the_cluster_with_node_credentials() {
-    use kubeboot::cluster::report;
+    use kubeboot_agent::cluster::report;
     let cp = shared();
     let (mine, other) = ("story-node-1", "story-node-2");
     for name in [mine, other] {
@@ -264,8 +265,8 @@ fn the_boot_story_reaches_the_cluster_with_node_credentials() {
     }
     let kubeconfig = cp.kubeconfig_for(&format!("system:node:{mine}"), &["system:nodes"]);
     let publish = |story: &report::BootStory, already: &std::collections::BTreeSet<String>| {
-        kubeboot::cluster::block_on(async {
-            let client = kubeboot::cluster::client(&kubeconfig).await.unwrap();
+        kubeboot_agent::cluster::block_on(async {
+            let client = kubeboot_agent::cluster::client(&kubeconfig).await.unwrap();
             report::publish(&client, story, already).await
         })
     };

@@ -182,22 +182,22 @@ fn real_kubeadm_applies_the_slow_host_tuning() {
         .unwrap();
     assert_exit(&out, 0);
     let text_doc = std::fs::read_to_string(bundle.join("nodes/init.toml")).unwrap();
-    let doc = kubeboot::document::load(&text_doc).expect("document");
+    let doc = kubeboot_core::document::load(&text_doc).expect("document");
     let patches = tmp.path().join("patches");
     std::fs::create_dir(&patches).unwrap();
-    for (file, patch) in kubeboot::kubeadm::startup_patches(&doc) {
+    for (file, patch) in kubeboot_agent::kubeadm::startup_patches(&doc) {
         std::fs::write(patches.join(file), patch).unwrap();
     }
-    let yaml = kubeboot::kubeadm::render(
+    let yaml = kubeboot_agent::kubeadm::render(
         &doc,
-        kubeboot::kubeadm::ApiVersion::V1Beta3,
-        &kubeboot::kubeadm::ConfigPaths::default(),
-        &kubeboot::kubeadm::NodeImage::unknown(),
+        kubeboot_agent::kubeadm::ApiVersion::V1Beta3,
+        &kubeboot_agent::kubeadm::ConfigPaths::default(),
+        &kubeboot_agent::kubeadm::NodeImage::unknown(),
     )
     .unwrap()
     .expose()
     .replace(
-        kubeboot::kubeadm::STARTUP_PATCHES_DIR,
+        kubeboot_agent::kubeadm::STARTUP_PATCHES_DIR,
         patches.to_str().unwrap(),
     );
     let cfg = tmp.path().join("kubeadm.yaml");
@@ -368,7 +368,7 @@ fn real_kubeadm_runs_the_api_server_against_the_bundles_external_etcd() {
     );
     let text_doc = std::fs::read_to_string(bundle.join("nodes/init.toml")).unwrap();
     assert!(!text_doc.contains("etcd.local"), "{text_doc}");
-    let doc = kubeboot::document::load(&text_doc).expect("document");
+    let doc = kubeboot_core::document::load(&text_doc).expect("document");
     let etcd = doc.cluster.etcd.as_ref().expect("[cluster.etcd]");
     assert_eq!(
         etcd.ca_cert.as_deref(),
@@ -381,19 +381,19 @@ fn real_kubeadm_runs_the_api_server_against_the_bundles_external_etcd() {
     assert!(etcd.key.is_some() && etcd.key_file.is_none());
     let patches = tmp.path().join("patches");
     std::fs::create_dir(&patches).unwrap();
-    for (file, patch) in kubeboot::kubeadm::startup_patches(&doc) {
+    for (file, patch) in kubeboot_agent::kubeadm::startup_patches(&doc) {
         std::fs::write(patches.join(file), patch).unwrap();
     }
-    let yaml = kubeboot::kubeadm::render(
+    let yaml = kubeboot_agent::kubeadm::render(
         &doc,
-        kubeboot::kubeadm::ApiVersion::V1Beta3,
-        &kubeboot::kubeadm::ConfigPaths::default(),
-        &kubeboot::kubeadm::NodeImage::unknown(),
+        kubeboot_agent::kubeadm::ApiVersion::V1Beta3,
+        &kubeboot_agent::kubeadm::ConfigPaths::default(),
+        &kubeboot_agent::kubeadm::NodeImage::unknown(),
     )
     .unwrap()
     .expose()
     .replace(
-        kubeboot::kubeadm::STARTUP_PATCHES_DIR,
+        kubeboot_agent::kubeadm::STARTUP_PATCHES_DIR,
         patches.to_str().unwrap(),
     );
     let cfg = tmp.path().join("kubeadm.yaml");

@@ -162,8 +162,8 @@ impl Receiver {
     }
 
     pub fn client(&self) -> reqwest::blocking::Client {
-        let config = kubeboot::tls::client_config(Some(&self.ca_hash)).unwrap();
-        kubeboot::tls::https_client(config, Duration::from_secs(10)).unwrap()
+        let config = kubeboot_core::tls::client_config(Some(&self.ca_hash)).unwrap();
+        kubeboot_core::tls::https_client(config, Duration::from_secs(10)).unwrap()
     }
 
     pub fn get(&self, path: &str) -> (u16, String) {
@@ -270,7 +270,7 @@ pub fn event(node: &str, boot: &str, seq: u64, phase: &str, state: &str) -> Valu
 pub fn full_sequence(node: &str, boot: &str) -> Vec<Value> {
     let mut seq = 0;
     let mut out = Vec::new();
-    for p in kubeboot::status::Phase::ALL.map(|p| p.as_str()) {
+    for p in kubeboot_core::status::Phase::ALL.map(|p| p.as_str()) {
         for s in ["started", "succeeded"] {
             seq += 1;
             out.push(event(node, boot, seq, p, s));

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use kubeboot::replace::{self, etcd, ClusterAccess, Options, Report};
+use kubeboot_agent::replace::{self, etcd, ClusterAccess, Options, Report};
 use secrecy::SecretString;
 
 use crate::control_plane::{self, CERT_KEY, TOKEN};
@@ -23,7 +23,7 @@ fn opts(grace_ms: u64) -> Options {
 fn seen(cluster: &EtcdCluster) -> Vec<etcd::Member> {
     let access = cluster.access();
     let urls = cluster.client_urls();
-    kubeboot::cluster::block_on(async { etcd::members(&access, &urls).await.unwrap() })
+    kubeboot_agent::cluster::block_on(async { etcd::members(&access, &urls).await.unwrap() })
 }
 
 fn run(
@@ -36,7 +36,7 @@ fn run(
     let members = seen(cluster);
     let names: BTreeSet<String> = nodes.iter().map(|n| n.to_string()).collect();
     let mut report = Report::default();
-    let r = kubeboot::cluster::block_on(replace::remove_stale_member(
+    let r = kubeboot_agent::cluster::block_on(replace::remove_stale_member(
         &access,
         members,
         node,
@@ -49,7 +49,7 @@ fn run(
 
 fn put_get(cluster: &EtcdCluster, url: &str, value: &str) -> Result<String, String> {
     let access = cluster.access();
-    kubeboot::cluster::block_on(async {
+    kubeboot_agent::cluster::block_on(async {
         let mut c = etcd::connect(&access, url).await?;
         c.put("kubeboot-test", value, None)
             .await
@@ -164,7 +164,7 @@ fn a_member_back_within_the_grace_period_stays() {
     // cp3 comes back (same data directory) while the grace period runs.
     cluster.restart(2);
     let mut report = Report::default();
-    let r = kubeboot::cluster::block_on(replace::remove_stale_member(
+    let r = kubeboot_agent::cluster::block_on(replace::remove_stale_member(
         &access,
         down,
         "cp9",
@@ -179,7 +179,7 @@ fn a_member_back_within_the_grace_period_stays() {
 
 fn cluster_access(cp: &control_plane::ControlPlane, key: &str) -> ClusterAccess {
     let ca = std::fs::read_to_string(cp.pki("ca.crt")).unwrap();
-    let der = kubeboot::tls::first_pem_certificate(ca.as_bytes())
+    let der = kubeboot_core::tls::first_pem_certificate(ca.as_bytes())
         .unwrap()
         .to_vec();
     ClusterAccess {
@@ -220,8 +220,9 @@ fn stale_nodes_go_ready_nodes_stay_and_uploaded_certs_open() {
     let access = cluster_access(cp, CERT_KEY);
     let o = opts(0);
 
-    let report = kubeboot::cluster::block_on(replace::make_room(&access, "replaced-stale", &o))
-        .expect("make room");
+    let report =
+        kubeboot_agent::cluster::block_on(replace::make_room(&access, "replaced-stale", &o))
+            .expect("make room");
     assert_eq!(report.cleanups.len(), 1, "{report:?}");
     assert_eq!(report.cleanups[0].object, "Node");
     assert!(report.cleanups[0].removed);
@@ -243,8 +244,8 @@ fn stale_nodes_go_ready_nodes_stay_and_uploaded_certs_open() {
         "{report:?}"
     );
 
-    let err =
-        kubeboot::cluster::block_on(replace::make_room(&access, "replaced-ready", &o)).unwrap_err();
+    let err = kubeboot_agent::cluster::block_on(replace::make_room(&access, "replaced-ready", &o))
+        .unwrap_err();
     assert!(
         err.contains("a Ready Node named replaced-ready exists"),
         "{err}"
@@ -252,7 +253,7 @@ fn stale_nodes_go_ready_nodes_stay_and_uploaded_certs_open() {
     cp.kubectl_ok(&["get", "node", "replaced-ready"]);
 
     let wrong = "00".repeat(32);
-    let err = kubeboot::cluster::block_on(replace::make_room(
+    let err = kubeboot_agent::cluster::block_on(replace::make_room(
         &cluster_access(cp, &wrong),
         "replaced-x",
         &o,

@@ -8,7 +8,7 @@ use crate::harness::*;
 fn a_crash_anywhere_resumes_and_never_runs_kubeadm_twice() {
     let mut points = vec!["validate:after-record".to_string()];
     // Every phase after the document is saved (validate:after-record is its only point).
-    for phase in &kubeboot::status::Phase::ALL[2..] {
+    for phase in &kubeboot_core::status::Phase::ALL[2..] {
         for point in ["after-start", "after-effect", "after-record"] {
             points.push(format!("{phase}:{point}"));
         }

@@ -107,8 +107,9 @@ fn killed_mid_write_loses_nothing_it_acknowledged() {
     let mut r = Receiver::start();
     let acked: Arc<Mutex<Vec<(String, u64)>>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
-    let config = kubeboot::tls::client_config(Some(&r.ca_hash)).unwrap();
-    let client = kubeboot::tls::https_client(config, std::time::Duration::from_secs(5)).unwrap();
+    let config = kubeboot_core::tls::client_config(Some(&r.ca_hash)).unwrap();
+    let client =
+        kubeboot_core::tls::https_client(config, std::time::Duration::from_secs(5)).unwrap();
     let workers: Vec<_> = (0..4)
         .map(|t| {
             let (acked, stop, client) = (acked.clone(), stop.clone(), client.clone());

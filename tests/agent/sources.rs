@@ -78,7 +78,7 @@ mod https {
     use crate::tls_server::{make_pki, serve};
 
     fn pin(der: &[u8]) -> String {
-        kubeboot::tls::ca_hash_of_der(der).unwrap()
+        kubeboot_core::tls::ca_hash_of_der(der).unwrap()
     }
 
     #[test]

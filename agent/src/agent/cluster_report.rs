@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use crate::cluster::report::{self, BootStory, PhaseResult};
-use crate::status::{Phase, PhaseState};
+use kubeboot_core::status::{Phase, PhaseState};
 
 use super::phases::KUBELET_CONF;
 use super::state::AgentState;

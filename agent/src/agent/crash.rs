@@ -6,7 +6,7 @@
 //! command, so scripts build the shipped binary on its own).
 
 #[cfg(feature = "test-crash-points")]
-pub fn point(phase: crate::status::Phase, point: &str) {
+pub fn point(phase: kubeboot_core::status::Phase, point: &str) {
     if let Ok(want) = std::env::var("KUBEBOOT_TEST_CRASH") {
         if want == format!("{phase}:{point}") {
             let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
@@ -16,4 +16,4 @@ pub fn point(phase: crate::status::Phase, point: &str) {
 
 #[cfg(not(feature = "test-crash-points"))]
 #[inline(always)]
-pub fn point(_phase: crate::status::Phase, _point: &str) {}
+pub fn point(_phase: kubeboot_core::status::Phase, _point: &str) {}

@@ -9,7 +9,7 @@
 
 use std::path::Path;
 
-use crate::host::{Host, HostResult};
+use kubeboot_core::host::{Host, HostResult};
 
 /// Where a document and its secrets pass through on their way to kubeadm.
 const SEARCHED: [&str; 6] = [

@@ -15,9 +15,9 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::document::Role;
-use crate::host::Host;
-use crate::status::ErrorKind;
+use kubeboot_core::document::Role;
+use kubeboot_core::host::Host;
+use kubeboot_core::status::ErrorKind;
 
 use super::Failure;
 

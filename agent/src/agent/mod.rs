@@ -8,9 +8,11 @@
 
 mod cluster_report;
 mod crash;
+mod draft;
 mod forget;
 mod images;
 mod phases;
+pub mod plan;
 pub mod state;
 
 use std::path::PathBuf;
@@ -18,12 +20,13 @@ use std::path::PathBuf;
 use chrono::Utc;
 use sha2::{Digest, Sha256};
 
-use crate::document::{self, InvalidDocument, Role, ValidDocument};
-use crate::host::{Facts, Host};
 use crate::kubeadm::{self, ApiVersion};
-use crate::redact::Redactor;
 use crate::source::{self, FetchOptions};
-use crate::status::{
+use draft::Draft;
+use kubeboot_core::document::{self, InvalidDocument, Role, ValidDocument};
+use kubeboot_core::host::{Facts, Host};
+use kubeboot_core::redact::Redactor;
+use kubeboot_core::status::{
     ErrorKind, ErrorReport, Phase, PhaseState, StatusEvent, StatusSink, LOG_TAIL_MAX_LINES,
 };
 use state::{AgentState, Outcome, StateStore};
@@ -163,14 +166,7 @@ impl Agent {
                     kind: ErrorKind::StateCorrupt,
                     message,
                 };
-                self.emit(
-                    Phase::Source,
-                    PhaseState::Failed,
-                    1,
-                    None,
-                    Some(error.clone()),
-                    Vec::new(),
-                );
+                self.emit(Draft::failed(Phase::Source, error.clone()));
                 return Finish::Failed {
                     phase: Phase::Source,
                     error,
@@ -207,14 +203,7 @@ impl Agent {
     /// First run on this node: find and validate the document, then persist it
     /// and the first records. Nothing is written to the host before validation.
     fn start_fresh(&mut self) -> Result<AgentState, Finish> {
-        self.emit(
-            Phase::Source,
-            PhaseState::Started,
-            1,
-            None,
-            None,
-            Vec::new(),
-        );
+        self.emit(Draft::started(Phase::Source));
         let fetch = self.opts.fetch.from_host(&self.host);
         let loaded = match source::resolve(&self.host, self.opts.document.clone(), &fetch) {
             Ok(l) => l,
@@ -228,14 +217,7 @@ impl Agent {
                     kind: e.kind,
                     message: document::scrub(&e.message),
                 };
-                self.emit(
-                    phase,
-                    PhaseState::Failed,
-                    1,
-                    None,
-                    Some(error.clone()),
-                    Vec::new(),
-                );
+                self.emit(Draft::failed(phase, error.clone()));
                 return Err(match e.invalid {
                     Some(invalid) => Finish::Invalid(invalid),
                     None => Finish::Failed { phase, error },
@@ -243,22 +225,8 @@ impl Agent {
             }
         };
         let source_started = Utc::now();
-        self.emit(
-            Phase::Source,
-            PhaseState::Succeeded,
-            1,
-            None,
-            None,
-            Vec::new(),
-        );
-        self.emit(
-            Phase::Validate,
-            PhaseState::Started,
-            1,
-            None,
-            None,
-            Vec::new(),
-        );
+        self.emit(Draft::succeeded(Phase::Source));
+        self.emit(Draft::started(Phase::Validate));
         let doc = match validate_fully(&loaded.text) {
             Ok(doc) => doc,
             Err(invalid) => {
@@ -266,14 +234,7 @@ impl Agent {
                     kind: ErrorKind::InvalidDocument,
                     message: invalid.to_string(),
                 };
-                self.emit(
-                    Phase::Validate,
-                    PhaseState::Failed,
-                    1,
-                    None,
-                    Some(error),
-                    Vec::new(),
-                );
+                self.emit(Draft::failed(Phase::Validate, error));
                 return Err(Finish::Invalid(invalid));
             }
         };
@@ -299,27 +260,13 @@ impl Agent {
                 kind: ErrorKind::HostIo,
                 message: e.to_string(),
             };
-            self.emit(
-                Phase::Validate,
-                PhaseState::Failed,
-                1,
-                None,
-                Some(error.clone()),
-                Vec::new(),
-            );
+            self.emit(Draft::failed(Phase::Validate, error.clone()));
             return Err(Finish::Failed {
                 phase: Phase::Validate,
                 error,
             });
         }
-        self.emit(
-            Phase::Validate,
-            PhaseState::Succeeded,
-            1,
-            None,
-            None,
-            Vec::new(),
-        );
+        self.emit(Draft::succeeded(Phase::Validate));
         crash::point(Phase::Validate, "after-record");
         Ok(state)
     }
@@ -377,12 +324,9 @@ impl Agent {
         state.finish(phase, PhaseState::Failed, Some(f.report()));
         let _ = self.store.save(state);
         self.emit(
-            phase,
-            PhaseState::Failed,
-            attempt,
-            None,
-            Some(f.report()),
-            f.log_tail.clone(),
+            Draft::failed(phase, f.report())
+                .attempt(attempt)
+                .log_tail(f.log_tail.clone()),
         );
         Finish::Failed {
             phase,
@@ -400,7 +344,7 @@ impl Agent {
         let interrupted = state.phases.get(&phase).map(|r| r.state);
         let attempt = state.start(phase);
         self.save(state)?;
-        self.emit(phase, PhaseState::Started, attempt, None, None, Vec::new());
+        self.emit(Draft::started(phase).attempt(attempt));
         crash::point(phase, "after-start");
         let result = match (phase, doc) {
             (Phase::Source | Phase::Validate, _) => Ok(()),
@@ -430,14 +374,12 @@ impl Agent {
                     self.notes.push(dropped);
                 }
                 let notes = std::mem::take(&mut self.notes);
-                self.emit_with_facts(
-                    phase,
-                    PhaseState::Succeeded,
-                    attempt,
-                    Some(ms),
-                    None,
-                    notes,
-                    facts,
+                self.emit(
+                    Draft::succeeded(phase)
+                        .attempt(attempt)
+                        .took(ms)
+                        .log_tail(notes)
+                        .facts(facts),
                 );
                 crash::point(phase, "after-record");
                 Ok(())
@@ -455,12 +397,10 @@ impl Agent {
                     f.log_tail.push(dropped);
                 }
                 self.emit(
-                    phase,
-                    PhaseState::Failed,
-                    attempt,
-                    Some(ms),
-                    Some(f.report()),
-                    f.log_tail.clone(),
+                    Draft::failed(phase, f.report())
+                        .attempt(attempt)
+                        .took(ms)
+                        .log_tail(f.log_tail.clone()),
                 );
                 Err(f)
             }
@@ -473,29 +413,18 @@ impl Agent {
             .map_err(|e| Failure::new(ErrorKind::HostIo, format!("recording progress: {e}")))
     }
 
-    fn emit(
-        &mut self,
-        phase: Phase,
-        state: PhaseState,
-        attempt: u32,
-        duration_ms: Option<u64>,
-        error: Option<ErrorReport>,
-        log_tail: Vec<String>,
-    ) {
-        self.emit_with_facts(phase, state, attempt, duration_ms, error, log_tail, None)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn emit_with_facts(
-        &mut self,
-        phase: Phase,
-        state: PhaseState,
-        attempt: u32,
-        duration_ms: Option<u64>,
-        error: Option<ErrorReport>,
-        mut log_tail: Vec<String>,
-        facts: Option<Facts>,
-    ) {
+    /// Stamp a draft with this node's identity, sequence number, time and
+    /// redaction, and send it to every channel.
+    fn emit(&mut self, draft: Draft) {
+        let Draft {
+            phase,
+            state,
+            attempt,
+            duration_ms,
+            error,
+            mut log_tail,
+            facts,
+        } = draft;
         if log_tail.len() > LOG_TAIL_MAX_LINES {
             log_tail.drain(..log_tail.len() - LOG_TAIL_MAX_LINES);
         }

@@ -6,13 +6,14 @@ use std::time::{Duration, Instant};
 use secrecy::ExposeSecret;
 
 use super::{Agent, Failure};
-use crate::backoff::Backoff;
 use crate::discovery;
-use crate::document::formats::parse_kubernetes_version;
-use crate::document::{Role, ValidDocument, PKI_PAIRS};
 use crate::kubeadm::{self, ConfigPaths};
-use crate::status::{ErrorKind, Phase, PhaseState, LOG_TAIL_MAX_LINES};
+use kubeboot_core::backoff::Backoff;
+use kubeboot_core::document::formats::parse_kubernetes_version;
+use kubeboot_core::document::{Role, ValidDocument, PKI_PAIRS};
+use kubeboot_core::status::{ErrorKind, Phase, PhaseState, LOG_TAIL_MAX_LINES};
 
+use super::draft::Draft;
 use super::state::AgentState;
 
 const MODULES: [&str; 2] = ["overlay", "br_netfilter"];
@@ -357,12 +358,10 @@ impl Agent {
             state.log_tail = err.log_tail.clone();
             self.save(state)?;
             self.emit(
-                Phase::Kubeadm,
-                PhaseState::Retrying,
-                attempt,
-                None,
-                Some(err.report()),
-                err.log_tail.clone(),
+                Draft::new(Phase::Kubeadm, PhaseState::Retrying)
+                    .error(err.report())
+                    .attempt(attempt)
+                    .log_tail(err.log_tail.clone()),
             );
             self.reset(&kubeadm);
             let delay = backoff.delay(attempt);
@@ -370,14 +369,7 @@ impl Agent {
             std::thread::sleep(delay);
             let next = state.start(Phase::Kubeadm);
             self.save(state)?;
-            self.emit(
-                Phase::Kubeadm,
-                PhaseState::Started,
-                next,
-                None,
-                None,
-                Vec::new(),
-            );
+            self.emit(Draft::started(Phase::Kubeadm).attempt(next));
         }
     }
 
@@ -387,7 +379,7 @@ impl Agent {
         doc: &ValidDocument,
         kubeadm: &std::path::Path,
     ) -> Result<(), Failure> {
-        let io = |e: crate::host::HostError| Failure::new(ErrorKind::HostIo, e.to_string());
+        let io = |e: kubeboot_core::host::HostError| Failure::new(ErrorKind::HostIo, e.to_string());
         let paths = ConfigPaths::default();
         self.write_pki(doc, &paths).map_err(io)?;
         let api = self.api_version()?;
@@ -529,7 +521,11 @@ impl Agent {
 
     /// Pre-generated CA material (init) and inline external-etcd credentials,
     /// written before every kubeadm attempt (kubeadm reset removes them).
-    fn write_pki(&self, doc: &ValidDocument, paths: &ConfigPaths) -> crate::host::HostResult<()> {
+    fn write_pki(
+        &self,
+        doc: &ValidDocument,
+        paths: &ConfigPaths,
+    ) -> kubeboot_core::host::HostResult<()> {
         let dir = &paths.certificates_dir;
         if let (Role::Init, Some(pki)) = (doc.role, &doc.doc.pki) {
             for (spec, pair) in PKI_PAIRS.iter().zip(pki.values()) {

@@ -8,9 +8,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::document::Role;
-use crate::host::{Host, HostResult};
-use crate::status::{ErrorReport, Phase, PhaseState};
+use kubeboot_core::document::Role;
+use kubeboot_core::host::{Host, HostResult};
+use kubeboot_core::status::{ErrorReport, Phase, PhaseState};
 
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/kubeboot";
 const STATE_FORMAT: u32 = 1;
@@ -210,7 +210,7 @@ impl StateStore {
         let p = self.host.path(&self.dir);
         std::fs::create_dir_all(&p)
             .and_then(|_| std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o700)))
-            .map_err(|source| crate::host::HostError {
+            .map_err(|source| kubeboot_core::host::HostError {
                 action: format!("create state dir {}", self.dir),
                 source,
             })

@@ -76,7 +76,7 @@ pub async fn pod_routes(
 /// network's configuration once the Node has its podCIDR. The error says what
 /// the Node last reported.
 pub async fn wait_ready(
-    host: &crate::host::Host,
+    host: &kubeboot_core::host::Host,
     kubeconfig: &std::path::Path,
     name: &str,
     limit: std::time::Duration,

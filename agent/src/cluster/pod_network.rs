@@ -9,7 +9,7 @@
 
 use std::process::Command;
 
-use crate::host::Host;
+use kubeboot_core::host::Host;
 
 pub const CNI_DIR: &str = "/etc/cni/net.d";
 pub const CONFIG_FILE: &str = "/etc/cni/net.d/10-kubeboot-bridge.conflist";
@@ -52,7 +52,7 @@ pub fn configured(host: &Host) -> bool {
 }
 
 /// Write our bridge configuration, unless a CNI configuration exists. Returns whether it wrote.
-pub fn ensure(host: &Host, pod_cidr: &str) -> crate::host::HostResult<bool> {
+pub fn ensure(host: &Host, pod_cidr: &str) -> kubeboot_core::host::HostResult<bool> {
     if configured(host) {
         return Ok(false);
     }

@@ -12,7 +12,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::Api;
 
-use crate::status::{Phase, PhaseState};
+use kubeboot_core::status::{Phase, PhaseState};
 
 pub const ANNOTATION_PHASE: &str = "kubeboot.io/phase";
 pub const ANNOTATION_STATE: &str = "kubeboot.io/state";

@@ -10,10 +10,10 @@ use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 use serde::{Deserialize, Serialize};
 
 use super::{jws, DiscoveryError};
-use crate::backoff::Backoff;
-use crate::document::formats::Endpoint;
-use crate::status::ErrorKind;
-use crate::tls::{ca_hash_of_der, normalise_pin, provider};
+use kubeboot_core::backoff::Backoff;
+use kubeboot_core::document::formats::Endpoint;
+use kubeboot_core::status::ErrorKind;
+use kubeboot_core::tls::{ca_hash_of_der, normalise_pin, provider};
 
 const CLUSTER_INFO_PATH: &str = "/api/v1/namespaces/kube-public/configmaps/cluster-info";
 const MAX_BODY: u64 = 1024 * 1024;
@@ -209,7 +209,7 @@ fn parse_kubeconfig(text: &str) -> Result<(String, Vec<Vec<u8>>), String> {
     let pem = base64::engine::general_purpose::STANDARD
         .decode(data.trim())
         .map_err(|e| format!("certificate-authority-data is not base64: {e}"))?;
-    let cas: Vec<Vec<u8>> = crate::tls::pem_certificates(&pem)
+    let cas: Vec<Vec<u8>> = kubeboot_core::tls::pem_certificates(&pem)
         .map_err(|e| format!("certificate-authority-data: {e}"))?
         .iter()
         .map(|c| c.to_vec())
@@ -235,7 +235,7 @@ pub fn verify_file(kubeconfig: &str, timeout: Duration) -> Result<Verified, Disc
         .strip_prefix("https://")
         .unwrap_or(&server)
         .trim_end_matches('/');
-    let endpoint = crate::document::formats::parse_endpoint(hostport)
+    let endpoint = kubeboot_core::document::formats::parse_endpoint(hostport)
         .map_err(|why| bad(format!("the kubeconfig's server {server:?}: {why}")))?;
     let (_, chain) = fetch(&endpoint, timeout)?;
     let ca = cas.first().expect("parse_kubeconfig returns at least one");
@@ -265,13 +265,15 @@ fn fetch(
         .with_custom_certificate_verifier(capture.clone())
         .with_no_client_auth();
     let unreachable = |m: String| DiscoveryError::new(ErrorKind::DiscoveryEndpointUnreachable, m);
-    let client =
-        crate::tls::https_client(config, timeout).map_err(|e| unreachable(e.to_string()))?;
+    let client = kubeboot_core::tls::https_client(config, timeout)
+        .map_err(|e| unreachable(e.to_string()))?;
     let url = format!("https://{endpoint}{CLUSTER_INFO_PATH}");
-    let resp = client
-        .get(&url)
-        .send()
-        .map_err(|e| unreachable(format!("{url}: {}", crate::tls::describe_http_error(&e))))?;
+    let resp = client.get(&url).send().map_err(|e| {
+        unreachable(format!(
+            "{url}: {}",
+            kubeboot_core::tls::describe_http_error(&e)
+        ))
+    })?;
     let status = resp.status();
     if !status.is_success() {
         return Err(DiscoveryError::new(

@@ -13,7 +13,7 @@ pub mod jws;
 
 pub use cluster_info::{verify_file, verify_token, Verified};
 
-use crate::status::ErrorKind;
+use kubeboot_core::status::ErrorKind;
 
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 /// At most this many lines in all (half of a status event's log tail).
-pub const MAX_LINES: usize = crate::status::LOG_TAIL_MAX_LINES / 2;
+pub const MAX_LINES: usize = kubeboot_core::status::LOG_TAIL_MAX_LINES / 2;
 const LOG_LINES_PER_CONTAINER: &str = "6";
 
 #[derive(serde::Deserialize)]

@@ -10,8 +10,8 @@ pub use config::{render, startup_patches, ConfigPaths, Rendered, STARTUP_PATCHES
 pub use image::{NodeImage, COREDNS_PHASE};
 pub use run::{detect_version, run_streaming, RunOutcome};
 
-use crate::document::formats::parse_kubernetes_version;
-use crate::document::Role;
+use kubeboot_core::document::formats::parse_kubernetes_version;
+use kubeboot_core::document::Role;
 
 /// The kubeadm configuration API group versions kubeboot renders.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,7 +53,7 @@ impl ApiVersion {
 
 /// The kubeadm version to render for: `requested` (e.g. `--kubeadm-version`)
 /// if given, else what `kubeadm version -o short` on the host's PATH says.
-pub fn version_to_use(host: &crate::host::Host, requested: Option<&str>) -> Option<String> {
+pub fn version_to_use(host: &kubeboot_core::host::Host, requested: Option<&str>) -> Option<String> {
     match requested {
         Some(v) => Some(v.to_string()),
         None => host

@@ -66,7 +66,7 @@ impl std::fmt::Debug for ClusterAccess {
 /// lowercased). None unless this is a control-plane join with token discovery, a
 /// certificate key and `[replace] enabled`.
 pub fn for_join(
-    doc: &crate::document::ValidDocument,
+    doc: &kubeboot_core::document::ValidDocument,
     verified: &crate::discovery::Verified,
     hostname: impl FnOnce() -> String,
 ) -> Option<(ClusterAccess, String)> {
@@ -74,7 +74,7 @@ pub fn for_join(
     let (Some(token), Some(key)) = (&d.token, &d.certificate_key) else {
         return None;
     };
-    if doc.role != crate::document::Role::ControlPlane || !doc.doc.replace.enabled {
+    if doc.role != kubeboot_core::document::Role::ControlPlane || !doc.doc.replace.enabled {
         return None;
     }
     let name = doc
@@ -106,7 +106,7 @@ pub struct Options {
 
 impl Options {
     /// The document's `[replace] grace_seconds`; probes every 10 s, 15 s per call.
-    pub fn for_document(doc: &crate::document::ValidDocument, dry_run: bool) -> Options {
+    pub fn for_document(doc: &kubeboot_core::document::ValidDocument, dry_run: bool) -> Options {
         Options {
             grace: Duration::from_secs(doc.doc.replace.grace_seconds),
             probe_interval: Duration::from_secs(10),
@@ -233,12 +233,12 @@ pub async fn make_room(
             })
         }
     };
-    let (cert, key) = crate::bundle::pki::issue_client_cert(
+    let (cert, key) = kubeboot_core::pki::issue_client_cert(
         certs.pem("ca.crt")?.expose_secret(),
         certs.pem("ca.key")?.expose_secret(),
         &format!("kubeboot:replace:{node_name}"),
         &["system:masters".to_string()],
-        time::Duration::minutes(10),
+        std::time::Duration::from_secs(10 * 60),
     )?;
     let admin = client(
         access,
@@ -340,12 +340,12 @@ async fn stale_member(
             .push("the uploaded certificates carry no etcd CA key: etcd members left alone".into());
         return Ok(());
     };
-    let (cert, key) = crate::bundle::pki::issue_client_cert(
+    let (cert, key) = kubeboot_core::pki::issue_client_cert(
         ca.expose_secret(),
         ca_key.expose_secret(),
         &format!("kubeboot-replace-{node_name}"),
         &[],
-        time::Duration::minutes(10),
+        std::time::Duration::from_secs(10 * 60),
     )?;
     let access = etcd::EtcdAccess {
         ca_pem: ca.expose_secret().to_string(),

@@ -7,8 +7,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use super::outbox::{Outbox, Target};
-use crate::backoff::Backoff;
-use crate::tls;
+use kubeboot_core::backoff::Backoff;
+use kubeboot_core::tls;
 
 /// Per event and per run: after this many failed tries the thread stops and
 /// leaves the queue for the next run (next boot, or `kubeboot agent` again).

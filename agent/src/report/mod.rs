@@ -19,9 +19,9 @@ use std::time::{Duration, Instant};
 
 use secrecy::ExposeSecret;
 
-use crate::document::NodeDocument;
-use crate::host::Host;
-use crate::status::{StatusEvent, StatusSink};
+use kubeboot_core::document::NodeDocument;
+use kubeboot_core::host::Host;
+use kubeboot_core::status::{StatusEvent, StatusSink};
 pub use outbox::{Outbox, Target};
 
 pub const DEFAULT_DRAIN_SECONDS: u64 = 30;

@@ -9,8 +9,8 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
-use crate::host::{Host, HostResult};
-use crate::status::{StatusEvent, MAX_EVENT_BYTES};
+use kubeboot_core::host::{Host, HostResult};
+use kubeboot_core::status::{StatusEvent, MAX_EVENT_BYTES};
 
 const TARGET: &str = "target.json";
 

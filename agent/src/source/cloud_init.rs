@@ -2,7 +2,7 @@
 //! user-data being a kubeboot TOML document.
 
 use super::{DocumentSource, FetchOptions, Loaded, SourceError};
-use crate::host::Host;
+use kubeboot_core::host::Host;
 
 pub const NODE_FILE: &str = "/etc/kubeboot/node.toml";
 /// Where cloud-init keeps this instance's raw user-data.
@@ -126,7 +126,7 @@ mod tests {
         let mime = include_str!("../../../cloud-init/examples/user-data/worker-mime.txt");
         let doc = kubeboot_document_in_user_data(mime).expect("the x-kubeboot part");
         assert!(doc.contains("role = \"worker\""));
-        crate::document::load(&doc).unwrap();
+        kubeboot_core::document::load(&doc).unwrap();
         let boundary = mime.lines().find(|l| l.starts_with("--")).unwrap();
         let only_cloud_config: String = mime
             .split(boundary)
@@ -140,7 +140,7 @@ mod tests {
 
     mod fuzz {
         use super::*;
-        use crate::fuzz::{apply, config, edits};
+        use kubeboot_core::fuzz::{apply, config, edits};
         use proptest::prelude::*;
 
         const MIME: &str = include_str!("../../../cloud-init/examples/user-data/worker-mime.txt");

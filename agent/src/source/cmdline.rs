@@ -4,8 +4,8 @@
 //! (`/proc/cmdline`), so give PXE nodes a token of their own (serve accepts several).
 
 use super::{fetch_document, DocumentSource, FetchOptions, Loaded, SourceError};
-use crate::document::{formats, InvalidDocument};
-use crate::host::Host;
+use kubeboot_core::document::{formats, InvalidDocument};
+use kubeboot_core::host::Host;
 
 pub struct KernelCommandLine;
 

@@ -7,8 +7,8 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::{Loaded, SourceError};
-use crate::backoff::Backoff;
-use crate::status::ErrorKind;
+use kubeboot_core::backoff::Backoff;
+use kubeboot_core::status::ErrorKind;
 
 /// Node documents are small; anything larger is refused.
 pub const MAX_DOCUMENT_BYTES: u64 = 256 * 1024;
@@ -41,7 +41,7 @@ impl Default for FetchOptions {
 
 impl FetchOptions {
     /// These options, naming this host in every request (see `identity`).
-    pub fn from_host(&self, host: &crate::host::Host) -> FetchOptions {
+    pub fn from_host(&self, host: &kubeboot_core::host::Host) -> FetchOptions {
         let mut o = self.clone();
         o.identity = vec![
             ("Kubeboot-Node", host.hostname().to_lowercase()),
@@ -63,16 +63,16 @@ pub fn fetch_document(
     opts: &FetchOptions,
 ) -> Result<Loaded, SourceError> {
     if !url.starts_with("https://") {
-        return Err(crate::document::InvalidDocument::single(
+        return Err(kubeboot_core::document::InvalidDocument::single(
             "source.url",
             format!("{url:?} is not an https URL"),
             "node documents carry secrets: serve them over HTTPS (kubeboot serve does)",
         )
         .into());
     }
-    let tls = crate::tls::client_config(ca_hash)
+    let tls = kubeboot_core::tls::client_config(ca_hash)
         .map_err(|e| SourceError::new(ErrorKind::DocumentFetch, e))?;
-    let client = crate::tls::https_client(tls, opts.timeout)
+    let client = kubeboot_core::tls::https_client(tls, opts.timeout)
         .map_err(|e| SourceError::new(ErrorKind::DocumentFetch, format!("HTTPS client: {e}")))?;
     let mut last = String::new();
     let started = std::time::Instant::now();
@@ -158,8 +158,8 @@ fn fetch_once(
         req = req.header(*name, value);
     }
     let resp = req.send().map_err(|e| {
-        let msg = crate::tls::describe_http_error(&e);
-        if crate::tls::is_final(&e) {
+        let msg = kubeboot_core::tls::describe_http_error(&e);
+        if kubeboot_core::tls::is_final(&e) {
             Fatal(msg)
         } else {
             Transient(msg)

@@ -9,9 +9,9 @@ mod https;
 
 use std::path::PathBuf;
 
-use crate::document::{self, InvalidDocument};
-use crate::host::Host;
-use crate::status::ErrorKind;
+use kubeboot_core::document::{self, InvalidDocument};
+use kubeboot_core::host::Host;
+use kubeboot_core::status::ErrorKind;
 
 pub use cloud_init::{
     cached_copies as cloud_init_cached_copies, kubeboot_document_in_user_data, CloudInitUserData,

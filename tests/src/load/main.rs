@@ -68,7 +68,7 @@ fn usage(why: &str) -> ! {
     std::process::exit(2)
 }
 
-use kubeboot::status::Phase;
+use kubeboot_core::status::Phase;
 
 fn event(node: &str, seq: u64) -> Vec<u8> {
     let phase = Phase::ALL[((seq - 1) / 2) as usize % Phase::ALL.len()].as_str();
@@ -125,8 +125,8 @@ async fn main() {
     .unwrap();
     let listening: serde_json::Value = serde_json::from_str(&line).expect("serve start-up line");
     let pin = listening["ca_cert_hash"].as_str().unwrap().to_string();
-    let token = kubeboot::serve::tokens::TokenFile::new(data.path().join("tokens"))
-        .add(kubeboot::serve::tokens::Scope::Report, false, "load test")
+    let token = kubeboot_serve::tokens::TokenFile::new(data.path().join("tokens"))
+        .add(kubeboot_serve::tokens::Scope::Report, false, "load test")
         .expect("a report token")
         .0;
     let url = format!("https://127.0.0.1:{port}/v1");
@@ -139,7 +139,7 @@ async fn main() {
         let events = args.events;
         tasks.push(tokio::spawn(async move {
             let _slot = limit.acquire_owned().await.unwrap();
-            let config = kubeboot::tls::client_config(Some(&pin)).unwrap();
+            let config = kubeboot_core::tls::client_config(Some(&pin)).unwrap();
             let client = reqwest::Client::builder()
                 .use_preconfigured_tls(config)
                 .timeout(Duration::from_secs(60))

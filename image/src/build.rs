@@ -1,0 +1,395 @@
+//! Building the node image with mkosi: stage the binaries, run mkosi with the
+//! profile, a fixed SOURCE_DATE_EPOCH and a shared package cache, show its
+//! progress, and describe the outputs (sizes, SHA-256) in `manifest.json`.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Profile {
+    /// Real Kubernetes: from --kubernetes (air-gapped, images preloaded), --packages or pkgs.k8s.io.
+    Production,
+    /// The kubeadm test double in place of kubeadm: the boot path without Kubernetes.
+    Test,
+}
+
+impl Profile {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Profile::Production => "production",
+            Profile::Test => "test",
+        }
+    }
+}
+
+pub struct BuildOptions {
+    pub profile: Profile,
+    pub mkosi_dir: PathBuf,
+    pub out_dir: PathBuf,
+    pub cache_dir: PathBuf,
+    pub kubeboot_bin: PathBuf,
+    /// Test profile: the kubeadm test double.
+    pub kubeadm_double: Option<PathBuf>,
+    /// Production profile, air-gapped: a directory of .deb files.
+    pub packages: Option<PathBuf>,
+    /// Production profile, air-gapped: an archive or directory of Kubernetes binaries
+    /// (with SHA256SUMS), made into host binaries and preloaded container images.
+    pub kubernetes: Option<PathBuf>,
+    /// Production profile: install the Kubernetes packages from pkgs.k8s.io.
+    pub from_repository: bool,
+    pub source_date_epoch: u64,
+}
+
+#[derive(Debug, Serialize, serde::Deserialize, Clone)]
+pub struct Artifact {
+    pub file: String,
+    pub bytes: u64,
+    /// Blocks actually used (the raw image is sparse).
+    pub allocated_bytes: u64,
+    pub sha256: String,
+}
+
+#[derive(Debug, Serialize, serde::Deserialize, Clone)]
+pub struct Manifest {
+    pub profile: String,
+    pub source_date_epoch: u64,
+    pub build_seconds: f64,
+    pub artifacts: Vec<Artifact>,
+}
+
+pub const IMAGE_NAME: &str = "kubeboot";
+
+impl Manifest {
+    pub fn path(out_dir: &Path) -> PathBuf {
+        out_dir.join("manifest.json")
+    }
+    pub fn read(out_dir: &Path) -> Option<Manifest> {
+        serde_json::from_slice(&std::fs::read(Manifest::path(out_dir)).ok()?).ok()
+    }
+    pub fn file(&self, out_dir: &Path, suffix: &str) -> PathBuf {
+        out_dir.join(format!("{IMAGE_NAME}{suffix}"))
+    }
+}
+
+/// The default SOURCE_DATE_EPOCH: the last commit's time, so the same commit
+/// builds the same image; a fixed date outside a git checkout.
+pub fn default_source_date_epoch(dir: &Path) -> u64 {
+    Command::new("git")
+        .args(["log", "-1", "--format=%ct"])
+        .current_dir(dir)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(1_767_225_600)
+}
+
+/// The Kubernetes packages the repository paths (--packages, --from-repository) install.
+const KUBERNETES_PACKAGES: &str = "kubeadm,kubelet,kubectl,cri-tools,kubernetes-cni";
+
+/// Where the production profile's Kubernetes comes from: exactly one source.
+fn production_source(opts: &BuildOptions) -> Result<(), String> {
+    let given = [
+        opts.kubernetes.is_some(),
+        opts.packages.is_some(),
+        opts.from_repository,
+    ];
+    match given.iter().filter(|g| **g).count() {
+        1 => Ok(()),
+        0 => Err("the production profile needs Kubernetes: --kubernetes ARCHIVE|DIR (air-gapped: \
+                  binaries with their SHA256SUMS, e.g. ../shared/k8s/kubernetes-v1.28.7-linux-amd64.tar.xz), \
+                  --packages DIR (.deb files) or --from-repository (pkgs.k8s.io)"
+            .into()),
+        _ => Err("give only one of --kubernetes, --packages and --from-repository".into()),
+    }
+}
+
+fn stage(opts: &BuildOptions, stage: &Path) -> Result<(), String> {
+    if let (Profile::Production, Some(source)) = (opts.profile, &opts.kubernetes) {
+        let binaries = super::kubernetes::prepare(source)?;
+        let image = binaries.node_image()?;
+        eprintln!(
+            "image: Kubernetes {} (etcd {}, pause {}), air-gapped; checked against SHA256SUMS",
+            image.kubernetes_version.as_deref().unwrap_or("?"),
+            image.etcd_tag.as_deref().unwrap_or("?"),
+            image.pause_tag.as_deref().unwrap_or("?")
+        );
+        binaries.stage(stage, &image)?;
+    }
+    let bin = stage.join("usr/bin");
+    std::fs::create_dir_all(&bin).map_err(|e| e.to_string())?;
+    refuse_test_hooks(&opts.kubeboot_bin)?;
+    let mut files = vec![(opts.kubeboot_bin.clone(), bin.join("kubeboot"))];
+    if opts.profile == Profile::Test {
+        let double = opts.kubeadm_double.clone().ok_or(
+            "the test profile needs the kubeadm test double: build it with `cargo build --release -p kubeboot-tests` \
+             or pass --kubeadm-double PATH",
+        )?;
+        files.push((double, bin.join("kubeadm")));
+    }
+    for (from, to) in files {
+        std::fs::copy(&from, &to).map_err(|e| format!("stage {}: {e}", from.display()))?;
+        // Smaller image, and no build paths in the binary's debug info.
+        let _ = Command::new("strip").arg(&to).status();
+    }
+    Ok(())
+}
+
+/// What only a binary built with the `test-crash-points` feature contains: the
+/// name of its environment variable, kept reversed here so that this check does
+/// not put the marker into every binary.
+fn test_hook_marker() -> Vec<u8> {
+    b"HSARC_TSET_TOOBEBUK".iter().rev().copied().collect()
+}
+
+/// The image ships no test hooks. Cargo unifies features per invocation, so
+/// `cargo build -p kubeboot -p kubeboot-tests` gives `kubeboot` the test-only crash
+/// points that kubeboot-tests asks for; such a binary is refused here.
+fn refuse_test_hooks(kubeboot: &Path) -> Result<(), String> {
+    let bytes = std::fs::read(kubeboot).map_err(|e| format!("read {}: {e}", kubeboot.display()))?;
+    let marker = test_hook_marker();
+    if bytes.windows(marker.len()).any(|w| w == marker) {
+        return Err(format!(
+            "{} was built with the test-only crash points (cargo feature test-crash-points, \
+             enabled when kubeboot-tests is built in the same cargo command); build the \
+             agent on its own: cargo build --release --locked -p kubeboot --bin kubeboot",
+            kubeboot.display()
+        ));
+    }
+    Ok(())
+}
+
+/// Run mkosi; print its step lines (‣ …) as progress, keep everything in build.log.
+pub fn build(opts: &BuildOptions) -> Result<Manifest, String> {
+    if !opts.mkosi_dir.join("mkosi.conf").exists() {
+        return Err(format!(
+            "{}: no mkosi.conf (run from the repository root, or pass --mkosi-dir)",
+            opts.mkosi_dir.display()
+        ));
+    }
+    if opts.profile == Profile::Production {
+        production_source(opts)?;
+        if opts.from_repository {
+            ensure_kubernetes_key(&opts.mkosi_dir)?;
+        }
+    }
+    std::fs::create_dir_all(&opts.out_dir)
+        .map_err(|e| format!("{}: {e}", opts.out_dir.display()))?;
+    std::fs::create_dir_all(&opts.cache_dir)
+        .map_err(|e| format!("{}: {e}", opts.cache_dir.display()))?;
+    let staged = tempfile::tempdir().map_err(|e| e.to_string())?;
+    stage(opts, staged.path())?;
+    let out_dir = std::fs::canonicalize(&opts.out_dir).map_err(|e| e.to_string())?;
+    let log_path = out_dir.join("build.log");
+    let log =
+        std::fs::File::create(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
+    let mut cmd = Command::new("mkosi");
+    cmd.current_dir(&opts.mkosi_dir)
+        .env("SOURCE_DATE_EPOCH", opts.source_date_epoch.to_string())
+        .args(["--profile", opts.profile.as_str(), "--force"])
+        .arg(format!("--extra-tree={}:/", staged.path().display()))
+        .arg(format!("--package-cache-dir={}", opts.cache_dir.display()))
+        .arg(format!("--output-dir={}", out_dir.display()))
+        .arg(format!("--output={IMAGE_NAME}"));
+    if let Some(p) = &opts.packages {
+        cmd.arg(format!("--package-directory={}", p.display()))
+            .arg(format!("--package={KUBERNETES_PACKAGES}"));
+    }
+    if opts.from_repository {
+        cmd.arg(format!(
+            "--package-manager-tree={}",
+            opts.mkosi_dir.join("kubernetes-repo/pkgmngr").display()
+        ))
+        .arg(format!("--package={KUBERNETES_PACKAGES}"));
+    }
+    cmd.arg("build")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let started = Instant::now();
+    eprintln!(
+        "image: building the {} profile with mkosi (log: {})",
+        opts.profile.as_str(),
+        log_path.display()
+    );
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("mkosi: {e} (install it with scripts/setup-image.sh)"))?;
+    let log = std::sync::Arc::new(std::sync::Mutex::new(log));
+    let stderr = child.stderr.take().expect("piped");
+    let err_log = log.clone();
+    // mkosi reports its steps (‣ …) on stderr: show them as they come.
+    let err_thread = std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = writeln!(err_log.lock().expect("log"), "{line}");
+            if line.starts_with('‣') {
+                eprintln!(
+                    "image: [{:>4.0}s] {}",
+                    started.elapsed().as_secs_f64(),
+                    line.trim_start_matches('‣').trim()
+                );
+            }
+            lines.push(line);
+        }
+        lines
+    });
+    for line in BufReader::new(child.stdout.take().expect("piped"))
+        .lines()
+        .map_while(Result::ok)
+    {
+        let _ = writeln!(log.lock().expect("log"), "{line}");
+    }
+    let err_lines = err_thread.join().unwrap_or_default();
+    let status = child.wait().map_err(|e| e.to_string())?;
+    if !status.success() {
+        let tail: Vec<&String> = err_lines.iter().rev().take(15).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().map(String::as_str).collect();
+        return Err(format!(
+            "mkosi failed ({status}); last lines:\n{}\n(full log: {})",
+            tail.join("\n"),
+            log_path.display()
+        ));
+    }
+    let build_seconds = started.elapsed().as_secs_f64();
+    let manifest = Manifest {
+        profile: opts.profile.as_str().into(),
+        source_date_epoch: opts.source_date_epoch,
+        build_seconds,
+        artifacts: describe(&out_dir)?,
+    };
+    let json = serde_json::to_vec_pretty(&manifest).expect("serializes");
+    kubeboot_core::host::write_file_atomic(&Manifest::path(&out_dir), &json, 0o644)
+        .map_err(|e| e.to_string())?;
+    Ok(manifest)
+}
+
+/// Size and SHA-256 of each output file (not the log or the manifest).
+pub fn describe(out_dir: &Path) -> Result<Vec<Artifact>, String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut files: Vec<PathBuf> = std::fs::read_dir(out_dir)
+        .map_err(|e| e.to_string())?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_file() && !p.is_symlink())
+        .filter(|p| {
+            let n = p.file_name().unwrap_or_default().to_string_lossy();
+            n.starts_with(IMAGE_NAME) && !n.ends_with(".log") && n != "manifest.json"
+        })
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|p| {
+            let meta = std::fs::metadata(p).map_err(|e| e.to_string())?;
+            Ok(Artifact {
+                file: p
+                    .file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned(),
+                bytes: meta.len(),
+                allocated_bytes: meta.blocks() * 512,
+                sha256: sha256_file(p)?,
+            })
+        })
+        .collect()
+}
+
+pub fn sha256_file(p: &Path) -> Result<String, String> {
+    let mut f = std::fs::File::open(p).map_err(|e| format!("{}: {e}", p.display()))?;
+    let mut h = Sha256::new();
+    std::io::copy(&mut f, &mut h).map_err(|e| format!("{}: {e}", p.display()))?;
+    Ok(hex::encode(h.finalize()))
+}
+
+/// The fingerprint of pkgs.k8s.io's signing key ("isv:kubernetes OBS Project"),
+/// as published with the Kubernetes install docs. A fetched key must have it.
+const KUBERNETES_KEY_FINGERPRINT: &str = "DE15B14486CD377B9E876E1A234654DA9A296436";
+
+/// pkgs.k8s.io's signing key, fetched once into the production profile's apt
+/// tree, size-limited and checked against `KUBERNETES_KEY_FINGERPRINT`.
+fn ensure_kubernetes_key(mkosi_dir: &Path) -> Result<(), String> {
+    let key = mkosi_dir.join("kubernetes-repo/pkgmngr/etc/apt/keyrings/kubernetes.asc");
+    if key.exists() {
+        let body = std::fs::read(&key).map_err(|e| format!("{}: {e}", key.display()))?;
+        return check_signing_key(&body, KUBERNETES_KEY_FINGERPRINT)
+            .map_err(|e| format!("{}: {e}", key.display()));
+    }
+    let url = "https://pkgs.k8s.io/core:/stable:/v1.34/deb/Release.key";
+    let config = kubeboot_core::tls::client_config(None)?;
+    let client = kubeboot_core::tls::https_client(config, std::time::Duration::from_secs(30))
+        .map_err(|e| e.to_string())?;
+    let response = client
+        .get(url)
+        .send()
+        .and_then(|r| r.error_for_status())
+        .map_err(|e| {
+            format!(
+                "the production profile needs the Kubernetes packages: {url} is unreachable ({}). \
+                 For an air-gapped build pass --packages DIR (a directory of kubeadm, kubelet, kubectl, \
+                 cri-tools and kubernetes-cni .deb files), or build --profile test",
+                kubeboot_core::tls::describe_http_error(&e)
+            )
+        })?;
+    let mut body = Vec::new();
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(response, super::openpgp::MAX_KEY_BYTES as u64 + 1),
+        &mut body,
+    )
+    .map_err(|e| format!("{url}: {e}"))?;
+    check_signing_key(&body, KUBERNETES_KEY_FINGERPRINT).map_err(|e| format!("{url}: {e}"))?;
+    // ASCII-armored, which apt reads from a .asc file.
+    kubeboot_core::host::write_file_atomic(&key, &body, 0o644).map_err(|e| e.to_string())
+}
+
+/// The key is one OpenPGP public key whose fingerprint is `expected`.
+fn check_signing_key(armored: &[u8], expected: &str) -> Result<(), String> {
+    let found = super::openpgp::primary_fingerprint(armored)
+        .map_err(|e| format!("not a usable signing key: {e}"))?;
+    if found != expected {
+        return Err(format!(
+            "the signing key's fingerprint is {found}, not {expected} as kept in kubeboot; \
+             refusing it (if the repository really changed its key, update \
+             KUBERNETES_KEY_FINGERPRINT after checking the new one out of band)"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{check_signing_key, refuse_test_hooks, test_hook_marker};
+
+    #[test]
+    fn a_signing_key_must_have_the_kept_fingerprint() {
+        let key = include_bytes!("../../tests/vectors/openpgp/debian-bookworm-stable.asc");
+        check_signing_key(key, "4D64FEC119C2029067D6E791F8D2585B8783D481").unwrap();
+        let err = check_signing_key(key, super::KUBERNETES_KEY_FINGERPRINT).unwrap_err();
+        assert!(err.contains("not DE15B144"), "{err}");
+        assert!(check_signing_key(b"<html>", "X")
+            .unwrap_err()
+            .starts_with("not a usable"));
+    }
+
+    #[test]
+    fn a_binary_with_test_hooks_is_refused_and_a_clean_one_passes() {
+        assert_eq!(test_hook_marker(), b"KUBEBOOT_TEST_CRASH");
+        let dir = tempfile::tempdir().unwrap();
+        let hooked = dir.path().join("hooked");
+        let mut bytes = vec![0u8; 4096];
+        bytes.extend_from_slice(b"\0KUBEBOOT_TEST_CRASH\0");
+        std::fs::write(&hooked, &bytes).unwrap();
+        let err = refuse_test_hooks(&hooked).unwrap_err();
+        assert!(err.contains("test-only crash points"), "{err}");
+        assert!(err.contains("-p kubeboot --bin kubeboot"), "{err}");
+        let clean = dir.path().join("clean");
+        std::fs::write(&clean, b"\0KUBEBOOT_TEST_\0CRASH").unwrap();
+        refuse_test_hooks(&clean).unwrap();
+    }
+}

@@ -1,0 +1,30 @@
+//! kubeboot-image: the node image (DESIGN.md §5): building it with mkosi
+//! (`build`), the Kubernetes binaries and images it carries (`kubernetes`, `oci`),
+//! booting it under qemu (`vm`) on a network segment of its own (`segment`), and the
+//! PXE set (`pxe`). Used by `kubeboot image …`, `kubeboot up` and tests/e2e.
+
+pub mod build;
+pub mod kubernetes;
+pub mod oci;
+pub mod openpgp;
+pub mod pxe;
+pub mod segment;
+pub mod vm;
+
+pub use build::{BuildOptions, Manifest, Profile};
+
+/// Finding the real Kubernetes binaries for tests (../shared/k8s or `KUBEBOOT_KUBERNETES`).
+#[cfg(test)]
+pub(crate) mod test_support {
+    /// The real Kubernetes archive or directory. Tests that need it fail without
+    /// it (they never pass by skipping): set KUBEBOOT_KUBERNETES to the archive.
+    pub fn shared_k8s_archive() -> Option<std::path::PathBuf> {
+        let found = crate::kubernetes::find_local();
+        assert!(
+            found.is_some(),
+            "the real Kubernetes binaries are needed: set KUBEBOOT_KUBERNETES to \
+             kubernetes-v1.28.7-linux-amd64.tar.xz (see ../shared/k8s/README.md)"
+        );
+        found
+    }
+}

@@ -1,0 +1,523 @@
+//! `kubeboot bundle`: a cluster's material made before any node exists — CAs
+//! and service-account keys, a bootstrap token, a certificate key, the CA
+//! hash — and from it one node document and one cloud-config per role, so all
+//! nodes can boot at once from user-data made in one command.
+//!
+//! Layout of a bundle directory (secrets 0600, directories 0700):
+//! ```text
+//! discovery.toml                      endpoint, token, CA hashes, certificate key, cluster settings
+//! pki/{ca,front-proxy-ca}.{crt,key}   pki/etcd/ca.{crt,key} (stacked etcd)   pki/sa.{key,pub}
+//! pki/external-etcd{-ca.crt,.crt,.key}  the external etcd's CA and client pair, if given
+//! nodes/{init,control-plane,worker}.toml
+//! cloud-init/{init,control-plane,worker}.yaml
+//! ```
+
+use kubeboot_core::pki;
+pub mod secrets;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::userdata;
+use kubeboot_core::document::{formats, Role, PKI_PAIRS};
+use kubeboot_core::tls::ca_hash_of_der;
+
+pub const ROLES: [Role; 3] = [Role::Init, Role::ControlPlane, Role::Worker];
+
+/// What `bundle new` is asked to make.
+#[derive(Debug, Clone)]
+pub struct NewBundle {
+    pub endpoint: String,
+    pub name: Option<String>,
+    pub kubernetes_version: Option<String>,
+    pub pod_subnet: Option<String>,
+    pub external_etcd: Vec<String>,
+    /// The external etcd's CA and the API servers' client pair, carried inline
+    /// by the init document (and uploaded by kubeadm for control-plane joins).
+    pub external_etcd_client: Option<EtcdClientFiles>,
+    /// Node documents tuned for emulated (TCG) or heavily shared hosts: see [`slow_host_tuning`].
+    pub slow_host: bool,
+}
+
+/// Files given to `bundle new` for the external etcd.
+#[derive(Debug, Clone)]
+pub struct EtcdClientFiles {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Where the external etcd's files go in a bundle: kubeadm's names for them in
+/// `kubeadm-certs`, so `serve --fresh-credentials` uploads them as kubeadm does.
+const EXTERNAL_ETCD_FILES: [(&str, &str, u32); 3] = [
+    ("--external-etcd-ca", "pki/external-etcd-ca.crt", 0o644),
+    ("--external-etcd-cert", "pki/external-etcd.crt", 0o644),
+    ("--external-etcd-key", "pki/external-etcd.key", 0o600),
+];
+
+/// `discovery.toml`: the values every node document is made from.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Discovery {
+    pub endpoint: String,
+    pub token: String,
+    pub ca_cert_hashes: Vec<String>,
+    pub certificate_key: String,
+    #[serde(default)]
+    pub cluster: ClusterSettings,
+}
+
+impl std::fmt::Debug for Discovery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Discovery")
+            .field("endpoint", &self.endpoint)
+            .field("token", &"<redacted>")
+            .field("ca_cert_hashes", &self.ca_cert_hashes)
+            .field("certificate_key", &"<redacted>")
+            .field("cluster", &self.cluster)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSettings {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_subnet: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub external_etcd: Vec<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub slow_host: bool,
+}
+
+/// What was made, for the summary.
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    pub dir: PathBuf,
+    pub endpoint: String,
+    pub ca_cert_hash: String,
+    pub token_id: String,
+    pub files: Vec<String>,
+}
+
+fn check_request(req: &NewBundle) -> Result<(), String> {
+    formats::parse_endpoint(&req.endpoint)
+        .map_err(|why| format!("--endpoint {:?}: {why}", req.endpoint))?;
+    if let Some(v) = &req.kubernetes_version {
+        formats::parse_kubernetes_version(v)
+            .map_err(|why| format!("--kubernetes-version {v:?}: {why}"))?;
+    }
+    if let Some(s) = &req.pod_subnet {
+        formats::check_cidrs(s).map_err(|why| format!("--pod-subnet {s:?}: {why}"))?;
+    }
+    if let Some(n) = &req.name {
+        if !formats::is_dns_name(n) {
+            return Err(format!(
+                "--name {n:?}: use lowercase letters, digits, '-' and '.'"
+            ));
+        }
+    }
+    for u in &req.external_etcd {
+        if !u.starts_with("https://") {
+            return Err(format!(
+                "--external-etcd {u:?}: etcd client URLs must be https://HOST:2379"
+            ));
+        }
+    }
+    if req.external_etcd_client.is_some() && req.external_etcd.is_empty() {
+        return Err(
+            "--external-etcd-ca/--external-etcd-cert/--external-etcd-key need --external-etcd URL,… (the etcd they belong to)"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+/// The external etcd's files, read and checked before anything is written.
+fn read_external_etcd(files: &EtcdClientFiles) -> Result<Vec<(String, u32, String)>, String> {
+    let paths = [&files.ca, &files.cert, &files.key];
+    let mut out = Vec::new();
+    for ((flag, rel, mode), path) in EXTERNAL_ETCD_FILES.iter().zip(paths) {
+        let text =
+            fs::read_to_string(path).map_err(|e| format!("{flag} {}: {e}", path.display()))?;
+        let want = if *mode == 0o600 {
+            "PRIVATE KEY-----"
+        } else {
+            "BEGIN CERTIFICATE-----"
+        };
+        if !text.contains(want) {
+            return Err(format!(
+                "{flag} {}: not a PEM {} (no \"{want}\" line)",
+                path.display(),
+                if *mode == 0o600 {
+                    "private key"
+                } else {
+                    "certificate"
+                }
+            ));
+        }
+        out.push((rel.to_string(), *mode, text));
+    }
+    Ok(out)
+}
+
+/// Make a new bundle in `out`. Everything is written to a temporary directory
+/// beside it and renamed into place at the end: an interrupted run leaves no half bundle.
+pub fn create(req: &NewBundle, out: &Path, force: bool) -> Result<Summary, String> {
+    check_request(req)?;
+    let external_etcd = match &req.external_etcd_client {
+        Some(files) => read_external_etcd(files)?,
+        None => Vec::new(),
+    };
+    if out.exists() && !force {
+        return Err(format!(
+            "{} already exists: refusing to overwrite a bundle (use --force to replace it)",
+            out.display()
+        ));
+    }
+    let parent = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    fs::create_dir_all(parent).map_err(|e| format!("create {}: {e}", parent.display()))?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".kubeboot-bundle-")
+        .tempdir_in(parent)
+        .map_err(|e| format!("create a temporary directory in {}: {e}", parent.display()))?;
+    let ca = pki::new_ca("kubernetes")?;
+    let front_proxy = pki::new_ca("front-proxy-ca")?;
+    let sa = pki::new_service_account_keys()?;
+    let w = Writer(tmp.path().to_path_buf());
+    w.file("pki/ca.crt", &ca.cert_pem, 0o644)?;
+    w.file("pki/ca.key", &ca.key_pem, 0o600)?;
+    w.file("pki/front-proxy-ca.crt", &front_proxy.cert_pem, 0o644)?;
+    w.file("pki/front-proxy-ca.key", &front_proxy.key_pem, 0o600)?;
+    w.file("pki/sa.key", &sa.private_pem, 0o600)?;
+    w.file("pki/sa.pub", &sa.public_pem, 0o644)?;
+    if req.external_etcd.is_empty() {
+        let etcd = pki::new_ca("etcd-ca")?;
+        w.file("pki/etcd/ca.crt", &etcd.cert_pem, 0o644)?;
+        w.file("pki/etcd/ca.key", &etcd.key_pem, 0o600)?;
+    }
+    for (rel, mode, text) in &external_etcd {
+        w.file(rel, text, *mode)?;
+    }
+    let discovery = Discovery {
+        endpoint: req.endpoint.clone(),
+        token: secrets::new_bootstrap_token(),
+        ca_cert_hashes: vec![ca_hash_of_der(&ca.cert_der)?],
+        certificate_key: secrets::new_certificate_key(),
+        cluster: ClusterSettings {
+            name: req.name.clone(),
+            kubernetes_version: req.kubernetes_version.clone(),
+            pod_subnet: req.pod_subnet.clone(),
+            external_etcd: req.external_etcd.clone(),
+            slow_host: req.slow_host,
+        },
+    };
+    let files = write_documents(&w, &discovery)?;
+    let tmp_path = tmp.keep();
+    replace_dir(&tmp_path, out).inspect_err(|_| {
+        let _ = fs::remove_dir_all(&tmp_path);
+    })?;
+    Ok(summary(out, &discovery, files))
+}
+
+fn summary(dir: &Path, d: &Discovery, mut files: Vec<String>) -> Summary {
+    files.sort();
+    Summary {
+        dir: dir.to_path_buf(),
+        endpoint: d.endpoint.clone(),
+        ca_cert_hash: d.ca_cert_hashes[0].clone(),
+        token_id: d.token.split('.').next().unwrap_or_default().to_string(),
+        files,
+    }
+}
+
+/// What to rotate in an existing bundle.
+#[derive(Debug, Clone, Copy)]
+pub enum Rotate {
+    Token,
+    CertificateKey,
+}
+
+/// Fresh token or certificate key for an existing bundle; documents rewritten.
+pub fn rotate(dir: &Path, what: Rotate) -> Result<Summary, String> {
+    let mut d = read_discovery(dir)?;
+    match what {
+        Rotate::Token => d.token = secrets::new_bootstrap_token(),
+        Rotate::CertificateKey => d.certificate_key = secrets::new_certificate_key(),
+    }
+    let files = write_documents(&Writer(dir.to_path_buf()), &d)?;
+    Ok(summary(dir, &d, files))
+}
+
+pub fn read_discovery(dir: &Path) -> Result<Discovery, String> {
+    let p = dir.join("discovery.toml");
+    let text = fs::read_to_string(&p).map_err(|e| {
+        format!(
+            "{}: {e} (is {} a kubeboot bundle?)",
+            p.display(),
+            dir.display()
+        )
+    })?;
+    toml::from_str(&text).map_err(|e| {
+        format!(
+            "{}: {}",
+            p.display(),
+            kubeboot_core::document::scrub(e.message())
+        )
+    })
+}
+
+/// discovery.toml, then each role's node document and cloud-config; each
+/// document is validated as the agent would before it is written.
+fn write_documents(w: &Writer, d: &Discovery) -> Result<Vec<String>, String> {
+    let mut files = Vec::new();
+    let discovery_toml = format!(
+        "# kubeboot bundle: what nodes need to join this cluster. SECRET: holds the bootstrap token\n\
+         # and the certificate key. Rotate with `kubeboot bundle token` / `kubeboot bundle certificate-key`.\n{}",
+        toml::to_string(d).map_err(|e| e.to_string())?
+    );
+    w.file("discovery.toml", &discovery_toml, 0o600)?;
+    files.push("discovery.toml".into());
+    for role in ROLES {
+        let doc = node_document(role, d, &w.0)?;
+        kubeboot_agent::agent::validate_fully(&doc).map_err(|e| {
+            format!("internal error: the generated {role} document is invalid: {e}")
+        })?;
+        let name = format!("nodes/{role}.toml");
+        w.file(&name, &doc, 0o600)?;
+        files.push(name);
+        let name = format!("cloud-init/{role}.yaml");
+        w.file(&name, &userdata::cloud_config(&doc), 0o600)?;
+        files.push(name);
+    }
+    Ok(files)
+}
+
+/// The node document for one role, as TOML.
+pub fn node_document(role: Role, d: &Discovery, bundle_dir: &Path) -> Result<String, String> {
+    use toml::{Table, Value};
+    let s = |v: &str| Value::String(v.to_string());
+    let mut doc = Table::new();
+    doc.insert("version".into(), Value::Integer(1));
+    doc.insert("role".into(), s(role.as_str()));
+    let mut cluster = Table::new();
+    cluster.insert("endpoint".into(), s(&d.endpoint));
+    if let Some(v) = &d.cluster.kubernetes_version {
+        cluster.insert("kubernetes_version".into(), s(v));
+    }
+    if role == Role::Init {
+        if let Some(n) = &d.cluster.name {
+            cluster.insert("name".into(), s(n));
+        }
+        if let Some(p) = &d.cluster.pod_subnet {
+            cluster.insert("pod_subnet".into(), s(p));
+        }
+        if !d.cluster.external_etcd.is_empty() {
+            let mut etcd = Table::new();
+            etcd.insert(
+                "external_endpoints".into(),
+                Value::Array(d.cluster.external_etcd.iter().map(|u| s(u)).collect()),
+            );
+            let inline = bundle_dir.join(EXTERNAL_ETCD_FILES[0].1);
+            if inline.exists() {
+                // Inline: the agent writes them under /etc/kubernetes/pki/external-etcd/.
+                for ((_, rel, _), key) in EXTERNAL_ETCD_FILES.iter().zip(["ca_cert", "cert", "key"])
+                {
+                    let text = fs::read_to_string(bundle_dir.join(rel))
+                        .map_err(|e| format!("{rel}: {e}"))?;
+                    etcd.insert(key.into(), s(&text));
+                }
+            } else {
+                // The operator puts them on the init node at kubeadm's usual paths.
+                etcd.insert("ca_file".into(), s("/etc/kubernetes/pki/etcd/ca.crt"));
+                etcd.insert(
+                    "cert_file".into(),
+                    s("/etc/kubernetes/pki/apiserver-etcd-client.crt"),
+                );
+                etcd.insert(
+                    "key_file".into(),
+                    s("/etc/kubernetes/pki/apiserver-etcd-client.key"),
+                );
+            }
+            cluster.insert("etcd".into(), Value::Table(etcd));
+        }
+    }
+    doc.insert("cluster".into(), Value::Table(cluster));
+    let mut discovery = Table::new();
+    discovery.insert("token".into(), s(&d.token));
+    if role != Role::Init {
+        discovery.insert(
+            "ca_cert_hashes".into(),
+            Value::Array(d.ca_cert_hashes.iter().map(|h| s(h)).collect()),
+        );
+    }
+    if role != Role::Worker {
+        discovery.insert("certificate_key".into(), s(&d.certificate_key));
+    }
+    doc.insert("discovery".into(), Value::Table(discovery));
+    if role == Role::Init {
+        let mut pki = Table::new();
+        let read = |f: &str| {
+            fs::read_to_string(bundle_dir.join("pki").join(f)).map_err(|e| format!("pki/{f}: {e}"))
+        };
+        // Every pair must be there, except the etcd CA (made for stacked etcd only).
+        for spec in &PKI_PAIRS {
+            let optional = spec.cert_file.starts_with("etcd/");
+            if optional && !bundle_dir.join("pki").join(spec.cert_file).exists() {
+                continue;
+            }
+            pki.insert(spec.cert_key.into(), s(&read(spec.cert_file)?));
+            pki.insert(spec.key_key.into(), s(&read(spec.key_file)?));
+        }
+        doc.insert("pki".into(), Value::Table(pki));
+    }
+    let header = format!(
+        "# kubeboot node document: role {role}. SECRET (bootstrap token{}). Made by `kubeboot bundle`.\n",
+        match role {
+            Role::Init => ", certificate key, CA keys",
+            Role::ControlPlane => ", certificate key",
+            Role::Worker => "",
+        }
+    );
+    let tuning = if d.cluster.slow_host {
+        slow_host_tuning(role, !d.cluster.external_etcd.is_empty())
+    } else {
+        String::new()
+    };
+    Ok(header + &toml::to_string(&doc).map_err(|e| e.to_string())? + &tuning)
+}
+
+/// What `bundle new --slow-host` adds to each role's document, for emulated (qemu
+/// TCG) VMs sharing a few host cores, where the control plane runs many times
+/// slower and every VM that boots takes CPU from the API server:
+/// - kubeadm's wait for the control plane and the static Pods' startupProbe: 1500 s;
+/// - a running component is restarted only after 900 s of failed liveness probes
+///   (a restart under TCG costs minutes and adds to the load that caused it);
+/// - etcd heartbeats every 500 ms and elects after 5 s of silence (etcd's defaults,
+///   100 ms and 1 s, assume a host that answers in milliseconds), and the controller
+///   manager and scheduler keep their leader leases through 100 s of slow API calls
+///   (kubeadm's defaults give up after 10 s and exit; a restart under TCG costs
+///   minutes, and while the controller manager is down joining kubelets'
+///   certificates are not approved — seen with 40 s in a real run). These are ClusterConfiguration, which `init`
+///   uploads and joining control planes read, so only `init` carries them.
+pub fn slow_host_tuning(role: Role, external_etcd: bool) -> String {
+    const LOCAL_ETCD: &str = concat!(
+        "\n[kubeadm.patch.cluster_configuration.etcd.local.extraArgs]\n",
+        "heartbeat-interval = \"500\"\nelection-timeout = \"5000\"\n",
+    );
+    match role {
+        Role::Init => [
+            "\n[kubeadm]\ncontrol_plane_timeout_seconds = 1500\n",
+            "static_pod_startup_seconds = 1500\nstatic_pod_liveness_seconds = 900\n",
+            // An external etcd is tuned where it runs.
+            if external_etcd { "" } else { LOCAL_ETCD },
+            "\n[kubeadm.patch.cluster_configuration.controllerManager.extraArgs]\n",
+            "leader-elect-lease-duration = \"120s\"\nleader-elect-renew-deadline = \"100s\"\n",
+            "leader-elect-retry-period = \"10s\"\n",
+            "\n[kubeadm.patch.cluster_configuration.scheduler.extraArgs]\n",
+            "leader-elect-lease-duration = \"120s\"\nleader-elect-renew-deadline = \"100s\"\n",
+            "leader-elect-retry-period = \"10s\"\n",
+        ]
+        .concat(),
+        Role::ControlPlane => concat!(
+            "\n[kubeadm]\nstatic_pod_startup_seconds = 1500\n",
+            "static_pod_liveness_seconds = 900\n",
+        )
+        .into(),
+        Role::Worker => String::new(),
+    }
+}
+
+struct Writer(PathBuf);
+
+impl Writer {
+    fn file(&self, rel: &str, content: &str, mode: u32) -> Result<(), String> {
+        let p = self.0.join(rel);
+        let dir = p.parent().expect("has parent");
+        fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(|e| e.to_string())?;
+        fs::set_permissions(&self.0, fs::Permissions::from_mode(0o700))
+            .map_err(|e| e.to_string())?;
+        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| e.to_string())?;
+        tmp.as_file()
+            .set_permissions(fs::Permissions::from_mode(mode))
+            .map_err(|e| e.to_string())?;
+        std::io::Write::write_all(&mut tmp, content.as_bytes())
+            .map_err(|e| format!("write {rel}: {e}"))?;
+        tmp.as_file()
+            .sync_all()
+            .map_err(|e| format!("fsync {rel}: {e}"))?;
+        tmp.persist(&p)
+            .map_err(|e| format!("rename {rel}: {}", e.error))?;
+        Ok(())
+    }
+}
+
+/// Put `new` at `out`, replacing an existing directory only after `new` is complete.
+fn replace_dir(new: &Path, out: &Path) -> Result<(), String> {
+    if out.exists() {
+        let old = out.with_extension("kubeboot-old");
+        let _ = fs::remove_dir_all(&old);
+        fs::rename(out, &old).map_err(|e| format!("move the old bundle aside: {e}"))?;
+        fs::rename(new, out).map_err(|e| format!("rename into {}: {e}", out.display()))?;
+        fs::remove_dir_all(&old).map_err(|e| format!("remove the old bundle: {e}"))
+    } else {
+        fs::rename(new, out).map_err(|e| format!("rename into {}: {e}", out.display()))
+    }
+}
+
+/// A kubeconfig for `user` in `groups` (default: cluster-admin through
+/// `system:masters`, as kubeadm's admin.conf in v1.28), signed by the bundle's
+/// own cluster CA, pointing at the bundle's endpoint (or `server`). The operator
+/// gets cluster credentials without copying anything off a node. Holds a
+/// private key: write it 0600.
+pub fn kubeconfig(
+    dir: &Path,
+    user: &str,
+    groups: &[String],
+    valid_hours: u64,
+    server: Option<&str>,
+) -> Result<String, String> {
+    use base64::Engine;
+    let d = read_discovery(dir)?;
+    let read = |p: &str| {
+        std::fs::read_to_string(dir.join(p)).map_err(|e| format!("{}: {e}", dir.join(p).display()))
+    };
+    let (ca_cert, ca_key) = (read("pki/ca.crt")?, read("pki/ca.key")?);
+    let (cert, key) = pki::issue_client_cert(
+        &ca_cert,
+        &ca_key,
+        user,
+        groups,
+        std::time::Duration::from_secs(valid_hours * 3600),
+    )?;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let server = server.map_or_else(|| format!("https://{}", d.endpoint), str::to_string);
+    let cluster = d
+        .cluster
+        .name
+        .clone()
+        .unwrap_or_else(|| "kubernetes".into());
+    let v = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{ "name": cluster, "cluster": {
+            "server": server, "certificate-authority-data": b64(&ca_cert) } }],
+        "users": [{ "name": user, "user": {
+            "client-certificate-data": b64(&cert), "client-key-data": b64(&key) } }],
+        "contexts": [{ "name": format!("{user}@{cluster}"),
+                       "context": { "cluster": cluster, "user": user } }],
+        "current-context": format!("{user}@{cluster}"),
+    });
+    serde_yaml_ng::to_string(&v).map_err(|e| e.to_string())
+}

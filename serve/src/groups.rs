@@ -1,0 +1,621 @@
+//! Node groups (DESIGN.md §7): autoscaling groups and PXE fleets whose machines
+//! all boot with the same user-data, maybe days after it was written.
+//!
+//! `kubeboot serve group add NAME --role worker|control-plane --url https://SERVE:PORT`
+//! records the group in `DATA/groups.toml` (0600) and prints, once, the user-data
+//! for the launch template: a pointer document (`[source] url =
+//! "…/v1/groups/NAME/document"`, serve's CA pin and the group's enrollment
+//! credential). A machine that presents the credential, and names itself with
+//! `Kubeboot-Node` and `Kubeboot-Machine-Id` as the agent does, gets a document of
+//! its own: the role's document with credentials minted for it (the `documents`
+//! module; serve runs with `--fresh-credentials`), the group's node labels, and a
+//! `[report]` table so it reports to this serve. A control-plane group into a
+//! cluster that does not answer yet takes part in the init election.
+//!
+//! Limits per group: `max_nodes` distinct machines (a machine asking again is not
+//! counted twice; the machines are recorded in `DATA/enrolled/NAME.json`, so a
+//! restart keeps the count, and `group list` reads it while serve runs) and
+//! `per_minute` documents. Revoking a group refuses its credential
+//! from the next request; machines that already joined are not affected.
+//!
+//! The file keeps the SHA-256 of the enrollment credential, never the credential.
+//! It keeps the group's report token in clear, because serve writes it into every
+//! document of the group; a report token posts status events and reads nothing.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+
+use super::documents::Budget;
+use super::election::Candidate;
+use super::tokens::{self, Scope, TokenFile};
+use kubeboot_core::document::formats::is_dns_name;
+use kubeboot_core::document::Role;
+use kubeboot_core::host::write_file_atomic;
+
+pub const FILE: &str = "groups.toml";
+
+/// One group, as `groups.toml` keeps it.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Group {
+    pub role: Role,
+    /// serve as the group's machines reach it, `https://HOST:PORT`.
+    pub url: String,
+    /// The pin of serve's CA, `sha256:HEX`.
+    pub ca_cert_hash: String,
+    /// `sha256:HEX` of the enrollment credential.
+    pub credential: String,
+    /// The report token written into the group's documents.
+    pub report_token: String,
+    /// The id of that report token in the tokens file (`serve token list`).
+    pub report_token_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_nodes: Option<u32>,
+    pub per_minute: u32,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    pub created: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked: Option<String>,
+}
+
+impl std::fmt::Debug for Group {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Group")
+            .field("role", &self.role)
+            .field("url", &self.url)
+            .field("report_token_id", &self.report_token_id)
+            .field("max_nodes", &self.max_nodes)
+            .field("per_minute", &self.per_minute)
+            .field("labels", &self.labels)
+            .field("revoked", &self.revoked)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What `group add` is asked for.
+#[derive(Debug, Clone)]
+pub struct NewGroup {
+    pub name: String,
+    pub role: Role,
+    pub url: String,
+    pub ca_cert_hash: String,
+    pub max_nodes: Option<u32>,
+    pub per_minute: u32,
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileContent {
+    #[serde(default)]
+    groups: BTreeMap<String, Group>,
+}
+
+/// `DATA/groups.toml`.
+pub struct GroupFile {
+    path: PathBuf,
+    lock: Mutex<()>,
+}
+
+impl GroupFile {
+    pub fn new(path: impl Into<PathBuf>) -> GroupFile {
+        GroupFile {
+            path: path.into(),
+            lock: Mutex::new(()),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Every group; a missing file holds none. Errors name the line, never its text
+    /// (it may hold a report token).
+    pub fn load(&self) -> Result<BTreeMap<String, Group>, String> {
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+            Err(e) => return Err(format!("{}: {e}", self.path.display())),
+        };
+        let content: FileContent = toml::from_str(&text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+            format!(
+                "{}: not a groups file{} (written by `kubeboot serve group add`; fix or remove that line)",
+                self.path.display(),
+                line.map(|l| format!(" at line {l}")).unwrap_or_default()
+            )
+        })?;
+        Ok(content.groups)
+    }
+
+    fn save(&self, groups: BTreeMap<String, Group>) -> Result<(), String> {
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
+        let text = format!(
+            "# kubeboot serve's node groups (`kubeboot serve group`). SECRET: report tokens.\n{}",
+            toml::to_string(&FileContent { groups }).map_err(|e| e.to_string())?
+        );
+        write_file_atomic(&self.path, text.as_bytes(), 0o600)
+            .map_err(|e| format!("{}: {e}", self.path.display()))
+    }
+
+    /// Record a new group with a report token from `tokens`; returns the enrollment
+    /// credential (shown once) and the group.
+    pub fn add(&self, req: &NewGroup, tokens: &TokenFile) -> Result<(String, Group), String> {
+        check_new(req)?;
+        let _guard = self.lock.lock().expect("groups lock");
+        let mut groups = self.load()?;
+        if let Some(g) = groups.get(&req.name) {
+            return Err(match &g.revoked {
+                Some(at) => format!(
+                    "group {} exists (revoked at {at}); choose another name",
+                    req.name
+                ),
+                None => format!(
+                    "group {} exists; revoke it first (kubeboot serve group revoke {}) or choose another name",
+                    req.name, req.name
+                ),
+            });
+        }
+        let credential = tokens::random_token();
+        let (report_token, grant) =
+            tokens.add(Scope::Report, false, &format!("group {}", req.name))?;
+        let group = Group {
+            role: req.role,
+            url: req.url.trim_end_matches('/').to_string(),
+            ca_cert_hash: req.ca_cert_hash.clone(),
+            credential: format!("sha256:{}", hex::encode(tokens::hash(&credential))),
+            report_token,
+            report_token_id: grant.id(),
+            max_nodes: req.max_nodes,
+            per_minute: req.per_minute,
+            labels: req.labels.clone(),
+            created: now(),
+            revoked: None,
+        };
+        groups.insert(req.name.clone(), group.clone());
+        self.save(groups)?;
+        Ok((credential, group))
+    }
+
+    /// Refuse the group's credential from now on.
+    pub fn revoke(&self, name: &str) -> Result<Group, String> {
+        let _guard = self.lock.lock().expect("groups lock");
+        let mut groups = self.load()?;
+        let group = groups.get_mut(name).ok_or_else(|| {
+            format!(
+                "no group {name} in {} (kubeboot serve group list)",
+                self.path.display()
+            )
+        })?;
+        if group.revoked.is_none() {
+            group.revoked = Some(now());
+        }
+        let group = group.clone();
+        self.save(groups)?;
+        Ok(group)
+    }
+
+    /// The group `name`, if `presented` is its enrollment credential.
+    pub fn authorize(&self, name: &str, presented: Option<&str>) -> Result<Group, Refused> {
+        let presented = presented.ok_or(Refused::Unauthorized)?;
+        let groups = self.load().map_err(|e| {
+            tracing::error!("groups file unreadable, refusing group documents: {e}");
+            Refused::Unavailable(e)
+        })?;
+        let group = groups.get(name).ok_or(Refused::Unauthorized)?;
+        let want = format!("sha256:{}", hex::encode(tokens::hash(presented)));
+        if !bool::from(want.as_bytes().ct_eq(group.credential.as_bytes())) {
+            return Err(Refused::Unauthorized);
+        }
+        if let Some(at) = &group.revoked {
+            return Err(Refused::Revoked(format!(
+                "group {name} was revoked at {at}: its machines get no documents"
+            )));
+        }
+        Ok(group.clone())
+    }
+}
+
+fn now() -> String {
+    Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+fn check_new(req: &NewGroup) -> Result<(), String> {
+    let name_ok = is_dns_name(&req.name) && !req.name.contains('.') && req.name.len() <= 63;
+    if !name_ok {
+        return Err(format!(
+            "group name {:?}: use lowercase letters, digits and '-' (at most 63)",
+            req.name.chars().take(80).collect::<String>()
+        ));
+    }
+    if req.role == Role::Init {
+        return Err(
+            "--role init: a group is worker or control-plane; a control-plane group elects its init node itself"
+                .into(),
+        );
+    }
+    let host = req
+        .url
+        .strip_prefix("https://")
+        .unwrap_or("")
+        .trim_end_matches('/');
+    if host.is_empty() || host.contains(['/', '?', '#', '@']) || host.contains(char::is_whitespace)
+    {
+        return Err(format!(
+            "--url {:?}: give serve's address as the machines reach it, https://HOST:PORT",
+            req.url
+        ));
+    }
+    kubeboot_core::document::formats::check_ca_hash(&req.ca_cert_hash)
+        .map_err(|why| format!("--ca-cert-hash: {why}"))?;
+    if req.per_minute == 0 {
+        return Err("--per-minute: at least 1".into());
+    }
+    for (key, value) in &req.labels {
+        if let Some((problem, fix)) = kubeboot_core::document::label_problems(key, value)
+            .into_iter()
+            .next()
+        {
+            return Err(format!("--label {key}={value}: {problem}; {fix}"));
+        }
+    }
+    Ok(())
+}
+
+/// The pointer document for a group's user-data.
+pub fn pointer_document(name: &str, group: &Group, credential: &str) -> String {
+    let mut source = toml::Table::new();
+    source.insert(
+        "url".into(),
+        format!("{}/v1/groups/{name}/document", group.url).into(),
+    );
+    source.insert("ca_cert_hash".into(), group.ca_cert_hash.clone().into());
+    source.insert("token".into(), credential.into());
+    let mut doc = toml::Table::new();
+    doc.insert("version".into(), 1.into());
+    doc.insert("source".into(), source.into());
+    format!(
+        "# kubeboot pointer document for node group {name} ({}): every machine of the group \
+         boots with it. SECRET: the group's enrollment credential.\n{}",
+        group.role,
+        toml::to_string(&doc).expect("plain table")
+    )
+}
+
+/// Why a group request was refused.
+#[derive(Debug)]
+pub enum Refused {
+    /// 401: no credential, an unknown group or a wrong credential (which, is not said).
+    Unauthorized,
+    /// 403: the group was revoked.
+    Revoked(String),
+    /// 403: the group has its `max_nodes` machines.
+    Full(String),
+    /// 429: the group's `per_minute` is spent; retry after the seconds.
+    TooMany(String, u64),
+    /// 500: the groups file or the store cannot be read or written.
+    Unavailable(String),
+}
+
+/// Enrolled machines of a group (`DATA/enrolled/NAME.json`).
+#[derive(Default, Serialize, Deserialize)]
+struct Enrolled {
+    /// machine id → the node name it gave.
+    machines: BTreeMap<String, String>,
+}
+
+fn enrolled_path(data: &Path, name: &str) -> PathBuf {
+    data.join("enrolled").join(format!("{name}.json"))
+}
+
+fn read_enrolled(data: &Path, name: &str) -> Result<Enrolled, String> {
+    let path = enrolled_path(data, name);
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Enrolled::default()),
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
+/// How many machines group `name` has enrolled (serve's data directory `data`).
+pub fn enrolled_count(data: &Path, name: &str) -> Result<usize, String> {
+    Ok(read_enrolled(data, name)?.machines.len())
+}
+
+/// The groups file with what serve keeps while it runs: each group's minute
+/// budget and the machines whose documents are being made.
+pub struct Groups {
+    pub file: GroupFile,
+    /// serve's data directory (`enrolled/`).
+    data: PathBuf,
+    running: Mutex<BTreeMap<String, Running>>,
+}
+
+struct Running {
+    budget: Budget,
+    pending: BTreeSet<String>,
+}
+
+/// A machine admitted to a group: [`Admission::settle`] counts it in; dropped
+/// unsettled (a request cancelled mid-way), it gives its place back.
+pub struct Admission<'a> {
+    pub group: Group,
+    pub name: String,
+    pub candidate: Candidate,
+    groups: Option<&'a Groups>,
+}
+
+impl Admission<'_> {
+    /// Count the machine in (`served`) or give its place back.
+    pub fn settle(mut self, served: bool) -> Result<(), String> {
+        match self.groups.take() {
+            Some(groups) => groups.settle(&self.name, &self.candidate, served),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Admission<'_> {
+    fn drop(&mut self) {
+        if let Some(groups) = self.groups.take() {
+            let _ = groups.settle(&self.name, &self.candidate, false);
+        }
+    }
+}
+
+impl Groups {
+    pub fn new(file: GroupFile, data: PathBuf) -> Groups {
+        Groups {
+            file,
+            data,
+            running: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Check the credential, the group's minute budget and its machine count, and
+    /// hold a place for this machine until [`Groups::settle`].
+    pub fn admit(
+        &self,
+        name: &str,
+        presented: Option<&str>,
+        candidate: &Candidate,
+    ) -> Result<Admission<'_>, Refused> {
+        let group = self.file.authorize(name, presented)?;
+        // Under the lock settle() writes under: the count never misses a machine.
+        let mut running = self.running.lock().expect("groups lock");
+        let enrolled = read_enrolled(&self.data, name).map_err(Refused::Unavailable)?;
+        let r = running.entry(name.to_string()).or_insert_with(|| Running {
+            budget: Budget::new(group.per_minute),
+            pending: BTreeSet::new(),
+        });
+        r.budget.per_minute = group.per_minute;
+        let known = enrolled.machines.contains_key(&candidate.machine_id)
+            || r.pending.contains(&candidate.machine_id);
+        if let (Some(max), false) = (group.max_nodes, known) {
+            let count = enrolled.machines.len() + r.pending.len();
+            if count >= max as usize {
+                return Err(Refused::Full(format!(
+                    "group {name} has its {max} machines (max_nodes); a new machine gets no document. \
+                     Replace machines under their old names' machine ids, or make another group"
+                )));
+            }
+        }
+        if let Err(seconds) = r.budget.take(name, Utc::now()) {
+            return Err(Refused::TooMany(
+                format!(
+                    "group {name}: more than {} documents this minute (per_minute); retry in {seconds} s",
+                    group.per_minute
+                ),
+                seconds,
+            ));
+        }
+        r.pending.insert(candidate.machine_id.clone());
+        Ok(Admission {
+            group,
+            name: name.to_string(),
+            candidate: candidate.clone(),
+            groups: Some(self),
+        })
+    }
+
+    fn settle(&self, name: &str, candidate: &Candidate, served: bool) -> Result<(), String> {
+        let mut running = self.running.lock().expect("groups lock");
+        if let Some(r) = running.get_mut(name) {
+            r.pending.remove(&candidate.machine_id);
+        }
+        if !served {
+            return Ok(());
+        }
+        let mut enrolled = read_enrolled(&self.data, name)?;
+        enrolled
+            .machines
+            .insert(candidate.machine_id.clone(), candidate.node.clone());
+        let path = enrolled_path(&self.data, name);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
+        let bytes = serde_json::to_vec_pretty(&enrolled).map_err(|e| e.to_string())?;
+        write_file_atomic(&path, &bytes, 0o600).map_err(|e| format!("{}: {e}", path.display()))
+    }
+}
+
+/// The role's document made this machine's: the group's labels in `[node]` and a
+/// `[report]` table pointing at this serve.
+pub fn personalize(a: &Admission<'_>, text: &str) -> Result<String, String> {
+    let mut doc: toml::Table = text
+        .parse()
+        .map_err(|_| "the bundle's document is not valid TOML".to_string())?;
+    let g = &a.group;
+    let mut report = toml::Table::new();
+    report.insert("url".into(), format!("{}/v1", g.url).into());
+    report.insert("token".into(), g.report_token.clone().into());
+    report.insert("ca_cert_hash".into(), g.ca_cert_hash.clone().into());
+    doc.insert("report".into(), report.into());
+    if !g.labels.is_empty() {
+        let node = doc
+            .entry("node")
+            .or_insert_with(|| toml::Table::new().into())
+            .as_table_mut()
+            .ok_or("the bundle's document has a [node] that is not a table")?;
+        let labels = node
+            .entry("labels")
+            .or_insert_with(|| toml::Table::new().into())
+            .as_table_mut()
+            .ok_or("the bundle's document has node.labels that are not a table")?;
+        for (k, v) in &g.labels {
+            labels.insert(k.clone(), v.clone().into());
+        }
+    }
+    let role = doc.get("role").and_then(|r| r.as_str()).unwrap_or("?");
+    Ok(format!(
+        "# kubeboot node document: role {role}, for {} (machine {}) of group {}, served by kubeboot serve. SECRET.\n{}",
+        a.candidate.node,
+        a.candidate.machine_id,
+        a.name,
+        toml::to_string(&doc).map_err(|e| e.to_string())?
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(name: &str) -> NewGroup {
+        NewGroup {
+            name: name.into(),
+            role: Role::Worker,
+            url: "https://10.88.0.1:8443".into(),
+            ca_cert_hash: format!("sha256:{}", "ab".repeat(32)),
+            max_nodes: Some(2),
+            per_minute: 10,
+            labels: BTreeMap::from([("example.com/pool".into(), "blue".into())]),
+        }
+    }
+
+    #[test]
+    fn groups_keep_a_hash_of_the_credential_and_refuse_bad_requests() {
+        let dir = tempfile::tempdir().unwrap();
+        let tokens = TokenFile::new(dir.path().join("tokens"));
+        let file = GroupFile::new(dir.path().join(FILE));
+        let (credential, group) = file.add(&request("blue"), &tokens).unwrap();
+        let text = std::fs::read_to_string(file.path()).unwrap();
+        assert!(
+            !text.contains(&credential),
+            "the credential is never stored"
+        );
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(file.path()).unwrap().permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600);
+        assert!(format!("{group:?}").find(&group.report_token).is_none());
+        assert!(tokens
+            .authorize(Some(&group.report_token), Scope::Report)
+            .is_ok());
+        assert!(file.authorize("blue", Some(&credential)).is_ok());
+        for (name, presented) in [
+            ("blue", Some("nope")),
+            ("green", Some(&*credential)),
+            ("blue", None),
+        ] {
+            assert!(matches!(
+                file.authorize(name, presented),
+                Err(Refused::Unauthorized)
+            ));
+        }
+        assert!(file
+            .add(&request("blue"), &tokens)
+            .unwrap_err()
+            .contains("exists"));
+        file.revoke("blue").unwrap();
+        assert!(matches!(
+            file.authorize("blue", Some(&credential)),
+            Err(Refused::Revoked(_))
+        ));
+        for (mutate, says) in [
+            (
+                Box::new(|r: &mut NewGroup| r.name = "Blue_1".into()) as Box<dyn Fn(&mut NewGroup)>,
+                "group name",
+            ),
+            (
+                Box::new(|r: &mut NewGroup| r.role = Role::Init),
+                "--role init",
+            ),
+            (
+                Box::new(|r: &mut NewGroup| r.url = "http://x:1".into()),
+                "--url",
+            ),
+            (
+                Box::new(|r: &mut NewGroup| r.ca_cert_hash = "sha256:12".into()),
+                "--ca-cert-hash",
+            ),
+            (
+                Box::new(|r: &mut NewGroup| {
+                    r.labels
+                        .insert("node-role.kubernetes.io/gpu".into(), "".into());
+                }),
+                "--label node-role.kubernetes.io/gpu",
+            ),
+        ] {
+            let mut r = request("other");
+            mutate(&mut r);
+            let err = file.add(&r, &tokens).unwrap_err();
+            assert!(err.contains(says), "{err}");
+        }
+        assert!(
+            !file.load().unwrap().contains_key("other"),
+            "nothing half-made"
+        );
+    }
+
+    #[test]
+    fn a_personal_document_carries_the_groups_labels_and_report_target() {
+        let admission = Admission {
+            group: Group {
+                role: Role::Worker,
+                url: "https://serve:8443".into(),
+                ca_cert_hash: "sha256:00".into(),
+                credential: "sha256:11".into(),
+                report_token: "r3port".into(),
+                report_token_id: "id".into(),
+                max_nodes: None,
+                per_minute: 1,
+                labels: BTreeMap::from([("example.com/pool".into(), "blue".into())]),
+                created: now(),
+                revoked: None,
+            },
+            name: "blue".into(),
+            candidate: Candidate {
+                node: "w7".into(),
+                machine_id: "ab".repeat(16),
+            },
+            groups: None,
+        };
+        let text = personalize(
+            &admission,
+            "version = 1\nrole = \"worker\"\n[node.labels]\n\"example.com/rack\" = \"r1\"\n",
+        )
+        .unwrap();
+        let doc: toml::Table = text.parse().unwrap();
+        assert_eq!(doc["report"]["url"].as_str(), Some("https://serve:8443/v1"));
+        assert_eq!(doc["report"]["token"].as_str(), Some("r3port"));
+        assert_eq!(
+            doc["node"]["labels"]["example.com/pool"].as_str(),
+            Some("blue")
+        );
+        assert_eq!(
+            doc["node"]["labels"]["example.com/rack"].as_str(),
+            Some("r1")
+        );
+        assert!(text.starts_with("# kubeboot node document: role worker, for w7"));
+    }
+}

@@ -1,0 +1,547 @@
+//! The receiver's HTTP surface.
+//!
+//! | route                         | auth   | what                                   |
+//! |-------------------------------|--------|----------------------------------------|
+//! | `POST /v1/nodes/{name}/events`| report | store one status event (idempotent)    |
+//! | `GET /v1/nodes`               | -      | every node's summary                   |
+//! | `GET /v1/nodes/{name}`        | -      | one node's summary and history         |
+//! | `GET /v1/serve/events?from=N` | -  | serve's own events: credentials minted, init elections, stale Nodes removed (`journal`; no secrets) |
+//! | `GET /v1/documents/{role}`    | documents:{role} | the bundle's document for a role (fresh join credentials with `--fresh-credentials`; 503 + Retry-After while the cluster cannot mint) |
+//! | `GET /v1/groups/{name}/document` | the group's credential | a document for this machine of node group `name` (`groups` module; needs `--fresh-credentials`) |
+//! | `GET /`                       | -      | the dashboard                          |
+//! | `GET /metrics`                | -      | Prometheus / OpenMetrics text          |
+//! | `GET /healthz`                | -      | liveness                               |
+//!
+//! Status events hold no secrets, so reading is open; bind to loopback (the
+//! default) or put the receiver behind a proxy if node facts are sensitive.
+//! Bearer tokens carry scopes (`tokens` module): a node's report token reads no
+//! document.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+
+use super::documents::DocumentError;
+use super::election::Candidate;
+use super::journal::{ActionKind, ServeEvent};
+use super::tokens::{Denied, Scope};
+use super::{App, Stored};
+use kubeboot_core::document::{formats::is_dns_name, Role};
+use kubeboot_core::status::{StatusEvent, LOG_TAIL_MAX_LINES, MAX_EVENT_BYTES};
+
+/// The dashboard page, with the phase list from the one definition (`Phase::ALL`).
+static DASHBOARD: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let phases: Vec<&str> = kubeboot_core::status::Phase::ALL
+        .iter()
+        .map(|p| p.as_str())
+        .collect();
+    let page = include_str!("dashboard.html");
+    assert!(
+        page.contains("__PHASES__"),
+        "dashboard.html lost its phase list"
+    );
+    page.replace(
+        "__PHASES__",
+        &serde_json::to_string(&phases).expect("strings"),
+    )
+});
+
+pub(crate) fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/", get(|| async { Html(DASHBOARD.as_str()) }))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
+        .route("/v1/nodes", get(list_nodes))
+        .route("/v1/nodes/{name}", get(get_node))
+        .route("/v1/nodes/{name}/events", post(post_event))
+        .route("/v1/serve/events", get(serve_events))
+        .route("/v1/documents/{role}", get(get_document))
+        .route("/v1/groups/{name}/document", get(get_group_document))
+        .layer(DefaultBodyLimit::max(MAX_EVENT_BYTES))
+        .with_state(app)
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+fn presented_token(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+}
+
+/// The request's bearer token may do `wanted`, or the refusal to send.
+fn authorize(app: &App, headers: &HeaderMap, wanted: Scope) -> Result<(), Box<Response>> {
+    let presented = presented_token(headers);
+    let denied = match app.tokens.authorize(presented, wanted) {
+        Ok(()) => return Ok(()),
+        Err(d) => d,
+    };
+    app.rejected.fetch_add(1, Ordering::Relaxed);
+    let mut resp = match denied {
+        Denied::Unknown if presented.is_none() => {
+            error(StatusCode::UNAUTHORIZED, "missing `Authorization: Bearer <token>`")
+        }
+        Denied::Unknown => error(
+            StatusCode::UNAUTHORIZED,
+            "the bearer token is not one this receiver holds (kubeboot serve token list)",
+        ),
+        Denied::Scope { needed } => error(
+            StatusCode::FORBIDDEN,
+            format!("the bearer token lacks the scope {needed} (kubeboot serve token add --scope {needed})"),
+        ),
+        Denied::Spent { at } => error(
+            StatusCode::GONE,
+            format!("this once-only token was used at {at}; make another with kubeboot serve token add"),
+        ),
+    };
+    if resp.status() == StatusCode::UNAUTHORIZED {
+        resp.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("static"));
+    }
+    Err(Box::new(resp))
+}
+
+fn check_name(name: &str) -> Result<(), Box<Response>> {
+    if is_dns_name(name) {
+        Ok(())
+    } else {
+        Err(Box::new(error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "node name {:?} is not a DNS subdomain (lowercase a-z, 0-9, '-', '.'; at most 253 characters)",
+                name.chars().take(80).collect::<String>()
+            ),
+        )))
+    }
+}
+
+/// Reject what a well-behaved agent never sends, naming the field.
+pub(crate) fn check_event(name: &str, body: &[u8]) -> Result<StatusEvent, String> {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    let ev: StatusEvent = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." || path == "?" {
+            format!("malformed status event: {inner}")
+        } else {
+            format!("malformed status event: field `{path}`: {inner}")
+        }
+    })?;
+    if ev.node != name {
+        return Err(format!(
+            "field `node` is {:?} but the URL names node {name:?}",
+            ev.node
+        ));
+    }
+    for (field, value) in [("machine_id", &ev.machine_id), ("boot_id", &ev.boot_id)] {
+        let fine = !value.is_empty()
+            && value.len() <= 64
+            && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+        if !fine {
+            return Err(format!(
+                "field `{field}` must be 1-64 characters of a-z, A-Z, 0-9 and '-'"
+            ));
+        }
+    }
+    if ev.log_tail.len() > LOG_TAIL_MAX_LINES {
+        return Err(format!(
+            "field `log_tail` has {} lines; at most {LOG_TAIL_MAX_LINES} are accepted",
+            ev.log_tail.len()
+        ));
+    }
+    Ok(ev)
+}
+
+async fn post_event(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(r) = authorize(&app, &headers, Scope::Report) {
+        return *r;
+    }
+    if let Err(r) = check_name(&name) {
+        return *r;
+    }
+    let ev = match check_event(&name, &body) {
+        Ok(ev) => ev,
+        Err(why) => return error(StatusCode::BAD_REQUEST, why),
+    };
+    let seq = ev.seq;
+    match app.store(ev).await {
+        Stored::New => (
+            StatusCode::CREATED,
+            Json(json!({ "stored": true, "duplicate": false, "seq": seq })),
+        )
+            .into_response(),
+        Stored::Duplicate => (
+            StatusCode::OK,
+            Json(json!({ "stored": true, "duplicate": true, "seq": seq })),
+        )
+            .into_response(),
+        Stored::DiskFull(m) => error(StatusCode::INSUFFICIENT_STORAGE, m),
+        Stored::Failed(m) => error(StatusCode::INTERNAL_SERVER_ERROR, m),
+    }
+}
+
+async fn list_nodes(State(app): State<Arc<App>>) -> Response {
+    let nodes = app.shared.nodes.read().expect("nodes lock").summaries();
+    Json(json!({ "nodes": nodes })).into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct EventsFrom {
+    #[serde(default)]
+    from: u64,
+}
+
+/// serve's own events, oldest first, from `?from=N` (at most 1000 per page;
+/// `next` is where the following page starts).
+async fn serve_events(
+    State(app): State<Arc<App>>,
+    axum::extract::Query(q): axum::extract::Query<EventsFrom>,
+) -> Response {
+    const PAGE: usize = 1000;
+    let store = app.store.clone();
+    let read = tokio::task::spawn_blocking(move || store.serve_events(q.from, PAGE)).await;
+    match read {
+        Ok(Ok(events)) => {
+            let next = events.last().map_or(q.from, |e| e.seq + 1);
+            Json(json!({ "events": events, "next": next })).into_response()
+        }
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+async fn get_node(State(app): State<Arc<App>>, Path(name): Path<String>) -> Response {
+    if let Err(r) = check_name(&name) {
+        return *r;
+    }
+    let detail = app.shared.nodes.read().expect("nodes lock").detail(&name);
+    match detail {
+        Some(d) => Json(d).into_response(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            format!("no events from node {name:?} yet"),
+        ),
+    }
+}
+
+async fn get_document(
+    State(app): State<Arc<App>>,
+    Path(role): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(documents) = &app.documents else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "this receiver serves no node documents: start it with --bundle DIR",
+        );
+    };
+    let role: Role = match role.parse() {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::NOT_FOUND, e),
+    };
+    let requester = presented_token(&headers)
+        .map(|t| hex::encode(&super::tokens::hash(t)[..6]))
+        .unwrap_or_default();
+    let candidate = match candidate(&headers) {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
+    let nodes = &app.shared.nodes;
+    // Fresh credentials are minted only for an authorised request. A bundle's file
+    // is read first, so a once-only token is spent only on a document that exists.
+    let served = if documents.fresh() {
+        if let Err(r) = authorize(&app, &headers, Scope::Documents(role)) {
+            return *r;
+        }
+        documents
+            .render(role, &requester, candidate.as_ref(), nodes)
+            .await
+    } else {
+        let served = documents
+            .render(role, &requester, candidate.as_ref(), nodes)
+            .await;
+        if served.is_ok() {
+            if let Err(r) = authorize(&app, &headers, Scope::Documents(role)) {
+                return *r;
+            }
+        }
+        served
+    };
+    respond(
+        &app,
+        &format!("{role} document (token {requester})"),
+        candidate.as_ref(),
+        served,
+    )
+    .await
+}
+
+/// A document for one machine of a node group (`groups` module).
+async fn get_group_document(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let (Some(documents), Some(groups)) = (&app.documents, &app.groups) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "this receiver serves no node groups: start it with --bundle DIR --fresh-credentials",
+        );
+    };
+    let candidate = match candidate(&headers) {
+        Ok(Some(c)) => c,
+        Ok(None) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "a group document is made for one machine: send Kubeboot-Node and                  Kubeboot-Machine-Id (the kubeboot agent does)",
+            )
+        }
+        Err(r) => return *r,
+    };
+    let admission = match groups.admit(&name, presented_token(&headers), &candidate) {
+        Ok(a) => a,
+        Err(refused) => return group_refusal(&app, refused),
+    };
+    let role = admission.group.role;
+    let served = documents
+        .render(
+            role,
+            &format!("group {name}"),
+            Some(&candidate),
+            &app.shared.nodes,
+        )
+        .await
+        .and_then(|s| {
+            let text =
+                super::groups::personalize(&admission, &s.text).map_err(DocumentError::Bundle)?;
+            Ok(super::documents::Served { text, ..s })
+        });
+    if let Err(e) = admission.settle(served.is_ok()) {
+        tracing::error!(
+            "group {name}: could not record machine {}: {e}",
+            candidate.machine_id
+        );
+        return error(StatusCode::INTERNAL_SERVER_ERROR, e);
+    }
+    respond(
+        &app,
+        &format!("{role} document for {} (group {name})", candidate.node),
+        Some(&candidate),
+        served,
+    )
+    .await
+}
+
+fn group_refusal(app: &App, refused: super::groups::Refused) -> Response {
+    use super::groups::Refused;
+    app.rejected.fetch_add(1, Ordering::Relaxed);
+    match refused {
+        Refused::Unauthorized => {
+            let mut resp = error(
+                StatusCode::UNAUTHORIZED,
+                "no such group, or not its credential (kubeboot serve group list)",
+            );
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("static"));
+            resp
+        }
+        Refused::Revoked(m) | Refused::Full(m) => {
+            tracing::warn!("{m}");
+            error(StatusCode::FORBIDDEN, m)
+        }
+        Refused::TooMany(m, seconds) => too_many(m, seconds),
+        Refused::Unavailable(m) => error(StatusCode::INTERNAL_SERVER_ERROR, m),
+    }
+}
+
+fn too_many(m: String, seconds: u64) -> Response {
+    tracing::warn!("{m}");
+    let mut resp = error(StatusCode::TOO_MANY_REQUESTS, m);
+    resp.headers_mut().insert(
+        header::RETRY_AFTER,
+        seconds.to_string().parse().expect("digits"),
+    );
+    resp
+}
+
+/// The answer to a document request: the document (with what was minted and done
+/// for it logged and stored as serve's own events, never the secrets), or the
+/// refusal with its status. A document whose events cannot be stored is not
+/// served: every credential serve hands out is on record.
+async fn respond(
+    app: &Arc<App>,
+    what: &str,
+    candidate: Option<&Candidate>,
+    served: Result<super::documents::Served, DocumentError>,
+) -> Response {
+    match served {
+        Ok(served) => {
+            let done: Vec<&str> = served.actions.iter().map(|a| a.message.as_str()).collect();
+            if done.is_empty() {
+                tracing::info!("served the {what}");
+            } else {
+                tracing::info!("served a {what}: {}", done.join("; "));
+                let node = candidate.map(|c| (c.node.as_str(), c.machine_id.as_str()));
+                let mut events =
+                    ServeEvent::for_request(&served.actions, what, node, chrono::Utc::now());
+                let store = app.store.clone();
+                let stored = tokio::task::spawn_blocking(move || {
+                    store.append_serve_events(&mut events).map(|()| events)
+                })
+                .await;
+                match stored {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => {
+                        tracing::error!("the {what} is not served: {e}");
+                        return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+                    }
+                    Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+                }
+            }
+            let minted = served
+                .actions
+                .iter()
+                .filter(|a| a.kind == ActionKind::CredentialMinted)
+                .count();
+            app.minted.fetch_add(minted as u64, Ordering::Relaxed);
+            ([(header::CONTENT_TYPE, "application/toml")], served.text).into_response()
+        }
+        Err(DocumentError::Missing(m)) => error(StatusCode::NOT_FOUND, m),
+        Err(DocumentError::Bundle(m)) => {
+            tracing::error!("{m}");
+            error(StatusCode::INTERNAL_SERVER_ERROR, m)
+        }
+        Err(DocumentError::BadRequest(m)) => error(StatusCode::BAD_REQUEST, m),
+        Err(DocumentError::Conflict(m)) => {
+            tracing::warn!("{what} refused: {m}");
+            error(StatusCode::CONFLICT, m)
+        }
+        Err(DocumentError::TooMany(m, seconds)) => too_many(m, seconds),
+        Err(DocumentError::ClusterUnavailable(m) | DocumentError::Waiting(m)) => {
+            tracing::warn!("{what} not served yet: {m}");
+            let mut resp = error(StatusCode::SERVICE_UNAVAILABLE, m);
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, "30".parse().expect("static"));
+            resp
+        }
+    }
+}
+
+/// The node a document request says it comes from (`Kubeboot-Node`,
+/// `Kubeboot-Machine-Id`): None if it says nothing, 400 if it says it badly.
+fn candidate(headers: &HeaderMap) -> Result<Option<Candidate>, Box<Response>> {
+    let get = |name: &str| headers.get(name).map(|v| v.to_str().unwrap_or("\u{fffd}"));
+    let (node, machine_id) = match (get("kubeboot-node"), get("kubeboot-machine-id")) {
+        (None, None) => return Ok(None),
+        (Some(n), Some(m)) => (n, m),
+        _ => {
+            return Err(Box::new(error(
+                StatusCode::BAD_REQUEST,
+                "send both Kubeboot-Node and Kubeboot-Machine-Id, or neither",
+            )))
+        }
+    };
+    check_name(node)?;
+    let hex_id =
+        (8..=64).contains(&machine_id.len()) && machine_id.bytes().all(|b| b.is_ascii_hexdigit());
+    if !hex_id {
+        return Err(Box::new(error(
+            StatusCode::BAD_REQUEST,
+            "Kubeboot-Machine-Id: not a machine id (8 to 64 hex digits, /etc/machine-id)",
+        )));
+    }
+    Ok(Some(Candidate {
+        node: node.to_string(),
+        machine_id: machine_id.to_ascii_lowercase(),
+    }))
+}
+
+async fn metrics(State(app): State<Arc<App>>, _headers: HeaderMap) -> Response {
+    match super::metrics::render(&app) {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_checked_field_by_field() {
+        let good = json!({
+            "node": "w1", "machine_id": "abc", "boot_id": "b-1", "seq": 1, "role": "worker",
+            "phase": "source", "state": "started", "attempt": 1,
+            "at": "2026-11-21T10:00:00Z", "agent_version": "0.1.0"
+        });
+        let body = |v: &serde_json::Value| serde_json::to_vec(v).unwrap();
+        assert!(check_event("w1", &body(&good)).is_ok());
+        assert!(check_event("w2", &body(&good))
+            .unwrap_err()
+            .contains("field `node`"));
+        let mut bad = good.clone();
+        bad["phase"] = json!("warp");
+        assert!(check_event("w1", &body(&bad))
+            .unwrap_err()
+            .contains("field `phase`"));
+        let mut bad = good.clone();
+        bad["boot_id"] = json!("../../etc");
+        assert!(check_event("w1", &body(&bad))
+            .unwrap_err()
+            .contains("boot_id"));
+        assert!(check_event("w1", b"{not json")
+            .unwrap_err()
+            .starts_with("malformed"));
+    }
+
+    mod fuzz {
+        use super::*;
+        use kubeboot_core::fuzz::{apply, config, edits};
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(config())]
+
+            /// A mutated status event is accepted or refused with a message,
+            /// never a panic; an accepted one names the node in the URL.
+            #[test]
+            fn mutated_events_are_checked_without_panics(e in edits()) {
+                let good = serde_json::to_vec(&json!({
+                    "node": "w1", "machine_id": "abc", "boot_id": "b-1", "seq": 1, "role": "worker",
+                    "phase": "kubeadm", "state": "failed", "attempt": 2,
+                    "at": "2026-11-21T10:00:00Z", "agent_version": "0.1.0",
+                    "error": {"kind": "kubeadm_failed", "message": "exit 1"},
+                    "log_tail": ["a", "b"]
+                }))
+                .unwrap();
+                match check_event("w1", &apply(&good, &e)) {
+                    Ok(ev) => prop_assert_eq!(ev.node, "w1"),
+                    Err(why) => prop_assert!(!why.is_empty()),
+                }
+            }
+        }
+    }
+}
