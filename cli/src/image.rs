@@ -185,13 +185,6 @@ pub fn run(args: ImageArgs) -> u8 {
     }
 }
 
-/// A program built next to this kubeboot binary (cargo's target directory).
-pub fn sibling(name: &str) -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let p = exe.parent()?.join(name);
-    p.exists().then_some(p)
-}
-
 pub fn run_build(a: BuildArgs) -> Result<build::Manifest, String> {
     let kubeboot_bin = match a.kubeboot_bin {
         Some(p) => p,
@@ -199,7 +192,9 @@ pub fn run_build(a: BuildArgs) -> Result<build::Manifest, String> {
     };
     let opts = build::BuildOptions {
         profile: a.profile,
-        kubeadm_double: a.kubeadm_double.or_else(|| sibling("kubeadm-test-double")),
+        kubeadm_double: a
+            .kubeadm_double
+            .or_else(|| kubeboot_image::sibling("kubeadm-test-double")),
         source_date_epoch: a
             .source_date_epoch
             .unwrap_or_else(|| build::default_source_date_epoch(&a.mkosi_dir)),
@@ -218,23 +213,7 @@ pub fn run_build(a: BuildArgs) -> Result<build::Manifest, String> {
     let m = build::build(&opts)?;
     match a.output {
         Output::Json => println!("{}", serde_json::to_string(&m).expect("serializes")),
-        Output::Text => {
-            println!(
-                "image: {} profile built in {:.0} s in {}",
-                m.profile,
-                m.build_seconds,
-                a.out.display()
-            );
-            for f in &m.artifacts {
-                println!(
-                    "  {:24} {:>8.1} MiB ({:.1} MiB allocated)  sha256:{}",
-                    f.file,
-                    f.bytes as f64 / 1048576.0,
-                    f.allocated_bytes as f64 / 1048576.0,
-                    f.sha256
-                );
-            }
-        }
+        Output::Text => println!("{}", m.summary(&a.out)),
     }
     Ok(m)
 }
@@ -253,75 +232,13 @@ pub fn parse_forward(s: &str) -> Result<vm::Forward, String> {
     })
 }
 
-/// Root partition's PARTUUID of a built disk image (deterministic from mkosi's Seed=).
-pub fn root_partuuid(raw: &std::path::Path) -> Result<String, String> {
-    let out = std::process::Command::new("sfdisk")
-        .arg("-J")
-        .arg(raw)
-        .output()
-        .map_err(|e| format!("sfdisk: {e}"))?;
-    let v: serde_json::Value =
-        serde_json::from_slice(&out.stdout).map_err(|e| format!("sfdisk -J: {e}"))?;
-    v["partitiontable"]["partitions"]
-        .as_array()
-        .and_then(|ps| {
-            ps.iter()
-                .find(|p| p["name"].as_str().is_some_and(|n| n.starts_with("root")))
-        })
-        .and_then(|p| p["uuid"].as_str())
-        .map(|u| u.to_ascii_lowercase())
-        .ok_or_else(|| format!("{}: no root partition", raw.display()))
-}
-
-pub fn spec_for(
-    image_dir: &std::path::Path,
-    name: &str,
-    workdir: PathBuf,
-    seed: Option<PathBuf>,
-    direct_cmdline: Option<&str>,
-    forwards: Vec<vm::Forward>,
-) -> Result<vm::VmSpec, String> {
-    let raw = image_dir.join("kubeboot.raw");
-    if !raw.exists() {
-        return Err(format!(
-            "{}: no image (run `kubeboot image build` first)",
-            raw.display()
-        ));
-    }
-    let direct = match direct_cmdline {
-        Some(extra) => Some(vm::DirectBoot {
-            kernel: image_dir.join("kubeboot.vmlinuz"),
-            initrd: image_dir.join("kubeboot.initrd"),
-            cmdline: format!(
-                "root=PARTUUID={} rw console=ttyS0,115200 systemd.firstboot=off {extra}",
-                root_partuuid(&raw)?
-            ),
-        }),
-        None => None,
-    };
-    Ok(vm::VmSpec {
-        name: name.into(),
-        image: Some(raw),
-        seed,
-        direct,
-        forwards,
-        tap: None,
-        memory_mib: 2048,
-        cpus: 2,
-        no_reboot: false,
-        workdir,
-        accel: vm::Accel::detect(),
-        nice: 0,
-    })
-}
-
 fn run_boot(a: BootArgs) -> Result<(), String> {
     let forwards = a
         .forwards
         .iter()
         .map(|f| parse_forward(f))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut spec = spec_for(
+    let mut spec = vm::spec_for_image(
         &a.image,
         &a.name,
         a.workdir,
@@ -346,7 +263,7 @@ fn run_boot(a: BootArgs) -> Result<(), String> {
         log.display()
     );
     let mut child = vm::start(&spec)?;
-    let stop = stop_on_signals();
+    let stop = vm::stop_on_signals();
     let started = Instant::now();
     let deadline = started + Duration::from_secs(a.timeout);
     loop {
@@ -391,31 +308,6 @@ fn run_boot(a: BootArgs) -> Result<(), String> {
         }
         std::thread::sleep(Duration::from_millis(500));
     }
-}
-
-/// SIGTERM, SIGINT and SIGHUP set a flag the boot loop checks, so the VM is
-/// killed with its `image boot` (scripts and tests stop it that way).
-///
-/// Registered through signal-hook's registry, the one tokio's signal handling
-/// uses too: `up`'s in-process `serve` still sees the same signals (one signal
-/// path for the whole process, nothing replaced).
-pub(crate) fn stop_on_signals() -> &'static std::sync::atomic::AtomicBool {
-    static FLAG: std::sync::OnceLock<std::sync::Arc<std::sync::atomic::AtomicBool>> =
-        std::sync::OnceLock::new();
-    let flag = FLAG.get_or_init(|| {
-        let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        for sig in [
-            signal_hook::consts::SIGTERM,
-            signal_hook::consts::SIGINT,
-            signal_hook::consts::SIGHUP,
-        ] {
-            if let Err(e) = signal_hook::flag::register(sig, flag.clone()) {
-                tracing::warn!("cannot watch signal {sig}: {e}");
-            }
-        }
-        flag
-    });
-    flag.as_ref()
 }
 
 fn run_pxe(a: PxeArgs) -> Result<(), String> {

@@ -66,6 +66,26 @@ pub struct Manifest {
 pub const IMAGE_NAME: &str = "kubeboot";
 
 impl Manifest {
+    /// What was built, one line per artifact (for people).
+    pub fn summary(&self, out_dir: &Path) -> String {
+        let mut text = format!(
+            "image: {} profile built in {:.0} s in {}",
+            self.profile,
+            self.build_seconds,
+            out_dir.display()
+        );
+        for f in &self.artifacts {
+            text.push_str(&format!(
+                "\n  {:24} {:>8.1} MiB ({:.1} MiB allocated)  sha256:{}",
+                f.file,
+                f.bytes as f64 / 1048576.0,
+                f.allocated_bytes as f64 / 1048576.0,
+                f.sha256
+            ));
+        }
+        text
+    }
+
     pub fn path(out_dir: &Path) -> PathBuf {
         out_dir.join("manifest.json")
     }

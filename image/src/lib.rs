@@ -9,9 +9,17 @@ pub mod oci;
 pub mod openpgp;
 pub mod pxe;
 pub mod segment;
+pub mod up;
 pub mod vm;
 
 pub use build::{BuildOptions, Manifest, Profile};
+
+/// A program built next to this kubeboot binary (cargo's target directory).
+pub fn sibling(name: &str) -> Option<std::path::PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let p = exe.parent()?.join(name);
+    p.exists().then_some(p)
+}
 
 /// Finding the real Kubernetes binaries for tests (../shared/k8s or `KUBEBOOT_KUBERNETES`).
 #[cfg(test)]

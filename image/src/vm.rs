@@ -298,6 +298,95 @@ pub fn start(spec: &VmSpec) -> Result<Child, String> {
         .map_err(|e| format!("qemu-system-x86_64: {e} (run scripts/setup-image.sh)"))
 }
 
+/// Root partition's PARTUUID of a built disk image (deterministic from mkosi's Seed=).
+pub fn root_partuuid(raw: &std::path::Path) -> Result<String, String> {
+    let out = std::process::Command::new("sfdisk")
+        .arg("-J")
+        .arg(raw)
+        .output()
+        .map_err(|e| format!("sfdisk: {e}"))?;
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).map_err(|e| format!("sfdisk -J: {e}"))?;
+    v["partitiontable"]["partitions"]
+        .as_array()
+        .and_then(|ps| {
+            ps.iter()
+                .find(|p| p["name"].as_str().is_some_and(|n| n.starts_with("root")))
+        })
+        .and_then(|p| p["uuid"].as_str())
+        .map(|u| u.to_ascii_lowercase())
+        .ok_or_else(|| format!("{}: no root partition", raw.display()))
+}
+
+/// A VM of the built image in `image_dir` (kubeboot.raw; with `direct_cmdline`, its
+/// kernel and initrd booted directly with that command line added).
+pub fn spec_for_image(
+    image_dir: &std::path::Path,
+    name: &str,
+    workdir: PathBuf,
+    seed: Option<PathBuf>,
+    direct_cmdline: Option<&str>,
+    forwards: Vec<Forward>,
+) -> Result<VmSpec, String> {
+    let raw = image_dir.join("kubeboot.raw");
+    if !raw.exists() {
+        return Err(format!(
+            "{}: no image (run `kubeboot image build` first)",
+            raw.display()
+        ));
+    }
+    let direct = match direct_cmdline {
+        Some(extra) => Some(DirectBoot {
+            kernel: image_dir.join("kubeboot.vmlinuz"),
+            initrd: image_dir.join("kubeboot.initrd"),
+            cmdline: format!(
+                "root=PARTUUID={} rw console=ttyS0,115200 systemd.firstboot=off {extra}",
+                root_partuuid(&raw)?
+            ),
+        }),
+        None => None,
+    };
+    Ok(VmSpec {
+        name: name.into(),
+        image: Some(raw),
+        seed,
+        direct,
+        forwards,
+        tap: None,
+        memory_mib: 2048,
+        cpus: 2,
+        no_reboot: false,
+        workdir,
+        accel: Accel::detect(),
+        nice: 0,
+    })
+}
+
+/// SIGTERM, SIGINT and SIGHUP set a flag the boot loop checks, so the VM is
+/// killed with its `image boot` (scripts and tests stop it that way).
+///
+/// Registered through signal-hook's registry, the one tokio's signal handling
+/// uses too: `up`'s in-process `serve` still sees the same signals (one signal
+/// path for the whole process, nothing replaced).
+pub fn stop_on_signals() -> &'static std::sync::atomic::AtomicBool {
+    static FLAG: std::sync::OnceLock<std::sync::Arc<std::sync::atomic::AtomicBool>> =
+        std::sync::OnceLock::new();
+    let flag = FLAG.get_or_init(|| {
+        let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        for sig in [
+            signal_hook::consts::SIGTERM,
+            signal_hook::consts::SIGINT,
+            signal_hook::consts::SIGHUP,
+        ] {
+            if let Err(e) = signal_hook::flag::register(sig, flag.clone()) {
+                tracing::warn!("cannot watch signal {sig}: {e}");
+            }
+        }
+        flag
+    });
+    flag.as_ref()
+}
+
 #[cfg(test)]
 mod tests {
     use std::process::Command;

@@ -195,6 +195,55 @@ fn summarize(name: &str, events: &[StatusEvent], boots: usize) -> Option<NodeSum
     })
 }
 
+/// One line per node: name, role, a bar of the eight phases, state, attempt, time, error.
+pub fn table(nodes: &[NodeSummary]) -> String {
+    let done = nodes.iter().filter(|n| n.done()).count();
+    let failed = nodes.iter().filter(|n| n.failed()).count();
+    let mut out = format!(
+        "{} nodes: {done} done, {failed} failed, {} in progress\n",
+        nodes.len(),
+        nodes.len() - done - failed
+    );
+    let width = nodes.iter().map(|n| n.name.len()).max().unwrap_or(4).max(4);
+    out.push_str(&format!(
+        "{:width$}  {:13}  {:8}  {:20}  {:>3}  {:>7}  {}\n",
+        "NODE", "ROLE", "PHASES", "STATE", "TRY", "TIME", "LAST ERROR"
+    ));
+    for n in nodes {
+        let bar: String = Phase::ALL
+            .iter()
+            .map(|p| match n.phases.get(p).map(|t| t.state) {
+                Some(PhaseState::Succeeded) => '#',
+                Some(PhaseState::Failed) => 'X',
+                Some(_) => '>',
+                None => '.',
+            })
+            .collect();
+        let ms = n
+            .bootstrap_ms
+            .unwrap_or_else(|| (n.last_at - n.first_at).num_milliseconds().max(0) as u64);
+        let err = n
+            .last_error
+            .as_ref()
+            .map(|e| format!("{}: {}", e.kind.as_str(), e.message))
+            .unwrap_or_default();
+        let err: String = if err.chars().count() > 100 {
+            err.chars().take(99).chain(['…']).collect()
+        } else {
+            err
+        };
+        out.push_str(&format!(
+            "{:width$}  {:13}  {bar}  {:20}  {:>3}  {:>6.1}s  {err}\n",
+            n.name,
+            n.role.as_deref().unwrap_or("-"),
+            format!("{} {}", n.phase, n.state.as_str()),
+            n.attempt,
+            ms as f64 / 1000.0,
+        ));
+    }
+    out.trim_end().to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
