@@ -7,7 +7,7 @@ use super::Output;
 use kubeboot_agent::agent::state::{Outcome, StateStore};
 use kubeboot_agent::agent::DEFAULT_STATE_DIR;
 use kubeboot_core::host::Host;
-use kubeboot_core::status::{Phase, StatusEvent};
+use kubeboot_core::status::StatusEvent;
 
 #[derive(Args, Debug)]
 #[command(
@@ -54,72 +54,11 @@ pub fn run(root: &Path, args: StatusArgs) -> u8 {
         return 4;
     };
     match args.output {
-        Output::Json => {
-            let v = json!({
-                "node": state.node,
-                "role": state.role,
-                "outcome": state.outcome,
-                "current_phase": state.next_phase(),
-                "failed_phase": state.failed_phase,
-                "kubeadm_runs": state.kubeadm_runs,
-                "total_ms": state.total_ms(),
-                "phases": state.phases,
-                "last_error": state.last_error,
-                "log_tail": state.log_tail,
-                "document_origin": state.document_origin,
-                "last_event": last_event,
-            });
-            println!("{}", serde_json::to_string_pretty(&v).expect("json"));
-        }
-        Output::Text => {
-            let outcome = match state.outcome {
-                Outcome::Done => "done".to_string(),
-                Outcome::Failed => format!(
-                    "FAILED in {}",
-                    state.failed_phase.map_or("?", Phase::as_str)
-                ),
-                Outcome::Running => format!(
-                    "in progress ({})",
-                    state.next_phase().map_or("?", Phase::as_str)
-                ),
-            };
-            println!("node {} ({}): {outcome}", state.node, state.role);
-            println!("document: {}", state.document_origin);
-            println!(
-                "{:<10} {:<10} {:>7} {:>10}",
-                "PHASE", "STATE", "ATTEMPT", "DURATION"
-            );
-            for phase in Phase::ALL {
-                match state.phases.get(&phase) {
-                    Some(r) => println!(
-                        "{:<10} {:<10} {:>7} {:>10}",
-                        phase.as_str(),
-                        r.state.as_str(),
-                        r.attempt,
-                        r.duration_ms
-                            .map(|ms| format!("{:.1}s", ms as f64 / 1000.0))
-                            .unwrap_or_default()
-                    ),
-                    None => println!("{:<10} {:<10}", phase.as_str(), "-"),
-                }
-            }
-            if let Some(total) = state.total_ms() {
-                println!(
-                    "total: {:.1}s; kubeadm ran {} time(s)",
-                    total as f64 / 1000.0,
-                    state.kubeadm_runs
-                );
-            }
-            if let Some(e) = &state.last_error {
-                println!("last error ({}): {}", e.kind.as_str(), e.message);
-            }
-            if !state.log_tail.is_empty() {
-                println!("log tail:");
-                for l in &state.log_tail {
-                    println!("  {l}");
-                }
-            }
-        }
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&state.to_json(last_event.as_ref())).expect("json")
+        ),
+        Output::Text => print!("{}", state.describe()),
     }
     match state.outcome {
         Outcome::Done => 0,

@@ -94,7 +94,7 @@ pub(crate) struct Shared {
 
 struct PendingWrite {
     event: StatusEvent,
-    reply: oneshot::Sender<Result<bool, String>>,
+    reply: oneshot::Sender<Result<bool, StoreError>>,
 }
 
 /// How a stored write went, for the HTTP answer.
@@ -119,14 +119,13 @@ impl App {
         match answer.await {
             Ok(Ok(true)) => Stored::New,
             Ok(Ok(false)) => Stored::Duplicate,
-            Ok(Err(m)) if m.starts_with(DISK_FULL) => Stored::DiskFull(m),
-            Ok(Err(m)) => Stored::Failed(m),
+            Ok(Err(e @ StoreError::DiskFull(_))) => Stored::DiskFull(e.to_string()),
+            Ok(Err(e)) => Stored::Failed(e.to_string()),
             Err(_) => Stored::Failed("the store stopped before answering".into()),
         }
     }
 }
 
-const DISK_FULL: &str = "the receiver's disk is full";
 const MAX_BATCH: usize = 1024;
 
 /// Commit batches as they come; answer each request only after its commit.
@@ -159,9 +158,8 @@ fn writer_loop(store: Arc<Store>, mut rx: mpsc::Receiver<PendingWrite>, app: Arc
             }
             Err(e) => {
                 tracing::error!("{e}");
-                let msg = e.to_string();
                 for p in batch {
-                    let _ = p.reply.send(Err(msg.clone()));
+                    let _ = p.reply.send(Err(e.clone()));
                 }
             }
         }

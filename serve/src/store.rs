@@ -28,7 +28,7 @@ pub struct Store {
 }
 
 /// Why a write failed, in the terms the HTTP layer answers with.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum StoreError {
     /// ENOSPC / EDQUOT: 507, the node keeps its events and retries.
     DiskFull(String),

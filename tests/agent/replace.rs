@@ -17,6 +17,7 @@ fn opts(grace_ms: u64) -> Options {
         probe_interval: Duration::from_millis(200),
         timeout: Duration::from_secs(2),
         dry_run: false,
+        own_address: None,
     }
 }
 
@@ -146,6 +147,64 @@ fn a_replacement_removes_exactly_the_dead_member_and_never_without_quorum() {
         seen(&cluster).len(),
         3,
         "a member was removed without quorum"
+    );
+}
+
+/// What a failed `kubeadm join --control-plane` attempt can leave behind (seen in a
+/// VM run: the member add went through, the attempt failed before etcd started):
+/// an unstarted member at the joining node's address. Real etcd then refuses every
+/// further member add ("not enough started members"), so every retry fails; the
+/// retry's cleanup recognises the member as this node's own unfinished join (no
+/// name, peer URL at its address), removes it, and the join goes through.
+#[test]
+fn an_unfinished_join_of_this_node_is_removed_so_the_retry_can_join() {
+    let mut cluster = EtcdCluster::start(&["cp1", "cp2"]);
+    let cp1 = cluster.members[0].client_url.clone();
+    let add = |peer: &str| {
+        let access = cluster.access();
+        let (peer, cp1) = (peer.to_string(), cp1.clone());
+        kubeboot_agent::cluster::block_on(async move {
+            let mut c = etcd::connect(&access, &cp1).await?;
+            c.member_add([peer], None)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+    };
+    // The strict reconfiguration check wants the cluster healthy for a moment.
+    let mut added = add("http://127.0.0.13:2380");
+    for _ in 0..30 {
+        if added.is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+        added = add("http://127.0.0.13:2380");
+    }
+    added.unwrap();
+    let err = add("http://127.0.0.14:2380").unwrap_err();
+    assert!(err.contains("not enough started members"), "{err}");
+
+    // cp3 at 127.0.0.13 retries: the member at its address is its own unfinished join.
+    let own = |address: &str| Options {
+        own_address: Some(address.into()),
+        ..opts(400)
+    };
+    let (r, report) = run(&cluster, "cp3", &["cp1", "cp2"], &own("127.0.0.13"));
+    r.unwrap();
+    assert_eq!(report.cleanups.len(), 1, "{report:?}");
+    assert!(report.cleanups[0].removed);
+    assert!(
+        report.cleanups[0].why.contains("own unfinished join"),
+        "{report:?}"
+    );
+    assert_eq!(seen(&cluster).len(), 2);
+    let new = cluster.join("cp3", &cp1);
+    let members = seen(&cluster);
+    assert_eq!(members.len(), 3, "{members:?}");
+    assert!(members.iter().all(|m| m.reachable), "{members:?}");
+    assert_eq!(
+        put_get(&cluster, &cluster.members[new].client_url.clone(), "joined").unwrap(),
+        "joined"
     );
 }
 

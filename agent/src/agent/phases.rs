@@ -302,7 +302,7 @@ impl Agent {
         let Some((access, name)) = crate::replace::for_join(doc, v, || self.host.hostname()) else {
             return Ok(());
         };
-        let opts = crate::replace::Options::for_document(doc, false);
+        let opts = self.replace_options(doc);
         let report = crate::cluster::block_on(crate::replace::make_room(&access, &name, &opts))
             .map_err(|why| Failure::new(ErrorKind::ReplaceRefused, why))?;
         for note in &report.notes {
@@ -313,6 +313,65 @@ impl Agent {
             self.notes.push(c.line());
         }
         Ok(())
+    }
+
+    /// The document's replacement options, with this node's address (the default
+    /// route's when `[node] advertise_address` is not set, as kubeadm advertises).
+    fn replace_options(&self, doc: &ValidDocument) -> crate::replace::Options {
+        let mut opts = crate::replace::Options::for_document(doc, false);
+        if opts.own_address.is_none() {
+            opts.own_address = self.host.default_route_ipv4().map(|a| a.to_string());
+        }
+        opts
+    }
+
+    /// Before a control-plane join is tried again: an earlier attempt may have added
+    /// this node's etcd member and failed before its etcd started, and etcd then
+    /// refuses every member add ("not enough started members"). The cluster is
+    /// verified again (as in discover) and that member removed
+    /// (`replace::forget_unfinished_join`). A failure here is logged; the retry says the rest.
+    fn forget_unfinished_join(&mut self, doc: &ValidDocument) {
+        let (Some(token), Role::ControlPlane) = (&doc.doc.discovery.token, doc.role) else {
+            return;
+        };
+        if doc.doc.discovery.file.is_some() || !doc.doc.replace.enabled {
+            return;
+        }
+        let verified = discovery::verify_token(
+            &doc.endpoint,
+            token.expose_secret(),
+            &doc.doc.discovery.ca_cert_hashes,
+            Duration::from_secs(120),
+        );
+        let v = match verified {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(
+                    "before retrying the join: could not verify the cluster: {}",
+                    e.message
+                );
+                return;
+            }
+        };
+        let Some((access, name)) = crate::replace::for_join(doc, &v, || self.host.hostname())
+        else {
+            return;
+        };
+        let opts = self.replace_options(doc);
+        match crate::cluster::block_on(crate::replace::forget_unfinished_join(
+            &access, &name, &opts,
+        )) {
+            Ok(report) => {
+                for note in &report.notes {
+                    tracing::info!("before retrying the join: {note}");
+                }
+                for c in &report.cleanups {
+                    tracing::warn!("before retrying the join: {}", c.line());
+                    self.notes.push(c.line());
+                }
+            }
+            Err(why) => tracing::warn!("before retrying the join: {why}"),
+        }
     }
 
     pub(super) fn kubeadm(
@@ -364,6 +423,7 @@ impl Agent {
                     .log_tail(err.log_tail.clone()),
             );
             self.reset(&kubeadm);
+            self.forget_unfinished_join(doc);
             let delay = backoff.delay(attempt);
             tracing::info!("retrying kubeadm in {:.1}s", delay.as_secs_f64());
             std::thread::sleep(delay);

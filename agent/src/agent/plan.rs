@@ -1,8 +1,131 @@
 //! `kubeboot agent --dry-run`: what each phase would do with this document, in
 //! the words an operator reads before letting it loose on a machine.
 
-use kubeboot_core::document::{Role, ValidDocument};
+use kubeboot_core::document::{InvalidDocument, Role, ValidDocument};
+use kubeboot_core::host::Host;
+use kubeboot_core::redact::Redactor;
 use kubeboot_core::status::Phase;
+
+use super::AgentOptions;
+use crate::kubeadm::{self, ApiVersion, ConfigPaths};
+use crate::source::{self, SourceError};
+
+/// Why a dry run could not be prepared; the command line exits 2 for bad input
+/// (an invalid document, a kubeadm version or node image it cannot use), 1 when
+/// the document could not be found or fetched.
+#[derive(Debug, thiserror::Error)]
+pub enum DryRunError {
+    #[error("{0}")]
+    Invalid(InvalidDocument),
+    #[error("{0}")]
+    Source(SourceError),
+    #[error("{0}")]
+    Kubeadm(String),
+}
+
+/// What `kubeboot agent` would do on this host with this document (secrets redacted).
+pub struct DryRun {
+    pub origin: String,
+    pub doc: ValidDocument,
+    pub kubeadm_version: Option<String>,
+    /// Where the version came from (--kubeadm-version, the kubeadm on PATH, or none).
+    pub version_source: String,
+    pub api: ApiVersion,
+    pub plan: Vec<(Phase, String)>,
+    /// The kubeadm configuration, secrets redacted.
+    pub config: String,
+    pub config_path: String,
+    pub argv: Vec<String>,
+}
+
+impl DryRun {
+    /// Find, validate and render, changing nothing on the host.
+    pub fn prepare(host: &Host, opts: &AgentOptions) -> Result<DryRun, DryRunError> {
+        let loaded = source::resolve(host, opts.document.clone(), &opts.fetch.from_host(host))
+            .map_err(|mut e| match e.invalid.take() {
+                Some(invalid) => DryRunError::Invalid(invalid),
+                None => DryRunError::Source(e),
+            })?;
+        let doc = super::validate_fully(&loaded.text).map_err(DryRunError::Invalid)?;
+        let kubeadm_version = kubeadm::version_to_use(host, opts.kubeadm_version.as_deref());
+        let version_source = match (&opts.kubeadm_version, host.find_program("kubeadm")) {
+            (Some(_), _) => "--kubeadm-version".to_string(),
+            (None, Some(k)) => k.display().to_string(),
+            (None, None) => "kubeadm not on PATH".to_string(),
+        };
+        let api =
+            ApiVersion::for_version(kubeadm_version.as_deref()).map_err(DryRunError::Kubeadm)?;
+        let node_image = kubeadm::NodeImage::read(host).map_err(DryRunError::Kubeadm)?;
+        let rendered = kubeadm::render(&doc, api, &ConfigPaths::default(), &node_image)
+            .map_err(DryRunError::Kubeadm)?;
+        let config = Redactor::for_document(&doc.doc).redact(rendered.expose());
+        let config_path = format!("{}/kubeadm.yaml", opts.state_dir.trim_end_matches('/'));
+        let argv = kubeadm::command_line(
+            doc.role,
+            &config_path,
+            doc.doc.discovery.certificate_key.is_some(),
+        );
+        let plan = plan(&doc, &opts.state_dir);
+        Ok(DryRun {
+            origin: loaded.origin,
+            doc,
+            kubeadm_version,
+            version_source,
+            api,
+            plan,
+            config,
+            config_path,
+            argv,
+        })
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "dry_run": true,
+            "document_origin": self.origin,
+            "role": self.doc.role,
+            "node": self.doc.node_name(),
+            "kubeadm_version": self.kubeadm_version,
+            "kubeadm_api_version": self.api.group_version(),
+            "plan": self.plan.iter().map(|(p, what)| serde_json::json!({"phase": p.as_str(), "action": what})).collect::<Vec<_>>(),
+            "kubeadm_config": self.config,
+            "kubeadm_command": std::iter::once("kubeadm").chain(self.argv.iter().map(String::as_str)).collect::<Vec<_>>(),
+        })
+    }
+
+    pub fn describe(&self) -> String {
+        let mut out =
+            String::from("# kubeboot agent --dry-run: nothing on this host is changed.\n");
+        out.push_str(&format!(
+            "# document: {} (role {}, node {})\n",
+            self.origin,
+            self.doc.role,
+            self.doc.node_name().unwrap_or("<hostname>")
+        ));
+        out.push_str(&format!(
+            "# kubeadm: {} (from {}) -> {}\n",
+            self.kubeadm_version
+                .as_deref()
+                .unwrap_or("unknown, assuming newest"),
+            self.version_source,
+            self.api.group_version()
+        ));
+        out.push_str("#\n# plan:\n");
+        for (phase, what) in &self.plan {
+            out.push_str(&format!("#   {:<10} {what}\n", phase.as_str()));
+        }
+        out.push_str(&format!(
+            "#\n# kubeadm configuration (written 0600 to {}; secrets redacted here):\n",
+            self.config_path
+        ));
+        out.push_str(&self.config);
+        out.push_str(&format!(
+            "#\n# command:\n#   kubeadm {}\n",
+            self.argv.join(" ")
+        ));
+        out
+    }
+}
 
 /// One line per phase, in `Phase::ALL` order (a test checks it).
 pub fn plan(doc: &ValidDocument, state_dir: &str) -> Vec<(Phase, String)> {

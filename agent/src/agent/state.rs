@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use kubeboot_core::document::Role;
 use kubeboot_core::host::{Host, HostResult};
-use kubeboot_core::status::{ErrorReport, Phase, PhaseState};
+use kubeboot_core::status::{ErrorReport, Phase, PhaseState, StatusEvent};
 
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/kubeboot";
 const STATE_FORMAT: u32 = 1;
@@ -214,5 +214,81 @@ impl StateStore {
                 action: format!("create state dir {}", self.dir),
                 source,
             })
+    }
+}
+/// What `kubeboot status` shows.
+impl AgentState {
+    /// The JSON of `kubeboot status --output json`.
+    pub fn to_json(&self, last_event: Option<&StatusEvent>) -> serde_json::Value {
+        serde_json::json!({
+            "node": self.node,
+            "role": self.role,
+            "outcome": self.outcome,
+            "current_phase": self.next_phase(),
+            "failed_phase": self.failed_phase,
+            "kubeadm_runs": self.kubeadm_runs,
+            "total_ms": self.total_ms(),
+            "phases": self.phases,
+            "last_error": self.last_error,
+            "log_tail": self.log_tail,
+            "document_origin": self.document_origin,
+            "last_event": last_event,
+        })
+    }
+
+    /// The text of `kubeboot status`: outcome, one line per phase, the last error and log tail.
+    pub fn describe(&self) -> String {
+        use std::fmt::Write;
+        let outcome = match self.outcome {
+            Outcome::Done => "done".to_string(),
+            Outcome::Failed => {
+                format!("FAILED in {}", self.failed_phase.map_or("?", Phase::as_str))
+            }
+            Outcome::Running => format!(
+                "in progress ({})",
+                self.next_phase().map_or("?", Phase::as_str)
+            ),
+        };
+        let mut out = String::new();
+        let _ = writeln!(out, "node {} ({}): {outcome}", self.node, self.role);
+        let _ = writeln!(out, "document: {}", self.document_origin);
+        let _ = writeln!(
+            out,
+            "{:<10} {:<10} {:>7} {:>10}",
+            "PHASE", "STATE", "ATTEMPT", "DURATION"
+        );
+        for phase in Phase::ALL {
+            let _ = match self.phases.get(&phase) {
+                Some(r) => writeln!(
+                    out,
+                    "{:<10} {:<10} {:>7} {:>10}",
+                    phase.as_str(),
+                    r.state.as_str(),
+                    r.attempt,
+                    r.duration_ms
+                        .map(|ms| format!("{:.1}s", ms as f64 / 1000.0))
+                        .unwrap_or_default()
+                ),
+                None => writeln!(out, "{:<10} {:<10}", phase.as_str(), "-"),
+            };
+        }
+        if let Some(total) = self.total_ms() {
+            let _ = writeln!(
+                out,
+                "total: {:.1}s; kubeadm ran {} time(s)",
+                total as f64 / 1000.0,
+                self.kubeadm_runs
+            );
+        }
+        if let Some(e) = &self.last_error {
+            let _ = writeln!(out, "last error ({}): {}", e.kind.as_str(), e.message);
+        }
+        if !self.log_tail.is_empty() {
+            out.push_str("log tail:\n");
+            for l in &self.log_tail {
+                let _ = writeln!(out, "  {l}");
+            }
+        }
+        out
     }
 }

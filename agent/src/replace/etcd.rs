@@ -52,6 +52,30 @@ impl Member {
         };
         format!("{name} ({:x})", self.id)
     }
+
+    /// This node's own identity: a member with its name, or an unstarted one (no
+    /// name yet: a join added it and its etcd never started) whose peer URL is at
+    /// this node's address: an earlier attempt of this very join.
+    pub fn is_identity_of(&self, node_name: &str, own_address: Option<&str>) -> bool {
+        self.name == node_name || self.is_unstarted_at(own_address)
+    }
+
+    fn is_unstarted_at(&self, own_address: Option<&str>) -> bool {
+        let Some(address) = own_address else {
+            return false;
+        };
+        self.name.is_empty() && self.peer_urls.iter().any(|u| url_host(u) == Some(address))
+    }
+}
+
+/// The host of `scheme://host:port` (brackets of an IPv6 literal removed).
+fn url_host(url: &str) -> Option<&str> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split('/').next()?;
+    match authority.strip_prefix('[') {
+        Some(v6) => v6.split_once(']').map(|(h, _)| h),
+        None => Some(authority.rsplit_once(':').map_or(authority, |(h, _)| h)),
+    }
 }
 
 /// What a joining control plane does about the member list.
@@ -74,12 +98,14 @@ pub enum Decision {
 /// quorum, and the join would add a member the cluster cannot afford); a member
 /// that answers is never removed, and a member named like this node that answers
 /// means the machine this one replaces is still running; otherwise at most one
-/// unreachable member is removed: this node's own old identity first, then a member
+/// unreachable member is removed: this node's own old identity first (its name, or
+/// an unstarted member at `own_address` that an earlier attempt of this join added), then a member
 /// whose Node is gone, then any other. Removing one unreachable member of N with a
 /// quorum answering keeps a quorum, and so does the join that adds this node back.
 pub fn decide(
     members: &[Member],
     node_name: &str,
+    own_address: Option<&str>,
     node_names: Option<&BTreeSet<String>>,
 ) -> Decision {
     let voting: Vec<&Member> = members.iter().filter(|m| !m.is_learner).collect();
@@ -121,6 +147,14 @@ pub fn decide(
                 m,
                 "it is this node's own old identity (same name) and does not answer",
             )
+        })
+        .or_else(|| {
+            unreachable.iter().find(|m| m.is_unstarted_at(own_address)).map(|m| {
+                (
+                    m,
+                    "it is this node's own unfinished join (added, never started, peer URL at this node's address)",
+                )
+            })
         })
         .or_else(|| {
             unreachable
@@ -290,10 +324,30 @@ mod tests {
     }
 
     #[test]
+    fn an_unstarted_member_at_this_nodes_address_is_its_own_unfinished_join() {
+        let mut unstarted = m(3, "", false);
+        unstarted.peer_urls = vec!["https://10.88.0.13:2380".into()];
+        let members = [m(1, "cp1", true), m(2, "cp2", true), unstarted.clone()];
+        match decide(&members, "cp3", Some("10.88.0.13"), None) {
+            Decision::Remove { member, why } => {
+                assert_eq!(member.id, 3);
+                assert!(why.contains("own unfinished join"), "{why}");
+            }
+            d => panic!("{d:?}"),
+        }
+        assert!(unstarted.is_identity_of("cp3", Some("10.88.0.13")));
+        assert!(!unstarted.is_identity_of("cp3", Some("10.88.0.1")));
+        assert!(!unstarted.is_identity_of("cp3", None));
+        assert_eq!(url_host("https://[fd00::13]:2380"), Some("fd00::13"));
+        assert_eq!(url_host("https://10.88.0.13:2380"), Some("10.88.0.13"));
+    }
+
+    #[test]
     fn all_healthy_keeps_everything() {
         let d = decide(
             &[m(1, "cp1", true), m(2, "cp2", true), m(3, "cp3", true)],
             "cp4",
+            None,
             None,
         );
         assert!(matches!(d, Decision::Keep { .. }), "{d:?}");
@@ -308,7 +362,7 @@ mod tests {
             m(4, "cp4", true),
             m(5, "cp5", true),
         ];
-        match decide(&members, "cp3", None) {
+        match decide(&members, "cp3", None, None) {
             Decision::Remove { member, why } => {
                 assert_eq!(member.name, "cp3");
                 assert!(why.contains("own old identity"), "{why}");
@@ -327,7 +381,7 @@ mod tests {
             m(5, "cp5", true),
         ];
         let nodes: BTreeSet<String> = ["cp1", "cp2", "cp4", "cp5"].map(String::from).into();
-        match decide(&members, "cp9", Some(&nodes)) {
+        match decide(&members, "cp9", None, Some(&nodes)) {
             Decision::Remove { member, why } => {
                 assert_eq!(member.name, "cp3");
                 assert!(why.contains("Node object is gone"), "{why}");
@@ -335,7 +389,7 @@ mod tests {
             d => panic!("{d:?}"),
         }
         // Without Node names: the first dead one, after its grace period.
-        match decide(&members, "cp9", None) {
+        match decide(&members, "cp9", None, None) {
             Decision::Remove { member, why } => {
                 assert_eq!(member.name, "cp2");
                 assert!(why.contains("grace period"), "{why}");
@@ -350,6 +404,7 @@ mod tests {
             &[m(1, "cp1", true), m(2, "cp2", false), m(3, "cp3", false)],
             "cp2",
             None,
+            None,
         );
         match d {
             Decision::Refuse { why } => {
@@ -360,7 +415,7 @@ mod tests {
         }
         // Two members, one dead: 1 of 2 is no quorum either.
         assert!(matches!(
-            decide(&[m(1, "cp1", true), m(2, "cp2", false)], "cp2", None),
+            decide(&[m(1, "cp1", true), m(2, "cp2", false)], "cp2", None, None),
             Decision::Refuse { .. }
         ));
     }
@@ -370,6 +425,7 @@ mod tests {
         let d = decide(
             &[m(1, "cp1", true), m(2, "cp2", true), m(3, "cp3", true)],
             "cp2",
+            None,
             None,
         );
         match d {
@@ -386,6 +442,7 @@ mod tests {
         let d = decide(
             &[m(1, "cp1", true), m(2, "cp2", false), learner],
             "cp4",
+            None,
             None,
         );
         assert!(matches!(d, Decision::Refuse { .. }), "{d:?}");

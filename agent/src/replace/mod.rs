@@ -102,6 +102,9 @@ pub struct Options {
     pub timeout: Duration,
     /// Decide and say, change nothing.
     pub dry_run: bool,
+    /// This node's advertise address: an unstarted etcd member with its peer URL
+    /// there is an earlier, unfinished attempt of this node's own join.
+    pub own_address: Option<String>,
 }
 
 impl Options {
@@ -112,6 +115,7 @@ impl Options {
             probe_interval: Duration::from_secs(10),
             timeout: Duration::from_secs(15),
             dry_run,
+            own_address: doc.doc.node.advertise_address.map(|a| a.to_string()),
         }
     }
 }
@@ -220,17 +224,35 @@ pub async fn make_room(
     node_name: &str,
     opts: &Options,
 ) -> Result<Report, String> {
+    let Some((admin, certs)) = admin_client(access, node_name, opts).await? else {
+        return Ok(Report {
+            notes: vec!["nothing cleaned up: kubeadm's uploaded certificates are not there (kubeadm's own download will say why)".into()],
+            ..Report::default()
+        });
+    };
+    let mut report = Report::default();
+    stale_node(&admin, node_name, opts, &mut report).await?;
+    stale_member(&admin, &certs, node_name, opts, &mut report).await?;
+    let notes = record_events(&admin, &report.cleanups, node_name).await;
+    report.notes.extend(notes);
+    Ok(report)
+}
+
+/// cluster-admin for this join, in memory: a client certificate from the cluster
+/// CA in kubeadm's uploaded certificates (opened with the certificate key). None
+/// when the upload is not there (expired or never made).
+async fn admin_client(
+    access: &ClusterAccess,
+    node_name: &str,
+    opts: &Options,
+) -> Result<Option<(kube::Client, uploaded_certs::UploadedCerts)>, String> {
     let bootstrap = client(access, Credentials::Token(&access.token), opts)?;
     let certs = match uploaded_certs::download(&bootstrap, &access.certificate_key).await {
         Ok(certs) => certs,
         Err(uploaded_certs::CertsError::WrongKey(why)) => return Err(why),
-        // Without them this node holds no credentials to clean up with; kubeadm's own
-        // download of the same Secret will say the rest.
         Err(uploaded_certs::CertsError::Unavailable(why)) => {
-            return Ok(Report {
-                notes: vec![format!("nothing cleaned up: {why}")],
-                ..Report::default()
-            })
+            tracing::info!("kubeadm's uploaded certificates: {why}");
+            return Ok(None);
         }
     };
     let (cert, key) = kubeboot_core::pki::issue_client_cert(
@@ -248,11 +270,60 @@ pub async fn make_room(
         },
         opts,
     )?;
+    Ok(Some((admin, certs)))
+}
+
+/// Before a control-plane join is tried again: remove this node's own etcd member
+/// if an earlier attempt left one that never started (kubeadm added it, then the
+/// attempt failed before etcd ran; etcd then refuses every further member add,
+/// "not enough started members"). Only this node's own identity, only when
+/// unreachable, and only with a quorum answering; the Node is left to the retry.
+pub async fn forget_unfinished_join(
+    access: &ClusterAccess,
+    node_name: &str,
+    opts: &Options,
+) -> Result<Report, String> {
     let mut report = Report::default();
-    stale_node(&admin, node_name, opts, &mut report).await?;
-    stale_member(&admin, &certs, node_name, opts, &mut report).await?;
-    let notes = record_events(&admin, &report.cleanups, node_name).await;
-    report.notes.extend(notes);
+    let Some((admin, certs)) = admin_client(access, node_name, opts).await? else {
+        return Ok(report);
+    };
+    let Some((etcd_access, endpoints)) =
+        etcd_access(&admin, &certs, node_name, opts, &mut report).await?
+    else {
+        return Ok(report);
+    };
+    let mut members = etcd::members(&etcd_access, &endpoints).await?;
+    let own = opts.own_address.as_deref();
+    if !members
+        .iter()
+        .any(|m| !m.reachable && m.is_identity_of(node_name, own))
+    {
+        report
+            .notes
+            .push("no etcd member of an earlier attempt of this join".into());
+        return Ok(report);
+    }
+    etcd::confirm_unreachable(&etcd_access, &mut members, 3, opts.probe_interval).await;
+    report.etcd_members = members.clone();
+    match etcd::decide(&members, node_name, own, None) {
+        etcd::Decision::Remove { member, why } if member.is_identity_of(node_name, own) => {
+            if !opts.dry_run {
+                etcd::remove(&etcd_access, &members, &member).await?;
+            }
+            report.cleanups.push(Cleanup {
+                object: "etcd member".into(),
+                name: member.label(),
+                why,
+                removed: !opts.dry_run,
+            });
+            let notes = record_events(&admin, &report.cleanups, node_name).await;
+            report.notes.extend(notes);
+        }
+        etcd::Decision::Refuse { why } => return Err(why),
+        _ => report
+            .notes
+            .push("this node's earlier member answers again: left alone".into()),
+    }
     Ok(report)
 }
 
@@ -327,18 +398,44 @@ async fn stale_member(
     opts: &Options,
     report: &mut Report,
 ) -> Result<(), String> {
+    let Some((access, endpoints)) = etcd_access(admin, certs, node_name, opts, report).await?
+    else {
+        return Ok(());
+    };
+    let members = etcd::members(&access, &endpoints).await?;
+    remove_stale_member(
+        &access,
+        members,
+        node_name,
+        node_names(admin).await?,
+        opts,
+        report,
+    )
+    .await
+}
+
+/// An etcd client certificate (from the uploaded etcd CA, in memory) and the
+/// stacked members' client URLs; None with a note when there is no stacked etcd
+/// or no etcd CA key to work with.
+async fn etcd_access(
+    admin: &kube::Client,
+    certs: &uploaded_certs::UploadedCerts,
+    node_name: &str,
+    opts: &Options,
+    report: &mut Report,
+) -> Result<Option<(etcd::EtcdAccess, Vec<String>)>, String> {
     let endpoints = etcd_endpoints(admin).await?;
     if endpoints.is_empty() {
         report.notes.push(
             "no stacked etcd Pods in kube-system (external etcd?): etcd members left alone".into(),
         );
-        return Ok(());
+        return Ok(None);
     }
     let (Ok(ca), Ok(ca_key)) = (certs.pem("etcd/ca.crt"), certs.pem("etcd/ca.key")) else {
         report
             .notes
             .push("the uploaded certificates carry no etcd CA key: etcd members left alone".into());
-        return Ok(());
+        return Ok(None);
     };
     let (cert, key) = kubeboot_core::pki::issue_client_cert(
         ca.expose_secret(),
@@ -353,16 +450,7 @@ async fn stale_member(
         key_pem: SecretString::from(key),
         timeout: opts.timeout,
     };
-    let members = etcd::members(&access, &endpoints).await?;
-    remove_stale_member(
-        &access,
-        members,
-        node_name,
-        node_names(admin).await?,
-        opts,
-        report,
-    )
-    .await
+    Ok(Some((access, endpoints)))
 }
 
 async fn node_names(admin: &kube::Client) -> Result<BTreeSet<String>, String> {
@@ -390,7 +478,10 @@ pub async fn remove_stale_member(
     report: &mut Report,
 ) -> Result<(), String> {
     let interval = opts.probe_interval.max(Duration::from_millis(100));
-    let own_silent = members.iter().any(|m| m.name == node_name && !m.reachable);
+    let own = opts.own_address.as_deref();
+    let own_silent = members
+        .iter()
+        .any(|m| !m.reachable && m.is_identity_of(node_name, own));
     let probes = if own_silent {
         3
     } else {
@@ -398,7 +489,7 @@ pub async fn remove_stale_member(
     };
     etcd::confirm_unreachable(access, &mut members, probes, interval).await;
     report.etcd_members = members.clone();
-    match etcd::decide(&members, node_name, Some(&node_names)) {
+    match etcd::decide(&members, node_name, own, Some(&node_names)) {
         etcd::Decision::Keep { why } => {
             report.notes.push(why);
             Ok(())
