@@ -41,6 +41,15 @@ pub struct AgentArgs {
 
 pub fn run(root: &Path, args: AgentArgs) -> u8 {
     let host = Host::system_at(root);
+    // A document the operator names that is not there is bad input, as for every
+    // other command (exit 2), caught before the agent records or reports anything.
+    if let Some(path) = args.document.as_ref().filter(|p| !host.exists(p)) {
+        eprintln!(
+            "error: --document {}: no such file; nothing on this host was changed",
+            path.display()
+        );
+        return 2;
+    }
     let opts = AgentOptions {
         document: args.document,
         state_dir: args.state_dir,

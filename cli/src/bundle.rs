@@ -57,8 +57,10 @@ struct NewArgs {
     /// Cluster name (ClusterConfiguration.clusterName).
     #[arg(long)]
     name: Option<String>,
+    /// Kubernetes version for ClusterConfiguration (default: the kubeadm the nodes carry decides).
     #[arg(long, value_name = "vX.Y.Z")]
     kubernetes_version: Option<String>,
+    /// Pod network CIDR (kubeadm's podSubnet; the CNI's range).
     #[arg(long, value_name = "CIDR")]
     pod_subnet: Option<String>,
     /// External etcd client URLs (the external-etcd topology; no etcd CA is made then).
@@ -88,6 +90,7 @@ struct NewArgs {
     /// Replace an existing bundle at --out (its CA is lost: existing clusters no longer match).
     #[arg(long)]
     force: bool,
+    /// Output format: text for people, json for scripts.
     #[arg(long, value_enum, default_value_t)]
     output: Output,
 }
@@ -97,6 +100,7 @@ struct RotateArgs {
     /// The bundle directory.
     #[arg(long, value_name = "DIR")]
     dir: PathBuf,
+    /// Output format: text for people, json for scripts.
     #[arg(long, value_enum, default_value_t)]
     output: Output,
 }

@@ -19,6 +19,7 @@ pub struct DiscoverArgs {
     /// Give up after this many seconds (default: the document's discovery.timeout_seconds).
     #[arg(long, value_name = "SECONDS")]
     timeout: Option<u64>,
+    /// Output format: text for people, json for scripts.
     #[arg(long, value_enum, default_value_t)]
     output: Output,
 }

@@ -50,12 +50,14 @@ struct OciArgs {
     /// Every timestamp in the archive.
     #[arg(long, value_name = "SECONDS", env = "SOURCE_DATE_EPOCH")]
     source_date_epoch: u64,
+    /// Output format: text for people, json for scripts.
     #[arg(long, value_enum, default_value_t)]
     output: Output,
 }
 
 #[derive(Args, Debug)]
 pub struct BuildArgs {
+    /// test: kubeadm is tests/'s double (no real cluster); production: real Kubernetes, air-gapped.
     #[arg(long, value_enum, default_value = "test")]
     pub profile: Profile,
     /// The mkosi definition.
@@ -92,6 +94,7 @@ pub struct BuildArgs {
     /// Build timestamp for reproducible output (default: the last git commit's time).
     #[arg(long, value_name = "SECONDS", env = "SOURCE_DATE_EPOCH")]
     pub source_date_epoch: Option<u64>,
+    /// Output format: text for people, json for scripts.
     #[arg(long, value_enum, default_value_t)]
     pub output: Output,
 }
@@ -125,8 +128,10 @@ struct BootArgs {
     /// The VM's MAC address on --tap (what the seed's network-config matches).
     #[arg(long, value_name = "MAC")]
     mac: Option<String>,
+    /// Memory of the VM, in MiB.
     #[arg(long, default_value_t = 2048)]
     memory_mib: u32,
+    /// Virtual CPUs of the VM.
     #[arg(long, default_value_t = 2)]
     cpus: u32,
     /// Run qemu at this scheduling priority (nice, -20..19): on a host with few cores,
@@ -149,8 +154,10 @@ struct BootArgs {
 
 #[derive(Args, Debug)]
 struct PxeArgs {
+    /// The built image (kubeboot image build --out).
     #[arg(long, value_name = "DIR", default_value = "out/image")]
     image: PathBuf,
+    /// Where to write the PXE set (kernel, initrd, iPXE script).
     #[arg(long, value_name = "DIR", default_value = "out/pxe")]
     out: PathBuf,
     /// Where nodes fetch the kernel and initrd (this directory, served over HTTP/TFTP).

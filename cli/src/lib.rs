@@ -36,9 +36,10 @@ kubeboot render --document cloud-init/examples/init.toml --kubeadm-version v1.30
 )]
 pub struct Cli {
     /// Treat DIR as the node's root file system (tests and chroots); default /.
+    /// Given before the command (`kubeboot --root DIR agent …`); used by agent,
+    /// render, status and pod-routes.
     #[arg(
         long,
-        global = true,
         value_name = "DIR",
         default_value = "/",
         hide_default_value = true

@@ -21,6 +21,7 @@ pub struct NodesArgs {
         default_value = "/etc/kubernetes/admin.conf"
     )]
     kubeconfig: PathBuf,
+    /// Output format: text for people, json for scripts.
     #[arg(long, value_enum, default_value_t)]
     output: Output,
 }

@@ -27,6 +27,7 @@ pub struct ReplaceArgs {
     /// Override the document's [replace] grace_seconds.
     #[arg(long, value_name = "SECONDS")]
     grace: Option<u64>,
+    /// Output format: text for people, json for scripts.
     #[arg(long, value_enum, default_value_t)]
     output: Output,
 }

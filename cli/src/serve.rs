@@ -193,6 +193,7 @@ struct TokenFileArgs {
     /// The tokens file, when serve runs with --token-file.
     #[arg(long, value_name = "FILE")]
     token_file: Option<PathBuf>,
+    /// Output format: text for people, json for scripts.
     #[arg(long, value_enum, default_value_t)]
     output: Output,
 }

@@ -17,6 +17,7 @@ pub struct StatusArgs {
     /// The agent's state dir (a path on the node).
     #[arg(long, value_name = "DIR", default_value = DEFAULT_STATE_DIR)]
     state_dir: String,
+    /// Output format: text for people, json for scripts.
     #[arg(long, value_enum, default_value_t)]
     output: Output,
 }

@@ -59,6 +59,7 @@ pub struct UserDataArgs {
     /// The node document, or a pointer document (`[source]` only).
     #[arg(long, value_name = "PATH")]
     document: PathBuf,
+    /// Output format: text for people, json for scripts.
     #[arg(long, value_enum, default_value_t)]
     format: UserDataFormat,
 }

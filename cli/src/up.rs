@@ -51,6 +51,7 @@ pub struct UpArgs {
     /// others join with the certificate key (default 1). Test: all of them join (default 0).
     #[arg(long, value_name = "N")]
     control_planes: Option<u32>,
+    /// Which image to build and boot (auto: production when Kubernetes binaries or packages are at hand).
     #[arg(long, value_enum, default_value = "auto")]
     profile: UpProfile,
     /// A directory of Kubernetes .deb packages for an air-gapped production image.
@@ -59,6 +60,7 @@ pub struct UpArgs {
     /// An archive or directory of Kubernetes binaries with SHA256SUMS (air-gapped production image).
     #[arg(long, value_name = "ARCHIVE|DIR", env = "KUBEBOOT_KUBERNETES")]
     kubernetes: Option<PathBuf>,
+    /// Where up keeps everything: the image, bundle, receiver data, seeds, VM disks, serial logs.
     #[arg(long, value_name = "DIR", default_value = "out/up")]
     work: PathBuf,
     /// Production: where the cluster's etcd runs. `external`: one etcd on the
@@ -75,6 +77,9 @@ pub struct UpArgs {
     /// receiver elects the one that runs `kubeadm init`, the others join once it is done.
     #[arg(long)]
     same_user_data: bool,
+    /// The mkosi configuration to build the image from.
+    #[arg(long, value_name = "DIR", default_value = "mkosi")]
+    mkosi_dir: PathBuf,
     /// Rebuild the image even if one for this profile exists.
     #[arg(long)]
     rebuild: bool,
@@ -104,7 +109,7 @@ pub fn run(a: UpArgs) -> u8 {
         same_user_data: a.same_user_data,
         rebuild: a.rebuild,
         timeout: Duration::from_secs(a.timeout),
-        mkosi_dir: "mkosi".into(),
+        mkosi_dir: a.mkosi_dir,
     };
     match up::run(&opts) {
         Ok(true) => 0,

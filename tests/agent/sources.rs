@@ -45,6 +45,33 @@ fn cloud_config_user_data_is_not_mistaken_for_a_document() {
     assert_eq!(node.tree(), before);
 }
 
+/// A --document that is not there is bad input (exit 2, as for render, seed, userdata),
+/// said before anything is recorded: no status file, no state, the tree unchanged.
+#[test]
+fn a_missing_document_path_is_bad_input_and_changes_nothing() {
+    let node = TestNode::new(WORKER);
+    let before = node.tree();
+    for args in [
+        &["agent", "--document", "/etc/kubeboot/missing.toml"][..],
+        &[
+            "agent",
+            "--dry-run",
+            "--document",
+            "/etc/kubeboot/missing.toml",
+        ][..],
+    ] {
+        let out = node.kubeboot(args).output().unwrap();
+        assert_exit(&out, 2);
+        assert!(
+            text(&out).contains("--document /etc/kubeboot/missing.toml: no such file"),
+            "{}",
+            text(&out)
+        );
+    }
+    assert!(!node.path("/run/kubeboot/status.json").exists());
+    assert_eq!(node.tree(), before);
+}
+
 #[test]
 fn unreachable_document_url_on_the_kernel_command_line() {
     let node = TestNode::new(WORKER);
