@@ -8,7 +8,6 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -315,17 +314,10 @@ pub fn describe(out_dir: &Path) -> Result<Vec<Artifact>, String> {
                     .into_owned(),
                 bytes: meta.len(),
                 allocated_bytes: meta.blocks() * 512,
-                sha256: sha256_file(p)?,
+                sha256: crate::sha256_file(p)?,
             })
         })
         .collect()
-}
-
-pub fn sha256_file(p: &Path) -> Result<String, String> {
-    let mut f = std::fs::File::open(p).map_err(|e| format!("{}: {e}", p.display()))?;
-    let mut h = Sha256::new();
-    std::io::copy(&mut f, &mut h).map_err(|e| format!("{}: {e}", p.display()))?;
-    Ok(hex::encode(h.finalize()))
 }
 
 /// The fingerprint of pkgs.k8s.io's signing key ("isv:kubernetes OBS Project"),

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::build::sha256_file;
+use crate::sha256_file;
 use kubeboot_agent::kubeadm::NodeImage;
 
 /// Installed on the host's PATH, as the kubeadm/kubelet/kubectl/cri-tools packages do.

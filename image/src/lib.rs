@@ -14,6 +14,15 @@ pub mod vm;
 
 pub use build::{BuildOptions, Manifest, Profile};
 
+/// The SHA-256 of a file, hex (image artifacts, checked Kubernetes binaries).
+pub fn sha256_file(p: &std::path::Path) -> Result<String, String> {
+    use sha2::{Digest, Sha256};
+    let mut f = std::fs::File::open(p).map_err(|e| format!("{}: {e}", p.display()))?;
+    let mut h = Sha256::new();
+    std::io::copy(&mut f, &mut h).map_err(|e| format!("{}: {e}", p.display()))?;
+    Ok(hex::encode(h.finalize()))
+}
+
 /// A program built next to this kubeboot binary (cargo's target directory).
 pub fn sibling(name: &str) -> Option<std::path::PathBuf> {
     let exe = std::env::current_exe().ok()?;

@@ -46,32 +46,6 @@ pub async fn state(client: &kube::Client, name: &str) -> Result<NodeState, kube:
     })
 }
 
-/// (podCIDR, InternalIP) of every Node that has both.
-pub async fn pod_routes(
-    client: &kube::Client,
-) -> Result<Vec<(String, String, String)>, kube::Error> {
-    let nodes: Api<Node> = Api::all(client.clone());
-    let list = nodes.list(&Default::default()).await?;
-    Ok(list
-        .items
-        .into_iter()
-        .filter_map(|n| {
-            let name = n.metadata.name.clone()?;
-            let cidr = n.spec.as_ref()?.pod_cidr.clone()?;
-            let ip = n
-                .status
-                .as_ref()?
-                .addresses
-                .as_ref()?
-                .iter()
-                .find(|a| a.type_ == "InternalIP")?
-                .address
-                .clone();
-            Some((name, cidr, ip))
-        })
-        .collect())
-}
-
 /// Poll this Node (every 2 s, bounded by `limit`) until Ready; write the pod
 /// network's configuration once the Node has its podCIDR. The error says what
 /// the Node last reported.

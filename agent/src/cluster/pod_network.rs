@@ -78,9 +78,7 @@ pub fn replace_route(cidr: &str, via: &str) -> Result<(), String> {
 
 /// Routes to every other node's pod subnet. Returns the routes it set.
 pub async fn sync_routes(client: &kube::Client, this_node: &str) -> Result<Vec<String>, String> {
-    let nodes = super::node::pod_routes(client)
-        .await
-        .map_err(|e| super::describe(&e))?;
+    let nodes = pod_routes(client).await.map_err(|e| super::describe(&e))?;
     let mut set = Vec::new();
     for (name, cidr, ip) in nodes {
         if name == this_node {
@@ -90,6 +88,32 @@ pub async fn sync_routes(client: &kube::Client, this_node: &str) -> Result<Vec<S
         set.push(format!("{cidr} via {ip} ({name})"));
     }
     Ok(set)
+}
+
+/// (podCIDR, InternalIP) of every Node that has both.
+pub async fn pod_routes(
+    client: &kube::Client,
+) -> Result<Vec<(String, String, String)>, kube::Error> {
+    let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client.clone());
+    let list = nodes.list(&Default::default()).await?;
+    Ok(list
+        .items
+        .into_iter()
+        .filter_map(|n| {
+            let name = n.metadata.name.clone()?;
+            let cidr = n.spec.as_ref()?.pod_cidr.clone()?;
+            let ip = n
+                .status
+                .as_ref()?
+                .addresses
+                .as_ref()?
+                .iter()
+                .find(|a| a.type_ == "InternalIP")?
+                .address
+                .clone();
+            Some((name, cidr, ip))
+        })
+        .collect())
 }
 
 #[cfg(test)]
