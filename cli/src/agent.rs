@@ -43,7 +43,8 @@ pub fn run(root: &Path, args: AgentArgs) -> u8 {
     let host = Host::system_at(root);
     // A document the operator names that is not there is bad input, as for every
     // other command (exit 2), caught before the agent records or reports anything.
-    if let Some(path) = args.document.as_ref().filter(|p| !host.exists(p)) {
+    // (The path is the operator's, as given: not under --root; source::LocalFile.)
+    if let Some(path) = args.document.as_ref().filter(|p| !p.exists()) {
         eprintln!(
             "error: --document {}: no such file; nothing on this host was changed",
             path.display()

@@ -52,18 +52,18 @@ fn a_missing_document_path_is_bad_input_and_changes_nothing() {
     let node = TestNode::new(WORKER);
     let before = node.tree();
     for args in [
-        &["agent", "--document", "/etc/kubeboot/missing.toml"][..],
+        &["agent", "--document", "/nonexistent/missing.toml"][..],
         &[
             "agent",
             "--dry-run",
             "--document",
-            "/etc/kubeboot/missing.toml",
+            "/nonexistent/missing.toml",
         ][..],
     ] {
         let out = node.kubeboot(args).output().unwrap();
         assert_exit(&out, 2);
         assert!(
-            text(&out).contains("--document /etc/kubeboot/missing.toml: no such file"),
+            text(&out).contains("--document /nonexistent/missing.toml: no such file"),
             "{}",
             text(&out)
         );
