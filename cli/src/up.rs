@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-use kubeboot_image::up::{self, EtcdTopology as Topology, UpOptions};
+use kubeboot_image::up::{self, EtcdTopology, UpOptions};
 use kubeboot_image::Profile;
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -14,13 +14,6 @@ pub enum UpProfile {
     Auto,
     Production,
     Test,
-}
-
-/// Where a production cluster's etcd runs (`--etcd`).
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EtcdTopology {
-    External,
-    Stacked,
 }
 
 #[derive(Args, Debug)]
@@ -102,10 +95,7 @@ pub fn run(a: UpArgs) -> u8 {
         packages: a.packages,
         kubernetes: a.kubernetes,
         work: a.work,
-        etcd: a.etcd.map(|e| match e {
-            EtcdTopology::External => Topology::External,
-            EtcdTopology::Stacked => Topology::Stacked,
-        }),
+        etcd: a.etcd,
         same_user_data: a.same_user_data,
         rebuild: a.rebuild,
         timeout: Duration::from_secs(a.timeout),

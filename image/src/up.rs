@@ -19,8 +19,8 @@ use crate::build::{self, Manifest, Profile};
 use crate::segment::{self, Port, Segment};
 use crate::vm;
 
-/// Where a production cluster's etcd runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Where a production cluster's etcd runs (`up --etcd`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum EtcdTopology {
     External,
     Stacked,
@@ -80,6 +80,8 @@ impl Drop for Procs {
 /// The receiver `up` runs in this process.
 struct Receiver {
     url: String,
+    /// Its address as the VMs reach it (the segment's operator address, or qemu's host alias).
+    host: &'static str,
     port: u16,
     ca_hash: String,
     data: PathBuf,
@@ -356,6 +358,7 @@ fn start_receiver(
     };
     Ok(Receiver {
         url,
+        host: receiver_host,
         port,
         ca_hash,
         data,
@@ -469,10 +472,7 @@ fn node_document(
         ),
         None => String::new(),
     };
-    let receiver_host = match port {
-        Some(_) => segment::OPERATOR,
-        None => vm::HOST_ALIAS,
-    };
+    let receiver_host = receiver.host;
     let mut doc = format!(
         "{}\n[node]\nname = \"{name}\"\n{extra}\n[preflight]\nclock_sync_timeout_seconds = 2\n\n[report]\nurl = \"https://{receiver_host}:8443/v1\"\ntoken = \"{}\"\nca_cert_hash = \"{}\"\n",
         bundle::node_document(role, &discovery, bundle_dir)?,

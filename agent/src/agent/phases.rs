@@ -305,14 +305,20 @@ impl Agent {
         let opts = self.replace_options(doc);
         let report = crate::cluster::block_on(crate::replace::make_room(&access, &name, &opts))
             .map_err(|why| Failure::new(ErrorKind::ReplaceRefused, why))?;
+        self.take_report("replace", &report);
+        Ok(())
+    }
+
+    /// Notes to the journal; each cleanup to the journal and onto the phase's
+    /// succeeded event.
+    fn take_report(&mut self, context: &str, report: &crate::replace::Report) {
         for note in &report.notes {
-            tracing::info!("replace: {note}");
+            tracing::info!("{context}: {note}");
         }
         for c in &report.cleanups {
-            tracing::warn!("replace: {}", c.line());
+            tracing::warn!("{context}: {}", c.line());
             self.notes.push(c.line());
         }
-        Ok(())
     }
 
     /// The document's replacement options, with this node's address (the default
@@ -331,16 +337,14 @@ impl Agent {
     /// verified again (as in discover) and that member removed
     /// (`replace::forget_unfinished_join`). A failure here is logged; the retry says the rest.
     fn forget_unfinished_join(&mut self, doc: &ValidDocument) {
-        let (Some(token), Role::ControlPlane) = (&doc.doc.discovery.token, doc.role) else {
+        let d = &doc.doc.discovery;
+        let (true, Some(token), None) = (crate::replace::applies_to(doc), &d.token, &d.file) else {
             return;
         };
-        if doc.doc.discovery.file.is_some() || !doc.doc.replace.enabled {
-            return;
-        }
         let verified = discovery::verify_token(
             &doc.endpoint,
             token.expose_secret(),
-            &doc.doc.discovery.ca_cert_hashes,
+            &d.ca_cert_hashes,
             Duration::from_secs(120),
         );
         let v = match verified {
@@ -361,15 +365,7 @@ impl Agent {
         match crate::cluster::block_on(crate::replace::forget_unfinished_join(
             &access, &name, &opts,
         )) {
-            Ok(report) => {
-                for note in &report.notes {
-                    tracing::info!("before retrying the join: {note}");
-                }
-                for c in &report.cleanups {
-                    tracing::warn!("before retrying the join: {}", c.line());
-                    self.notes.push(c.line());
-                }
-            }
+            Ok(report) => self.take_report("before retrying the join", &report),
             Err(why) => tracing::warn!("before retrying the join: {why}"),
         }
     }

@@ -70,13 +70,13 @@ pub fn for_join(
     verified: &crate::discovery::Verified,
     hostname: impl FnOnce() -> String,
 ) -> Option<(ClusterAccess, String)> {
+    if !applies_to(doc) {
+        return None;
+    }
     let d = &doc.doc.discovery;
     let (Some(token), Some(key)) = (&d.token, &d.certificate_key) else {
         return None;
     };
-    if doc.role != kubeboot_core::document::Role::ControlPlane || !doc.doc.replace.enabled {
-        return None;
-    }
     let name = doc
         .node_name()
         .map(str::to_string)
@@ -90,6 +90,17 @@ pub fn for_join(
         },
         name,
     ))
+}
+
+/// Whether a join cleans up after the machine it replaces: a control-plane join
+/// with a bootstrap token, a certificate key and `[replace] enabled` (what
+/// [`for_join`] needs, known before the cluster is verified).
+pub fn applies_to(doc: &kubeboot_core::document::ValidDocument) -> bool {
+    let d = &doc.doc.discovery;
+    doc.role == kubeboot_core::document::Role::ControlPlane
+        && doc.doc.replace.enabled
+        && d.token.is_some()
+        && d.certificate_key.is_some()
 }
 
 #[derive(Debug, Clone)]
@@ -108,6 +119,11 @@ pub struct Options {
 }
 
 impl Options {
+    /// Between two probes of a silent member, at least 100 ms.
+    fn probe_interval(&self) -> Duration {
+        self.probe_interval.max(Duration::from_millis(100))
+    }
+
     /// The document's `[replace] grace_seconds`; probes every 10 s, 15 s per call.
     pub fn for_document(doc: &kubeboot_core::document::ValidDocument, dry_run: bool) -> Options {
         Options {
@@ -303,19 +319,11 @@ pub async fn forget_unfinished_join(
             .push("no etcd member of an earlier attempt of this join".into());
         return Ok(report);
     }
-    etcd::confirm_unreachable(&etcd_access, &mut members, 3, opts.probe_interval).await;
+    etcd::confirm_unreachable(&etcd_access, &mut members, 3, opts.probe_interval()).await;
     report.etcd_members = members.clone();
     match etcd::decide(&members, node_name, own, None) {
         etcd::Decision::Remove { member, why } if member.is_identity_of(node_name, own) => {
-            if !opts.dry_run {
-                etcd::remove(&etcd_access, &members, &member).await?;
-            }
-            report.cleanups.push(Cleanup {
-                object: "etcd member".into(),
-                name: member.label(),
-                why,
-                removed: !opts.dry_run,
-            });
+            remove_member(&etcd_access, &members, member, why, opts, &mut report).await?;
             let notes = record_events(&admin, &report.cleanups, node_name).await;
             report.notes.extend(notes);
         }
@@ -477,7 +485,7 @@ pub async fn remove_stale_member(
     opts: &Options,
     report: &mut Report,
 ) -> Result<(), String> {
-    let interval = opts.probe_interval.max(Duration::from_millis(100));
+    let interval = opts.probe_interval();
     let own = opts.own_address.as_deref();
     let own_silent = members
         .iter()
@@ -496,18 +504,30 @@ pub async fn remove_stale_member(
         }
         etcd::Decision::Refuse { why } => Err(why),
         etcd::Decision::Remove { member, why } => {
-            if !opts.dry_run {
-                etcd::remove(access, &members, &member).await?;
-            }
-            report.cleanups.push(Cleanup {
-                object: "etcd member".into(),
-                name: member.label(),
-                why,
-                removed: !opts.dry_run,
-            });
-            Ok(())
+            remove_member(access, &members, member, why, opts, report).await
         }
     }
+}
+
+/// Remove one member (unless a dry run) and record the cleanup.
+async fn remove_member(
+    access: &etcd::EtcdAccess,
+    members: &[etcd::Member],
+    member: etcd::Member,
+    why: String,
+    opts: &Options,
+    report: &mut Report,
+) -> Result<(), String> {
+    if !opts.dry_run {
+        etcd::remove(access, members, &member).await?;
+    }
+    report.cleanups.push(Cleanup {
+        object: "etcd member".into(),
+        name: member.label(),
+        why,
+        removed: !opts.dry_run,
+    });
+    Ok(())
 }
 
 /// A kube client for the verified server, trusting only the pinned CA.
