@@ -121,10 +121,13 @@ fn fetch(client: &reqwest::blocking::Client, url: &str) -> Result<Vec<NodeSummar
     struct List {
         nodes: Vec<NodeSummary>,
     }
-    let resp = client
-        .get(url)
-        .send()
-        .map_err(|e| untrusted_hint(format!("{url}: {}", tls::describe_http_error(&e))))?;
+    let resp = client.get(url).send().map_err(|e| {
+        let error = format!("{url}: {}", tls::describe_http_error(&e));
+        match tls::certificate_error(&e) {
+            Some(_) => untrusted_hint(error),
+            None => error,
+        }
+    })?;
     if !resp.status().is_success() {
         return Err(format!("{url}: {}", resp.status()));
     }
@@ -137,13 +140,9 @@ fn fetch(client: &reqwest::blocking::Client, url: &str) -> Result<Vec<NodeSummar
 /// A receiver with a self-signed certificate is not in the system roots: say
 /// how to trust it instead of leaving the operator with "UnknownIssuer".
 fn untrusted_hint(error: String) -> String {
-    if error.contains("UnknownIssuer") || error.contains("invalid peer certificate") {
-        format!(
-            "{error}\n  hint: the receiver's certificate is not trusted here; pin its CA with \
-             --ca-cert-hash sha256:… (`kubeboot serve` prints it at start, as ca_cert_hash with \
-             --output json) or give --ca-file DATA/tls/ca.crt from serve's data directory"
-        )
-    } else {
-        error
-    }
+    format!(
+        "{error}\n  hint: the receiver's certificate is not trusted here; pin its CA with \
+         --ca-cert-hash sha256:… (`kubeboot serve` prints it at start, as ca_cert_hash with \
+         --output json) or give --ca-file DATA/tls/ca.crt from serve's data directory"
+    )
 }

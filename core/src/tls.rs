@@ -94,6 +94,26 @@ pub fn describe_http_error(e: &reqwest::Error) -> String {
     msg
 }
 
+/// The reason rustls rejected the server's certificate, when that is why a
+/// request failed. reqwest wraps it in hyper's error and an `io::Error`, whose
+/// `source()` skips the error it holds, so the walk looks inside those too.
+pub fn certificate_error(e: &reqwest::Error) -> Option<rustls::CertificateError> {
+    let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = src {
+        if let Some(rustls::Error::InvalidCertificate(why)) = s.downcast_ref::<rustls::Error>() {
+            return Some(why.clone());
+        }
+        src = match s
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => s.source(),
+        };
+    }
+    None
+}
+
 /// Every certificate of a PEM bundle, in order; other PEM sections are skipped.
 pub fn pem_certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
     use rustls::pki_types::pem::PemObject;

@@ -740,18 +740,20 @@ impl GroupUserData {
         let file = GroupFile::new(data.join(groups::FILE));
         let tokens = serve::tokens::TokenFile::new(data.join("tokens"));
         let make = |name: &str, role: Role| -> Result<String, String> {
-            let (credential, group) = file.add(
-                &NewGroup {
-                    name: name.into(),
-                    role,
-                    url: url.into(),
-                    ca_cert_hash: ca_hash.into(),
-                    max_nodes: None,
-                    per_minute: 30,
-                    labels: Default::default(),
-                },
-                &tokens,
-            )?;
+            let (credential, group) = file
+                .add(
+                    &NewGroup {
+                        name: name.into(),
+                        role,
+                        url: url.into(),
+                        ca_cert_hash: ca_hash.into(),
+                        max_nodes: None,
+                        per_minute: 30,
+                        labels: Default::default(),
+                    },
+                    &tokens,
+                )
+                .map_err(|e| e.to_string())?;
             let pointer = groups::pointer_document(name, &group, &credential);
             let parsed = kubeboot_core::document::parse(&pointer).map_err(|e| e.to_string())?;
             kubeboot_core::document::validate_pointer(&parsed).map_err(|e| e.to_string())?;

@@ -150,12 +150,16 @@ impl GroupFile {
 
     /// Record a new group with a report token from `tokens`; returns the enrollment
     /// credential (shown once) and the group.
-    pub fn add(&self, req: &NewGroup, tokens: &TokenFile) -> Result<(String, Group), String> {
-        check_new(req)?;
+    pub fn add(
+        &self,
+        req: &NewGroup,
+        tokens: &TokenFile,
+    ) -> Result<(String, Group), AddGroupError> {
+        check_new(req).map_err(AddGroupError::Invalid)?;
         let _guard = self.lock.lock().expect("groups lock");
-        let mut groups = self.load()?;
+        let mut groups = self.load().map_err(AddGroupError::Files)?;
         if let Some(g) = groups.get(&req.name) {
-            return Err(match &g.revoked {
+            return Err(AddGroupError::Invalid(match &g.revoked {
                 Some(at) => format!(
                     "group {} exists (revoked at {at}); choose another name",
                     req.name
@@ -164,11 +168,12 @@ impl GroupFile {
                     "group {} exists; revoke it first (kubeboot serve group revoke {}) or choose another name",
                     req.name, req.name
                 ),
-            });
+            }));
         }
         let credential = tokens::random_token();
-        let (report_token, grant) =
-            tokens.add(Scope::Report, false, &format!("group {}", req.name))?;
+        let (report_token, grant) = tokens
+            .add(Scope::Report, false, &format!("group {}", req.name))
+            .map_err(AddGroupError::Files)?;
         let group = Group {
             role: req.role,
             url: req.url.trim_end_matches('/').to_string(),
@@ -183,7 +188,7 @@ impl GroupFile {
             revoked: None,
         };
         groups.insert(req.name.clone(), group.clone());
-        self.save(groups)?;
+        self.save(groups).map_err(AddGroupError::Files)?;
         Ok((credential, group))
     }
 
@@ -228,6 +233,18 @@ impl GroupFile {
 
 fn now() -> String {
     Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// Why `GroupFile::add` made no group. The command line exits 2 for the first
+/// (bad input) and 1 for the second.
+#[derive(Debug, thiserror::Error)]
+pub enum AddGroupError {
+    /// The request is wrong: name, role, URL, CA pin, limit or label, or the name is taken.
+    #[error("{0}")]
+    Invalid(String),
+    /// The groups or tokens file could not be read or written.
+    #[error("{0}")]
+    Files(String),
 }
 
 fn check_new(req: &NewGroup) -> Result<(), String> {
@@ -532,10 +549,10 @@ mod tests {
                 Err(Refused::Unauthorized)
             ));
         }
-        assert!(file
-            .add(&request("blue"), &tokens)
-            .unwrap_err()
-            .contains("exists"));
+        assert!(matches!(
+            file.add(&request("blue"), &tokens),
+            Err(AddGroupError::Invalid(e)) if e.contains("exists")
+        ));
         file.revoke("blue").unwrap();
         assert!(matches!(
             file.authorize("blue", Some(&credential)),
@@ -568,8 +585,10 @@ mod tests {
         ] {
             let mut r = request("other");
             mutate(&mut r);
-            let err = file.add(&r, &tokens).unwrap_err();
-            assert!(err.contains(says), "{err}");
+            match file.add(&r, &tokens) {
+                Err(AddGroupError::Invalid(err)) => assert!(err.contains(says), "{err}"),
+                other => panic!("{says}: expected Invalid, got {:?}", other.map(|_| ())),
+            }
         }
         assert!(
             !file.load().unwrap().contains_key("other"),

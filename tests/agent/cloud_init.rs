@@ -197,3 +197,133 @@ fn seed_iso_is_labelled_cidata_and_read_by_cloud_init() {
     assert_exit(&out, 2);
     assert!(!iso2.exists());
 }
+
+fn worker_document() -> String {
+    fs::read_to_string(examples().join("../worker.toml")).unwrap()
+}
+
+/// A vfat NoCloud seed labelled CIDATA, made the way cloud-init's docs show
+/// (mkfs.vfat, mcopy), holding `user_data`.
+fn vfat_seed(dir: &Path, user_data: &str) -> PathBuf {
+    let img = dir.join("seed.vfat");
+    fs::write(dir.join("user-data"), user_data).unwrap();
+    let mk = Command::new("mkfs.vfat")
+        .args(["-n", "CIDATA", "-C"])
+        .arg(&img)
+        .arg("2048")
+        .output()
+        .expect("mkfs.vfat (dosfstools) is installed by scripts/setup.sh");
+    assert!(mk.status.success(), "{}", text(&mk));
+    let cp = Command::new("mcopy")
+        .arg("-i")
+        .arg(&img)
+        .arg(dir.join("user-data"))
+        .arg("::user-data")
+        .output()
+        .expect("mcopy (mtools) is installed by scripts/setup.sh");
+    assert!(cp.status.success(), "{}", text(&cp));
+    img
+}
+
+/// The user-data file of a seed, read back with the seed format's own tools
+/// (xorriso for ISO 9660, mtools for vfat): this machine's kernel mounts neither,
+/// so the mount the agent does is tested in the VMs (tests/e2e/run, NoCloud).
+fn user_data_of(seed: &Path, out: &Path) -> String {
+    let _ = fs::remove_file(out);
+    let read = if seed.extension().is_some_and(|e| e == "iso") {
+        Command::new("xorriso")
+            .args(["-osirrox", "on", "-indev"])
+            .arg(seed)
+            .args(["-extract", "/user-data"])
+            .arg(out)
+            .output()
+    } else {
+        Command::new("mcopy")
+            .arg("-i")
+            .arg(seed)
+            .arg("::user-data")
+            .arg(out)
+            .output()
+    }
+    .unwrap();
+    assert!(read.status.success(), "{}", text(&read));
+    fs::read_to_string(out).unwrap()
+}
+
+/// The agent's own NoCloud reader finds the document in every user-data form
+/// kubeboot writes, on real seeds: ISO 9660 made by `kubeboot seed`'s writer
+/// (xorriso, label cidata) and vfat (label CIDATA).
+#[test]
+fn the_agent_reads_the_document_on_real_seeds() {
+    let doc = worker_document();
+    let tmp = tempfile::tempdir().unwrap();
+    let forms = [
+        (
+            "cloud-config",
+            kubeboot_serve::userdata::cloud_config(&doc),
+            "user-data write_files",
+        ),
+        ("mime", kubeboot_serve::userdata::mime(&doc), "user-data"),
+        ("toml", doc.clone(), "user-data"),
+    ];
+    let out = tmp.path().join("read-back");
+    for (name, user_data, how) in &forms {
+        let iso = tmp.path().join(format!("{name}.iso"));
+        kubeboot_serve::userdata::write_seed(user_data, "instance-id: i-1\n", None, &iso).unwrap();
+        let found = kubeboot_agent::source::document_in_seed(&user_data_of(&iso, &out));
+        assert_eq!(found, Some((doc.clone(), *how)), "{name}");
+    }
+    let vfat_dir = tmp.path().join("vfat");
+    fs::create_dir(&vfat_dir).unwrap();
+    let vfat = vfat_seed(&vfat_dir, &kubeboot_serve::userdata::cloud_config(&doc));
+    let found = kubeboot_agent::source::document_in_seed(&user_data_of(&vfat, &out));
+    assert_eq!(found, Some((doc.clone(), "user-data write_files")));
+    // cloud-init's own user-data (no kubeboot document) is left to cloud-init.
+    assert_eq!(
+        kubeboot_agent::source::document_in_seed("#cloud-config\npackages: [curl]\n"),
+        None
+    );
+}
+
+/// On the running system the agent finds seeds by their label with blkid: seed
+/// images attached to real loop devices (ISO labelled cidata, vfat labelled
+/// CIDATA) are both found, and a loop device without the label is not.
+#[test]
+fn the_agent_finds_seeds_by_their_label() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test needs root: it attaches loop devices"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let iso = tmp.path().join("seed.iso");
+    kubeboot_serve::userdata::write_seed(&worker_document(), "instance-id: i-3\n", None, &iso)
+        .unwrap();
+    let vfat = vfat_seed(tmp.path(), "#cloud-config\n");
+    let plain = tmp.path().join("plain.img");
+    fs::write(&plain, vec![0u8; 1 << 20]).unwrap();
+    struct Loop(String);
+    impl Drop for Loop {
+        fn drop(&mut self) {
+            let _ = Command::new("losetup").args(["-d", &self.0]).status();
+        }
+    }
+    let attach = |file: &Path| {
+        let out = Command::new("losetup")
+            .args(["--find", "--show", "--read-only"])
+            .arg(file)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        Loop(String::from_utf8(out.stdout).unwrap().trim().to_string())
+    };
+    let (iso_dev, vfat_dev, plain_dev) = (attach(&iso), attach(&vfat), attach(&plain));
+    let found = kubeboot_agent::source::seed_devices(&kubeboot_core::host::Host::system());
+    for (dev, expected) in [(&iso_dev, true), (&vfat_dev, true), (&plain_dev, false)] {
+        assert_eq!(
+            found.contains(&PathBuf::from(&dev.0)),
+            expected,
+            "{} in {found:?}",
+            dev.0
+        );
+    }
+}

@@ -225,7 +225,10 @@ impl Agent {
             }
         };
         let source_started = Utc::now();
-        self.emit(Draft::succeeded(Phase::Source));
+        self.emit(
+            Draft::succeeded(Phase::Source)
+                .log_tail(vec![format!("document from {}", loaded.origin)]),
+        );
         self.emit(Draft::started(Phase::Validate));
         let doc = match validate_fully(&loaded.text) {
             Ok(doc) => doc,

@@ -1,11 +1,13 @@
 //! Where the node document comes from (DESIGN.md §2), each source behind one
-//! small trait, tried in order: kernel command line (`kubeboot.url=`),
-//! cloud-init (`/etc/kubeboot/node.toml` from write_files, or the raw
-//! user-data), then a local file. `--document` bypasses the search.
+//! small trait, tried in order: kernel command line (`kubeboot.url=`), a
+//! NoCloud seed read directly (no wait for cloud-init), cloud-init
+//! (`/etc/kubeboot/node.toml` from write_files, or the raw user-data).
+//! `--document` names a local file instead of searching.
 
 mod cloud_init;
 mod cmdline;
 mod https;
+mod nocloud;
 
 use std::path::PathBuf;
 
@@ -19,6 +21,7 @@ pub use cloud_init::{
 };
 pub use cmdline::KernelCommandLine;
 pub use https::{fetch_document, FetchOptions};
+pub use nocloud::{document_in_seed, seed_devices, NoCloudSeed};
 
 /// A document's text and where it came from (for status and `kubeboot status`).
 pub struct Loaded {
@@ -105,6 +108,7 @@ pub fn resolve(
         Some(p) => vec![Box::new(LocalFile(p))],
         None => vec![
             Box::new(KernelCommandLine),
+            Box::new(NoCloudSeed::probe()),
             Box::new(NodeFile),
             Box::new(CloudInitUserData),
         ],
@@ -119,8 +123,8 @@ pub fn resolve(
     let loaded = found.ok_or_else(|| {
         SourceError::new(
             ErrorKind::DocumentNotFound,
-            "no node document: none on the kernel command line (kubeboot.url=), in /etc/kubeboot/node.toml, \
-             or in cloud-init user-data; give one with --document, or provide user-data (see cloud-init/examples/)",
+            "no node document: none on the kernel command line (kubeboot.url=), on a NoCloud seed (label cidata), \
+             in /etc/kubeboot/node.toml, or in cloud-init user-data; give one with --document, or provide user-data (see cloud-init/examples/)",
         )
     })?;
     follow_pointer(loaded, fetch)
