@@ -335,11 +335,12 @@ impl Agent {
     /// this node's etcd member and failed before its etcd started, and etcd then
     /// refuses every member add ("not enough started members"). The cluster is
     /// verified again (as in discover) and that member removed
-    /// (`replace::forget_unfinished_join`). A failure here is logged; the retry says the rest.
-    fn forget_unfinished_join(&mut self, doc: &ValidDocument) {
+    /// (`replace::forget_unfinished_join`). What it found or could not do is returned,
+    /// for the next attempt's started event (and logged); the retry says the rest.
+    fn forget_unfinished_join(&mut self, doc: &ValidDocument) -> Vec<String> {
         let d = &doc.doc.discovery;
         let (true, Some(token), None) = (crate::replace::applies_to(doc), &d.token, &d.file) else {
-            return;
+            return Vec::new();
         };
         let verified = discovery::verify_token(
             &doc.endpoint,
@@ -350,23 +351,38 @@ impl Agent {
         let v = match verified {
             Ok(v) => v,
             Err(e) => {
-                tracing::warn!(
+                let line = format!(
                     "before retrying the join: could not verify the cluster: {}",
                     e.message
                 );
-                return;
+                tracing::warn!("{line}");
+                return vec![line];
             }
         };
         let Some((access, name)) = crate::replace::for_join(doc, &v, || self.host.hostname())
         else {
-            return;
+            return Vec::new();
         };
         let opts = self.replace_options(doc);
         match crate::cluster::block_on(crate::replace::forget_unfinished_join(
             &access, &name, &opts,
         )) {
-            Ok(report) => self.take_report("before retrying the join", &report),
-            Err(why) => tracing::warn!("before retrying the join: {why}"),
+            Ok(report) => {
+                self.take_report("before retrying the join", &report);
+                let cleanups = report.cleanups.iter().map(|c| c.line());
+                report
+                    .notes
+                    .iter()
+                    .cloned()
+                    .chain(cleanups)
+                    .map(|l| format!("before retrying the join: {l}"))
+                    .collect()
+            }
+            Err(why) => {
+                let line = format!("before retrying the join: {why}");
+                tracing::warn!("{line}");
+                vec![line]
+            }
         }
     }
 
@@ -419,13 +435,17 @@ impl Agent {
                     .log_tail(err.log_tail.clone()),
             );
             self.reset(&kubeadm);
-            self.forget_unfinished_join(doc);
+            let before = self.forget_unfinished_join(doc);
             let delay = backoff.delay(attempt);
             tracing::info!("retrying kubeadm in {:.1}s", delay.as_secs_f64());
             std::thread::sleep(delay);
             let next = state.start(Phase::Kubeadm);
             self.save(state)?;
-            self.emit(Draft::started(Phase::Kubeadm).attempt(next));
+            self.emit(
+                Draft::started(Phase::Kubeadm)
+                    .attempt(next)
+                    .log_tail(before),
+            );
         }
     }
 
