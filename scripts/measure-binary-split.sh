@@ -4,9 +4,10 @@
 # agent's dry run linked with kubeboot-agent and kubeboot-core only), both with the
 # release profile, and prints their sizes and the peak RSS of the same dry run,
 # the median of 7 runs each.
-# Usage: scripts/measure-binary-split.sh
+# Usage: scripts/measure-binary-split.sh   (needs GNU time: /usr/bin/time, Debian package time)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+[ -x /usr/bin/time ] || { echo "measure-binary-split: needs GNU time (apt-get install time)" >&2; exit 1; }
 cargo build --release --locked -q -p kubeboot --bin kubeboot
 cargo build --release --locked -q -p kubeboot-agent --example agent_only
 one=target/release/kubeboot
@@ -16,10 +17,12 @@ doc=cloud-init/examples/worker.toml
 
 peak_rss_kib() { # command... → median peak RSS of 7 runs, KiB (GNU time's %M)
     local i out
+    out=$(mktemp)
     for i in 1 2 3 4 5 6 7; do
-        out=$( { /usr/bin/time -f '%M' "$@" >/dev/null 2>/dev/null; } 2>&1 | tail -n1)
-        echo "$out"
+        /usr/bin/time -f '%M' -o "$out" "$@" >/dev/null 2>&1
+        cat "$out"
     done | sort -n | sed -n 4p
+    rm -f "$out"
 }
 mb() { awk -v b="$1" 'BEGIN { printf "%.1f MB", b / 1e6 }'; }
 
