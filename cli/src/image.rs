@@ -6,6 +6,9 @@ use clap::{Args, Subcommand};
 use super::Output;
 use kubeboot_image::{build, pxe, vm, Profile};
 
+/// How often `image boot` starts a guest again whose kernel stalled in early boot.
+const MAX_RESTARTS: u32 = 2;
+
 #[derive(Args, Debug)]
 pub struct ImageArgs {
     #[command(subcommand)]
@@ -273,6 +276,7 @@ fn run_boot(a: BootArgs) -> Result<(), String> {
     let stop = vm::stop_on_signals();
     let started = Instant::now();
     let deadline = started + Duration::from_secs(a.timeout);
+    let mut restarts = 0;
     loop {
         if stop.load(std::sync::atomic::Ordering::Relaxed) {
             let _ = child.kill();
@@ -290,11 +294,23 @@ fn run_boot(a: BootArgs) -> Result<(), String> {
                 Err("qemu failed".into())
             };
         }
+        let serial = String::from_utf8_lossy(&std::fs::read(&log).unwrap_or_default()).into_owned();
+        if let Some(what) = vm::stalled_in_early_boot(&serial).filter(|_| restarts < MAX_RESTARTS) {
+            restarts += 1;
+            let _ = child.kill();
+            let _ = child.wait();
+            let kept = log.with_extension(format!("stalled-{restarts}.log"));
+            let _ = std::fs::rename(&log, &kept);
+            eprintln!(
+                "image: the guest's kernel reported {what} before reaching its root file system \
+                 (serial log kept as {}); nothing of the node ran yet: starting it again ({restarts} of {MAX_RESTARTS})",
+                kept.display()
+            );
+            child = vm::start(&spec)?;
+            continue;
+        }
         if let Some(text) = &a.until {
-            if std::fs::read_to_string(&log)
-                .unwrap_or_default()
-                .contains(text.as_str())
-            {
+            if serial.contains(text.as_str()) {
                 eprintln!(
                     "image: saw {text:?} after {:.0} s; stopping the VM",
                     started.elapsed().as_secs_f64()

@@ -252,6 +252,26 @@ pub fn exited(child: &mut Child) -> Result<Option<(std::process::ExitStatus, Str
     Ok(Some((status, err.trim().to_string())))
 }
 
+/// Why a guest's kernel is stuck before it reached its root file system, from its
+/// serial console: a stall the kernel reported (RCU, or a task blocked for 120 s)
+/// before systemd in the initrd reached `initrd-switch-root.target`. Under qemu TCG on a loaded host a guest has
+/// hung for good like this in early boot — waiting for a timer interrupt that never
+/// came, idle — twice in session 12 (in `i8042_probe`, and in the initrd), and
+/// nothing of the node (no agent, no kubeadm) had run yet, so a fresh start is safe.
+pub fn stalled_in_early_boot(serial: &str) -> Option<&'static str> {
+    if serial.contains("initrd-switch-root.target") {
+        return None;
+    }
+    [
+        ("rcu: INFO: rcu_preempt detected stalls", "an RCU stall"),
+        ("rcu: INFO: rcu_sched detected stalls", "an RCU stall"),
+        ("blocked for more than", "a task blocked for minutes"),
+    ]
+    .into_iter()
+    .find(|(sign, _)| serial.contains(sign))
+    .map(|(_, what)| what)
+}
+
 /// The last `lines` lines of a serial console log (empty if there is none yet).
 pub fn serial_tail(log: &Path, lines: usize) -> String {
     let text = std::fs::read(log).unwrap_or_default();
@@ -392,7 +412,34 @@ pub fn stop_on_signals() -> &'static std::sync::atomic::AtomicBool {
 
 #[cfg(test)]
 mod tests {
+    use super::stalled_in_early_boot;
     use std::process::Command;
+
+    #[test]
+    fn a_stall_before_the_root_file_system_is_an_early_boot_hang() {
+        // Excerpts of the two hangs of session 12 (serial logs kept in /var/tmp).
+        let in_kernel_init = "[    4.1] i8042: PNP: PS/2 Controller [PNP0303:KBD,PNP0f13:MOU] at 0x60,0x64 irq 1,12\n\
+            [  242.6] INFO: task swapper/0:1 blocked for more than 120 seconds.\n\
+            [  242.6]  i8042_probe+0x77d/0x850\n";
+        let in_initrd = "[    5.1] systemd[1]: Running in initrd.\n\
+            [   22.0] rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:\n\
+            [   22.0] rcu: rcu_preempt kthread timer wakeup didn't happen for 5251 jiffies!\n";
+        assert_eq!(
+            stalled_in_early_boot(in_kernel_init),
+            Some("a task blocked for minutes")
+        );
+        assert_eq!(stalled_in_early_boot(in_initrd), Some("an RCU stall"));
+        // After the switch to the root file system the node's own work may have
+        // begun: never a reason to restart.
+        let later = format!(
+            "{in_initrd}[  OK  ] Reached target \u{1b}[0;1;39minitrd-switch-root.target\u{1b}[0m - Switch Root.\n"
+        );
+        assert_eq!(stalled_in_early_boot(&later), None);
+        assert_eq!(
+            stalled_in_early_boot("[    5.1] systemd[1]: Running in initrd.\n"),
+            None
+        );
+    }
 
     #[test]
     fn a_child_dies_with_the_thread_that_started_it() {
