@@ -305,20 +305,27 @@ impl Agent {
         let opts = self.replace_options(doc);
         let report = crate::cluster::block_on(crate::replace::make_room(&access, &name, &opts))
             .map_err(|why| Failure::new(ErrorKind::ReplaceRefused, why))?;
-        self.take_report("replace", &report);
+        let _ = self.take_report("replace", &report);
         Ok(())
     }
 
     /// Notes to the journal; each cleanup to the journal and onto the phase's
-    /// succeeded event.
-    fn take_report(&mut self, context: &str, report: &crate::replace::Report) {
+    /// succeeded event. Returns what it logged, notes then cleanups, each line
+    /// prefixed with `context`.
+    fn take_report(&mut self, context: &str, report: &crate::replace::Report) -> Vec<String> {
+        let mut logged = Vec::new();
         for note in &report.notes {
-            tracing::info!("{context}: {note}");
+            let line = format!("{context}: {note}");
+            tracing::info!("{line}");
+            logged.push(line);
         }
         for c in &report.cleanups {
-            tracing::warn!("{context}: {}", c.line());
+            let line = format!("{context}: {}", c.line());
+            tracing::warn!("{line}");
+            logged.push(line);
             self.notes.push(c.line());
         }
+        logged
     }
 
     /// The document's replacement options, with this node's address (the default
@@ -367,17 +374,7 @@ impl Agent {
         match crate::cluster::block_on(crate::replace::forget_unfinished_join(
             &access, &name, &opts,
         )) {
-            Ok(report) => {
-                self.take_report("before retrying the join", &report);
-                let cleanups = report.cleanups.iter().map(|c| c.line());
-                report
-                    .notes
-                    .iter()
-                    .cloned()
-                    .chain(cleanups)
-                    .map(|l| format!("before retrying the join: {l}"))
-                    .collect()
-            }
+            Ok(report) => self.take_report("before retrying the join", &report),
             Err(why) => {
                 let line = format!("before retrying the join: {why}");
                 tracing::warn!("{line}");

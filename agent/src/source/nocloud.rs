@@ -97,7 +97,7 @@ pub fn seed_devices(host: &Host) -> Vec<PathBuf> {
         };
         for line in String::from_utf8_lossy(&out.stdout).lines() {
             let device = PathBuf::from(line.trim());
-            if !line.trim().is_empty() && !found.contains(&device) {
+            if !device.as_os_str().is_empty() && !found.contains(&device) {
                 found.push(device);
             }
         }
