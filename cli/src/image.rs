@@ -277,6 +277,9 @@ fn run_boot(a: BootArgs) -> Result<(), String> {
     let started = Instant::now();
     let deadline = started + Duration::from_secs(a.timeout);
     let mut restarts = 0;
+    // The console is read only while something is watched for in it: an
+    // early-boot stall (until the initrd is done, or no restart is left) or --until.
+    let mut watch_early_boot = true;
     loop {
         if stop.load(std::sync::atomic::Ordering::Relaxed) {
             let _ = child.kill();
@@ -294,20 +297,31 @@ fn run_boot(a: BootArgs) -> Result<(), String> {
                 Err("qemu failed".into())
             };
         }
-        let serial = String::from_utf8_lossy(&std::fs::read(&log).unwrap_or_default()).into_owned();
-        if let Some(what) = vm::stalled_in_early_boot(&serial).filter(|_| restarts < MAX_RESTARTS) {
-            restarts += 1;
-            let _ = child.kill();
-            let _ = child.wait();
-            let kept = log.with_extension(format!("stalled-{restarts}.log"));
-            let _ = std::fs::rename(&log, &kept);
-            eprintln!(
-                "image: the guest's kernel reported {what} before reaching its root file system \
-                 (serial log kept as {}); nothing of the node ran yet: starting it again ({restarts} of {MAX_RESTARTS})",
-                kept.display()
-            );
-            child = vm::start(&spec)?;
-            continue;
+        let serial = if watch_early_boot || a.until.is_some() {
+            String::from_utf8_lossy(&std::fs::read(&log).unwrap_or_default()).into_owned()
+        } else {
+            String::new()
+        };
+        if watch_early_boot {
+            match vm::early_boot(&serial) {
+                vm::EarlyBoot::Running => {}
+                vm::EarlyBoot::Over => watch_early_boot = false,
+                vm::EarlyBoot::Stalled(what) => {
+                    restarts += 1;
+                    watch_early_boot = restarts < MAX_RESTARTS;
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    let kept = log.with_extension(format!("stalled-{restarts}.log"));
+                    let _ = std::fs::rename(&log, &kept);
+                    eprintln!(
+                        "image: the guest's kernel reported {what} before reaching its root file system \
+                         (serial log kept as {}); nothing of the node ran yet: starting it again ({restarts} of {MAX_RESTARTS})",
+                        kept.display()
+                    );
+                    child = vm::start(&spec)?;
+                    continue;
+                }
+            }
         }
         if let Some(text) = &a.until {
             if serial.contains(text.as_str()) {

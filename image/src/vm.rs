@@ -252,15 +252,26 @@ pub fn exited(child: &mut Child) -> Result<Option<(std::process::ExitStatus, Str
     Ok(Some((status, err.trim().to_string())))
 }
 
-/// Why a guest's kernel is stuck before it reached its root file system, from its
-/// serial console: a stall the kernel reported (RCU, or a task blocked for 120 s)
-/// before systemd in the initrd reached `initrd-switch-root.target`. Under qemu TCG on a loaded host a guest has
-/// hung for good like this in early boot — waiting for a timer interrupt that never
-/// came, idle — twice in session 12 (in `i8042_probe`, and in the initrd), and
-/// nothing of the node (no agent, no kubeadm) had run yet, so a fresh start is safe.
-pub fn stalled_in_early_boot(serial: &str) -> Option<&'static str> {
+/// Where a guest is in its early boot, from its serial console.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EarlyBoot {
+    /// Kernel and initrd still at work.
+    Running,
+    /// The kernel reported a stall (RCU, or a task blocked for 120 s) before
+    /// systemd in the initrd reached `initrd-switch-root.target`: what kind.
+    Stalled(&'static str),
+    /// The initrd reached `initrd-switch-root.target`: the node's own work may
+    /// begin, and a stall is never a reason to start the guest again.
+    Over,
+}
+
+/// Under qemu TCG on a loaded host a guest has hung for good in early boot —
+/// waiting for a timer interrupt that never came, idle — twice in session 12 (in
+/// `i8042_probe`, and in the initrd), when nothing of the node (no agent, no
+/// kubeadm) had run yet, so a fresh start is safe.
+pub fn early_boot(serial: &str) -> EarlyBoot {
     if serial.contains("initrd-switch-root.target") {
-        return None;
+        return EarlyBoot::Over;
     }
     [
         ("rcu: INFO: rcu_preempt detected stalls", "an RCU stall"),
@@ -269,7 +280,7 @@ pub fn stalled_in_early_boot(serial: &str) -> Option<&'static str> {
     ]
     .into_iter()
     .find(|(sign, _)| serial.contains(sign))
-    .map(|(_, what)| what)
+    .map_or(EarlyBoot::Running, |(_, what)| EarlyBoot::Stalled(what))
 }
 
 /// The last `lines` lines of a serial console log (empty if there is none yet).
@@ -412,7 +423,7 @@ pub fn stop_on_signals() -> &'static std::sync::atomic::AtomicBool {
 
 #[cfg(test)]
 mod tests {
-    use super::stalled_in_early_boot;
+    use super::{early_boot, EarlyBoot};
     use std::process::Command;
 
     #[test]
@@ -425,19 +436,19 @@ mod tests {
             [   22.0] rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:\n\
             [   22.0] rcu: rcu_preempt kthread timer wakeup didn't happen for 5251 jiffies!\n";
         assert_eq!(
-            stalled_in_early_boot(in_kernel_init),
-            Some("a task blocked for minutes")
+            early_boot(in_kernel_init),
+            EarlyBoot::Stalled("a task blocked for minutes")
         );
-        assert_eq!(stalled_in_early_boot(in_initrd), Some("an RCU stall"));
+        assert_eq!(early_boot(in_initrd), EarlyBoot::Stalled("an RCU stall"));
         // After the switch to the root file system the node's own work may have
         // begun: never a reason to restart.
         let later = format!(
             "{in_initrd}[  OK  ] Reached target \u{1b}[0;1;39minitrd-switch-root.target\u{1b}[0m - Switch Root.\n"
         );
-        assert_eq!(stalled_in_early_boot(&later), None);
+        assert_eq!(early_boot(&later), EarlyBoot::Over);
         assert_eq!(
-            stalled_in_early_boot("[    5.1] systemd[1]: Running in initrd.\n"),
-            None
+            early_boot("[    5.1] systemd[1]: Running in initrd.\n"),
+            EarlyBoot::Running
         );
     }
 
