@@ -30,8 +30,10 @@ from_backports=(mkosi systemd systemd-container systemd-boot systemd-boot-efi li
 # --profile production`, run inside their own network namespace. Debian starts its
 # haproxy.service with the packaged configuration, which listens on nothing.
 # iproute2: network namespaces, bridge and tap devices for multi-VM clusters.
+# diffoscope-minimal: explains a difference between two builds (tests/e2e/reproducible).
+# fdisk: sfdisk, which finds the disk image's partitions for the reproducibility step.
 from_bookworm=(python3-pefile python3-cryptography dosfstools mtools zstd xz-utils debian-archive-keyring bubblewrap
-    cpio kmod ipxe-qemu ovmf xorriso socat haproxy iproute2 curl)
+    cpio kmod ipxe-qemu ovmf xorriso socat haproxy iproute2 curl diffoscope-minimal fdisk)
 
 missing=()
 for p in "${from_backports[@]}"; do
@@ -46,7 +48,8 @@ if ((${#missing[@]})); then
   why: mkosi builds the node image; it needs systemd 254 from backports, so this UPGRADES the
   host's systemd packages (only those named, pinned to backports); systemd-timesyncd comes with
   it and replaces another time daemon (ntp, chrony) if one is installed; qemu and OVMF/iPXE
-  boot the images; haproxy, iproute2 and curl run the multi-VM cluster tests"
+  boot the images; haproxy, iproute2 and curl run the multi-VM cluster tests; diffoscope-minimal
+  explains a difference between two image builds"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -14,15 +14,17 @@ need_apt=()
 # chromium: the dashboard test (headless); util-linux: unshare for the full-disk test;
 # protobuf-compiler, libprotobuf-dev: protoc and its well-known types, which the etcd
 # client crate needs to build etcd's gRPC API; dosfstools, mtools: vfat NoCloud seeds
-# (the agent's own seed reader is tested on them).
+# (the agent's own seed reader is tested on them); fdisk (sfdisk), e2fsprogs: the disk
+# image's reproducibility step is tested on GPT images made with them.
 for pkg in ca-certificates gcc libc6-dev pkg-config coreutils openssl xorriso cloud-init python3 \
-    chromium fonts-dejavu-core util-linux protobuf-compiler libprotobuf-dev dosfstools mtools; do
+    chromium fonts-dejavu-core util-linux protobuf-compiler libprotobuf-dev dosfstools mtools fdisk e2fsprogs; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$pkg")
 done
 if ((${#need_apt[@]})); then
     confirm "setup: installing ${need_apt[*]}
   why: compilers, protoc (etcd's gRPC API for the etcd client) and openssl/xorriso for the build
-  and tests; dosfstools and mtools to make vfat NoCloud seeds; cloud-init for its schema checker
+  and tests; dosfstools and mtools to make vfat NoCloud seeds; fdisk and e2fsprogs for small
+  GPT images in the tests; cloud-init for its schema checker
   (kept from acting on this machine by /etc/cloud/cloud-init.disabled); chromium for the
   dashboard's browser test"
     export DEBIAN_FRONTEND=noninteractive

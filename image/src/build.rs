@@ -275,6 +275,10 @@ pub fn build(opts: &BuildOptions) -> Result<Manifest, String> {
             log_path.display()
         ));
     }
+    let raw = out_dir.join(format!("{IMAGE_NAME}.raw"));
+    for done in crate::reproducible::normalize_disk(&raw, opts.source_date_epoch)? {
+        eprintln!("image: [{:>4.0}s] {done}", started.elapsed().as_secs_f64());
+    }
     let build_seconds = started.elapsed().as_secs_f64();
     let manifest = Manifest {
         profile: opts.profile.as_str().into(),

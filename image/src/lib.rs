@@ -8,6 +8,7 @@ pub mod kubernetes;
 pub mod oci;
 pub mod openpgp;
 pub mod pxe;
+pub mod reproducible;
 pub mod segment;
 pub mod up;
 pub mod vm;

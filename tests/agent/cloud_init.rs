@@ -285,6 +285,41 @@ fn the_agent_reads_the_document_on_real_seeds() {
     );
 }
 
+/// The machine's name on a seed: meta-data as `kubeboot seed` writes it, read back
+/// from a real ISO, gives the agent its `local-hostname`; JSON meta-data (which
+/// cloud-init reads too) as well; a name that is no DNS name is not used.
+#[test]
+fn the_agent_reads_the_hostname_in_meta_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let iso = tmp.path().join("seed.iso");
+    let meta = kubeboot_serve::userdata::meta_data("i-7", Some("Worker-7"));
+    kubeboot_serve::userdata::write_seed(&worker_document(), &meta, None, &iso).unwrap();
+    let out = tmp.path().join("meta-data");
+    let read = Command::new("xorriso")
+        .args(["-osirrox", "on", "-indev"])
+        .arg(&iso)
+        .args(["-extract", "/meta-data"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(read.status.success(), "{}", text(&read));
+    let meta_back = fs::read_to_string(&out).unwrap();
+    use kubeboot_agent::source::local_hostname;
+    assert_eq!(local_hostname(&meta_back).as_deref(), Some("worker-7"));
+    assert_eq!(
+        local_hostname(r#"{"instance-id": "i-8", "local-hostname": "cp2"}"#).as_deref(),
+        Some("cp2")
+    );
+    for no_name in [
+        "instance-id: i-9\n",
+        "instance-id: i-9\nlocal-hostname: bad_name\n",
+        "instance-id: i-9\nlocal-hostname: -dash\n",
+        "not: [yaml\n",
+    ] {
+        assert_eq!(local_hostname(no_name), None, "{no_name}");
+    }
+}
+
 /// On the running system the agent finds seeds by their label with blkid: seed
 /// images attached to real loop devices (ISO labelled cidata, vfat labelled
 /// CIDATA) are both found, and a loop device without the label is not.

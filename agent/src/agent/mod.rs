@@ -124,6 +124,8 @@ struct Identity {
 }
 
 const SEQ_FILE: &str = "/run/kubeboot/seq";
+/// The longest wait for the network, the clock and containerd (`wait_for_boot`).
+const BOOT_WAIT: std::time::Duration = std::time::Duration::from_secs(900);
 
 impl Agent {
     pub fn new(host: Host, opts: AgentOptions, sinks: Vec<Box<dyn StatusSink>>) -> Agent {
@@ -204,8 +206,8 @@ impl Agent {
     /// and the first records. Nothing is written to the host before validation.
     fn start_fresh(&mut self) -> Result<AgentState, Finish> {
         self.emit(Draft::started(Phase::Source));
-        let fetch = self.opts.fetch.from_host(&self.host);
-        let loaded = match source::resolve(&self.host, self.opts.document.clone(), &fetch) {
+        let loaded = match source::resolve(&self.host, self.opts.document.clone(), &self.opts.fetch)
+        {
             Ok(l) => l,
             Err(e) => {
                 let phase = if e.invalid.is_some() {
@@ -241,6 +243,11 @@ impl Agent {
                 return Err(Finish::Invalid(invalid));
             }
         };
+        if doc.node_name().is_none() {
+            if let Some(name) = &loaded.hostname {
+                self.take_seed_hostname(name);
+            }
+        }
         self.adopt(&doc);
         let sha = hex::encode(Sha256::digest(loaded.text.as_bytes()));
         let mut state = AgentState::new(
@@ -274,6 +281,20 @@ impl Agent {
         Ok(state)
     }
 
+    /// The document names no node; the seed it came from names the machine
+    /// (NoCloud `local-hostname`). The agent reads the seed before cloud-init sets
+    /// that name (and without cloud-init nothing else would), so it sets it: kubeadm
+    /// and the kubelet register the node under the host name.
+    fn take_seed_hostname(&mut self, name: &str) {
+        if self.host.hostname() != name {
+            match self.host.set_hostname(name) {
+                Ok(()) => tracing::info!("host name set to {name} (the seed's local-hostname)"),
+                Err(e) => tracing::warn!("could not set the host name to {name}: {e}"),
+            }
+        }
+        self.identity.node = name.to_string();
+    }
+
     fn adopt(&mut self, doc: &ValidDocument) {
         self.redactor = Redactor::for_document(&doc.doc);
         self.identity.role = Some(doc.role);
@@ -287,7 +308,12 @@ impl Agent {
 
     fn resume(&mut self, state: &mut AgentState) -> Finish {
         let mut doc: Option<ValidDocument> = None;
+        let mut booted = false;
         while let Some(phase) = state.next_phase() {
+            if !booted && (Phase::Preflight..Phase::Done).contains(&phase) {
+                self.wait_for_boot();
+                booted = true;
+            }
             if doc.is_none() && phase < Phase::Done {
                 match self.load_saved_document() {
                     Ok(d) => {
@@ -305,6 +331,18 @@ impl Agent {
             }
         }
         Finish::Done
+    }
+
+    /// The agent starts before the network (its first events come seconds into
+    /// the boot); the host checks and every step after them need the network, the
+    /// clock and containerd. Waited for once, bounded; what is still missing then
+    /// is the host checks' to report.
+    fn wait_for_boot(&self) {
+        let units = kubeboot_core::host::HOST_STEP_UNITS;
+        tracing::info!("waiting for {}", units.join(", "));
+        if let Err(e) = self.host.wait_for_units(units, BOOT_WAIT) {
+            tracing::warn!("{e}; going on: the host checks report what is missing");
+        }
     }
 
     pub(super) fn load_saved_document(&self) -> Result<ValidDocument, Failure> {

@@ -41,10 +41,12 @@ pub struct DryRun {
 impl DryRun {
     /// Find, validate and render, changing nothing on the host.
     pub fn prepare(host: &Host, opts: &AgentOptions) -> Result<DryRun, DryRunError> {
-        let loaded = source::resolve(host, opts.document.clone(), &opts.fetch.from_host(host))
-            .map_err(|mut e| match e.invalid.take() {
-                Some(invalid) => DryRunError::Invalid(invalid),
-                None => DryRunError::Source(e),
+        let loaded =
+            source::resolve(host, opts.document.clone(), &opts.fetch).map_err(|mut e| {
+                match e.invalid.take() {
+                    Some(invalid) => DryRunError::Invalid(invalid),
+                    None => DryRunError::Source(e),
+                }
             })?;
         let doc = super::validate_fully(&loaded.text).map_err(DryRunError::Invalid)?;
         let kubeadm_version = kubeadm::version_to_use(host, opts.kubeadm_version.as_deref());

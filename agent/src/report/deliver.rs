@@ -187,7 +187,10 @@ pub fn run(outbox: Arc<Outbox>, courier: Courier, signal: Arc<Signal>) {
                 if attempt == 1 || attempt.is_multiple_of(5) {
                     tracing::info!("status receiver not reachable yet: {why}");
                 }
-                signal.sleep(courier.backoff.delay(attempt), false);
+                // A new event cuts the wait short: the agent starts before the
+                // network, and its next event (the host checks start once the
+                // network is up) is the moment the receiver becomes reachable.
+                signal.sleep(courier.backoff.delay(attempt), true);
             }
         }
     }

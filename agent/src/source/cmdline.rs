@@ -3,7 +3,7 @@
 //! wants for `/v1/documents/{role}`; it is as visible as the command line
 //! (`/proc/cmdline`), so give PXE nodes a token of their own (serve accepts several).
 
-use super::{fetch_document, DocumentSource, FetchOptions, Loaded, SourceError};
+use super::{fetch_document, DocumentSource, Fetcher, Loaded, SourceError};
 use kubeboot_core::document::{formats, InvalidDocument};
 use kubeboot_core::host::Host;
 
@@ -35,7 +35,7 @@ impl DocumentSource for KernelCommandLine {
     fn name(&self) -> &'static str {
         "kernel command line"
     }
-    fn load(&self, host: &Host, fetch: &FetchOptions) -> Result<Option<Loaded>, SourceError> {
+    fn load(&self, host: &Host, fetch: &Fetcher) -> Result<Option<Loaded>, SourceError> {
         let Ok(cmdline) = host.read_to_string("/proc/cmdline") else {
             return Ok(None);
         };
@@ -54,7 +54,13 @@ impl DocumentSource for KernelCommandLine {
             }
         }
         let token = params.token.map(secrecy::SecretString::from);
-        fetch_document(&url, params.ca_hash.as_deref(), token.as_ref(), fetch).map(Some)
+        fetch_document(
+            &url,
+            params.ca_hash.as_deref(),
+            token.as_ref(),
+            fetch.options(),
+        )
+        .map(Some)
     }
 }
 

@@ -83,6 +83,7 @@ pub fn fetch_document(
                 return Ok(Loaded {
                     text,
                     origin: url.to_string(),
+                    hostname: None,
                 })
             }
             Err(Fatal(msg)) => return Err(SourceError::new(ErrorKind::DocumentFetch, msg)),

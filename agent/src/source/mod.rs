@@ -9,7 +9,9 @@ mod cmdline;
 mod https;
 mod nocloud;
 
+use std::cell::OnceCell;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use kubeboot_core::document::{self, InvalidDocument};
 use kubeboot_core::host::Host;
@@ -21,20 +23,24 @@ pub use cloud_init::{
 };
 pub use cmdline::KernelCommandLine;
 pub use https::{fetch_document, FetchOptions};
-pub use nocloud::{document_in_seed, seed_devices, NoCloudSeed};
+pub use nocloud::{document_in_seed, local_hostname, seed_devices, NoCloudSeed};
 
 /// A document's text and where it came from (for status and `kubeboot status`).
 pub struct Loaded {
     pub text: String,
     pub origin: String,
+    /// The machine's name from the same seed (NoCloud meta-data `local-hostname`),
+    /// for a document that names no node.
+    pub hostname: Option<String>,
 }
 
 impl std::fmt::Debug for Loaded {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "Loaded {{ origin: {:?}, text: <{} bytes, redacted> }}",
+            "Loaded {{ origin: {:?}, hostname: {:?}, text: <{} bytes, redacted> }}",
             self.origin,
+            self.hostname,
             self.text.len()
         )
     }
@@ -72,7 +78,59 @@ impl From<InvalidDocument> for SourceError {
 pub trait DocumentSource {
     fn name(&self) -> &'static str;
     /// `Ok(None)`: this source has nothing for this node; try the next one.
-    fn load(&self, host: &Host, fetch: &FetchOptions) -> Result<Option<Loaded>, SourceError>;
+    fn load(&self, host: &Host, fetch: &Fetcher) -> Result<Option<Loaded>, SourceError>;
+}
+
+/// The longest wait for the network before a first fetch; systemd's own
+/// network-online wait gives up sooner (2 min by default) and the fetch then
+/// tries anyway.
+const NETWORK_WAIT: Duration = Duration::from_secs(600);
+
+/// How sources fetch over HTTPS. The agent starts before the network is up, so
+/// the first fetch waits for `network-online.target`, and only then names this
+/// host in its requests (the name DHCP or cloud-init gave it by then). A node
+/// whose document needs no fetch never waits.
+pub struct Fetcher<'a> {
+    host: &'a Host,
+    base: &'a FetchOptions,
+    ready: OnceCell<FetchOptions>,
+    /// The machine's name from the seed that held a pointer document, which the
+    /// host may not carry yet (`Kubeboot-Node`: serve renders per node).
+    node: OnceCell<String>,
+}
+
+impl<'a> Fetcher<'a> {
+    pub fn new(host: &'a Host, base: &'a FetchOptions) -> Fetcher<'a> {
+        Fetcher {
+            host,
+            base,
+            ready: OnceCell::new(),
+            node: OnceCell::new(),
+        }
+    }
+
+    /// Name this machine in requests (before the first fetch).
+    pub fn name_node(&self, name: &str) {
+        let _ = self.node.set(name.to_string());
+    }
+
+    /// The options for a fetch, once the network is up.
+    pub fn options(&self) -> &FetchOptions {
+        self.ready.get_or_init(|| {
+            if let Err(e) = self
+                .host
+                .wait_for_units(&["network-online.target"], NETWORK_WAIT)
+            {
+                tracing::warn!("waiting for the network: {e}; fetching anyway");
+            }
+            let mut o = self.base.from_host(self.host);
+            if let Some(name) = self.node.get() {
+                o.identity.retain(|(k, _)| *k != "Kubeboot-Node");
+                o.identity.push(("Kubeboot-Node", name.clone()));
+            }
+            o
+        })
+    }
 }
 
 /// A file named on the command line.
@@ -82,7 +140,7 @@ impl DocumentSource for LocalFile {
     fn name(&self) -> &'static str {
         "file"
     }
-    fn load(&self, _host: &Host, _fetch: &FetchOptions) -> Result<Option<Loaded>, SourceError> {
+    fn load(&self, _host: &Host, _fetch: &Fetcher) -> Result<Option<Loaded>, SourceError> {
         // The path is the operator's, as given on the command line: not under the host root.
         let text = std::fs::read_to_string(&self.0).map_err(|e| {
             SourceError::new(
@@ -93,6 +151,7 @@ impl DocumentSource for LocalFile {
         Ok(Some(Loaded {
             text,
             origin: format!("file {}", self.0.display()),
+            hostname: None,
         }))
     }
 }
@@ -104,6 +163,7 @@ pub fn resolve(
     explicit: Option<PathBuf>,
     fetch: &FetchOptions,
 ) -> Result<Loaded, SourceError> {
+    let fetch = Fetcher::new(host, fetch);
     let sources: Vec<Box<dyn DocumentSource>> = match explicit {
         Some(p) => vec![Box::new(LocalFile(p))],
         None => vec![
@@ -115,7 +175,7 @@ pub fn resolve(
     };
     let mut found = None;
     for s in &sources {
-        if let Some(loaded) = s.load(host, fetch)? {
+        if let Some(loaded) = s.load(host, &fetch)? {
             found = Some(loaded);
             break;
         }
@@ -127,11 +187,14 @@ pub fn resolve(
              in /etc/kubeboot/node.toml, or in cloud-init user-data; give one with --document, or provide user-data (see cloud-init/examples/)",
         )
     })?;
-    follow_pointer(loaded, fetch)
+    if let Some(name) = &loaded.hostname {
+        fetch.name_node(name);
+    }
+    follow_pointer(loaded, &fetch)
 }
 
 /// A document with `[source] url = …` is a pointer: fetch the real document.
-fn follow_pointer(loaded: Loaded, fetch: &FetchOptions) -> Result<Loaded, SourceError> {
+fn follow_pointer(loaded: Loaded, fetch: &Fetcher) -> Result<Loaded, SourceError> {
     let doc = document::parse(&loaded.text)?;
     let Some(src) = &doc.source else {
         return Ok(loaded);
@@ -141,7 +204,7 @@ fn follow_pointer(loaded: Loaded, fetch: &FetchOptions) -> Result<Loaded, Source
         &src.url,
         src.ca_cert_hash.as_deref(),
         src.token.as_ref(),
-        fetch,
+        fetch.options(),
     )?;
     let inner = document::parse(&fetched.text)?;
     if inner.source.is_some() {
@@ -155,5 +218,32 @@ fn follow_pointer(loaded: Loaded, fetch: &FetchOptions) -> Result<Loaded, Source
     Ok(Loaded {
         text: fetched.text,
         origin: format!("{} via {}", fetched.origin, loaded.origin),
+        hostname: loaded.hostname,
     })
+}
+
+#[cfg(test)]
+mod fetcher_tests {
+    use super::*;
+
+    #[test]
+    fn a_seed_names_the_node_in_requests_before_the_host_does() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tmp.path().join("etc")).unwrap();
+        std::fs::write(tmp.path().join("etc/hostname"), "localhost\n").unwrap();
+        let host = Host::system_at(tmp.path());
+        let base = FetchOptions::default();
+        let node = |f: &Fetcher| {
+            f.options()
+                .identity
+                .iter()
+                .filter(|(k, _)| *k == "Kubeboot-Node")
+                .map(|(_, v)| v.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(node(&Fetcher::new(&host, &base)), ["localhost"]);
+        let named = Fetcher::new(&host, &base);
+        named.name_node("w1");
+        assert_eq!(node(&named), ["w1"]);
+    }
 }

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::cloud_init::{kubeboot_document_in_user_data, NODE_FILE};
-use super::{DocumentSource, FetchOptions, Loaded, SourceError};
+use super::{DocumentSource, Fetcher, Loaded, SourceError};
 use kubeboot_core::host::Host;
 
 /// The labels cloud-init's NoCloud accepts (it compares them case-insensitively).
@@ -59,11 +59,11 @@ impl DocumentSource for NoCloudSeed {
     fn name(&self) -> &'static str {
         "NoCloud seed"
     }
-    fn load(&self, host: &Host, _fetch: &FetchOptions) -> Result<Option<Loaded>, SourceError> {
+    fn load(&self, host: &Host, _fetch: &Fetcher) -> Result<Option<Loaded>, SourceError> {
         for device in self.devices(host) {
-            let user_data = match read_user_data(host, &device) {
-                Ok(Some(text)) => text,
-                Ok(None) => continue,
+            let (user_data, meta_data) = match read_seed(host, &device) {
+                Ok((Some(text), meta)) => (text, meta),
+                Ok((None, _)) => continue,
                 Err(why) => {
                     // Not fatal: cloud-init reads the same seed, and the sources
                     // after this one read what it writes.
@@ -75,6 +75,7 @@ impl DocumentSource for NoCloudSeed {
                 return Ok(Some(Loaded {
                     text,
                     origin: format!("NoCloud seed {} ({how})", device.display()),
+                    hostname: meta_data.as_deref().and_then(local_hostname),
                 }));
             }
         }
@@ -105,9 +106,9 @@ pub fn seed_devices(host: &Host) -> Vec<PathBuf> {
     found
 }
 
-/// The seed's `user-data`, or `None` when the seed has none. The seed is
-/// mounted read-only for the read and unmounted before this returns.
-fn read_user_data(host: &Host, device: &Path) -> Result<Option<String>, String> {
+/// The seed's `user-data` and `meta-data`, each `None` when the seed has none.
+/// The seed is mounted read-only for the read and unmounted before this returns.
+fn read_seed(host: &Host, device: &Path) -> Result<(Option<String>, Option<String>), String> {
     let base = host.path(MOUNT_BASE);
     std::fs::create_dir_all(&base).map_err(|e| format!("create {}: {e}", base.display()))?;
     let dir = tempfile::Builder::new()
@@ -129,9 +130,33 @@ fn read_user_data(host: &Host, device: &Path) -> Result<Option<String>, String> 
     }
     // From here the directory is a mount point: never remove it recursively.
     let mount_point = dir.keep();
-    let read = read_limited(&mount_point.join("user-data"));
+    let user_data = read_limited(&mount_point.join("user-data"));
+    // meta-data is optional to the agent: unreadable, the node keeps the name it has.
+    let meta_data = read_limited(&mount_point.join("meta-data")).unwrap_or_else(|why| {
+        tracing::warn!(device = %device.display(), "NoCloud meta-data not read: {}", why.replace("user-data", "meta-data"));
+        None
+    });
     unmount(host, &mount_point)?;
-    read
+    Ok((user_data?, meta_data))
+}
+
+/// NoCloud meta-data's `local-hostname` (YAML or JSON, as cloud-init reads it),
+/// if it is a valid host name: the machine's name when its document names none.
+pub fn local_hostname(meta_data: &str) -> Option<String> {
+    let map: serde_yaml_ng::Mapping = serde_yaml_ng::from_str(meta_data).ok()?;
+    let name = map
+        .get("local-hostname")?
+        .as_str()?
+        .trim()
+        .to_ascii_lowercase();
+    if kubeboot_core::document::formats::is_dns_name(&name) {
+        Some(name)
+    } else {
+        tracing::warn!(
+            "NoCloud meta-data local-hostname {name:?} is not a DNS name (RFC 1123); not used"
+        );
+        None
+    }
 }
 
 fn read_limited(path: &Path) -> Result<Option<String>, String> {
@@ -291,7 +316,8 @@ mod tests {
         let host = Host::system_at(tmp.path());
         let seed = NoCloudSeed::probe();
         assert!(seed.devices(&host).is_empty());
-        let found = seed.load(&host, &FetchOptions::default()).unwrap();
+        let opts = crate::source::FetchOptions::default();
+        let found = seed.load(&host, &Fetcher::new(&host, &opts)).unwrap();
         assert!(found.is_none());
     }
 }

@@ -5,6 +5,7 @@
 //! tests run every phase against a temp root and a kubeadm test double through
 //! exactly the code the node runs.
 
+mod boot;
 mod facts;
 
 use std::ffi::{CString, OsString};
@@ -14,6 +15,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+pub use boot::{UnitWait, CLOUD_INIT_UNIT, HOST_STEP_UNITS};
 pub use facts::Facts;
 
 #[derive(Debug, Clone)]
@@ -254,6 +256,19 @@ impl Host {
         self.read_to_string("/etc/hostname")
             .map(|s| s.trim().to_string())
             .unwrap_or_else(|_| "localhost".into())
+    }
+
+    /// Name this machine: `/etc/hostname` (kept across reboots) and, on the
+    /// running system, the kernel's host name (which the kubelet and kubeadm read).
+    pub fn set_hostname(&self, name: &str) -> HostResult<()> {
+        self.write_atomic("/etc/hostname", format!("{name}\n").as_bytes(), 0o644)?;
+        if self.is_system_root() {
+            ctx(
+                nix::unistd::sethostname(name).map_err(std::io::Error::from),
+                || format!("set the host name to {name}"),
+            )?;
+        }
+        Ok(())
     }
 
     /// Find an executable on this host's PATH.
