@@ -45,7 +45,7 @@ pub fn normalize_disk(raw: &Path, source_date_epoch: u64) -> Result<Vec<String>,
     let root = find(&parts, ROOT_X86_64_TYPE)
         .ok_or_else(|| format!("{}: no x86-64 root partition", raw.display()))?;
     let seed = hash_seed_for(&root.uuid);
-    set_ext4_hash_seed(raw, root.offset, &seed)?;
+    set_ext4_hash_seed(raw, root.offset, &seed, source_date_epoch)?;
     done.push(format!(
         "ext4 directory-hash seed {seed} (from the root partition's UUID)"
     ));
@@ -142,14 +142,17 @@ pub fn hash_seed_for(partition_uuid: &str) -> String {
 
 /// Write the seed into every superblock copy with debugfs (`close_filesys -a`
 /// writes the backups too, which plain `ssv` leaves as they were; checksums are
-/// updated), then check the file system with `e2fsck -fn`.
-fn set_ext4_hash_seed(raw: &Path, offset: u64, seed: &str) -> Result<(), String> {
+/// updated), then check the file system with `e2fsck -fn`. debugfs stamps each
+/// copy's last-write time: E2FSPROGS_FAKE_TIME makes that `SOURCE_DATE_EPOCH`
+/// (measured: without it two builds differed in `s_wtime` of every copy).
+fn set_ext4_hash_seed(raw: &Path, offset: u64, seed: &str, epoch: u64) -> Result<(), String> {
     let device = format!("{}?offset={offset}", raw.display());
     let commands = format!("ssv hash_seed {seed}\nclose_filesys -a\n");
     let run = |program: &str, args: &[&str], input: &str| -> Result<(), String> {
         let mut child = Command::new(program)
             .args(args)
             .arg(&device)
+            .env("E2FSPROGS_FAKE_TIME", epoch.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -349,6 +352,8 @@ SOURCE_DATE_EPOCH={epoch} E2FSPROGS_FAKE_TIME={epoch} mkfs.ext4 -q -F -U 9771520
         for raw in [&a, &b] {
             let done = normalize_disk(raw, epoch).unwrap();
             assert_eq!(done.len(), 2, "{done:?}");
+            // Apart by more than a second: a write time taken from the clock would differ.
+            std::thread::sleep(std::time::Duration::from_millis(1100));
         }
         assert!(
             std::fs::read(&a).unwrap() == std::fs::read(&b).unwrap(),
