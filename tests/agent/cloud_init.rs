@@ -229,19 +229,25 @@ fn vfat_seed(dir: &Path, user_data: &str) -> PathBuf {
 /// (xorriso for ISO 9660, mtools for vfat): this machine's kernel mounts neither,
 /// so the mount the agent does is tested in the VMs (tests/e2e/run, NoCloud).
 fn user_data_of(seed: &Path, out: &Path) -> String {
+    seed_file(seed, "user-data", out)
+}
+
+/// The file `name` at the root of a seed, read back as `user_data_of` does.
+fn seed_file(seed: &Path, name: &str, out: &Path) -> String {
     let _ = fs::remove_file(out);
     let read = if seed.extension().is_some_and(|e| e == "iso") {
         Command::new("xorriso")
             .args(["-osirrox", "on", "-indev"])
             .arg(seed)
-            .args(["-extract", "/user-data"])
+            .arg("-extract")
+            .arg(format!("/{name}"))
             .arg(out)
             .output()
     } else {
         Command::new("mcopy")
             .arg("-i")
             .arg(seed)
-            .arg("::user-data")
+            .arg(format!("::{name}"))
             .arg(out)
             .output()
     }
@@ -294,16 +300,7 @@ fn the_agent_reads_the_hostname_in_meta_data() {
     let iso = tmp.path().join("seed.iso");
     let meta = kubeboot_serve::userdata::meta_data("i-7", Some("Worker-7"));
     kubeboot_serve::userdata::write_seed(&worker_document(), &meta, None, &iso).unwrap();
-    let out = tmp.path().join("meta-data");
-    let read = Command::new("xorriso")
-        .args(["-osirrox", "on", "-indev"])
-        .arg(&iso)
-        .args(["-extract", "/meta-data"])
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(read.status.success(), "{}", text(&read));
-    let meta_back = fs::read_to_string(&out).unwrap();
+    let meta_back = seed_file(&iso, "meta-data", &tmp.path().join("meta-data"));
     use kubeboot_agent::source::local_hostname;
     assert_eq!(local_hostname(&meta_back).as_deref(), Some("worker-7"));
     assert_eq!(

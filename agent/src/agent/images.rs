@@ -12,11 +12,11 @@
 //! Under qemu TCG a worker importing the four control-plane archives it never
 //! runs took over 20 minutes (README, "A real cluster"): hence by role.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use kubeboot_core::document::Role;
-use kubeboot_core::host::Host;
+use kubeboot_core::host::{BoundedError, Host};
 use kubeboot_core::status::ErrorKind;
 
 use super::Failure;
@@ -161,45 +161,11 @@ fn record(host: &Host, state_dir: &str, stamp: &str) -> Result<(), Failure> {
 }
 
 /// Run to completion within `limit`; on failure, the exit and the output's tail.
-fn run_bounded(mut cmd: Command, limit: Duration) -> Result<(), String> {
-    let out_file = tempfile::tempfile().map_err(|e| e.to_string())?;
-    let err_file = out_file.try_clone().map_err(|e| e.to_string())?;
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(
-            out_file.try_clone().map_err(|e| e.to_string())?,
-        ))
-        .stderr(Stdio::from(err_file))
-        .spawn()
-        .map_err(|e| format!("could not start it: {e}"))?;
-    let started = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().map_err(|e| e.to_string())? {
-            break s;
-        }
-        if started.elapsed() >= limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!(
-                "it did not finish within {}s (is containerd overloaded or stuck?)",
-                limit.as_secs()
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    if status.success() {
-        return Ok(());
-    }
-    Err(format!("{status}; its output ends: {}", tail(out_file)))
-}
-
-fn tail(mut f: std::fs::File) -> String {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut text = String::new();
-    let _ = f.seek(SeekFrom::Start(0));
-    let _ = f.take(64 * 1024).read_to_string(&mut text);
-    let lines: Vec<&str> = text.lines().rev().take(5).collect();
-    lines.into_iter().rev().collect::<Vec<_>>().join(" | ")
+fn run_bounded(cmd: Command, limit: Duration) -> Result<(), String> {
+    kubeboot_core::host::run_bounded(cmd, limit).map_err(|e| match e {
+        BoundedError::TimedOut(_) => format!("{e} (is containerd overloaded or stuck?)"),
+        e => e.to_string(),
+    })
 }
 
 #[cfg(test)]

@@ -133,7 +133,7 @@ fn read_seed(host: &Host, device: &Path) -> Result<(Option<String>, Option<Strin
     let user_data = read_limited(&mount_point.join("user-data"));
     // meta-data is optional to the agent: unreadable, the node keeps the name it has.
     let meta_data = read_limited(&mount_point.join("meta-data")).unwrap_or_else(|why| {
-        tracing::warn!(device = %device.display(), "NoCloud meta-data not read: {}", why.replace("user-data", "meta-data"));
+        tracing::warn!(device = %device.display(), "NoCloud seed: {why}; its meta-data is not used");
         None
     });
     unmount(host, &mount_point)?;
@@ -159,22 +159,25 @@ pub fn local_hostname(meta_data: &str) -> Option<String> {
     }
 }
 
+/// A seed file (`user-data`, `meta-data`), at most `MAX_USER_DATA` bytes of UTF-8
+/// text; `None` when the seed has no such file. Errors name the file.
 fn read_limited(path: &Path) -> Result<Option<String>, String> {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
     let file = match std::fs::File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("open user-data: {e}")),
+        Err(e) => return Err(format!("open {name}: {e}")),
     };
     let mut bytes = Vec::new();
     file.take(MAX_USER_DATA + 1)
         .read_to_end(&mut bytes)
-        .map_err(|e| format!("read user-data: {e}"))?;
+        .map_err(|e| format!("read {name}: {e}"))?;
     if bytes.len() as u64 > MAX_USER_DATA {
-        return Err(format!("user-data is larger than {MAX_USER_DATA} bytes"));
+        return Err(format!("{name} is larger than {MAX_USER_DATA} bytes"));
     }
     String::from_utf8(bytes)
         .map(Some)
-        .map_err(|_| "user-data is not UTF-8 text".to_string())
+        .map_err(|_| format!("{name} is not UTF-8 text"))
 }
 
 fn unmount(host: &Host, mount_point: &Path) -> Result<(), String> {

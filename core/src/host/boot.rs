@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use super::Host;
+use super::{run_bounded, BoundedError, Host};
 
 /// Units the host checks and everything after them need: an address and a
 /// route, a synchronized clock where the image waits for one, the runtime.
@@ -39,44 +39,16 @@ impl Host {
         if !self.booted_with_systemd() {
             return Ok(());
         }
-        let mut child = self
-            .command("systemctl")
-            .args(["start", "--no-ask-password"])
-            .args(units)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("systemctl start {}: {e}", units.join(" ")))?;
-        let deadline = Instant::now() + limit;
-        loop {
-            match child.try_wait() {
-                Ok(Some(status)) if status.success() => return Ok(()),
-                Ok(Some(status)) => {
-                    let mut err = String::new();
-                    if let Some(mut e) = child.stderr.take() {
-                        use std::io::Read;
-                        let _ = e.read_to_string(&mut err);
-                    }
-                    return Err(format!(
-                        "systemctl start {}: {status}: {}",
-                        units.join(" "),
-                        err.trim()
-                    ));
-                }
-                Ok(None) if Instant::now() >= deadline => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return Err(format!(
-                        "{} not reached within {} s",
-                        units.join(" "),
-                        limit.as_secs()
-                    ));
-                }
-                Ok(None) => std::thread::sleep(Duration::from_millis(200)),
-                Err(e) => return Err(format!("systemctl start {}: {e}", units.join(" "))),
-            }
-        }
+        let mut start = self.command("systemctl");
+        start.args(["start", "--no-ask-password"]).args(units);
+        run_bounded(start, limit).map_err(|e| match e {
+            BoundedError::TimedOut(_) => format!(
+                "{} not reached within {} s",
+                units.join(" "),
+                limit.as_secs()
+            ),
+            e => format!("systemctl start {}: {e}", units.join(" ")),
+        })
     }
 
     /// Wait while `unit` is queued to start or starting, at most `limit`: for a
@@ -93,10 +65,9 @@ impl Host {
             let jobs = self.systemctl_output(&["list-jobs", "--no-legend", "--plain", unit]);
             let show = self.systemctl_output(&["show", "--property=LoadState,ActiveState", unit]);
             match unit_progress(&jobs, &show) {
-                Progress::Pending if Instant::now() >= deadline => return UnitWait::StillRunning,
-                Progress::Pending => std::thread::sleep(Duration::from_millis(250)),
-                Progress::Ran => return UnitWait::Ran,
-                Progress::NotInBoot => return UnitWait::NotInBoot,
+                Some(settled) => return settled,
+                None if Instant::now() >= deadline => return UnitWait::StillRunning,
+                None => std::thread::sleep(Duration::from_millis(250)),
             }
         }
     }
@@ -120,16 +91,10 @@ pub enum UnitWait {
     StillRunning,
 }
 
-#[derive(Debug, PartialEq, Eq)]
-enum Progress {
-    Pending,
-    Ran,
-    NotInBoot,
-}
-
 /// From `systemctl list-jobs --no-legend --plain UNIT` and `systemctl show
-/// --property=LoadState,ActiveState UNIT`.
-fn unit_progress(jobs: &str, show: &str) -> Progress {
+/// --property=LoadState,ActiveState UNIT`: how the unit settled, or `None`
+/// while it is queued or starting.
+fn unit_progress(jobs: &str, show: &str) -> Option<UnitWait> {
     let prop = |name: &str| {
         show.lines()
             .find_map(|l| l.strip_prefix(name)?.strip_prefix('='))
@@ -138,14 +103,14 @@ fn unit_progress(jobs: &str, show: &str) -> Progress {
             .to_string()
     };
     if prop("LoadState") == "not-found" {
-        return Progress::NotInBoot;
+        return Some(UnitWait::NotInBoot);
     }
     let queued = jobs.lines().any(|l| !l.trim().is_empty());
     match prop("ActiveState").as_str() {
-        "activating" | "deactivating" | "reloading" => Progress::Pending,
-        _ if queued => Progress::Pending,
-        "active" | "failed" => Progress::Ran,
-        _ => Progress::NotInBoot,
+        "activating" | "deactivating" | "reloading" => None,
+        _ if queued => None,
+        "active" | "failed" => Some(UnitWait::Ran),
+        _ => Some(UnitWait::NotInBoot),
     }
 }
 
@@ -158,19 +123,19 @@ mod tests {
         let job = "1234 cloud-init.service start waiting\n";
         assert_eq!(
             unit_progress(job, "LoadState=loaded\nActiveState=inactive\n"),
-            Progress::Pending
+            None
         );
         assert_eq!(
             unit_progress("", "LoadState=loaded\nActiveState=activating\n"),
-            Progress::Pending
+            None
         );
         assert_eq!(
             unit_progress("", "LoadState=loaded\nActiveState=active\n"),
-            Progress::Ran
+            Some(UnitWait::Ran)
         );
         assert_eq!(
             unit_progress("", "LoadState=loaded\nActiveState=failed\n"),
-            Progress::Ran
+            Some(UnitWait::Ran)
         );
     }
 
@@ -179,15 +144,15 @@ mod tests {
         // Disabled by its generator: loaded, inactive, no job.
         assert_eq!(
             unit_progress("", "LoadState=loaded\nActiveState=inactive\n"),
-            Progress::NotInBoot
+            Some(UnitWait::NotInBoot)
         );
         // Not installed.
         assert_eq!(
             unit_progress("", "LoadState=not-found\nActiveState=inactive\n"),
-            Progress::NotInBoot
+            Some(UnitWait::NotInBoot)
         );
         // systemctl gave nothing (no systemd): nothing to wait for.
-        assert_eq!(unit_progress("", ""), Progress::NotInBoot);
+        assert_eq!(unit_progress("", ""), Some(UnitWait::NotInBoot));
     }
 
     #[test]

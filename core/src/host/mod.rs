@@ -6,6 +6,7 @@
 //! exactly the code the node runs.
 
 mod boot;
+mod bounded;
 mod facts;
 
 use std::ffi::{CString, OsString};
@@ -16,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 pub use boot::{UnitWait, CLOUD_INIT_UNIT, HOST_STEP_UNITS};
+pub use bounded::{run_bounded, BoundedError};
 pub use facts::Facts;
 
 #[derive(Debug, Clone)]
