@@ -4,7 +4,9 @@
 #   - build time, cold (empty package cache) and warm;
 #   - under qemu (TCG here), three boots of one image side by side: the agent masked,
 #     the image as it ships (cloud-init and the agent), and cloud-init disabled (the agent
-#     alone): power-on → systemd, → first status event, → kubeadm started, → done, → login.
+#     alone): power-on → systemd, → first status event, → kubeadm started, → done, → login;
+#   - diskless (PXE, BIOS) with less and less memory: does the root file system fit in RAM,
+#     does the node reach done, and how long from power-on.
 # Usage: scripts/image-figures.sh [WORKDIR]   (default: a new directory under /var/tmp)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,7 +46,7 @@ echo "== boot under qemu (TCG unless on bare metal with /dev/kvm; KUBEBOOT_ACCEL
 "$kb" bundle new --endpoint 10.0.2.100:6443 --out "$work/bundle" --force >/dev/null 2>&1
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 sp=$(port); ap=$(port)
-"$kb" serve --listen "127.0.0.1:$sp" --data "$work/serve" --san 10.0.2.100 --output json >"$work/serve.json" 2>/dev/null &
+"$kb" serve --listen "127.0.0.1:$sp" --data "$work/serve" --san 10.0.2.100 --bundle "$work/bundle" --output json >"$work/serve.json" 2>/dev/null &
 pids+=($!)
 "$repo/target/release/apiserver-double" --bundle "$work/bundle" --listen "127.0.0.1:$ap" --name 10.0.2.100 >/dev/null 2>&1 &
 pids+=($!)
@@ -146,3 +148,31 @@ for name in ["baseline", "cloud-init", "no-cloud-init"]:
     print(f"{name:14}{row}{gap}")
 PY
 echo "(direct kernel boot of the disk image; baseline: the agent masked. TCG timings vary up to 2x between runs — compare within one run)"
+
+echo "== diskless (PXE): how much memory a node needs"
+# The PXE set of the same image; the served worker document is the figures document,
+# named per boot. BIOS boots through qemu's iPXE and TFTP; a boot counts when the
+# receiver has done (test profile: no Kubernetes workload in that RAM).
+dtoken=$("$kb" serve token add --data "$work/serve" --scope documents:worker)
+printf '%s\n' "$dtoken" >"$work/dtoken"; chmod 600 "$work/dtoken"
+"$kb" image pxe --image "$img" --out "$work/pxe" --document-url https://10.0.2.100:8443/v1/documents/worker \
+    --ca-hash "$hash" --token-file "$work/dtoken" >/dev/null
+printf '%-10s %-44s %-8s %s\n' "memory" "ramroot" "done" "power-on → done received"
+for mib in ${FIGURES_PXE_MEMORY:-768 1024 1280 1536 2048}; do
+    name=pxe-$mib
+    { cat "$work/figures.toml"; printf '\n[node]\nname = "figures-%s"\n' "$name"; } >"$work/bundle/nodes/worker.toml"
+    t0=$(now)
+    "$kb" image boot --pxe "$work/pxe" --firmware bios --memory-mib "$mib" --name "$name" --workdir "$work/vms" \
+        --no-reboot --forward "8443:$sp" --forward "6443:$ap" --timeout 600 >/dev/null 2>&1 &
+    vm=$!; pids+=($vm)
+    python3 "$work/follow.py" "$work/vms/$name.serial.log" 600 "https://127.0.0.1:$sp/v1/nodes/figures-$name" \
+        "$work/serve/tls/ca.crt" "$work/$name.times.json" "$t0" &
+    follower=$!
+    while kill -0 "$vm" 2>/dev/null && kill -0 "$follower" 2>/dev/null; do sleep 2; done
+    kill "$vm" "$follower" 2>/dev/null || true
+    wait "$vm" "$follower" 2>/dev/null || true
+    ram=$(grep -a -m1 -o "root file system in RAM: [^\r]*" "$work/vms/$name.serial.log" ||
+        grep -a -m1 -o "Kernel panic[^\r]*\|Out of memory[^\r]*\|ramroot: [^\r]*failed[^\r]*" "$work/vms/$name.serial.log" || echo "-")
+    done_at=$(python3 -c 'import json,sys; t=json.load(open(sys.argv[1])); print(f"{t[\"done_received\"]:.1f} s" if "done_received" in t else "-")' "$work/$name.times.json" 2>/dev/null || echo "-")
+    printf '%-10s %-44s %-8s %s\n' "$mib MiB" "${ram:0:44}" "$([ "$done_at" = - ] && echo no || echo yes)" "$done_at"
+done

@@ -15,16 +15,17 @@ need_apt=()
 # protobuf-compiler, libprotobuf-dev: protoc and its well-known types, which the etcd
 # client crate needs to build etcd's gRPC API; dosfstools, mtools: vfat NoCloud seeds
 # (the agent's own seed reader is tested on them); fdisk (sfdisk), e2fsprogs: the disk
-# image's reproducibility step is tested on GPT images made with them.
+# image's reproducibility step is tested on GPT images made with them; cpio, zstd: the
+# diskless root archive is tested on such an image.
 for pkg in ca-certificates gcc libc6-dev pkg-config coreutils openssl xorriso cloud-init python3 \
-    chromium fonts-dejavu-core util-linux protobuf-compiler libprotobuf-dev dosfstools mtools fdisk e2fsprogs; do
+    chromium fonts-dejavu-core util-linux protobuf-compiler libprotobuf-dev dosfstools mtools fdisk e2fsprogs cpio zstd; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$pkg")
 done
 if ((${#need_apt[@]})); then
     confirm "setup: installing ${need_apt[*]}
   why: compilers, protoc (etcd's gRPC API for the etcd client) and openssl/xorriso for the build
-  and tests; dosfstools and mtools to make vfat NoCloud seeds; fdisk and e2fsprogs for small
-  GPT images in the tests; cloud-init for its schema checker
+  and tests; dosfstools and mtools to make vfat NoCloud seeds; fdisk, e2fsprogs, cpio and zstd
+  for small GPT images and root archives in the tests; cloud-init for its schema checker
   (kept from acting on this machine by /etc/cloud/cloud-init.disabled); chromium for the
   dashboard's browser test"
     export DEBIAN_FRONTEND=noninteractive

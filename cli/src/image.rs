@@ -21,7 +21,8 @@ enum ImageCommand {
     Build(BuildArgs),
     /// Boot one VM from a built image under qemu (user networking restricted to the given forwards).
     Boot(BootArgs),
-    /// Write the PXE set: kernel, initrd and an iPXE script passing kubeboot.url= and kubeboot.ca_hash=.
+    /// Write the diskless PXE set: kernel, root archive (loaded into RAM) and an iPXE script
+    /// passing kubeboot.url= and kubeboot.ca_hash=.
     Pxe(PxeArgs),
     /// Make a container image (OCI archive for `ctr images import`) from local files, reproducibly.
     ///
@@ -114,8 +115,15 @@ struct BootArgs {
     #[arg(long, value_name = "ISO")]
     seed: Option<PathBuf>,
     /// Boot kernel + initrd directly with this extra command line (the PXE path), instead of UEFI from disk.
-    #[arg(long, value_name = "ARGS")]
+    #[arg(long, value_name = "ARGS", conflicts_with = "pxe")]
     direct_cmdline: Option<String>,
+    /// Boot diskless from this PXE set (`kubeboot image pxe --out DIR`): the firmware's iPXE
+    /// fetches boot.ipxe, kernel and root archive from qemu's TFTP server; no disk is attached.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["seed", "tap"])]
+    pxe: Option<PathBuf>,
+    /// The firmware of a --pxe boot (a disk boot is UEFI, a direct boot qemu's default).
+    #[arg(long, value_enum, default_value = "uefi", requires = "pxe")]
+    firmware: vm::Firmware,
     /// GUEST_PORT:HOST_PORT: the guest reaches 127.0.0.1:HOST_PORT at 10.0.2.100:GUEST_PORT (repeatable).
     #[arg(long = "forward", value_name = "GUEST:HOST")]
     forwards: Vec<String>,
@@ -160,12 +168,13 @@ struct PxeArgs {
     /// The built image (kubeboot image build --out).
     #[arg(long, value_name = "DIR", default_value = "out/image")]
     image: PathBuf,
-    /// Where to write the PXE set (kernel, initrd, iPXE script).
+    /// Where to write the PXE set (kernel, root archive, iPXE script).
     #[arg(long, value_name = "DIR", default_value = "out/pxe")]
     out: PathBuf,
-    /// Where nodes fetch the kernel and initrd (this directory, served over HTTP/TFTP).
+    /// Where nodes fetch the kernel and root archive (this directory, served over HTTP or TFTP).
+    /// Default: where boot.ipxe itself was fetched from (relative names).
     #[arg(long, value_name = "URL")]
-    base_url: String,
+    base_url: Option<String>,
     /// The node document URL (kubeboot serve: https://HOST:PORT/v1/documents/ROLE).
     #[arg(long, value_name = "URL")]
     document_url: String,
@@ -177,6 +186,10 @@ struct PxeArgs {
     /// --scope documents:ROLE --once`), so it is spent by the node's own fetch.
     #[arg(long, value_name = "FILE")]
     token_file: Option<PathBuf>,
+    /// More kernel command line for the nodes, e.g. `kubeboot.ramroot_size=75%` (how much of
+    /// the RAM the root file system may fill; default 90%).
+    #[arg(long, value_name = "ARGS", default_value = "")]
+    extra_cmdline: String,
 }
 
 pub fn run(args: ImageArgs) -> u8 {
@@ -248,14 +261,17 @@ fn run_boot(a: BootArgs) -> Result<(), String> {
         .iter()
         .map(|f| parse_forward(f))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut spec = vm::spec_for_image(
-        &a.image,
-        &a.name,
-        a.workdir,
-        a.seed,
-        a.direct_cmdline.as_deref(),
-        forwards,
-    )?;
+    let mut spec = match &a.pxe {
+        Some(dir) => vm::spec_for_pxe(dir, &a.name, a.workdir, a.firmware, forwards)?,
+        None => vm::spec_for_image(
+            &a.image,
+            &a.name,
+            a.workdir,
+            a.seed,
+            a.direct_cmdline.as_deref(),
+            forwards,
+        )?,
+    };
     spec.memory_mib = a.memory_mib;
     spec.cpus = a.cpus;
     spec.nice = a.nice;
@@ -353,16 +369,20 @@ fn run_pxe(a: PxeArgs) -> Result<(), String> {
         &a.image,
         &a.out,
         &pxe::PxeParams {
-            base_url: &a.base_url,
+            base_url: a.base_url.as_deref(),
             document_url: &a.document_url,
             ca_hash: &a.ca_hash,
             token: token.as_deref(),
-            extra_cmdline: "",
+            extra_cmdline: &a.extra_cmdline,
         },
     )?;
     println!(
-        "pxe: {} (kubeboot.vmlinuz, kubeboot.initrd, boot.ipxe)",
-        a.out.display()
+        "pxe: {} ({}, {}, {}): serve the directory over TFTP or HTTP and give DHCP clients {} as their boot file",
+        a.out.display(),
+        pxe::KERNEL,
+        pxe::ROOT_ARCHIVE,
+        pxe::SCRIPT,
+        pxe::SCRIPT
     );
     Ok(())
 }

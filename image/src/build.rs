@@ -279,6 +279,14 @@ pub fn build(opts: &BuildOptions) -> Result<Manifest, String> {
     for done in crate::reproducible::normalize_disk(&raw, opts.source_date_epoch)? {
         eprintln!("image: [{:>4.0}s] {done}", started.elapsed().as_secs_f64());
     }
+    let archive = out_dir.join(crate::pxe::ROOT_ARCHIVE);
+    let bytes = crate::pxe::write_root_archive(&raw, &archive)?;
+    eprintln!(
+        "image: [{:>4.0}s] root file system for diskless boots: {} ({:.0} MiB)",
+        started.elapsed().as_secs_f64(),
+        archive.display(),
+        bytes as f64 / 1048576.0
+    );
     let build_seconds = started.elapsed().as_secs_f64();
     let manifest = Manifest {
         profile: opts.profile.as_str().into(),

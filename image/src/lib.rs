@@ -4,6 +4,7 @@
 //! PXE set (`pxe`). Used by `kubeboot image …`, `kubeboot up` and tests/e2e.
 
 pub mod build;
+pub mod disk;
 pub mod kubernetes;
 pub mod oci;
 pub mod openpgp;

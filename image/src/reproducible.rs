@@ -21,35 +21,23 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+use crate::disk::{self, ESP_TYPE, ROOT_X86_64_TYPE};
+
 use sha2::{Digest, Sha256};
-
-/// GPT partition type of an EFI system partition.
-const ESP_TYPE: &str = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
-/// GPT partition type of an x86-64 root partition (discoverable partitions spec).
-const ROOT_X86_64_TYPE: &str = "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709";
-
-/// One partition of a GPT disk image, as `sfdisk --json` lists it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Partition {
-    pub type_guid: String,
-    pub uuid: String,
-    /// Offset in bytes from the start of the image.
-    pub offset: u64,
-}
 
 /// Make `raw`'s two random values fixed (see the module documentation). Returns
 /// what was done, one line each, for the build's output.
 pub fn normalize_disk(raw: &Path, source_date_epoch: u64) -> Result<Vec<String>, String> {
-    let parts = partitions(raw)?;
+    let parts = disk::partitions(raw)?;
     let mut done = Vec::new();
-    let root = find(&parts, ROOT_X86_64_TYPE)
+    let root = disk::find(&parts, ROOT_X86_64_TYPE)
         .ok_or_else(|| format!("{}: no x86-64 root partition", raw.display()))?;
     let seed = hash_seed_for(&root.uuid);
     set_ext4_hash_seed(raw, root.offset, &seed, source_date_epoch)?;
     done.push(format!(
         "ext4 directory-hash seed {seed} (from the root partition's UUID)"
     ));
-    let esp = find(&parts, ESP_TYPE)
+    let esp = disk::find(&parts, ESP_TYPE)
         .ok_or_else(|| format!("{}: no EFI system partition", raw.display()))?;
     let (date, time) = dos_date_time(source_date_epoch);
     let mut file = std::fs::OpenOptions::new()
@@ -63,56 +51,6 @@ pub fn normalize_disk(raw: &Path, source_date_epoch: u64) -> Result<Vec<String>,
         done.push("ESP volume-label time set to SOURCE_DATE_EPOCH".into());
     }
     Ok(done)
-}
-
-fn find<'a>(parts: &'a [Partition], type_guid: &str) -> Option<&'a Partition> {
-    parts
-        .iter()
-        .find(|p| p.type_guid.eq_ignore_ascii_case(type_guid))
-}
-
-/// The partitions of a GPT image (`sfdisk --json`, util-linux).
-pub fn partitions(raw: &Path) -> Result<Vec<Partition>, String> {
-    let out = Command::new("sfdisk")
-        .arg("--json")
-        .arg(raw)
-        .output()
-        .map_err(|e| format!("sfdisk: {e} (it is in util-linux)"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "sfdisk --json {}: {}",
-            raw.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    parse_sfdisk_json(&out.stdout).map_err(|e| format!("sfdisk --json {}: {e}", raw.display()))
-}
-
-fn parse_sfdisk_json(json: &[u8]) -> Result<Vec<Partition>, String> {
-    let v: serde_json::Value = serde_json::from_slice(json).map_err(|e| e.to_string())?;
-    let table = &v["partitiontable"];
-    if table["label"] != "gpt" {
-        return Err(format!("not a GPT disk (label {})", table["label"]));
-    }
-    let sector = table["sectorsize"].as_u64().unwrap_or(512);
-    let parts = table["partitions"]
-        .as_array()
-        .ok_or("no partitions listed")?;
-    parts
-        .iter()
-        .map(|p| {
-            let field = |k: &str| {
-                p[k].as_str()
-                    .map(str::to_string)
-                    .ok_or_else(|| format!("a partition without {k}"))
-            };
-            Ok(Partition {
-                type_guid: field("type")?,
-                uuid: field("uuid")?,
-                offset: p["start"].as_u64().ok_or("a partition without start")? * sector,
-            })
-        })
-        .collect()
 }
 
 /// A directory-hash seed that depends only on the partition's UUID: the first 16
@@ -375,18 +313,5 @@ SOURCE_DATE_EPOCH={epoch} E2FSPROGS_FAKE_TIME={epoch} mkfs.ext4 -q -F -U 9771520
             &bytes[label + 22..label + 26],
             [time.to_le_bytes(), date.to_le_bytes()].concat()
         );
-    }
-
-    #[test]
-    fn sfdisk_json_gives_byte_offsets() {
-        let json = br#"{"partitiontable": {"label": "gpt", "id": "X", "device": "k.raw", "unit": "sectors",
-          "firstlba": 2048, "lastlba": 8914950, "sectorsize": 512, "partitions": [
-          {"node": "k.raw1", "start": 2048, "size": 524288, "type": "C12A7328-F81F-11D2-BA4B-00A0C93EC93B", "uuid": "25864355-E82D-4788-9B35-3810276B2ED8", "name": "esp"},
-          {"node": "k.raw2", "start": 526336, "size": 8388608, "type": "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709", "uuid": "08708302-8809-4A3D-88E4-372806F6C7F1", "name": "root-x86-64"}]}}"#;
-        let p = parse_sfdisk_json(json).unwrap();
-        assert_eq!(find(&p, ROOT_X86_64_TYPE).unwrap().offset, 526_336 * 512);
-        assert_eq!(find(&p, ESP_TYPE).unwrap().offset, 1 << 20);
-        let mbr = br#"{"partitiontable": {"label": "dos", "partitions": []}}"#;
-        assert!(parse_sfdisk_json(mbr).unwrap_err().contains("not a GPT"));
     }
 }

@@ -76,6 +76,15 @@ pub struct Tap {
     pub mac: String,
 }
 
+/// The firmware a VM starts with (when it does not boot a kernel directly).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Firmware {
+    /// OVMF (UEFI), with the VM's own variable store.
+    Uefi,
+    /// SeaBIOS, qemu's default.
+    Bios,
+}
+
 #[derive(Debug, Clone)]
 pub struct VmSpec {
     pub name: String,
@@ -83,6 +92,10 @@ pub struct VmSpec {
     pub image: Option<PathBuf>,
     pub seed: Option<PathBuf>,
     pub direct: Option<DirectBoot>,
+    /// Network boot: the firmware's iPXE fetches `boot.ipxe` from this directory
+    /// over qemu's own TFTP server (user networking only).
+    pub pxe: Option<PathBuf>,
+    pub firmware: Firmware,
     pub forwards: Vec<Forward>,
     /// A tap device (in the namespace qemu runs in) instead of user networking.
     pub tap: Option<Tap>,
@@ -172,6 +185,7 @@ pub fn command(spec: &VmSpec) -> Result<Command, String> {
                 .arg(&d.initrd);
             c.args(["-append", &d.cmdline]);
         }
+        None if spec.firmware == Firmware::Bios => {}
         None => {
             let (code, vars) = find_ovmf()?;
             let my_vars = spec.workdir.join(format!("{}.vars.fd", spec.name));
@@ -213,6 +227,14 @@ pub fn command(spec: &VmSpec) -> Result<Command, String> {
             seed.display()
         ));
     }
+    if spec.pxe.is_some() {
+        if spec.tap.is_some() {
+            return Err(
+                "a network boot (PXE) uses qemu's TFTP server: not with a tap device".into(),
+            );
+        }
+        c.args(["-boot", "n"]);
+    }
     match &spec.tap {
         Some(tap) => {
             c.arg("-netdev").arg(format!(
@@ -224,6 +246,15 @@ pub fn command(spec: &VmSpec) -> Result<Command, String> {
         }
         None => {
             let mut netdev = "user,id=net0,restrict=on".to_string();
+            if let Some(dir) = &spec.pxe {
+                let dir =
+                    std::fs::canonicalize(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+                netdev.push_str(&format!(
+                    ",tftp={},bootfile={}",
+                    dir.display(),
+                    crate::pxe::SCRIPT
+                ));
+            }
             for f in &spec.forwards {
                 netdev.push_str(&format!(
                     ",guestfwd=tcp:{HOST_ALIAS}:{}-cmd:socat STDIO TCP:127.0.0.1:{}",
@@ -258,19 +289,24 @@ pub enum EarlyBoot {
     /// Kernel and initrd still at work.
     Running,
     /// The kernel reported a stall (RCU, or a task blocked for 120 s) before
-    /// systemd in the initrd reached `initrd-switch-root.target`: what kind.
+    /// systemd in the initrd reached `initrd-switch-root.target` (a diskless node:
+    /// before its root was in RAM): what kind.
     Stalled(&'static str),
-    /// The initrd reached `initrd-switch-root.target`: the node's own work may
-    /// begin, and a stall is never a reason to start the guest again.
+    /// The initrd reached `initrd-switch-root.target`, or a diskless node's root is
+    /// in RAM: the node's own work may begin, and a stall is never a reason to
+    /// start the guest again.
     Over,
 }
+
+/// What `/usr/lib/kubeboot/ramroot` prints once a diskless node's root is in its tmpfs.
+const RAMROOT_DONE: &str = "kubeboot ramroot: root file system in RAM";
 
 /// Under qemu TCG on a loaded host a guest has hung for good in early boot —
 /// waiting for a timer interrupt that never came, idle — twice in session 12 (in
 /// `i8042_probe`, and in the initrd), when nothing of the node (no agent, no
 /// kubeadm) had run yet, so a fresh start is safe.
 pub fn early_boot(serial: &str) -> EarlyBoot {
-    if serial.contains("initrd-switch-root.target") {
+    if serial.contains("initrd-switch-root.target") || serial.contains(RAMROOT_DONE) {
         return EarlyBoot::Over;
     }
     [
@@ -334,22 +370,7 @@ pub fn start(spec: &VmSpec) -> Result<Child, String> {
 
 /// Root partition's PARTUUID of a built disk image (deterministic from mkosi's Seed=).
 pub fn root_partuuid(raw: &std::path::Path) -> Result<String, String> {
-    let out = std::process::Command::new("sfdisk")
-        .arg("-J")
-        .arg(raw)
-        .output()
-        .map_err(|e| format!("sfdisk: {e}"))?;
-    let v: serde_json::Value =
-        serde_json::from_slice(&out.stdout).map_err(|e| format!("sfdisk -J: {e}"))?;
-    v["partitiontable"]["partitions"]
-        .as_array()
-        .and_then(|ps| {
-            ps.iter()
-                .find(|p| p["name"].as_str().is_some_and(|n| n.starts_with("root")))
-        })
-        .and_then(|p| p["uuid"].as_str())
-        .map(|u| u.to_ascii_lowercase())
-        .ok_or_else(|| format!("{}: no root partition", raw.display()))
+    Ok(crate::disk::root_partition(raw)?.uuid.to_ascii_lowercase())
 }
 
 /// A VM of the built image in `image_dir` (kubeboot.raw; with `direct_cmdline`, its
@@ -385,6 +406,43 @@ pub fn spec_for_image(
         image: Some(raw),
         seed,
         direct,
+        pxe: None,
+        firmware: Firmware::Uefi,
+        forwards,
+        tap: None,
+        memory_mib: 2048,
+        cpus: 2,
+        no_reboot: false,
+        workdir,
+        accel: Accel::detect(),
+        nice: 0,
+    })
+}
+
+/// A diskless VM that boots the PXE set in `pxe_dir` (`kubeboot image pxe`) through
+/// its firmware's iPXE and qemu's TFTP server: no disk is attached.
+pub fn spec_for_pxe(
+    pxe_dir: &std::path::Path,
+    name: &str,
+    workdir: PathBuf,
+    firmware: Firmware,
+    forwards: Vec<Forward>,
+) -> Result<VmSpec, String> {
+    let script = pxe_dir.join(crate::pxe::SCRIPT);
+    if !script.exists() {
+        return Err(format!(
+            "{}: no iPXE script (write the PXE set with `kubeboot image pxe --out {}`)",
+            script.display(),
+            pxe_dir.display()
+        ));
+    }
+    Ok(VmSpec {
+        name: name.into(),
+        image: None,
+        seed: None,
+        direct: None,
+        pxe: Some(pxe_dir.to_path_buf()),
+        firmware,
         forwards,
         tap: None,
         memory_mib: 2048,

@@ -1,0 +1,98 @@
+//! The GPT layout of a built disk image (`kubeboot.raw`): its partitions as
+//! `sfdisk --json` lists them, found by their discoverable-partitions type.
+
+use std::path::Path;
+use std::process::Command;
+
+/// GPT partition type of an EFI system partition.
+pub const ESP_TYPE: &str = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
+/// GPT partition type of an x86-64 root partition (discoverable partitions spec).
+pub const ROOT_X86_64_TYPE: &str = "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709";
+
+/// One partition of a GPT disk image, as `sfdisk --json` lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Partition {
+    pub type_guid: String,
+    pub uuid: String,
+    /// Offset in bytes from the start of the image.
+    pub offset: u64,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+pub fn find<'a>(parts: &'a [Partition], type_guid: &str) -> Option<&'a Partition> {
+    parts
+        .iter()
+        .find(|p| p.type_guid.eq_ignore_ascii_case(type_guid))
+}
+
+/// The partitions of a GPT image (`sfdisk --json`, util-linux).
+pub fn partitions(raw: &Path) -> Result<Vec<Partition>, String> {
+    let out = Command::new("sfdisk")
+        .arg("--json")
+        .arg(raw)
+        .output()
+        .map_err(|e| format!("sfdisk: {e} (it is in util-linux)"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "sfdisk --json {}: {}",
+            raw.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    parse_sfdisk_json(&out.stdout).map_err(|e| format!("sfdisk --json {}: {e}", raw.display()))
+}
+
+fn parse_sfdisk_json(json: &[u8]) -> Result<Vec<Partition>, String> {
+    let v: serde_json::Value = serde_json::from_slice(json).map_err(|e| e.to_string())?;
+    let table = &v["partitiontable"];
+    if table["label"] != "gpt" {
+        return Err(format!("not a GPT disk (label {})", table["label"]));
+    }
+    let sector = table["sectorsize"].as_u64().unwrap_or(512);
+    let parts = table["partitions"]
+        .as_array()
+        .ok_or("no partitions listed")?;
+    parts
+        .iter()
+        .map(|p| {
+            let field = |k: &str| {
+                p[k].as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| format!("a partition without {k}"))
+            };
+            Ok(Partition {
+                type_guid: field("type")?,
+                uuid: field("uuid")?,
+                offset: p["start"].as_u64().ok_or("a partition without start")? * sector,
+                size: p["size"].as_u64().ok_or("a partition without size")? * sector,
+            })
+        })
+        .collect()
+}
+
+/// The root partition of a kubeboot disk image.
+pub fn root_partition(raw: &Path) -> Result<Partition, String> {
+    find(&partitions(raw)?, ROOT_X86_64_TYPE)
+        .cloned()
+        .ok_or_else(|| format!("{}: no x86-64 root partition", raw.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sfdisk_json_gives_byte_offsets() {
+        let json = br#"{"partitiontable": {"label": "gpt", "id": "X", "device": "k.raw", "unit": "sectors",
+          "firstlba": 2048, "lastlba": 8914950, "sectorsize": 512, "partitions": [
+          {"node": "k.raw1", "start": 2048, "size": 524288, "type": "C12A7328-F81F-11D2-BA4B-00A0C93EC93B", "uuid": "25864355-E82D-4788-9B35-3810276B2ED8", "name": "esp"},
+          {"node": "k.raw2", "start": 526336, "size": 8388608, "type": "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709", "uuid": "08708302-8809-4A3D-88E4-372806F6C7F1", "name": "root-x86-64"}]}}"#;
+        let p = parse_sfdisk_json(json).unwrap();
+        assert_eq!(find(&p, ROOT_X86_64_TYPE).unwrap().offset, 526_336 * 512);
+        assert_eq!(find(&p, ROOT_X86_64_TYPE).unwrap().size, 8_388_608 * 512);
+        assert_eq!(find(&p, ESP_TYPE).unwrap().offset, 1 << 20);
+        let mbr = br#"{"partitiontable": {"label": "dos", "partitions": []}}"#;
+        assert!(parse_sfdisk_json(mbr).unwrap_err().contains("not a GPT"));
+    }
+}
