@@ -1,8 +1,8 @@
-//! Host facts (CPUs, memory, disk, kernel, addresses) via sysinfo, reported in
-//! status events and checked in preflight.
+//! Host facts (CPUs, memory, disk, kernel, addresses) via sysinfo (free space:
+//! statvfs), reported in status events and checked in preflight.
 
 use serde::{Deserialize, Serialize};
-use sysinfo::{CpuRefreshKind, Disks, MemoryRefreshKind, Networks, RefreshKind, System};
+use sysinfo::{CpuRefreshKind, MemoryRefreshKind, Networks, RefreshKind, System};
 
 use super::Host;
 
@@ -24,15 +24,7 @@ impl Facts {
                 .with_cpu(CpuRefreshKind::nothing())
                 .with_memory(MemoryRefreshKind::nothing().with_ram().with_swap()),
         );
-        let var_lib = host.path("/var/lib");
-        let disks = Disks::new_with_refreshed_list();
-        let disk_free_bytes = disks
-            .list()
-            .iter()
-            .filter(|d| var_lib.starts_with(d.mount_point()))
-            .max_by_key(|d| d.mount_point().as_os_str().len())
-            .map(|d| d.available_space())
-            .unwrap_or(0);
+        let disk_free_bytes = free_bytes(&host.path("/var/lib"));
         let networks = Networks::new_with_refreshed_list();
         let mut addresses: Vec<String> = networks
             .values()
@@ -51,6 +43,18 @@ impl Facts {
             addresses,
         }
     }
+}
+
+/// Space an unprivileged writer may still use on the file system holding `path`
+/// (or its nearest existing parent), from statvfs. Any file system counts: a
+/// diskless node's /var/lib is on a tmpfs, which sysinfo's disk list leaves out
+/// (measured: it reported 0 MiB there, and preflight refused the node). 0 when
+/// nothing answers.
+pub fn free_bytes(path: &std::path::Path) -> u64 {
+    path.ancestors()
+        .find_map(|p| nix::sys::statvfs::statvfs(p).ok())
+        .map(|s| s.blocks_available() as u64 * s.fragment_size() as u64)
+        .unwrap_or(0)
 }
 
 fn is_link_local(a: &std::net::IpAddr) -> bool {
@@ -95,7 +99,27 @@ impl Host {
 
 #[cfg(test)]
 mod tests {
-    use super::default_route_interface;
+    use super::{default_route_interface, free_bytes};
+
+    /// /dev/shm is a tmpfs (as a diskless node's root is); a path below it that
+    /// does not exist yet still gets that file system's free space.
+    #[test]
+    fn free_space_counts_a_tmpfs_and_a_path_not_made_yet() {
+        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+        assert!(
+            mounts
+                .lines()
+                .any(|l| l.starts_with("tmpfs /dev/shm tmpfs ")),
+            "this test needs /dev/shm to be a tmpfs"
+        );
+        let shm = free_bytes(std::path::Path::new("/dev/shm"));
+        assert!(shm > 0);
+        let below = free_bytes(std::path::Path::new("/dev/shm/kubeboot-none/var/lib"));
+        assert!(
+            below > 0 && below.abs_diff(shm) < 64 << 20,
+            "{below} vs {shm}"
+        );
+    }
 
     const TABLE: &str =
         "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
