@@ -53,7 +53,7 @@ impl Facts {
 pub fn free_bytes(path: &std::path::Path) -> u64 {
     path.ancestors()
         .find_map(|p| nix::sys::statvfs::statvfs(p).ok())
-        .map(|s| s.blocks_available() as u64 * s.fragment_size() as u64)
+        .map(|s| s.blocks_available() * s.fragment_size())
         .unwrap_or(0)
 }
 
