@@ -8,6 +8,8 @@
 #   - diskless (PXE, BIOS) with less and less memory: does the root file system fit in RAM,
 #     does the node reach done, and how long from power-on.
 # Usage: scripts/image-figures.sh [WORKDIR]   (default: a new directory under /var/tmp)
+#   FIGURES_IMAGE=DIR: an image already built (no build or size figures);
+#   FIGURES_ONLY_DISKLESS=1: only the diskless figures; FIGURES_PXE_MEMORY="MiB …": the sizes tried.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
@@ -130,6 +132,7 @@ measure() { # name, kernel command line extra, with the receiver (1) or not (0)
     kill "$vm" 2>/dev/null || true
     wait "$vm" 2>/dev/null || true
 }
+if [ -z "${FIGURES_ONLY_DISKLESS:-}" ]; then
 measure baseline "systemd.mask=kubeboot.service" 0
 measure cloud-init "" 1
 measure no-cloud-init "cloud-init=disabled" 1
@@ -148,31 +151,46 @@ for name in ["baseline", "cloud-init", "no-cloud-init"]:
     print(f"{name:14}{row}{gap}")
 PY
 echo "(direct kernel boot of the disk image; baseline: the agent masked. TCG timings vary up to 2x between runs — compare within one run)"
+fi
 
 echo "== diskless (PXE): how much memory a node needs"
 # The PXE set of the same image; the served worker document is the figures document,
-# named per boot. BIOS boots through qemu's iPXE and TFTP; a boot counts when the
-# receiver has done (test profile: no Kubernetes workload in that RAM).
+# named per boot. BIOS boots through qemu's iPXE and TFTP. Each boot ends at done, at a
+# failed phase, at a kernel panic or when ramroot powers off (a root too big for the
+# memory); 600 s at most. Test profile: no Kubernetes workload in that RAM.
 dtoken=$("$kb" serve token add --data "$work/serve" --scope documents:worker)
 printf '%s\n' "$dtoken" >"$work/dtoken"; chmod 600 "$work/dtoken"
 "$kb" image pxe --image "$img" --out "$work/pxe" --document-url https://10.0.2.100:8443/v1/documents/worker \
     --ca-hash "$hash" --token-file "$work/dtoken" >/dev/null
-printf '%-10s %-44s %-8s %s\n' "memory" "ramroot" "done" "power-on → done received"
-for mib in ${FIGURES_PXE_MEMORY:-768 1024 1280 1536 2048}; do
+settled() { # node name → 0 when done or failed
+    curl -s --cacert "$work/serve/tls/ca.crt" "https://127.0.0.1:$sp/v1/nodes/$1" | python3 -c '
+import json, sys
+n = json.load(sys.stdin)
+sys.exit(0 if n["state"] == "failed" or n["phase"] == "done" else 1)' 2>/dev/null
+}
+printf '%-10s %-50s %s\n' "memory" "how it ended" "power-on → done received"
+for mib in ${FIGURES_PXE_MEMORY:-1024 1536 1792 2048}; do
     name=pxe-$mib
     { cat "$work/figures.toml"; printf '\n[node]\nname = "figures-%s"\n' "$name"; } >"$work/bundle/nodes/worker.toml"
     t0=$(now)
     "$kb" image boot --pxe "$work/pxe" --firmware bios --memory-mib "$mib" --name "$name" --workdir "$work/vms" \
-        --no-reboot --forward "8443:$sp" --forward "6443:$ap" --timeout 600 >/dev/null 2>&1 &
+        --no-reboot --forward "8443:$sp" --forward "6443:$ap" --timeout 600 --until "Kernel panic" >/dev/null 2>&1 &
     vm=$!; pids+=($vm)
     python3 "$work/follow.py" "$work/vms/$name.serial.log" 600 "https://127.0.0.1:$sp/v1/nodes/figures-$name" \
         "$work/serve/tls/ca.crt" "$work/$name.times.json" "$t0" &
     follower=$!
-    while kill -0 "$vm" 2>/dev/null && kill -0 "$follower" 2>/dev/null; do sleep 2; done
+    while kill -0 "$vm" 2>/dev/null && kill -0 "$follower" 2>/dev/null && ! settled "figures-$name"; do sleep 2; done
+    sleep 3 # the follower notes done
     kill "$vm" "$follower" 2>/dev/null || true
     wait "$vm" "$follower" 2>/dev/null || true
-    ram=$(grep -a -m1 -o "root file system in RAM: [^\r]*" "$work/vms/$name.serial.log" ||
-        grep -a -m1 -o "Kernel panic[^\r]*\|Out of memory[^\r]*\|ramroot: [^\r]*failed[^\r]*" "$work/vms/$name.serial.log" || echo "-")
-    done_at=$(python3 -c 'import json,sys; t=json.load(open(sys.argv[1])); print(f"{t[\"done_received\"]:.1f} s" if "done_received" in t else "-")' "$work/$name.times.json" 2>/dev/null || echo "-")
-    printf '%-10s %-44s %-8s %s\n' "$mib MiB" "${ram:0:44}" "$([ "$done_at" = - ] && echo no || echo yes)" "$done_at"
+    serial=$work/vms/$name.serial.log
+    ended=$({ grep -a -o "kubeboot: \[[^]]*\] [a-z]* failed[^:]*: [a-z_]*" "$serial" || true; } | tail -n 1 | sed 's/^kubeboot: \[[^]]*\] //')
+    [ -z "$ended" ] && ended=$({ grep -a -o "root file system in RAM: tmpfs, [0-9]* MiB used" "$serial" || true; } | head -n 1)
+    grep -aq "could not unpack the whole root" "$serial" && ended="root did not fit: ramroot powered off"
+    grep -aq "Kernel panic" "$serial" && ended="kernel panic"
+    done_at=$(python3 -c 'import json, sys
+t = json.load(open(sys.argv[1]))
+print("%.1f s" % t["done_received"] if "done_received" in t else "-")' "$work/$name.times.json" 2>/dev/null || echo "-")
+    [ "$done_at" != - ] && ended="done ($({ grep -a -o "[0-9]* MiB used" "$serial" || true; } | head -n 1) by the root)"
+    printf '%-10s %-50s %s\n' "$mib MiB" "${ended:--}" "$done_at"
 done
