@@ -306,7 +306,7 @@ mod tests {
 
     /// A small ext4 root in a GPT image, archived twice: the same bytes, and the
     /// archive holds the tree (listed back with cpio). Needs root (loop mount),
-    /// util-linux, e2fsprogs, cpio and zstd (scripts/setup.sh).
+    /// util-linux, dosfstools, e2fsprogs, cpio and zstd (scripts/setup.sh).
     #[test]
     fn the_root_archive_holds_the_root_partition_and_is_reproducible() {
         let dir = tempfile::tempdir().unwrap();
@@ -315,26 +315,7 @@ mod tests {
         std::fs::write(tree.join("usr/lib/kubeboot/ramroot"), "#!/bin/sh\n").unwrap();
         std::os::unix::fs::symlink("usr/lib", tree.join("lib")).unwrap();
         let raw = dir.path().join("k.raw");
-        std::fs::File::create(&raw)
-            .unwrap()
-            .set_len(64 << 20)
-            .unwrap();
-        let sh = format!(
-            "set -e
-printf 'label: gpt\\nstart=2048, size=4096, type={esp}\\nstart=6144, size=100000, type={root}\\n' | sfdisk -q {raw}
-SOURCE_DATE_EPOCH=1796004758 E2FSPROGS_FAKE_TIME=1796004758 mkfs.ext4 -q -F -d {tree} -E offset={off} {raw} 50000k",
-            esp = crate::disk::ESP_TYPE,
-            root = crate::disk::ROOT_X86_64_TYPE,
-            raw = raw.display(),
-            tree = tree.display(),
-            off = 6144 * 512,
-        );
-        let made = Command::new("sh").arg("-c").arg(&sh).output().unwrap();
-        assert!(
-            made.status.success(),
-            "{}",
-            String::from_utf8_lossy(&made.stderr)
-        );
+        crate::disk::test_support::make_image(&raw, &tree, 1_796_004_758);
         let (a, b) = (dir.path().join("a.cpio.zst"), dir.path().join("b.cpio.zst"));
         let size = write_root_archive(&raw, &a).unwrap();
         assert!(size > 0);

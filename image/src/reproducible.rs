@@ -260,25 +260,7 @@ mod tests {
         let epoch = 1_796_004_758;
         let make = |name: &str| {
             let raw = dir.path().join(name);
-            let f = std::fs::File::create(&raw).unwrap();
-            f.set_len(80 << 20).unwrap();
-            let sh = format!(
-                "set -e
-printf 'label: gpt\\nlabel-id: 182E27A9-6E96-4AC8-877F-C2B097C71617\\n\
-start=2048, size=65536, type={ESP_TYPE}, uuid=25864355-E82D-4788-9B35-3810276B2ED8\\n\
-start=67584, size=94208, type={ROOT_X86_64_TYPE}, uuid=08708302-8809-4A3D-88E4-372806F6C7F1\\n' | sfdisk -q {raw}
-mkfs.vfat -F 32 -n ESP -i 9B143FFD --offset 2048 {raw} 32768 >/dev/null
-SOURCE_DATE_EPOCH={epoch} E2FSPROGS_FAKE_TIME={epoch} mkfs.ext4 -q -F -U 9771520f-9329-44ab-9e90-a736f9c4a090 -d {tree} -E offset={off} {raw} 47104k",
-                raw = raw.display(),
-                tree = tree.display(),
-                off = 67584 * 512,
-            );
-            let out = Command::new("sh").arg("-c").arg(&sh).output().unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            crate::disk::test_support::make_image(&raw, &tree, epoch);
             raw
         };
         let (a, b) = (make("a.raw"), make("b.raw"));

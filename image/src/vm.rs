@@ -111,6 +111,26 @@ pub struct VmSpec {
 }
 
 impl VmSpec {
+    /// No disk, seed or boot source yet; UEFI, 2 GiB, 2 vCPUs, nice 0, user networking.
+    fn defaults(name: &str, workdir: PathBuf, forwards: Vec<Forward>) -> VmSpec {
+        VmSpec {
+            name: name.into(),
+            image: None,
+            seed: None,
+            direct: None,
+            pxe: None,
+            firmware: Firmware::Uefi,
+            forwards,
+            tap: None,
+            memory_mib: 2048,
+            cpus: 2,
+            no_reboot: false,
+            workdir,
+            accel: Accel::detect(),
+            nice: 0,
+        }
+    }
+
     pub fn serial_log(&self) -> PathBuf {
         self.workdir.join(format!("{}.serial.log", self.name))
     }
@@ -402,20 +422,10 @@ pub fn spec_for_image(
         None => None,
     };
     Ok(VmSpec {
-        name: name.into(),
         image: Some(raw),
         seed,
         direct,
-        pxe: None,
-        firmware: Firmware::Uefi,
-        forwards,
-        tap: None,
-        memory_mib: 2048,
-        cpus: 2,
-        no_reboot: false,
-        workdir,
-        accel: Accel::detect(),
-        nice: 0,
+        ..VmSpec::defaults(name, workdir, forwards)
     })
 }
 
@@ -437,20 +447,9 @@ pub fn spec_for_pxe(
         ));
     }
     Ok(VmSpec {
-        name: name.into(),
-        image: None,
-        seed: None,
-        direct: None,
         pxe: Some(pxe_dir.to_path_buf()),
         firmware,
-        forwards,
-        tap: None,
-        memory_mib: 2048,
-        cpus: 2,
-        no_reboot: false,
-        workdir,
-        accel: Accel::detect(),
-        nice: 0,
+        ..VmSpec::defaults(name, workdir, forwards)
     })
 }
 
