@@ -183,25 +183,7 @@ fn real_kubeadm_applies_the_slow_host_tuning() {
     assert_exit(&out, 0);
     let text_doc = std::fs::read_to_string(bundle.join("nodes/init.toml")).unwrap();
     let doc = kubeboot_core::document::load(&text_doc).expect("document");
-    let patches = tmp.path().join("patches");
-    std::fs::create_dir(&patches).unwrap();
-    for (file, patch) in kubeboot_agent::kubeadm::startup_patches(&doc) {
-        std::fs::write(patches.join(file), patch).unwrap();
-    }
-    let yaml = kubeboot_agent::kubeadm::render(
-        &doc,
-        kubeboot_agent::kubeadm::ApiVersion::V1Beta3,
-        &kubeboot_agent::kubeadm::ConfigPaths::default(),
-        &kubeboot_agent::kubeadm::NodeImage::unknown(),
-    )
-    .unwrap()
-    .expose()
-    .replace(
-        kubeboot_agent::kubeadm::STARTUP_PATCHES_DIR,
-        patches.to_str().unwrap(),
-    );
-    let cfg = tmp.path().join("kubeadm.yaml");
-    std::fs::write(&cfg, &yaml).unwrap();
+    let cfg = write_config_with_patches(tmp.path(), &doc);
     let manifests = dry_run_manifests(
         &kubeadm,
         &cfg,
@@ -259,6 +241,35 @@ fn real_kubeadm_applies_the_slow_host_tuning() {
             "kube-scheduler.yaml"
         ]
     );
+}
+
+/// The kubeadm configuration the agent renders for `doc`, written to
+/// `dir/kubeadm.yaml`, with its startup patches written to `dir/patches` (where
+/// the config then points instead of the node's fixed patches folder).
+fn write_config_with_patches(
+    dir: &std::path::Path,
+    doc: &kubeboot_core::document::ValidDocument,
+) -> std::path::PathBuf {
+    let patches = dir.join("patches");
+    std::fs::create_dir(&patches).unwrap();
+    for (file, patch) in kubeboot_agent::kubeadm::startup_patches(doc) {
+        std::fs::write(patches.join(file), patch).unwrap();
+    }
+    let yaml = kubeboot_agent::kubeadm::render(
+        doc,
+        kubeboot_agent::kubeadm::ApiVersion::V1Beta3,
+        &kubeboot_agent::kubeadm::ConfigPaths::default(),
+        &kubeboot_agent::kubeadm::NodeImage::unknown(),
+    )
+    .unwrap()
+    .expose()
+    .replace(
+        kubeboot_agent::kubeadm::STARTUP_PATCHES_DIR,
+        patches.to_str().unwrap(),
+    );
+    let cfg = dir.join("kubeadm.yaml");
+    std::fs::write(&cfg, &yaml).unwrap();
+    cfg
 }
 
 /// The static Pod manifests kubeadm's `phases` (e.g. `control-plane all`, `etcd local`)
@@ -379,31 +390,18 @@ fn real_kubeadm_runs_the_api_server_against_the_bundles_external_etcd() {
         )
     );
     assert!(etcd.key.is_some() && etcd.key_file.is_none());
-    let patches = tmp.path().join("patches");
-    std::fs::create_dir(&patches).unwrap();
-    for (file, patch) in kubeboot_agent::kubeadm::startup_patches(&doc) {
-        std::fs::write(patches.join(file), patch).unwrap();
-    }
-    let yaml = kubeboot_agent::kubeadm::render(
-        &doc,
-        kubeboot_agent::kubeadm::ApiVersion::V1Beta3,
-        &kubeboot_agent::kubeadm::ConfigPaths::default(),
-        &kubeboot_agent::kubeadm::NodeImage::unknown(),
-    )
-    .unwrap()
-    .expose()
-    .replace(
-        kubeboot_agent::kubeadm::STARTUP_PATCHES_DIR,
-        patches.to_str().unwrap(),
-    );
-    let cfg = tmp.path().join("kubeadm.yaml");
-    std::fs::write(&cfg, &yaml).unwrap();
+    let cfg = write_config_with_patches(tmp.path(), &doc);
     let v = Command::new(&kubeadm)
         .args(["config", "validate", "--config"])
         .arg(&cfg)
         .output()
         .unwrap();
-    assert!(v.status.success(), "{}\n{yaml}", text(&v));
+    assert!(
+        v.status.success(),
+        "{}\n{}",
+        text(&v),
+        std::fs::read_to_string(&cfg).unwrap()
+    );
     let manifests = dry_run_manifests(&kubeadm, &cfg, &[&["control-plane", "all"]]);
     let manifest = &manifests
         .iter()

@@ -323,18 +323,22 @@ mod tests {
         }
     }
 
+    /// The member a decision removes and why; any other decision fails the test.
+    fn removed(d: Decision) -> (Member, String) {
+        match d {
+            Decision::Remove { member, why } => (member, why),
+            d => panic!("expected a removal, got {d:?}"),
+        }
+    }
+
     #[test]
     fn an_unstarted_member_at_this_nodes_address_is_its_own_unfinished_join() {
         let mut unstarted = m(3, "", false);
         unstarted.peer_urls = vec!["https://10.88.0.13:2380".into()];
         let members = [m(1, "cp1", true), m(2, "cp2", true), unstarted.clone()];
-        match decide(&members, "cp3", Some("10.88.0.13"), None) {
-            Decision::Remove { member, why } => {
-                assert_eq!(member.id, 3);
-                assert!(why.contains("own unfinished join"), "{why}");
-            }
-            d => panic!("{d:?}"),
-        }
+        let (member, why) = removed(decide(&members, "cp3", Some("10.88.0.13"), None));
+        assert_eq!(member.id, 3);
+        assert!(why.contains("own unfinished join"), "{why}");
         assert!(unstarted.is_identity_of("cp3", Some("10.88.0.13")));
         assert!(!unstarted.is_identity_of("cp3", Some("10.88.0.1")));
         assert!(!unstarted.is_identity_of("cp3", None));
@@ -362,13 +366,9 @@ mod tests {
             m(4, "cp4", true),
             m(5, "cp5", true),
         ];
-        match decide(&members, "cp3", None, None) {
-            Decision::Remove { member, why } => {
-                assert_eq!(member.name, "cp3");
-                assert!(why.contains("own old identity"), "{why}");
-            }
-            d => panic!("{d:?}"),
-        }
+        let (member, why) = removed(decide(&members, "cp3", None, None));
+        assert_eq!(member.name, "cp3");
+        assert!(why.contains("own old identity"), "{why}");
     }
 
     #[test]
@@ -381,21 +381,13 @@ mod tests {
             m(5, "cp5", true),
         ];
         let nodes: BTreeSet<String> = ["cp1", "cp2", "cp4", "cp5"].map(String::from).into();
-        match decide(&members, "cp9", None, Some(&nodes)) {
-            Decision::Remove { member, why } => {
-                assert_eq!(member.name, "cp3");
-                assert!(why.contains("Node object is gone"), "{why}");
-            }
-            d => panic!("{d:?}"),
-        }
+        let (member, why) = removed(decide(&members, "cp9", None, Some(&nodes)));
+        assert_eq!(member.name, "cp3");
+        assert!(why.contains("Node object is gone"), "{why}");
         // Without Node names: the first dead one, after its grace period.
-        match decide(&members, "cp9", None, None) {
-            Decision::Remove { member, why } => {
-                assert_eq!(member.name, "cp2");
-                assert!(why.contains("grace period"), "{why}");
-            }
-            d => panic!("{d:?}"),
-        }
+        let (member, why) = removed(decide(&members, "cp9", None, None));
+        assert_eq!(member.name, "cp2");
+        assert!(why.contains("grace period"), "{why}");
     }
 
     #[test]
