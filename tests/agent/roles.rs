@@ -135,6 +135,40 @@ fn init_writes_the_pregenerated_ca_and_uploads_certs() {
     assert_eq!(node.status_json()["phase"], "done");
 }
 
+/// An init document without `[node] advertise_address` on a host whose IPv4
+/// network has no default route (qemu's restricted user network; an air-gapped
+/// segment): the agent advertises the address it reaches the endpoint from (here
+/// loopback), not what kubeadm would pick (the IPv6 default route's). With an IPv6
+/// service range it leaves the choice to kubeadm.
+#[test]
+fn init_without_an_ipv4_default_route_advertises_its_address_toward_the_endpoint() {
+    // The route table of such a host: its subnet, no default route.
+    let table =
+        "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
+                 eth0\t0002000A\t00000000\t0001\t0\t0\t100\t00FFFFFF\t0\t0\t0\n";
+    let advertised = |doc: &str| {
+        let node = TestNode::new(doc);
+        write(&node.path("/proc/net/route"), table);
+        assert_exit(&node.agent(&[]), 0);
+        let config = node.kubeadm_calls()[0]["config"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let line = config.lines().find(|l| l.contains("advertiseAddress"));
+        line.map(|l| l.trim().to_string())
+    };
+    assert_eq!(
+        advertised(&init_doc()).as_deref(),
+        Some("advertiseAddress: 127.0.0.1")
+    );
+    let ipv6 = init_doc().replace(
+        "pod_subnet = \"10.244.0.0/16\"",
+        "pod_subnet = \"fd00:10:244::/56\"\nservice_subnet = \"fd00:10:96::/112\"",
+    );
+    assert!(ipv6.contains("service_subnet"));
+    assert_eq!(advertised(&ipv6), None);
+}
+
 #[test]
 fn control_plane_joins_with_certificate_key() {
     let node = TestNode::new(CONTROL_PLANE);

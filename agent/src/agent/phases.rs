@@ -328,12 +328,16 @@ impl Agent {
         logged
     }
 
-    /// The document's replacement options, with this node's address (the default
-    /// route's when `[node] advertise_address` is not set, as kubeadm advertises).
+    /// The document's replacement options, with this node's address (the one it
+    /// advertises when `[node] advertise_address` is not set, see
+    /// [`Self::default_advertise_address`]).
     fn replace_options(&self, doc: &ValidDocument) -> crate::replace::Options {
         let mut opts = crate::replace::Options::for_document(doc, false);
         if opts.own_address.is_none() {
-            opts.own_address = self.host.default_route_ipv4().map(|a| a.to_string());
+            opts.own_address = self
+                .host
+                .cluster_ipv4(&doc.endpoint.to_string())
+                .map(|a| a.to_string());
         }
         opts
     }
@@ -569,23 +573,31 @@ impl Agent {
         }
     }
 
-    /// A control plane without `[node] advertise_address` advertises the IPv4
-    /// address of its default route, as kubeadm does on an IPv4-only host. Left to
-    /// itself on a host that also has IPv6 (qemu's user network hands out SLAAC
-    /// addresses), kube-apiserver may pick the IPv6 address and then refuses to
-    /// start: "service IP family must match public address family".
+    /// A control plane without `[node] advertise_address`, in a cluster whose
+    /// service range is IPv4, advertises the IPv4 address of its default route, as
+    /// kubeadm does on an IPv4-only host, or, with no IPv4 default route, the
+    /// address it reaches the cluster endpoint from. Left to itself on a host that
+    /// also has IPv6, kubeadm may pick the IPv6 default route's address and
+    /// kube-apiserver then refuses to start: "service IP family must match public
+    /// address family" (seen on a diskless control plane behind qemu's restricted
+    /// user network: its DHCP gives no IPv4 gateway, its router advertisements an
+    /// IPv6 one).
     fn default_advertise_address(
         &self,
         doc: &ValidDocument,
     ) -> Result<Option<ValidDocument>, Failure> {
-        if doc.role == Role::Worker || doc.doc.node.advertise_address.is_some() {
+        if doc.role == Role::Worker
+            || doc.doc.node.advertise_address.is_some()
+            || !kubeadm::service_range_is_ipv4(doc)
+        {
             return Ok(None);
         }
-        let Some(address) = self.host.default_route_ipv4() else {
+        let Some(address) = self.host.cluster_ipv4(&doc.endpoint.to_string()) else {
             return Ok(None);
         };
         tracing::info!(
-            "[node] advertise_address not set: advertising {address}, the address of the IPv4 default route"
+            "[node] advertise_address not set: advertising {address}, this node's IPv4 address toward the cluster (default route, else the route to {})",
+            doc.endpoint
         );
         let mut owned = self.load_saved_document()?;
         owned.doc.node.advertise_address = Some(address.into());

@@ -41,6 +41,18 @@ impl std::fmt::Debug for Rendered {
     }
 }
 
+/// kubeadm's service range when the document names none.
+const DEFAULT_SERVICE_SUBNET: &str = "10.96.0.0/12";
+
+/// Whether the cluster's service range is IPv4 (its first range, when dual-stack:
+/// kube-apiserver's advertise address must have that family). A document without
+/// `[cluster] service_subnet` gets kubeadm's IPv4 default.
+pub fn service_range_is_ipv4(doc: &ValidDocument) -> bool {
+    let subnets = doc.cluster.service_subnet.as_deref();
+    let first = subnets.unwrap_or(DEFAULT_SERVICE_SUBNET).split(',').next();
+    !first.unwrap_or_default().contains(':')
+}
+
 /// Render for this document, kubeadm API version, file layout and node image
 /// (what the image carries: see [`NodeImage`]).
 pub fn render(

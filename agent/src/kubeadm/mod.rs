@@ -6,7 +6,9 @@ pub mod diagnose;
 mod image;
 mod run;
 
-pub use config::{render, startup_patches, ConfigPaths, Rendered, STARTUP_PATCHES_DIR};
+pub use config::{
+    render, service_range_is_ipv4, startup_patches, ConfigPaths, Rendered, STARTUP_PATCHES_DIR,
+};
 pub use image::{NodeImage, COREDNS_PHASE};
 pub use run::{detect_version, run_streaming, RunOutcome};
 

@@ -95,11 +95,39 @@ impl Host {
             _ => None,
         })
     }
+
+    /// This node's IPv4 address for the cluster: the default route's (as kubeadm
+    /// chooses), or, on a host whose IPv4 network has no default route (an
+    /// air-gapped segment; qemu's restricted user network, whose DHCP hands out no
+    /// gateway) the address it sends from to reach `endpoint` (HOST:PORT). Left to
+    /// itself there, kubeadm takes the IPv6 default route's address. None without
+    /// a route table (a test root) or an IPv4 route to the endpoint.
+    pub fn cluster_ipv4(&self, endpoint: &str) -> Option<std::net::Ipv4Addr> {
+        if let Some(a) = self.default_route_ipv4() {
+            return Some(a);
+        }
+        self.read_to_string("/proc/net/route").ok()?;
+        source_ipv4_toward(endpoint)
+    }
+}
+
+/// The IPv4 address this host sends from to reach `endpoint` (HOST:PORT; a name is
+/// resolved): the kernel's route lookup for a connected UDP socket, which sends
+/// nothing. None when the endpoint has no IPv4 address or no IPv4 route.
+pub fn source_ipv4_toward(endpoint: &str) -> Option<std::net::Ipv4Addr> {
+    use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
+    let target = endpoint.to_socket_addrs().ok()?.find(SocketAddr::is_ipv4)?;
+    let socket = UdpSocket::bind("0.0.0.0:0").ok()?;
+    socket.connect(target).ok()?;
+    match socket.local_addr().ok()?.ip() {
+        std::net::IpAddr::V4(a) if !a.is_unspecified() => Some(a),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{default_route_interface, free_bytes};
+    use super::{default_route_interface, free_bytes, source_ipv4_toward};
 
     /// /dev/shm is a tmpfs (as a diskless node's root is); a path below it that
     /// does not exist yet still gets that file system's free space.
@@ -119,6 +147,62 @@ mod tests {
             below > 0 && below.abs_diff(shm) < 64 << 20,
             "{below} vs {shm}"
         );
+    }
+
+    /// The real thing on this machine: the address `ip` names for the interface
+    /// of the IPv4 default route.
+    #[test]
+    fn the_default_route_address_is_what_ip_says() {
+        let ip = |args: &[&str]| {
+            let out = std::process::Command::new("ip")
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "ip {args:?}");
+            String::from_utf8(out.stdout).unwrap()
+        };
+        let route = ip(&["-4", "route", "show", "default"]);
+        let dev = route
+            .split_whitespace()
+            .skip_while(|w| *w != "dev")
+            .nth(1)
+            .unwrap_or_else(|| panic!("this test needs an IPv4 default route: {route:?}"));
+        let addrs = ip(&["-4", "-o", "addr", "show", "dev", dev]);
+        let want: std::net::Ipv4Addr = addrs
+            .split_whitespace()
+            .skip_while(|w| *w != "inet")
+            .nth(1)
+            .and_then(|a| a.split('/').next())
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no IPv4 address on {dev}: {addrs:?}"));
+        let host = crate::host::Host::new("/", std::ffi::OsString::new());
+        assert_eq!(host.default_route_ipv4(), Some(want));
+    }
+
+    /// The kernel's own route lookup: loopback from loopback, the default route's
+    /// address toward its gateway, nothing toward an IPv6-only endpoint.
+    #[test]
+    fn the_source_address_toward_an_endpoint_is_the_kernels_choice() {
+        assert_eq!(
+            source_ipv4_toward("127.0.0.1:6443"),
+            Some(std::net::Ipv4Addr::LOCALHOST)
+        );
+        assert_eq!(source_ipv4_toward("[::1]:6443"), None);
+        assert_eq!(source_ipv4_toward("not an endpoint"), None);
+        let out = std::process::Command::new("ip")
+            .args(["-4", "route", "show", "default"])
+            .output()
+            .unwrap();
+        let route = String::from_utf8(out.stdout).unwrap();
+        let gateway = route.split_whitespace().skip_while(|w| *w != "via").nth(1);
+        let gateway =
+            gateway.unwrap_or_else(|| panic!("this test needs an IPv4 default gateway: {route:?}"));
+        let host = crate::host::Host::new("/", std::ffi::OsString::new());
+        assert_eq!(
+            source_ipv4_toward(&format!("{gateway}:6443")),
+            host.default_route_ipv4()
+        );
+        assert!(host.default_route_ipv4().is_some());
     }
 
     const TABLE: &str =

@@ -285,3 +285,20 @@ fn static_pod_startup_seconds_become_kubeadm_patches() {
         "{err}"
     );
 }
+
+#[test]
+fn the_service_range_family_is_its_first_ranges() {
+    let with = |subnet: Option<&str>| {
+        let text = WORKER.replace("[cluster]\n", "[cluster]\nservice_subnet = \"SUBNET\"\n");
+        let text = match subnet {
+            Some(s) => text.replace("SUBNET", s),
+            None => WORKER.to_string(),
+        };
+        service_range_is_ipv4(&document::load(&text).unwrap())
+    };
+    assert!(with(None), "kubeadm's default 10.96.0.0/12");
+    assert!(with(Some("10.100.0.0/16")));
+    assert!(with(Some("10.100.0.0/16,fd00:10:96::/112")));
+    assert!(!with(Some("fd00:10:96::/112")));
+    assert!(!with(Some("fd00:10:96::/112,10.100.0.0/16")));
+}
