@@ -149,12 +149,24 @@ fn init_without_an_ipv4_default_route_advertises_its_address_toward_the_endpoint
     let advertised = |doc: &str| {
         let node = TestNode::new(doc);
         write(&node.path("/proc/net/route"), table);
-        assert_exit(&node.agent(&[]), 0);
+        let out = node.agent(&[]);
+        assert_exit(&out, 0);
         let config = node.kubeadm_calls()[0]["config"]
             .as_str()
             .unwrap()
             .to_string();
         let line = config.lines().find(|l| l.contains("advertiseAddress"));
+        // The agent's log (and the kubeadm succeeded event) says which and why.
+        let said = text(&out);
+        if line.is_some() {
+            let why = "([node] advertise_address not set; no IPv4 default route: the one toward 127.0.0.1:";
+            assert!(
+                said.contains(&format!("kubeboot: advertising 127.0.0.1 {why}")),
+                "{said}"
+            );
+        } else {
+            assert!(!said.contains("advertising"), "{said}");
+        }
         line.map(|l| l.trim().to_string())
     };
     assert_eq!(

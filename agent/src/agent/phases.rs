@@ -463,9 +463,11 @@ impl Agent {
         let image =
             kubeadm::NodeImage::read(&self.host).map_err(|m| Failure::new(ErrorKind::HostIo, m))?;
         let defaulted;
+        let mut advertised = None;
         let doc = match self.default_advertise_address(doc)? {
-            Some(d) => {
+            Some((d, note)) => {
                 defaulted = d;
+                advertised = Some(note);
                 &defaulted
             }
             None => doc,
@@ -510,6 +512,10 @@ impl Agent {
             .collect();
         if outcome.status.success() {
             state.log_tail = tail;
+            if let Some(note) = advertised {
+                state.log_tail.push(note.clone());
+                self.notes.push(note);
+            }
             if doc.role == Role::Init && !image.coredns {
                 let note = format!(
                     "kubeboot: skipped kubeadm phase {}: this image carries no CoreDNS image; \
@@ -582,26 +588,35 @@ impl Agent {
     /// address family" (seen on a diskless control plane behind qemu's restricted
     /// user network: its DHCP gives no IPv4 gateway, its router advertisements an
     /// IPv6 one).
+    ///
+    /// Returns the document with the address, and a note saying so for the
+    /// kubeadm succeeded event.
     fn default_advertise_address(
         &self,
         doc: &ValidDocument,
-    ) -> Result<Option<ValidDocument>, Failure> {
+    ) -> Result<Option<(ValidDocument, String)>, Failure> {
         if doc.role == Role::Worker
             || doc.doc.node.advertise_address.is_some()
             || !kubeadm::service_range_is_ipv4(doc)
         {
             return Ok(None);
         }
-        let Some(address) = self.host.cluster_ipv4(&doc.endpoint.to_string()) else {
-            return Ok(None);
+        let (address, how) = match self.host.default_route_ipv4() {
+            Some(a) => (a, "the IPv4 default route's".to_string()),
+            None => match self.host.cluster_ipv4(&doc.endpoint.to_string()) {
+                Some(a) => (
+                    a,
+                    format!("no IPv4 default route: the one toward {}", doc.endpoint),
+                ),
+                None => return Ok(None),
+            },
         };
-        tracing::info!(
-            "[node] advertise_address not set: advertising {address}, this node's IPv4 address toward the cluster (default route, else the route to {})",
-            doc.endpoint
-        );
+        let note =
+            format!("kubeboot: advertising {address} ([node] advertise_address not set; {how})");
+        tracing::info!("{note}");
         let mut owned = self.load_saved_document()?;
         owned.doc.node.advertise_address = Some(address.into());
-        Ok(Some(owned))
+        Ok(Some((owned, note)))
     }
 
     /// Pre-generated CA material (init) and inline external-etcd credentials,
