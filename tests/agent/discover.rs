@@ -114,10 +114,7 @@ fn discovery_file_is_checked_against_its_server() {
     );
     node.set_doc(&doc);
     assert_exit(&node.agent(&[]), 0);
-    let config = node.kubeadm_calls()[0]["config"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let config = node.kubeadm_config(0);
     assert!(
         config.contains("file:\n    kubeConfigPath: /etc/kubeboot/discovery.yaml"),
         "{config}"

@@ -171,6 +171,14 @@ impl TestNode {
             .collect()
     }
 
+    /// The kubeadm configuration file the `i`-th recorded kubeadm call was given.
+    pub fn kubeadm_config(&self, i: usize) -> String {
+        self.kubeadm_calls()[i]["config"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
     pub fn kubeadm_subcommands(&self) -> Vec<String> {
         self.kubeadm_calls()
             .iter()

@@ -151,10 +151,7 @@ fn init_without_an_ipv4_default_route_advertises_its_address_toward_the_endpoint
         write(&node.path("/proc/net/route"), table);
         let out = node.agent(&[]);
         assert_exit(&out, 0);
-        let config = node.kubeadm_calls()[0]["config"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let config = node.kubeadm_config(0);
         let line = config.lines().find(|l| l.contains("advertiseAddress"));
         // The agent's log (and the kubeadm succeeded event) says which and why.
         let said = text(&out);
@@ -205,10 +202,7 @@ fn init_with_external_etcd_writes_inline_credentials() {
     );
     let node = TestNode::new(&doc);
     assert_exit(&node.agent(&[]), 0);
-    let config = node.kubeadm_calls()[0]["config"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let config = node.kubeadm_config(0);
     assert!(config.contains(
         "etcd:\n  external:\n    endpoints:\n    - https://127.0.0.1:2379\n    caFile: /etc/kubernetes/pki/external-etcd/ca.crt\n    certFile: /etc/kubernetes/pki/external-etcd/client.crt\n    keyFile: /etc/kubernetes/pki/external-etcd/client.key"
     ), "{config}");
@@ -235,10 +229,7 @@ fn kubeadm_1_30_gets_v1beta3() {
     let node = TestNode::new(&WORKER.replace("kubernetes_version = \"v1.34.2\"\n", ""))
         .with_env("KUBEADM_TEST_DOUBLE_VERSION", "v1.30.4");
     assert_exit(&node.agent(&[]), 0);
-    let config = node.kubeadm_calls()[0]["config"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let config = node.kubeadm_config(0);
     assert!(config.contains("apiVersion: kubeadm.k8s.io/v1beta3"));
     assert!(
         config.contains("kubeletExtraArgs:\n    node-labels: node.kubernetes.io/pool=general"),
@@ -286,10 +277,7 @@ fn init_on_an_image_without_coredns_skips_the_addon_and_says_so() {
     );
     let out = node.agent(&[]);
     assert_exit(&out, 0);
-    let config = node.kubeadm_calls()[0]["config"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let config = node.kubeadm_config(0);
     assert!(config.contains("skipPhases:\n- addon/coredns"), "{config}");
     assert!(config.contains("imagePullPolicy: Never"), "{config}");
     // Said on the journal/console and kept in the node's record (`kubeboot status`);

@@ -11,6 +11,7 @@ use crate::kubeadm::{self, ConfigPaths};
 use kubeboot_core::backoff::Backoff;
 use kubeboot_core::document::formats::parse_kubernetes_version;
 use kubeboot_core::document::{Role, ValidDocument, PKI_PAIRS};
+use kubeboot_core::host::ClusterIpv4;
 use kubeboot_core::status::{ErrorKind, Phase, PhaseState, LOG_TAIL_MAX_LINES};
 
 use super::draft::Draft;
@@ -337,7 +338,7 @@ impl Agent {
             opts.own_address = self
                 .host
                 .cluster_ipv4(&doc.endpoint.to_string())
-                .map(|a| a.to_string());
+                .map(|a| a.address().to_string());
         }
         opts
     }
@@ -601,15 +602,13 @@ impl Agent {
         {
             return Ok(None);
         }
-        let (address, how) = match self.host.default_route_ipv4() {
-            Some(a) => (a, "the IPv4 default route's".to_string()),
-            None => match self.host.cluster_ipv4(&doc.endpoint.to_string()) {
-                Some(a) => (
-                    a,
-                    format!("no IPv4 default route: the one toward {}", doc.endpoint),
-                ),
-                None => return Ok(None),
-            },
+        let (address, how) = match self.host.cluster_ipv4(&doc.endpoint.to_string()) {
+            Some(ClusterIpv4::DefaultRoute(a)) => (a, "the IPv4 default route's".to_string()),
+            Some(ClusterIpv4::TowardEndpoint(a)) => (
+                a,
+                format!("no IPv4 default route: the one toward {}", doc.endpoint),
+            ),
+            None => return Ok(None),
         };
         let note =
             format!("kubeboot: advertising {address} ([node] advertise_address not set; {how})");

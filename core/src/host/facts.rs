@@ -82,33 +82,51 @@ pub fn default_route_interface(route_table: &str) -> Option<String> {
 }
 
 impl Host {
-    /// The IPv4 address of the interface holding the IPv4 default route, which is
-    /// what kubeadm chooses on an IPv4 host. None when there is no such route or
-    /// address (e.g. a test root without /proc).
-    pub fn default_route_ipv4(&self) -> Option<std::net::Ipv4Addr> {
+    /// This node's IPv4 address for the cluster: the address of the interface
+    /// holding the IPv4 default route (what kubeadm chooses on an IPv4 host), or, on
+    /// a host whose IPv4 network has no default route (an air-gapped segment; qemu's
+    /// restricted user network, whose DHCP hands out no gateway) the address it
+    /// sends from to reach `endpoint` (HOST:PORT). Left to itself there, kubeadm
+    /// takes the IPv6 default route's address. None without a route table (a test
+    /// root without /proc) or an IPv4 route to the endpoint.
+    pub fn cluster_ipv4(&self, endpoint: &str) -> Option<ClusterIpv4> {
         let routes = self.read_to_string("/proc/net/route").ok()?;
-        let iface = default_route_interface(&routes)?;
-        let networks = Networks::new_with_refreshed_list();
-        let data = networks.get(&iface)?;
-        data.ip_networks().iter().find_map(|n| match n.addr {
+        match default_route_interface(&routes).and_then(|iface| interface_ipv4(&iface)) {
+            Some(a) => Some(ClusterIpv4::DefaultRoute(a)),
+            None => source_ipv4_toward(endpoint).map(ClusterIpv4::TowardEndpoint),
+        }
+    }
+}
+
+/// A node's IPv4 address for the cluster and how [`Host::cluster_ipv4`] found it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClusterIpv4 {
+    /// The address of the interface holding the IPv4 default route.
+    DefaultRoute(std::net::Ipv4Addr),
+    /// With no IPv4 default route: the address the kernel sends from toward the
+    /// cluster endpoint.
+    TowardEndpoint(std::net::Ipv4Addr),
+}
+
+impl ClusterIpv4 {
+    pub fn address(self) -> std::net::Ipv4Addr {
+        match self {
+            ClusterIpv4::DefaultRoute(a) | ClusterIpv4::TowardEndpoint(a) => a,
+        }
+    }
+}
+
+/// The first IPv4 address of interface `iface` that is not link-local.
+fn interface_ipv4(iface: &str) -> Option<std::net::Ipv4Addr> {
+    let networks = Networks::new_with_refreshed_list();
+    networks
+        .get(iface)?
+        .ip_networks()
+        .iter()
+        .find_map(|n| match n.addr {
             std::net::IpAddr::V4(a) if !a.is_link_local() => Some(a),
             _ => None,
         })
-    }
-
-    /// This node's IPv4 address for the cluster: the default route's (as kubeadm
-    /// chooses), or, on a host whose IPv4 network has no default route (an
-    /// air-gapped segment; qemu's restricted user network, whose DHCP hands out no
-    /// gateway) the address it sends from to reach `endpoint` (HOST:PORT). Left to
-    /// itself there, kubeadm takes the IPv6 default route's address. None without
-    /// a route table (a test root) or an IPv4 route to the endpoint.
-    pub fn cluster_ipv4(&self, endpoint: &str) -> Option<std::net::Ipv4Addr> {
-        if let Some(a) = self.default_route_ipv4() {
-            return Some(a);
-        }
-        self.read_to_string("/proc/net/route").ok()?;
-        source_ipv4_toward(endpoint)
-    }
 }
 
 /// The IPv4 address this host sends from to reach `endpoint` (HOST:PORT; a name is
@@ -127,7 +145,7 @@ pub fn source_ipv4_toward(endpoint: &str) -> Option<std::net::Ipv4Addr> {
 
 #[cfg(test)]
 mod tests {
-    use super::{default_route_interface, free_bytes, source_ipv4_toward};
+    use super::{default_route_interface, free_bytes, source_ipv4_toward, ClusterIpv4};
 
     /// /dev/shm is a tmpfs (as a diskless node's root is); a path below it that
     /// does not exist yet still gets that file system's free space.
@@ -176,7 +194,11 @@ mod tests {
             .and_then(|a| a.parse().ok())
             .unwrap_or_else(|| panic!("no IPv4 address on {dev}: {addrs:?}"));
         let host = crate::host::Host::new("/", std::ffi::OsString::new());
-        assert_eq!(host.default_route_ipv4(), Some(want));
+        // The default route's address wins over the one toward the endpoint.
+        assert_eq!(
+            host.cluster_ipv4("127.0.0.1:6443"),
+            Some(ClusterIpv4::DefaultRoute(want))
+        );
     }
 
     /// The kernel's own route lookup: loopback from loopback, the default route's
@@ -198,11 +220,14 @@ mod tests {
         let gateway =
             gateway.unwrap_or_else(|| panic!("this test needs an IPv4 default gateway: {route:?}"));
         let host = crate::host::Host::new("/", std::ffi::OsString::new());
+        let default_route = host
+            .cluster_ipv4("127.0.0.1:6443")
+            .map(ClusterIpv4::address);
+        assert!(default_route.is_some());
         assert_eq!(
             source_ipv4_toward(&format!("{gateway}:6443")),
-            host.default_route_ipv4()
+            default_route
         );
-        assert!(host.default_route_ipv4().is_some());
     }
 
     const TABLE: &str =

@@ -18,7 +18,7 @@ use std::process::Command;
 
 pub use boot::{UnitWait, CLOUD_INIT_UNIT, HOST_STEP_UNITS};
 pub use bounded::{run_bounded, BoundedError};
-pub use facts::Facts;
+pub use facts::{ClusterIpv4, Facts};
 
 #[derive(Debug, Clone)]
 pub struct Host {
