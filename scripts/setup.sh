@@ -73,4 +73,35 @@ if [ ! -x "$CONTAINERD_DIR/usr/bin/ctr" ] || [ ! -x "$CONTAINERD_DIR/usr/bin/con
     rm -rf "$CONTAINERD_DIR" "$tmp"
     mv "$CONTAINERD_DIR.new" "$CONTAINERD_DIR"
 fi
-echo "setup: ok ($(cargo --version); $(cargo deny --version); containerd $("$CONTAINERD_DIR/usr/bin/containerd" --version | awk '{print $3}'))"
+# A real etcd for every etcd test (tests/agent/etcd_cluster.rs, control_plane.rs):
+# Debian's etcd-server package, downloaded and unpacked into /var/tmp, not installed:
+# the package would enable and start etcd.service on this machine. From trixie, not
+# bookworm: bookworm ships etcd 3.4.23, while kubeadm (v1.28 and later) runs etcd 3.5
+# in every cluster it makes, and the replacement tests decide from the etcd 3.5 a
+# real control plane runs. trixie's is 3.5.16. apt reads the
+# trixie index through a private configuration under /var/tmp: this machine's apt
+# sources stay as they are.
+ETCD_DIR=/var/tmp/kubeboot-etcd
+ETCD_SUITE=trixie
+if [ ! -x "$ETCD_DIR/usr/bin/etcd" ] || [ ! -x "$ETCD_DIR/usr/bin/etcdctl" ] || ! "$ETCD_DIR/usr/bin/etcd" --version 2>/dev/null | grep -q "^etcd Version: 3\.5\."; then
+    mirror=$(grep -rhoE '^(URIs:|deb) *https?://[^ ]+' /etc/apt/sources.list /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list 2>/dev/null \
+        | grep -v security | head -n1 | awk '{print $2}' || true)
+    mirror=${mirror:-http://deb.debian.org/debian}
+    confirm "setup: downloading Debian $ETCD_SUITE's etcd-server and etcd-client packages from $mirror and unpacking them into $ETCD_DIR
+  (not installed: no service is enabled or started; this machine's apt sources are not changed)
+  why: the etcd tests run a real etcd 3.5, the etcd kubeadm clusters run (etcdctl: the VM tests' etcd checks)"
+    apt_dir=/var/tmp/kubeboot-apt-$ETCD_SUITE
+    mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial"
+    printf 'deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] %s %s main\n' "$mirror" "$ETCD_SUITE" >"$apt_dir/sources.list"
+    apt_opts=(-o "Dir::Etc::SourceList=$apt_dir/sources.list" -o Dir::Etc::SourceParts=/dev/null
+        -o "Dir::State::Lists=$apt_dir/lists" -o "Dir::Cache=$apt_dir/cache" -o "Dir::State::status=/dev/null" -o APT::Sandbox::User=root)
+    apt-get "${apt_opts[@]}" update -qq
+    tmp=$(mktemp -d)
+    chmod 755 "$tmp"
+    (cd "$tmp" && apt-get "${apt_opts[@]}" download -qq "etcd-server/$ETCD_SUITE" "etcd-client/$ETCD_SUITE")
+    rm -rf "$ETCD_DIR.new"
+    for deb in "$tmp"/etcd-server_*.deb "$tmp"/etcd-client_*.deb; do dpkg-deb -x "$deb" "$ETCD_DIR.new"; done
+    rm -rf "$ETCD_DIR" "$tmp"
+    mv "$ETCD_DIR.new" "$ETCD_DIR"
+fi
+echo "setup: ok ($(cargo --version); $(cargo deny --version); containerd $("$CONTAINERD_DIR/usr/bin/containerd" --version | awk '{print $3}'); etcd $("$ETCD_DIR/usr/bin/etcd" --version | awk '/^etcd Version/ {print $3}'))"

@@ -29,6 +29,27 @@ enum ImageCommand {
     /// Used by the production image build to turn the Kubernetes binaries into the
     /// control-plane images kubeadm expects. Same files + same --source-date-epoch = same bytes.
     Oci(OciArgs),
+    /// Check Kubernetes release artifacts as `image build --profile production` would, without
+    /// building: which layout was found, every checksum verified, the sha256 and version of each
+    /// binary, and where each container image kubeadm asks for comes from (or that it is missing).
+    Kubernetes(KubernetesArgs),
+}
+
+#[derive(Args, Debug)]
+struct KubernetesArgs {
+    /// The release artifacts (the forms `image build --kubernetes` takes).
+    #[arg(long, value_name = "PATH", env = "KUBEBOOT_KUBERNETES")]
+    kubernetes: PathBuf,
+    /// Container image archives for images the artifacts lack (as `image build --images`).
+    #[arg(long, value_name = "DIR")]
+    images: Option<PathBuf>,
+    /// Unpack an archive here (once; reused while the archive is unchanged) instead of a
+    /// temporary directory, and report where its binaries are (`bin` in the JSON output).
+    #[arg(long, value_name = "DIR")]
+    unpack_into: Option<PathBuf>,
+    /// Output format: text for people, json for scripts.
+    #[arg(long, value_enum, default_value_t)]
+    output: Output,
 }
 
 #[derive(Args, Debug)]
@@ -83,12 +104,19 @@ pub struct BuildArgs {
     /// Test profile: the kubeadm test double (default: kubeadm-test-double next to this binary).
     #[arg(long, value_name = "PATH")]
     pub kubeadm_double: Option<PathBuf>,
-    /// Production profile, air-gapped (the tested path): an archive (.tar.xz) or directory of
-    /// Kubernetes binaries (bin/kubeadm, kubelet, kubectl, crictl, kube-apiserver,
-    /// kube-controller-manager, kube-scheduler, kube-proxy, etcd, etcdctl, pause) with its
-    /// SHA256SUMS beside it; the control-plane container images are built from it and preloaded.
-    #[arg(long, value_name = "ARCHIVE|DIR", env = "KUBEBOOT_KUBERNETES")]
+    /// Production profile, air-gapped: the official Kubernetes release artifacts of one
+    /// version: kubernetes-server-linux-amd64.tar.gz (or its unpacked tree), a directory of
+    /// per-binary downloads (kubeadm, kubelet, kubectl, kube-apiserver, … with their .sha256),
+    /// or a bin/ tree with its SHA256SUMS (directory or .tar.xz). crictl (cri-tools) goes
+    /// beside them. Every checksum file present is verified; the control-plane images are
+    /// taken from the release or built from its binaries and preloaded (README, "Real Kubernetes").
+    #[arg(long, value_name = "PATH", env = "KUBEBOOT_KUBERNETES")]
     pub kubernetes: Option<PathBuf>,
+    /// With --kubernetes: a directory of container image archives (docker save or OCI, *.tar)
+    /// for images the artifacts lack (pause, etcd, CoreDNS, a CNI plugin's); without them
+    /// nodes pull those at first boot.
+    #[arg(long, value_name = "DIR", env = "KUBEBOOT_IMAGES")]
+    pub images: Option<PathBuf>,
     /// Production profile: a directory of kubeadm/kubelet/kubectl/cri-tools/kubernetes-cni .deb files.
     #[arg(long, value_name = "DIR")]
     pub packages: Option<PathBuf>,
@@ -198,6 +226,7 @@ pub fn run(args: ImageArgs) -> u8 {
         ImageCommand::Boot(a) => run_boot(a),
         ImageCommand::Pxe(a) => run_pxe(a),
         ImageCommand::Oci(a) => run_oci(a),
+        ImageCommand::Kubernetes(a) => run_kubernetes(a),
     };
     match result {
         Ok(()) => 0,
@@ -206,6 +235,40 @@ pub fn run(args: ImageArgs) -> u8 {
             1
         }
     }
+}
+
+fn run_kubernetes(a: KubernetesArgs) -> Result<(), String> {
+    use kubeboot_image::kubernetes;
+    let b = kubernetes::prepare_in(&a.kubernetes, a.unpack_into.as_deref())?;
+    let plan = b.plan(a.images.as_deref())?;
+    let image = plan.node_image(&b.version);
+    match a.output {
+        Output::Text => {
+            for line in b.report().into_iter().chain(plan.report()) {
+                println!("{line}");
+            }
+            println!(
+                "air-gapped: {}",
+                if image.offline {
+                    "yes"
+                } else {
+                    "no (see NOT IN THE IMAGE above)"
+                }
+            );
+        }
+        Output::Json => {
+            let v = serde_json::json!({
+                "version": b.version,
+                "layout": b.layout,
+                "bin": b.bin,
+                "files": b.archive.iter().chain(&b.used).collect::<Vec<_>>(),
+                "images": plan.images,
+                "air_gapped": image.offline,
+            });
+            println!("{v}");
+        }
+    }
+    Ok(())
 }
 
 pub fn run_build(a: BuildArgs) -> Result<build::Manifest, String> {
@@ -231,6 +294,7 @@ pub fn run_build(a: BuildArgs) -> Result<build::Manifest, String> {
         } else {
             None
         },
+        images: a.images.filter(|_| a.profile == Profile::Production),
         from_repository: a.from_repository,
     };
     let m = build::build(&opts)?;

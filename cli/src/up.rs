@@ -10,7 +10,7 @@ use kubeboot_image::Profile;
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UpProfile {
-    /// production if Kubernetes is at hand (--kubernetes, KUBEBOOT_KUBERNETES, ../shared/k8s, --packages), else test.
+    /// production if Kubernetes is at hand (--kubernetes, KUBEBOOT_KUBERNETES, --packages), else test.
     Auto,
     Production,
     Test,
@@ -21,7 +21,7 @@ pub enum UpProfile {
 Everything lives in --work (default out/up): the image, the bundle, the receiver's data, \
 seeds, VM disks and serial logs.
 
-Production (real Kubernetes, air-gapped image from --kubernetes, KUBEBOOT_KUBERNETES or ../shared/k8s): \
+Production (real Kubernetes, air-gapped image from --kubernetes or KUBEBOOT_KUBERNETES): \
 --control-planes N (cp-1 runs kubeadm init --upload-certs, cp-2… join with the certificate key) and \
 --workers N, on a \
 private network namespace made for the run (bridge 10.88.0.0/24, no route out; needs root) with \

@@ -40,9 +40,25 @@ pub struct BuildOptions {
     /// Production profile, air-gapped: an archive or directory of Kubernetes binaries
     /// (with SHA256SUMS), made into host binaries and preloaded container images.
     pub kubernetes: Option<PathBuf>,
+    /// Production profile with `kubernetes`: container image archives (docker save or
+    /// OCI) for images the artifacts lack (pause, etcd, CoreDNS, …).
+    pub images: Option<PathBuf>,
     /// Production profile: install the Kubernetes packages from pkgs.k8s.io.
     pub from_repository: bool,
     pub source_date_epoch: u64,
+}
+
+/// The Kubernetes an air-gapped image carries: from which artifacts, checked how,
+/// and where each container image came from (`manifest.json`, `--output json`).
+#[derive(Debug, Serialize, serde::Deserialize, Clone)]
+pub struct KubernetesUsed {
+    pub version: String,
+    pub layout: String,
+    /// (file, sha256, checksum files it was verified against)
+    pub files: Vec<(String, String, Vec<String>)>,
+    /// (image reference, where it came from); "missing" images are pulled at first boot.
+    pub images: Vec<(String, String)>,
+    pub air_gapped: bool,
 }
 
 #[derive(Debug, Serialize, serde::Deserialize, Clone)]
@@ -58,6 +74,8 @@ pub struct Artifact {
 pub struct Manifest {
     pub profile: String,
     pub source_date_epoch: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<KubernetesUsed>,
     pub build_seconds: f64,
     pub artifacts: Vec<Artifact>,
 }
@@ -121,25 +139,84 @@ fn production_source(opts: &BuildOptions) -> Result<(), String> {
     ];
     match given.iter().filter(|g| **g).count() {
         1 => Ok(()),
-        0 => Err("the production profile needs Kubernetes: --kubernetes ARCHIVE|DIR (air-gapped: \
-                  binaries with their SHA256SUMS, e.g. ../shared/k8s/kubernetes-v1.28.7-linux-amd64.tar.xz), \
-                  --packages DIR (.deb files) or --from-repository (pkgs.k8s.io)"
+        0 => Err("the production profile needs Kubernetes: --kubernetes PATH (air-gapped: the \
+                  official release artifacts, e.g. kubernetes-server-linux-amd64.tar.gz; README, \
+                  \"Real Kubernetes\"), --packages DIR (.deb files) or --from-repository (pkgs.k8s.io)"
             .into()),
         _ => Err("give only one of --kubernetes, --packages and --from-repository".into()),
     }
 }
 
-fn stage(opts: &BuildOptions, stage: &Path) -> Result<(), String> {
-    if let (Profile::Production, Some(source)) = (opts.profile, &opts.kubernetes) {
-        let binaries = super::kubernetes::prepare(source)?;
-        let image = binaries.node_image()?;
+/// The Kubernetes of an air-gapped production image, staged, with what was used.
+fn stage_kubernetes(
+    source: &Path,
+    images: Option<&Path>,
+    stage: &Path,
+) -> Result<KubernetesUsed, String> {
+    let binaries = super::kubernetes::prepare(source)?;
+    for line in binaries.report() {
+        eprintln!("{line}");
+    }
+    let plan = binaries.plan(images)?;
+    for line in plan.report() {
+        eprintln!("{line}");
+    }
+    let image = plan.node_image(&binaries.version);
+    if !image.offline {
+        let pulled: Vec<&str> = plan
+            .missing()
+            .filter(|i| i.component != "coredns")
+            .map(|i| i.name.as_str())
+            .collect();
         eprintln!(
-            "image: Kubernetes {} (etcd {}, pause {}), air-gapped; checked against SHA256SUMS",
-            image.kubernetes_version.as_deref().unwrap_or("?"),
-            image.etcd_tag.as_deref().unwrap_or("?"),
-            image.pause_tag.as_deref().unwrap_or("?")
+            "image: NOT AIR-GAPPED: nodes pull {} at first boot; give them in --images DIR to preload them",
+            pulled.join(", ")
         );
-        binaries.stage(stage, &image)?;
+    }
+    binaries.stage(stage, &plan)?;
+    Ok(KubernetesUsed {
+        version: binaries.version.clone(),
+        layout: serde_json::to_value(binaries.layout)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default(),
+        files: binaries
+            .archive
+            .iter()
+            .chain(&binaries.used)
+            .map(|f| {
+                let by = f
+                    .checked_by
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect();
+                (f.name.clone(), f.sha256.clone(), by)
+            })
+            .collect(),
+        images: plan
+            .images
+            .iter()
+            .map(|i| {
+                let from = match &i.from {
+                    super::kubernetes::Provider::Archive { file, .. } => file.display().to_string(),
+                    super::kubernetes::Provider::Binaries { .. } => "built from binaries".into(),
+                    super::kubernetes::Provider::Missing => "missing".into(),
+                };
+                (i.name.clone(), from)
+            })
+            .collect(),
+        air_gapped: image.offline,
+    })
+}
+
+fn stage(opts: &BuildOptions, stage: &Path) -> Result<Option<KubernetesUsed>, String> {
+    let mut used = None;
+    if let (Profile::Production, Some(source)) = (opts.profile, &opts.kubernetes) {
+        used = Some(stage_kubernetes(source, opts.images.as_deref(), stage)?);
+    } else if opts.images.is_some() {
+        return Err(
+            "--images goes with --kubernetes (the production profile's air-gapped images)".into(),
+        );
     }
     let bin = stage.join("usr/bin");
     std::fs::create_dir_all(&bin).map_err(|e| e.to_string())?;
@@ -157,7 +234,7 @@ fn stage(opts: &BuildOptions, stage: &Path) -> Result<(), String> {
         // Smaller image, and no build paths in the binary's debug info.
         let _ = Command::new("strip").arg(&to).status();
     }
-    Ok(())
+    Ok(used)
 }
 
 /// What only a binary built with the `test-crash-points` feature contains: the
@@ -203,7 +280,7 @@ pub fn build(opts: &BuildOptions) -> Result<Manifest, String> {
     std::fs::create_dir_all(&opts.cache_dir)
         .map_err(|e| format!("{}: {e}", opts.cache_dir.display()))?;
     let staged = tempfile::tempdir().map_err(|e| e.to_string())?;
-    stage(opts, staged.path())?;
+    let kubernetes = stage(opts, staged.path())?;
     let out_dir = std::fs::canonicalize(&opts.out_dir).map_err(|e| e.to_string())?;
     let log_path = out_dir.join("build.log");
     let log =
@@ -291,6 +368,7 @@ pub fn build(opts: &BuildOptions) -> Result<Manifest, String> {
     let manifest = Manifest {
         profile: opts.profile.as_str().into(),
         source_date_epoch: opts.source_date_epoch,
+        kubernetes,
         build_seconds,
         artifacts: describe(&out_dir)?,
     };

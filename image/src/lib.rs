@@ -31,19 +31,3 @@ pub fn sibling(name: &str) -> Option<std::path::PathBuf> {
     let p = exe.parent()?.join(name);
     p.exists().then_some(p)
 }
-
-/// Finding the real Kubernetes binaries for tests (../shared/k8s or `KUBEBOOT_KUBERNETES`).
-#[cfg(test)]
-pub(crate) mod test_support {
-    /// The real Kubernetes archive or directory. Tests that need it fail without
-    /// it (they never pass by skipping): set KUBEBOOT_KUBERNETES to the archive.
-    pub fn shared_k8s_archive() -> Option<std::path::PathBuf> {
-        let found = crate::kubernetes::find_local();
-        assert!(
-            found.is_some(),
-            "the real Kubernetes binaries are needed: set KUBEBOOT_KUBERNETES to \
-             kubernetes-v1.28.7-linux-amd64.tar.xz (see ../shared/k8s/README.md)"
-        );
-        found
-    }
-}

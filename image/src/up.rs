@@ -57,8 +57,8 @@ pub fn auto_profile(packages: Option<&Path>, kubernetes: Option<&Path>) -> Profi
         return Profile::Production;
     }
     eprintln!(
-        "up: booting the TEST profile: no Kubernetes binaries (--kubernetes, KUBEBOOT_KUBERNETES or \
-         ../shared/k8s) and no --packages directory of .deb files were found. In the test profile kubeadm \
+        "up: booting the TEST profile: no Kubernetes artifacts (--kubernetes or KUBEBOOT_KUBERNETES) \
+         and no --packages directory of .deb files were found. In the test profile kubeadm \
          is tests/'s kubeadm-test-double and cluster-info comes from tests/'s apiserver-double: the whole \
          boot path runs, but no real cluster is made."
     );
@@ -207,6 +207,7 @@ fn ensure_image(o: &UpOptions) -> Result<PathBuf, String> {
         kubernetes: (o.profile == Profile::Production)
             .then_some(kubernetes)
             .flatten(),
+        images: None,
         from_repository: false,
     };
     let manifest = build::build(&opts)?;
@@ -244,9 +245,16 @@ fn external_etcd(
         .kubernetes
         .clone()
         .or_else(crate::kubernetes::find_local)
-        .ok_or("--etcd external needs the Kubernetes binaries (its etcd): give --kubernetes ARCHIVE|DIR, or --etcd stacked")?;
+        .ok_or("--etcd external needs the Kubernetes artifacts: give --kubernetes PATH, or --etcd stacked")?;
     let binaries = crate::kubernetes::prepare(&source)?;
-    let etcd = seg.start_etcd(&binaries.bin.join("etcd"), &o.work)?;
+    let program = binaries
+        .etcd()
+        .or_else(crate::kubernetes::local_etcd)
+        .ok_or(
+        "--etcd external needs an etcd: the artifacts carry none; install Debian's etcd-server \
+         (or run scripts/setup.sh), set KUBEBOOT_ETCD, or use --etcd stacked",
+    )?;
+    let etcd = seg.start_etcd(&program, &o.work)?;
     eprintln!(
         "up: external etcd on {} (kubeadm's external-etcd topology; certificates in {}, log {})",
         etcd.url,

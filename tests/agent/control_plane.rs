@@ -1,5 +1,6 @@
-//! A real Kubernetes control plane on loopback, from the real v1.28.7 binaries
-//! (../shared/k8s): etcd, kube-apiserver and kube-controller-manager started as
+//! A real Kubernetes control plane on loopback, from the user's real release
+//! binaries (`KUBEBOOT_KUBERNETES`) and Debian's etcd: etcd, kube-apiserver and
+//! kube-controller-manager started as
 //! plain processes, with kubeadm's own phases making everything else — the PKI
 //! (`init phase certs all`), the kubeconfigs, the kubeadm-config ConfigMap, the
 //! bootstrap token and the signed `cluster-info` (`bootstrap-token`, signed by the
@@ -10,8 +11,9 @@
 //! (PR_SET_PDEATHSIG, set from a thread that lives as long as the process).
 //!
 //! Binaries: `KUBEBOOT_K8S_BIN` (a directory with kube-apiserver, …), else the
-//! archive in `KUBEBOOT_KUBERNETES` or ../shared/k8s, unpacked into the target
-//! directory once. Missing binaries fail the test; they never skip it.
+//! artifacts in `KUBEBOOT_KUBERNETES`, an archive unpacked into the target
+//! directory once. The tests that use them are `#[ignore]`d, so they run only with
+//! `-- --include-ignored`; there, missing binaries fail them, never skip them.
 
 use std::net::{Ipv4Addr, TcpListener};
 use std::os::unix::process::CommandExt;
@@ -112,39 +114,57 @@ impl ControlPlane {
     }
 }
 
-/// The directory holding the real binaries, unpacking the archive if needed.
+/// The directory holding the real binaries: `KUBEBOOT_K8S_BIN`, else the
+/// user's release artifacts in `KUBEBOOT_KUBERNETES` (any layout the image build
+/// takes), an archive unpacked once into the target directory (atomically: tests
+/// running in parallel share one complete tree).
 pub fn k8s_bin() -> PathBuf {
-    if let Some(d) = std::env::var_os("KUBEBOOT_K8S_BIN") {
-        let d = PathBuf::from(d);
-        assert!(
-            d.join("kube-apiserver").exists(),
-            "KUBEBOOT_K8S_BIN={} has no kube-apiserver",
-            d.display()
-        );
-        return d;
-    }
-    let archive = kubeboot_image::kubernetes::find_local().unwrap_or_else(|| {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(d) = std::env::var_os("KUBEBOOT_K8S_BIN") {
+            let d = PathBuf::from(d);
+            assert!(
+                d.join("kube-apiserver").exists(),
+                "KUBEBOOT_K8S_BIN={} has no kube-apiserver",
+                d.display()
+            );
+            return d;
+        }
+        let source = kubeboot_image::kubernetes::find_local().unwrap_or_else(|| {
+            panic!(
+                "this test needs real Kubernetes: set KUBEBOOT_KUBERNETES to the release artifacts \
+                 (README, \"Real Kubernetes\") and run with -- --include-ignored"
+            )
+        });
+        let root = if source.is_dir() {
+            source
+        } else {
+            let cache = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/k8s");
+            kubeboot_image::kubernetes::unpack_cached(&source, &cache).unwrap()
+        };
+        kubeboot_image::kubernetes::bin_dir(&root).unwrap()
+    })
+    .clone()
+}
+
+/// `kubeadm version -o short` of the real binaries.
+pub fn k8s_version() -> String {
+    let out = Command::new(k8s_bin().join("kubeadm"))
+        .args(["version", "-o", "short"])
+        .output()
+        .expect("run kubeadm version");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The real etcd: Debian's etcd-server as `scripts/setup.sh` provides it (or
+/// `KUBEBOOT_ETCD`). Missing is a failure, never a skip.
+pub fn etcd_program() -> PathBuf {
+    kubeboot_image::kubernetes::local_etcd().unwrap_or_else(|| {
         panic!(
-            "the real Kubernetes binaries are needed: set KUBEBOOT_K8S_BIN to an unpacked bin/ \
-             or KUBEBOOT_KUBERNETES to kubernetes-v1.28.7-linux-amd64.tar.xz (../shared/k8s/README.md)"
+            "the etcd tests need a real etcd: run scripts/setup.sh (Debian's etcd-server, \
+             unpacked into /var/tmp/kubeboot-etcd), or set KUBEBOOT_ETCD"
         )
-    });
-    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/k8s");
-    let stamp = target.join(".unpacked");
-    if std::fs::read_to_string(&stamp).ok().as_deref() != Some(archive.to_str().unwrap()) {
-        let _ = std::fs::remove_dir_all(&target);
-        std::fs::create_dir_all(&target).unwrap();
-        let st = Command::new("tar")
-            .arg("-xf")
-            .arg(&archive)
-            .arg("-C")
-            .arg(&target)
-            .status()
-            .unwrap();
-        assert!(st.success(), "unpack {}", archive.display());
-        std::fs::write(&stamp, archive.to_str().unwrap()).unwrap();
-    }
-    target.join("bin")
+    })
 }
 
 fn free_port() -> u16 {
@@ -176,9 +196,9 @@ fn run(cmd: &mut Command, what: &str) {
 }
 
 /// Start a server process that dies with this test process.
-fn daemon(bin: &Path, name: &str, args: &[String], log: &Path) {
+fn daemon(program: &Path, args: &[String], log: &Path) {
     let log = std::fs::File::create(log).unwrap();
-    let mut c = Command::new(bin.join(name));
+    let mut c = Command::new(program);
     c.args(args)
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
@@ -190,7 +210,9 @@ fn daemon(bin: &Path, name: &str, args: &[String], log: &Path) {
             Ok(())
         });
     }
-    let child = c.spawn().unwrap_or_else(|e| panic!("start {name}: {e}"));
+    let child = c
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {}: {e}", program.display()));
     // Held for the life of the test process; PDEATHSIG ends them with it.
     DAEMONS.lock().unwrap().push(child);
 }
@@ -236,6 +258,7 @@ fn start(bin: PathBuf) -> ControlPlane {
         .keep();
     std::fs::write(dir.join("owner.pid"), std::process::id().to_string()).unwrap();
     let (api, etcd, peer, kcm) = (free_port(), free_port(), free_port(), free_port());
+    let version = k8s_version();
     let endpoint = format!("127.0.0.1:{api}");
     let addr = own_address();
     let pki = dir.join("pki");
@@ -248,7 +271,7 @@ fn start(bin: PathBuf) -> ControlPlane {
              bootstrapTokens:\n- token: {TOKEN}\n  ttl: 2h0m0s\n  usages: [signing, authentication]\n  groups: [system:bootstrappers:kubeadm:default-node-token]\n\
              certificateKey: {CERT_KEY}\nlocalAPIEndpoint:\n  advertiseAddress: {addr}\n  bindPort: {api}\n\
              nodeRegistration:\n  name: loopback-cp\n---\n\
-             apiVersion: kubeadm.k8s.io/v1beta3\nkind: ClusterConfiguration\nkubernetesVersion: v1.28.7\n\
+             apiVersion: kubeadm.k8s.io/v1beta3\nkind: ClusterConfiguration\nkubernetesVersion: {version}\n\
              controlPlaneEndpoint: {endpoint}\ncertificatesDir: {}\n\
              apiServer:\n  certSANs: [127.0.0.1]\nnetworking:\n  podSubnet: {POD_SUBNET}\n",
             pki.display()
@@ -295,8 +318,7 @@ fn start(bin: PathBuf) -> ControlPlane {
     ]);
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
     daemon(
-        &bin,
-        "etcd",
+        &etcd_program(),
         &s(&[
             "--name=loopback-cp",
             &format!("--data-dir={}", dir.join("etcd").display()),
@@ -314,8 +336,7 @@ fn start(bin: PathBuf) -> ControlPlane {
         &dir.join("etcd.log"),
     );
     daemon(
-        &bin,
-        "kube-apiserver",
+        &bin.join("kube-apiserver"),
         &s(&[
             &format!("--advertise-address={addr}"),
             "--bind-address=127.0.0.1",
@@ -395,8 +416,7 @@ fn start_controller_manager(cp: &ControlPlane, kcm: u16) {
     std::fs::write(dir.join("controller-manager.conf"), conf).unwrap();
     let kcm_conf = dir.join("controller-manager.conf");
     daemon(
-        bin,
-        "kube-controller-manager",
+        &bin.join("kube-controller-manager"),
         &s(&[
             &format!("--kubeconfig={}", kcm_conf.display()),
             &format!("--authentication-kubeconfig={}", kcm_conf.display()),

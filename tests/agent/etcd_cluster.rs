@@ -1,4 +1,4 @@
-//! A real etcd cluster on loopback, from the real etcd of ../shared/k8s: members
+//! A real etcd cluster on loopback, from Debian's etcd-server (scripts/setup.sh): members
 //! with TLS client URLs (client certificates required, as kubeadm's stacked etcd
 //! does) and plain peer URLs, each its own process that dies with the test
 //! process (PR_SET_PDEATHSIG) and that a test may kill.
@@ -82,7 +82,7 @@ impl EtcdCluster {
     }
 
     fn spawn(&mut self, i: usize, initial_cluster: &str, state: &str) {
-        let bin = crate::control_plane::k8s_bin().join("etcd");
+        let bin = crate::control_plane::etcd_program();
         self.members[i].initial = (initial_cluster.to_string(), state.to_string());
         let m = &self.members[i];
         let data = self.dir.path().join(format!("{}-{}", m.name, i));

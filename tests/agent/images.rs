@@ -199,3 +199,37 @@ fn an_archive_containerd_refuses_fails_prepare_before_kubeadm() {
     assert!(node.kubeadm_calls().is_empty(), "kubeadm must not run");
     assert!(!node.path("/var/lib/kubeboot/images-loaded").exists());
 }
+
+/// The server release's control-plane images are `docker save` archives tagged
+/// `registry.k8s.io/<name>-amd64:<tag>`; the image build renames them, and the
+/// real containerd imports them under the names kubeadm asks for.
+#[test]
+fn the_release_archives_the_build_renames_import_under_kubeadms_names() {
+    use kubeboot_image::kubernetes::{self, test_support};
+    let bin = containerd_bin();
+    let release = tempfile::tempdir().unwrap();
+    let artifacts = kubernetes::prepare(&test_support::server_tree(release.path())).unwrap();
+    let plan = artifacts.plan(None).unwrap();
+    let node = TestNode::new(&init_doc());
+    node.add_program("ctr", &bin.join("ctr"));
+    artifacts.stage(&node.path("/"), &plan).unwrap();
+    for group in ["node", "control-plane"] {
+        let st = Command::new("sh")
+            .arg("-c")
+            .arg("sha256sum ./*.tar > SHA256SUMS")
+            .current_dir(node.path(&format!("/usr/lib/kubeboot/images/{group}")))
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    let socket = node.path("/run/containerd/containerd.sock");
+    let _containerd = Containerd::start(&bin, &socket);
+    assert_exit(&node.agent(&[]), 0);
+    let want: Vec<String> = test_support::RELEASE_IMAGES
+        .iter()
+        .map(|c| format!("registry.k8s.io/{c}:{}", test_support::VERSION))
+        .collect();
+    let mut want = want;
+    want.sort();
+    assert_eq!(image_refs(&bin, &socket), want);
+}
