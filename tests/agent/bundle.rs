@@ -284,15 +284,15 @@ fn three_nodes_from_one_bundle_need_nothing_else() {
         .unwrap();
     let token = discovery["token"].as_str().unwrap();
 
-    // "Its" API server: a certificate from the bundle's CA, cluster-info signed with
-    // the bundle's token; it also answers the Ready wait of every node.
-    let pki = pki_from_ca(&ca_pem, &ca_key);
-    let body = cluster_info_json(&endpoint, &ca_pem, Some(token));
-    let listener_addr = serve_on(&pki, port, &body);
-    assert_eq!(listener_addr.port(), port);
-
     // The init node.
     let init = TestNode::new(&fs::read_to_string(dir.join("nodes/init.toml")).unwrap());
+    // "Its" API server: a certificate from the bundle's CA, cluster-info signed with
+    // the bundle's token; it answers once the init node's kubeadm has run (before,
+    // the init node's fence finds nothing there), then the Ready wait of every node.
+    let pki = pki_from_ca(&ca_pem, &ca_key);
+    let body = cluster_info_json(&endpoint, &ca_pem, Some(token));
+    let listener_addr = serve_on(&pki, port, &body, init.path(crate::harness::INIT_GATE));
+    assert_eq!(listener_addr.port(), port);
     assert_exit(&init.agent(&[]), 0);
     assert_eq!(
         init.read("/etc/kubernetes/pki/ca.crt"),
@@ -310,15 +310,14 @@ fn three_nodes_from_one_bundle_need_nothing_else() {
     }
 }
 
-fn serve_on(pki: &crate::tls_server::Pki, port: u16, body: &str) -> std::net::SocketAddr {
-    crate::tls_server::serve_at(
-        pki,
-        &format!("127.0.0.1:{port}"),
-        CLUSTER_INFO_PATH,
-        body,
-        None,
-        100,
-    )
+fn serve_on(
+    pki: &crate::tls_server::Pki,
+    port: u16,
+    body: &str,
+    gate: std::path::PathBuf,
+) -> std::net::SocketAddr {
+    let bind = format!("127.0.0.1:{port}");
+    crate::tls_server::serve_gated(pki, &bind, CLUSTER_INFO_PATH, body, None, 100, Some(gate))
 }
 
 #[test]

@@ -139,3 +139,54 @@ fn discovery_file_is_checked_against_its_server() {
         "discovery_tls_mismatch"
     );
 }
+
+/// The node fences itself: told to init while the endpoint already serves TLS
+/// under the document's CA (a running cluster, here one that does not publish
+/// cluster-info anonymously), it refuses before kubeadm runs.
+#[test]
+fn init_is_refused_while_a_cluster_under_its_ca_answers_at_the_endpoint() {
+    let node = TestNode::new(&init_doc());
+    let doc: toml::Table = std::fs::read_to_string(&node.doc).unwrap().parse().unwrap();
+    let pki = &doc["pki"];
+    let ours = crate::tls_server::pki_from_ca(
+        pki["ca_cert"].as_str().unwrap(),
+        pki["ca_key"].as_str().unwrap(),
+    );
+    let cluster = crate::tls_server::serve(&ours, "/healthz", "ok", None, 10);
+    node.set_doc(&init_doc().replace("ENDPOINT", &cluster.to_string()));
+    assert_discover_fails(
+        &node,
+        "cluster_exists",
+        "serves TLS with a certificate under this cluster's CA",
+    );
+    let msg = node.status_json()["error"]["message"].to_string();
+    assert!(msg.contains("refusing kubeadm init"), "{msg}");
+}
+
+/// A cluster under another CA that publishes cluster-info is a cluster too.
+#[test]
+fn init_is_refused_where_cluster_info_is_published() {
+    let node = TestNode::new(&init_doc());
+    let other = make_pki();
+    let elsewhere = api_server(&other, &other.ca_pem, Some(TOKEN));
+    node.set_doc(&init_doc().replace("ENDPOINT", &elsewhere.to_string()));
+    assert_discover_fails(
+        &node,
+        "cluster_exists",
+        "publishes kube-public/cluster-info",
+    );
+}
+
+/// Where nothing answers, init goes on and says what it found.
+#[test]
+fn init_goes_on_where_nothing_answers_and_says_so() {
+    let node = TestNode::new(&init_doc());
+    let out = node.agent(&[]);
+    assert_exit(&out, 0);
+    let log = text(&out);
+    assert!(
+        log.contains("before kubeadm init: nothing answers at"),
+        "{log}"
+    );
+    assert_eq!(node.kubeadm_calls().len(), 1);
+}

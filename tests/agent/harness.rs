@@ -36,16 +36,35 @@ pub fn api_server(
 ) -> std::net::SocketAddr {
     // The kubeconfig names the server; the address is known only once bound, so
     // bind first and let the body carry a placeholder address (not checked).
-    let body = crate::tls_server::cluster_info_json("127.0.0.1:6443", kubeconfig_ca_pem, token);
-    crate::tls_server::serve(pki, crate::tls_server::CLUSTER_INFO_PATH, &body, None, 1000)
+    api_server_gated(pki, kubeconfig_ca_pem, token, None)
 }
+
+/// [`api_server`] that answers only once `gate` exists (before, it closes every
+/// connection before TLS: nothing answers).
+pub fn api_server_gated(
+    pki: &crate::tls_server::Pki,
+    kubeconfig_ca_pem: &str,
+    token: Option<&str>,
+    gate: Option<PathBuf>,
+) -> std::net::SocketAddr {
+    let body = crate::tls_server::cluster_info_json("127.0.0.1:6443", kubeconfig_ca_pem, token);
+    let path = crate::tls_server::CLUSTER_INFO_PATH;
+    crate::tls_server::serve_gated(pki, "127.0.0.1:0", path, &body, None, 1000, gate)
+}
+
+/// Where an init node's API server answers from: once its kubeadm has run.
+pub const INIT_GATE: &str = "/etc/kubernetes/admin.conf";
 
 impl TestNode {
     pub fn new(doc_template: &str) -> TestNode {
         let root = tempfile::tempdir().unwrap();
         let bin = tempfile::tempdir().unwrap();
         let pki = crate::tls_server::make_pki();
-        let endpoint = api_server(&pki, &pki.ca_pem, Some(TOKEN));
+        // Before an init node's kubeadm has run, nothing answers at its endpoint.
+        let gate = doc_template
+            .contains("role = \"init\"")
+            .then(|| root.path().join(INIT_GATE.trim_start_matches('/')));
+        let endpoint = api_server_gated(&pki, &pki.ca_pem, Some(TOKEN), gate);
         let ca_hash = kubeboot_core::tls::ca_hash_of_der(&pki.ca_der).unwrap();
         let r = root.path();
         for (path, content) in [

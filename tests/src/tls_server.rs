@@ -65,6 +65,21 @@ pub fn serve_at(
     token: Option<&str>,
     max_requests: usize,
 ) -> SocketAddr {
+    serve_gated(pki, bind, path, body, token, max_requests, None)
+}
+
+/// As [`serve_at`], but until `gate` exists every connection is closed at once,
+/// before TLS: an endpoint where nothing answers yet (a load balancer with no
+/// healthy backend), as before `kubeadm init` has started an API server.
+pub fn serve_gated(
+    pki: &Pki,
+    bind: &str,
+    path: &str,
+    body: &str,
+    token: Option<&str>,
+    max_requests: usize,
+    gate: Option<std::path::PathBuf>,
+) -> SocketAddr {
     let config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
@@ -87,6 +102,10 @@ pub fn serve_at(
     std::thread::spawn(move || {
         for stream in listener.incoming().take(max_requests) {
             let Ok(tcp) = stream else { continue };
+            if gate.as_ref().is_some_and(|g| !g.exists()) {
+                drop(tcp);
+                continue;
+            }
             let conn = rustls::ServerConnection::new(config.clone()).unwrap();
             let mut tls = rustls::StreamOwned::new(conn, tcp);
             let mut reader = BufReader::new(&mut tls);

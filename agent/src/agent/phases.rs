@@ -254,7 +254,7 @@ impl Agent {
     /// unknown token or a dead endpoint is reported as exactly that.
     pub(super) fn discover(&mut self, doc: &ValidDocument) -> Result<(), Failure> {
         if doc.role == Role::Init {
-            return Ok(());
+            return self.fence_before_init(doc);
         }
         let timeout = Duration::from_secs(doc.doc.discovery_timeout_seconds());
         let d = &doc.doc.discovery;
@@ -616,6 +616,34 @@ impl Agent {
         let mut owned = self.load_saved_document()?;
         owned.doc.node.advertise_address = Some(address.into());
         Ok(Some((owned, note)))
+    }
+
+    /// Before `kubeadm init`: refuse if a cluster already answers at the endpoint
+    /// (discovery::fence), whoever said this machine should init.
+    fn fence_before_init(&mut self, doc: &ValidDocument) -> Result<(), Failure> {
+        let pem_der = |pem: &[u8]| {
+            kubeboot_core::tls::first_pem_certificate(pem)
+                .ok()
+                .map(|c| c.to_vec())
+        };
+        let ca = doc
+            .doc
+            .pki
+            .as_ref()
+            .and_then(|p| p.ca_cert.as_deref())
+            .and_then(|pem| pem_der(pem.as_bytes()));
+        let own_path = format!("{}/apiserver.crt", ConfigPaths::default().certificates_dir);
+        let own = self
+            .host
+            .read_to_string(&own_path)
+            .ok()
+            .and_then(|pem| pem_der(pem.as_bytes()));
+        let timeout = Duration::from_secs(doc.doc.discovery_timeout_seconds().clamp(1, 10));
+        let note =
+            discovery::fence::before_init(&doc.endpoint, ca.as_deref(), own.as_deref(), timeout)
+                .map_err(|e| Failure::new(e.kind, e.message))?;
+        tracing::info!("before kubeadm init: {note}");
+        Ok(())
     }
 
     /// Pre-generated CA material (init) and inline external-etcd credentials,

@@ -254,6 +254,30 @@ fn fetch(
     endpoint: &Endpoint,
     timeout: Duration,
 ) -> Result<(Vec<u8>, Vec<CertificateDer<'static>>), DiscoveryError> {
+    let got = get_cluster_info(endpoint, timeout)?;
+    if !got.status.is_success() {
+        return Err(DiscoveryError::new(
+            ErrorKind::DiscoveryBadClusterInfo,
+            format!("https://{endpoint}{CLUSTER_INFO_PATH} answered {}: cluster-info is not published (yet), or anonymous access to it is disabled", got.status),
+        ));
+    }
+    Ok((got.body, got.chain))
+}
+
+/// What the endpoint answered to an anonymous GET of cluster-info.
+pub(super) struct Answered {
+    pub status: reqwest::StatusCode,
+    pub body: Vec<u8>,
+    /// The certificate chain it presented (not verified: the caller checks it).
+    pub chain: Vec<CertificateDer<'static>>,
+}
+
+/// GET cluster-info anonymously, keeping the served chain whatever the status.
+/// An error is a transport failure: nothing answered HTTPS there.
+pub(super) fn get_cluster_info(
+    endpoint: &Endpoint,
+    timeout: Duration,
+) -> Result<Answered, DiscoveryError> {
     let capture = Arc::new(CaptureChain {
         chain: Mutex::new(Vec::new()),
         provider: provider(),
@@ -275,17 +299,54 @@ fn fetch(
         ))
     })?;
     let status = resp.status();
-    if !status.is_success() {
-        return Err(DiscoveryError::new(
-            ErrorKind::DiscoveryBadClusterInfo,
-            format!("{url} answered {status}: cluster-info is not published (yet), or anonymous access to it is disabled"),
-        ));
-    }
     let mut body = Vec::new();
     std::io::Read::read_to_end(&mut std::io::Read::take(resp, MAX_BODY), &mut body)
         .map_err(|e| unreachable(format!("reading {url}: {e}")))?;
     let chain = capture.chain.lock().expect("not poisoned").clone();
-    Ok((body, chain))
+    Ok(Answered {
+        status,
+        body,
+        chain,
+    })
+}
+
+/// Does `chain` lead to `ca_der`, whatever names its leaf carries?
+pub(super) fn chains_to(chain: &[CertificateDer<'static>], ca_der: &[u8]) -> bool {
+    let Some(leaf) = chain.first() else {
+        return false;
+    };
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(leaf) else {
+        return false;
+    };
+    // The leaf's own first name: the question is the issuer, not the name.
+    let name = cert
+        .subject_alternative_name()
+        .ok()
+        .flatten()
+        .and_then(|san| {
+            san.value.general_names.iter().find_map(|n| match n {
+                x509_parser::extensions::GeneralName::DNSName(d) => Some(d.to_string()),
+                x509_parser::extensions::GeneralName::IPAddress(b) => match b.len() {
+                    4 => Some(std::net::Ipv4Addr::new(b[0], b[1], b[2], b[3]).to_string()),
+                    16 => <[u8; 16]>::try_from(*b)
+                        .ok()
+                        .map(|a| std::net::Ipv6Addr::from(a).to_string()),
+                    _ => None,
+                },
+                _ => None,
+            })
+        });
+    let Some(host) = name else {
+        return false;
+    };
+    let Ok(endpoint) = kubeboot_core::document::formats::parse_endpoint(&if host.contains(':') {
+        format!("[{host}]:443")
+    } else {
+        format!("{host}:443")
+    }) else {
+        return false;
+    };
+    verify_chain(&endpoint, chain, ca_der).is_ok()
 }
 
 /// Accepts any chain but keeps it, so it can be verified once the CA is known.

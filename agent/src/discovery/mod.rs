@@ -9,6 +9,7 @@
 //! 4. check that the served certificate chains to that CA for the endpoint's name.
 
 mod cluster_info;
+pub mod fence;
 pub mod jws;
 
 pub use cluster_info::{verify_file, verify_token, Verified};

@@ -104,6 +104,9 @@ pub enum ErrorKind {
     DiscoverySignatureMismatch,
     DiscoveryBadClusterInfo,
     DiscoveryFileMissing,
+    /// Told to run `kubeadm init`, the node found a cluster already answering at the
+    /// control-plane endpoint (its CA, or a published cluster-info) and refused.
+    ClusterExists,
     /// Cleaning up after the replaced machine was unsafe or failed (no quorum, the
     /// old machine still running, uploaded certificates gone): the join stops.
     ReplaceRefused,
