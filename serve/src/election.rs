@@ -16,6 +16,11 @@
 //! answers, every control plane gets a join document instead. The lease must
 //! outlast the elected node's longest silent stretch (kubeadm init reports no
 //! event while it runs: about 6 minutes under TCG here), hence 20 minutes by default.
+//!
+//! Initialised is forever: once the winner reports that its kubeadm init
+//! succeeded, that is recorded (fsynced) and the election never runs again,
+//! whatever fails later (the winner's Ready wait, its silence, a serve restart).
+//! The agent fences itself as well (agent/src/discovery/fence.rs).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,6 +52,11 @@ pub struct Elected {
     /// previous winner lost its lease.
     #[serde(default)]
     pub why: String,
+    /// When serve learnt that this winner's `kubeadm init` succeeded (its report of
+    /// kubeadm succeeded, or a later phase). From then on the election is over for
+    /// good: whatever fails later, nobody is elected again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initialised_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, PartialEq)]
@@ -83,6 +93,28 @@ impl Election {
         nodes: &std::sync::RwLock<Nodes>,
     ) -> Result<Verdict, String> {
         let mut current = self.current.lock().await;
+        if let Some(e) = current.as_mut() {
+            if e.initialised_at.is_none() && init_succeeded(e, nodes) {
+                e.initialised_at = Some(Utc::now());
+                self.store.put_record(RECORD, &*e)?;
+                tracing::info!(
+                    "init election: {} reported kubeadm init succeeded; no election ever again",
+                    e.node
+                );
+            }
+            if let Some(at) = e.initialised_at {
+                return Ok(Verdict::Wait {
+                    why: format!(
+                        "the cluster was initialised by {} (term {}; its kubeadm init succeeded, \
+                         known since {}): nobody runs kubeadm init again; control planes join once \
+                         the cluster answers",
+                        e.node,
+                        e.term,
+                        at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                    ),
+                });
+            }
+        }
         let (term, why) = match current.as_ref() {
             Some(e) if e.machine_id == candidate.machine_id => {
                 return Ok(Verdict::Again(e.clone()))
@@ -110,6 +142,7 @@ impl Election {
             at: Utc::now(),
             term,
             why,
+            initialised_at: None,
         };
         self.store.put_record(RECORD, &elected)?;
         tracing::info!(
@@ -120,7 +153,25 @@ impl Election {
         *current = Some(elected.clone());
         Ok(Verdict::Init(elected))
     }
+}
 
+/// Has the elected machine reported that its kubeadm init succeeded (or a phase
+/// after it)? Phases run in order, so a later phase means kubeadm succeeded.
+fn init_succeeded(e: &Elected, nodes: &std::sync::RwLock<Nodes>) -> bool {
+    use kubeboot_core::status::{Phase, PhaseState};
+    nodes
+        .read()
+        .expect("nodes lock")
+        .summaries()
+        .into_iter()
+        .filter(|s| s.machine_id == e.machine_id)
+        .any(|s| {
+            s.phase > Phase::Kubeadm
+                || (s.phase == Phase::Kubeadm && s.state == PhaseState::Succeeded)
+        })
+}
+
+impl Election {
     /// Ok while the elected node holds its lease; else why it lost it.
     fn standing(&self, e: &Elected, nodes: &std::sync::RwLock<Nodes>) -> Result<(), String> {
         let summary = nodes
@@ -253,5 +304,67 @@ mod tests {
             panic!("a failed winner must be replaced");
         };
         assert_eq!((next.node.as_str(), next.term), ("cp-5", 2));
+    }
+}
+
+#[cfg(test)]
+mod initialised {
+    use super::*;
+
+    fn event(machine: usize, phase: &str, state: &str) -> kubeboot_core::status::StatusEvent {
+        let mut v = serde_json::json!({
+            "node": format!("cp-{machine}"), "machine_id": format!("{machine:032x}"),
+            "boot_id": "b", "seq": 1, "role": "init", "phase": phase, "state": state,
+            "attempt": 1, "at": Utc::now(), "agent_version": "0.1.0"
+        });
+        if state == "failed" {
+            v["error"] = serde_json::json!({"kind": "node_not_ready", "message": "x"});
+            v["seq"] = 2.into();
+        }
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn candidate(i: usize) -> Candidate {
+        Candidate {
+            node: format!("cp-{i}"),
+            machine_id: format!("{i:032x}"),
+        }
+    }
+
+    /// Once the winner's kubeadm init succeeded, neither its later failure, nor
+    /// its silence past the lease, nor a serve restart elects anyone again.
+    #[tokio::test]
+    async fn after_init_succeeded_nobody_is_ever_elected_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let lease = Duration::from_millis(200);
+        let (store, _) = Store::open(dir.path()).unwrap();
+        let election = Election::load(Arc::new(store), lease).unwrap();
+        let nodes = std::sync::RwLock::new(Nodes::default());
+        assert!(matches!(
+            election.ask(&candidate(1), &nodes).await.unwrap(),
+            Verdict::Init(_)
+        ));
+        nodes
+            .write()
+            .unwrap()
+            .insert(event(1, "kubeadm", "succeeded"));
+        let Verdict::Wait { why } = election.ask(&candidate(2), &nodes).await.unwrap() else {
+            panic!("a second election after init succeeded");
+        };
+        assert!(why.contains("initialised by cp-1"), "{why}");
+        // The winner fails later (ready) and then goes silent past the lease.
+        nodes.write().unwrap().insert(event(1, "ready", "failed"));
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        for i in [1, 2, 3] {
+            let v = election.ask(&candidate(i), &nodes).await.unwrap();
+            assert!(matches!(v, Verdict::Wait { .. }), "cp-{i}: {v:?}");
+        }
+        drop(election);
+        // A restarted serve, its node reports gone: still no election.
+        let (store, _) = Store::open(dir.path()).unwrap();
+        let election = Election::load(Arc::new(store), lease).unwrap();
+        let empty = std::sync::RwLock::new(Nodes::default());
+        let v = election.ask(&candidate(4), &empty).await.unwrap();
+        assert!(matches!(v, Verdict::Wait { .. }), "{v:?}");
     }
 }
