@@ -140,6 +140,19 @@ impl Documents {
             Err(DocumentError::ClusterUnavailable(why)) if role == Role::ControlPlane => {
                 self.elect(why, candidate, nodes).await
             }
+            Ok(served) => {
+                // Join credentials were minted in the cluster: it exists, for good.
+                if let (Some(election), true) = (&self.election, self.fresh) {
+                    election
+                        .latch(&format!(
+                            "serve minted {} join credentials in the cluster",
+                            role.as_str()
+                        ))
+                        .await
+                        .map_err(DocumentError::Bundle)?;
+                }
+                Ok(served)
+            }
             other => other,
         }
     }

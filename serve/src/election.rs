@@ -155,6 +155,36 @@ impl Election {
     }
 }
 
+impl Election {
+    /// serve itself saw the cluster answer (it minted join credentials there):
+    /// the cluster is initialised, so no election may run again. Recorded once.
+    pub async fn latch(&self, why: &str) -> Result<(), String> {
+        let mut current = self.current.lock().await;
+        if current.as_ref().is_some_and(|e| e.initialised_at.is_some()) {
+            return Ok(());
+        }
+        let now = Utc::now();
+        let record = match current.take() {
+            Some(e) => Elected {
+                initialised_at: Some(now),
+                ..e
+            },
+            None => Elected {
+                node: "(a node serve did not elect)".into(),
+                machine_id: String::new(),
+                at: now,
+                term: 0,
+                why: why.to_string(),
+                initialised_at: Some(now),
+            },
+        };
+        let stored = self.store.put_record(RECORD, &record);
+        tracing::info!("init election closed for good: {why}");
+        *current = Some(record);
+        stored
+    }
+}
+
 /// Has the elected machine reported that its kubeadm init succeeded (or a phase
 /// after it)? Phases run in order, so a later phase means kubeadm succeeded.
 fn init_succeeded(e: &Elected, nodes: &std::sync::RwLock<Nodes>) -> bool {
@@ -365,6 +395,26 @@ mod initialised {
         let election = Election::load(Arc::new(store), lease).unwrap();
         let empty = std::sync::RwLock::new(Nodes::default());
         let v = election.ask(&candidate(4), &empty).await.unwrap();
+        assert!(matches!(v, Verdict::Wait { .. }), "{v:?}");
+    }
+
+    /// serve minted in the cluster (it answers): no election, now or after a restart,
+    /// though no election was ever held.
+    #[tokio::test]
+    async fn a_cluster_serve_minted_in_is_never_initialised_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let lease = Duration::from_millis(100);
+        let nodes = std::sync::RwLock::new(Nodes::default());
+        let (store, _) = Store::open(dir.path()).unwrap();
+        let election = Election::load(Arc::new(store), lease).unwrap();
+        election.latch("minted a join token").await.unwrap();
+        let v = election.ask(&candidate(1), &nodes).await.unwrap();
+        assert!(matches!(v, Verdict::Wait { .. }), "{v:?}");
+        drop(election);
+        let (store, _) = Store::open(dir.path()).unwrap();
+        let election = Election::load(Arc::new(store), lease).unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let v = election.ask(&candidate(2), &nodes).await.unwrap();
         assert!(matches!(v, Verdict::Wait { .. }), "{v:?}");
     }
 }
