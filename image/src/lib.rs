@@ -18,11 +18,7 @@ pub use build::{BuildOptions, Manifest, Profile};
 
 /// The SHA-256 of a file, hex (image artifacts, checked Kubernetes binaries).
 pub fn sha256_file(p: &std::path::Path) -> Result<String, String> {
-    use sha2::{Digest, Sha256};
-    let mut f = std::fs::File::open(p).map_err(|e| format!("{}: {e}", p.display()))?;
-    let mut h = Sha256::new();
-    std::io::copy(&mut f, &mut h).map_err(|e| format!("{}: {e}", p.display()))?;
-    Ok(hex::encode(h.finalize()))
+    kubernetes::sha256(p).map_err(String::from)
 }
 
 /// A program built next to this kubeboot binary (cargo's target directory).
