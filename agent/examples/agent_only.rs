@@ -23,6 +23,7 @@ fn options(document: Option<&str>, kubeadm_version: Option<&str>) -> AgentOption
         state_dir: DEFAULT_STATE_DIR.to_string(),
         kubeadm_version: kubeadm_version.map(str::to_string),
         fetch: FetchOptions::default(),
+        ..AgentOptions::default()
     }
 }
 

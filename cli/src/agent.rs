@@ -34,6 +34,10 @@ pub struct AgentArgs {
     /// Retry-After, e.g. kubeboot serve while the first control plane initialises).
     #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
     source_wait: u64,
+    /// While kubeadm runs, report that it still runs every SECONDS (serve's init
+    /// election keeps the elected node's lease on these reports).
+    #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=600))]
+    heartbeat: u64,
     /// Output format of --dry-run.
     #[arg(long, value_enum, default_value_t)]
     output: Output,
@@ -61,6 +65,7 @@ pub fn run(root: &Path, args: AgentArgs) -> u8 {
             wait_limit: std::time::Duration::from_secs(args.source_wait),
             ..Default::default()
         },
+        heartbeat: std::time::Duration::from_secs(args.heartbeat),
     };
     if args.dry_run {
         return dry_run(&host, &opts, args.output);

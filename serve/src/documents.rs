@@ -25,7 +25,6 @@ use secrecy::{ExposeSecret, SecretString};
 use super::election::{Candidate, Election, Verdict};
 use super::journal::{Action, ActionKind};
 use super::mint::{self, UploadedKey, Usage};
-use super::nodes::Nodes;
 use crate::bundle::{self, Discovery};
 use kubeboot_agent::cluster::Credentials;
 use kubeboot_core::document::Role;
@@ -36,6 +35,21 @@ pub const CERTS_TTL: Duration = Duration::from_secs(2 * 3600);
 pub const CERTS_REUSE_MARGIN: Duration = Duration::from_secs(70 * 60);
 /// Bound on each call to the cluster.
 const CLUSTER_TIMEOUT: Duration = Duration::from_secs(15);
+/// Bound on serve's look at the endpoint before an election.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Who asks for a document, as far as serve can tell.
+#[derive(Clone, Copy)]
+pub struct Asker<'a> {
+    /// The credential's id (a token's, or `group NAME`), for descriptions.
+    pub requester: &'a str,
+    /// The node it names (`Kubeboot-Node`, `Kubeboot-Machine-Id`).
+    pub candidate: Option<&'a Candidate>,
+    /// The claim secret its agent sends (`Kubeboot-Claim`); never logged.
+    pub claim: Option<&'a str>,
+    /// False for admin tokens: the operator's, never a machine's.
+    pub may_elect: bool,
+}
 
 pub struct Documents {
     bundle: PathBuf,
@@ -127,18 +141,22 @@ impl Documents {
         self.fresh
     }
 
-    /// The document for `role`, asked for by the holder of token `requester` (its
-    /// id), from the node `candidate` says it is (if it said).
-    pub async fn render(
-        &self,
-        role: Role,
-        requester: &str,
-        candidate: Option<&Candidate>,
-        nodes: &std::sync::RwLock<Nodes>,
-    ) -> Result<Served, DocumentError> {
-        match self.render_join(role, requester, candidate).await {
+    /// The document for `role`, for `asker`.
+    ///
+    /// With fresh credentials, the init document goes only through the election
+    /// (an init token included), and the election runs only when nothing answers
+    /// at the endpoint (`guard`).
+    pub async fn render(&self, role: Role, asker: &Asker<'_>) -> Result<Served, DocumentError> {
+        if self.fresh && role == Role::Init {
+            let why = "an init document was asked for".to_string();
+            return self.elect(why, asker).await;
+        }
+        match self
+            .render_join(role, asker.requester, asker.candidate)
+            .await
+        {
             Err(DocumentError::ClusterUnavailable(why)) if role == Role::ControlPlane => {
-                self.elect(why, candidate, nodes).await
+                self.elect(why, asker).await
             }
             Ok(served) => {
                 // Join credentials were minted in the cluster: it exists, for good.
@@ -157,24 +175,39 @@ impl Documents {
         }
     }
 
-    /// The cluster does not answer: the init document for the elected one.
-    async fn elect(
-        &self,
-        why: String,
-        candidate: Option<&Candidate>,
-        nodes: &std::sync::RwLock<Nodes>,
-    ) -> Result<Served, DocumentError> {
+    /// A status event serve stored, posted with the credential bound to its node.
+    pub async fn observe(&self, ev: &kubeboot_core::status::StatusEvent) -> Result<(), String> {
+        match &self.election {
+            Some(e) => e.observe(ev).await,
+            None => Ok(()),
+        }
+    }
+
+    pub fn lease(&self) -> Option<Duration> {
+        self.election.as_ref().map(Election::lease)
+    }
+
+    /// No join document could be made (`why`): the init document for the
+    /// elected one, if nothing answers at the endpoint.
+    async fn elect(&self, why: String, asker: &Asker<'_>) -> Result<Served, DocumentError> {
         let Some(election) = &self.election else {
             return Err(DocumentError::ClusterUnavailable(why));
         };
-        let Some(candidate) = candidate else {
+        if !asker.may_elect {
+            return Err(DocumentError::ClusterUnavailable(format!(
+                "{why}; an admin token never takes part in the init election (the init document \
+                 goes to one machine: a control plane's document token or group credential)"
+            )));
+        }
+        let Some(candidate) = asker.candidate else {
             return Err(DocumentError::BadRequest(format!(
                 "{why}; to take part in the init election a request must name its node \
                  (headers Kubeboot-Node and Kubeboot-Machine-Id, as the kubeboot agent sends them)"
             )));
         };
+        self.guard(election, &why).await?;
         match election
-            .ask(candidate, nodes)
+            .ask(candidate, asker.claim)
             .await
             .map_err(DocumentError::Bundle)?
         {
@@ -192,6 +225,47 @@ impl Documents {
             }
             Verdict::Again(_) => self.bundle_file(Role::Init).await,
         }
+    }
+
+    /// Elect only when nothing answers at the endpoint at the transport level. A
+    /// cluster under the bundle's CA closes the election for good; anything else
+    /// answering is a 503 with the reason.
+    async fn guard(&self, election: &Election, why: &str) -> Result<(), DocumentError> {
+        use kubeboot_agent::discovery::fence::{look, Seen};
+        let discovery = bundle::read_discovery(&self.bundle).map_err(DocumentError::Bundle)?;
+        let endpoint = kubeboot_core::document::formats::parse_endpoint(&discovery.endpoint)
+            .map_err(|e| DocumentError::Bundle(format!("the bundle's endpoint: {e}")))?;
+        let ca = self.ca_der()?;
+        let seen =
+            tokio::task::spawn_blocking(move || look(&endpoint, Some(&ca), None, PROBE_TIMEOUT))
+                .await
+                .map_err(|e| DocumentError::Bundle(e.to_string()))?;
+        let answers = match seen {
+            Seen::Nothing(_) => return Ok(()),
+            Seen::Cluster(what) => {
+                election
+                    .latch(&format!("serve saw the cluster answer: {what}"))
+                    .await
+                    .map_err(DocumentError::Bundle)?;
+                what
+            }
+            Seen::Own | Seen::Other(_) => format!("something answers at {}", discovery.endpoint),
+        };
+        let refusal = format!(
+            "{why}; no init election: {answers}. Only an endpoint where nothing answers gets one \
+             (check serve's access to the cluster: its admin certificate from the bundle's CA)"
+        );
+        tracing::warn!("{refusal}");
+        Err(DocumentError::Waiting(refusal))
+    }
+
+    fn ca_der(&self) -> Result<Vec<u8>, DocumentError> {
+        let path = self.bundle.join("pki").join("ca.crt");
+        let pem = std::fs::read(&path)
+            .map_err(|e| DocumentError::Bundle(format!("{}: {e}", path.display())))?;
+        kubeboot_core::tls::first_pem_certificate(&pem)
+            .map(|d| d.as_ref().to_vec())
+            .map_err(|e| DocumentError::Bundle(format!("{}: {e}", path.display())))
     }
 
     async fn bundle_file(&self, role: Role) -> Result<Served, DocumentError> {
@@ -372,6 +446,25 @@ fn unavailable(discovery: &Discovery, why: String) -> DocumentError {
          still initialising, retry later",
         discovery.endpoint
     ))
+}
+
+/// A warning when the init document's kubeadm may wait longer for its control
+/// plane than the lease lasts without a report (heartbeats normally keep it).
+pub fn lease_warning(bundle: &Path, lease: Duration) -> Option<String> {
+    let path = bundle.join("nodes").join("init.toml");
+    let text = std::fs::read_to_string(&path).ok()?;
+    let doc = kubeboot_core::document::parse(&text).ok()?;
+    let timeout = doc.kubeadm.control_plane_timeout_seconds?;
+    (timeout + 60 > lease.as_secs()).then(|| {
+        format!(
+            "--init-lease {} s is not longer than {}'s kubeadm control_plane_timeout_seconds \
+             ({timeout} s): an elected node whose reports do not reach serve could lose its \
+             lease while kubeadm init still runs; give --init-lease {} or more",
+            lease.as_secs(),
+            path.display(),
+            timeout + 120
+        )
+    })
 }
 
 /// `--fresh-credentials` needs the CA key and the certificates to upload.

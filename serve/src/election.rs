@@ -1,38 +1,48 @@
 //! Who runs `kubeadm init` when identical control planes boot into a cluster that
 //! does not exist yet (`--fresh-credentials`): exactly one, chosen here.
 //!
-//! A control-plane document request arrives while the cluster cannot mint
-//! credentials (it does not answer). The first asker, by its machine id, is
-//! elected: the choice is written to serve's store (fsynced) before the answer,
-//! so a restarted serve never elects twice, and the elected node gets the init
-//! document (again, if it asks again: a reboot before its state was saved).
-//! Everyone else waits (503, Retry-After) with the reason.
+//! The rules, each held by design rather than by timing:
+//! - **Elect only when nothing answers.** serve holds an election only when the
+//!   control-plane endpoint does not answer at the transport level (`documents`
+//!   looks first: refused, timed out, closed during the TLS handshake). A cluster
+//!   that answers but refuses serve's minting is a 503 with the reason, never an
+//!   election.
+//! - **Initialised is forever.** Once the winner reports that its kubeadm init
+//!   succeeded (a bound report, below), or serve minted join credentials in the
+//!   cluster, or saw the endpoint serve TLS under the bundle's CA, that is
+//!   recorded (fsynced) and nobody is elected again, whatever fails later. Only
+//!   `kubeboot serve election reset --yes`, with serve stopped, undoes it.
+//! - **One machine, once.** The first asker, by machine id, is elected; the
+//!   choice is fsynced before the answer. The winner may fetch the init document
+//!   again (a crash, a reboot) only with the claim secret its agent sent with the
+//!   first request (`Kubeboot-Claim`); its machine id alone, which `/v1/nodes`
+//!   shows, is not enough.
+//! - **The lease counts serve's time, and only the winner's own reports.** The
+//!   winner keeps its place while serve receives, within the lease, a status
+//!   event posted with the report credential bound to the winner's name and
+//!   machine id (`report_binding`): the agent heartbeats every 30 s while kubeadm
+//!   runs. The clock is serve's monotonic one, taken when the event arrives; the
+//!   event's own `at` plays no part. A winner that reports `failed` loses at once.
+//!   A restarted serve gives the winner a full lease from the restart.
 //!
-//! The lease: the elected node stays elected while it reports (its last status
-//! event, or the election, is younger than the lease) and has not failed. A
-//! node that fails or goes silent past the lease is replaced by the next asker.
-//! The cluster is never initialised twice by this: the election is asked only
-//! while the cluster does not answer; once the elected node's API server
-//! answers, every control plane gets a join document instead. The lease must
-//! outlast the elected node's longest silent stretch (kubeadm init reports no
-//! event while it runs: about 6 minutes under TCG here), hence 20 minutes by default.
-//!
-//! Initialised is forever: once the winner reports that its kubeadm init
-//! succeeded, that is recorded (fsynced) and the election never runs again,
-//! whatever fails later (the winner's Ready wait, its silence, a serve restart).
-//! The agent fences itself as well (agent/src/discovery/fence.rs).
+//! The agent fences itself as well (agent/src/discovery/fence.rs): told to init,
+//! it refuses if a cluster under its CA already answers.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
-use super::nodes::Nodes;
 use super::store::Store;
+use kubeboot_core::status::{Phase, PhaseState, StatusEvent};
 
 const RECORD: &str = "init-election";
-pub const DEFAULT_LEASE: Duration = Duration::from_secs(20 * 60);
+/// Longer than the slowest kubeadm init the bundle renders (`bundle new
+/// --slow-host`: a 1500 s control-plane timeout), with room for its pulls.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(30 * 60);
 
 /// A node as it names itself in its request headers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -52,80 +62,103 @@ pub struct Elected {
     /// previous winner lost its lease.
     #[serde(default)]
     pub why: String,
-    /// When serve learnt that this winner's `kubeadm init` succeeded (its report of
-    /// kubeadm succeeded, or a later phase). From then on the election is over for
-    /// good: whatever fails later, nobody is elected again.
+    /// When serve learnt the cluster was initialised (the winner's report of
+    /// kubeadm succeeded, a mint, the endpoint under the CA). From then on the
+    /// election is over for good.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub initialised_at: Option<DateTime<Utc>>,
+    /// SHA-256 (hex) of the claim secret the winner sent with its first request:
+    /// what a retry must present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim: Option<String>,
 }
 
 #[derive(Debug, PartialEq)]
 pub enum Verdict {
     /// This candidate runs `kubeadm init`: elected by this request.
     Init(Elected),
-    /// This candidate was elected before and asks again (a reboot, a retry).
+    /// This candidate was elected before and proved it with its claim.
     Again(Elected),
-    /// Another one does; ask again later.
+    /// Another one does, or the cluster is initialised; ask again later.
     Wait { why: String },
 }
 
 pub struct Election {
     store: Arc<Store>,
     lease: Duration,
-    current: tokio::sync::Mutex<Option<Elected>>,
+    state: tokio::sync::Mutex<State>,
+}
+
+struct State {
+    record: Option<Elected>,
+    /// When serve last received a bound report from the winner (or elected it,
+    /// or started).
+    heard: Instant,
+    /// Why the winner lost its place (it reported `failed`).
+    lost: Option<String>,
+}
+
+/// SHA-256 (hex) of a claim secret.
+fn claim_hash(claim: &str) -> String {
+    hex::encode(Sha256::digest(claim.trim().as_bytes()))
+}
+
+fn rfc3339(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 impl Election {
     /// Read back the standing election, if any.
     pub fn load(store: Arc<Store>, lease: Duration) -> Result<Election, String> {
-        let current = store.record::<Elected>(RECORD)?;
+        let record = store.record::<Elected>(RECORD)?;
         Ok(Election {
             store,
             lease,
-            current: tokio::sync::Mutex::new(current),
+            state: tokio::sync::Mutex::new(State {
+                record,
+                heard: Instant::now(),
+                lost: None,
+            }),
         })
     }
 
-    /// One asker at a time: decide, persist, answer.
-    pub async fn ask(
-        &self,
-        candidate: &Candidate,
-        nodes: &std::sync::RwLock<Nodes>,
-    ) -> Result<Verdict, String> {
-        let mut current = self.current.lock().await;
-        if let Some(e) = current.as_mut() {
-            if e.initialised_at.is_none() && init_succeeded(e, nodes) {
-                e.initialised_at = Some(Utc::now());
-                self.store.put_record(RECORD, &*e)?;
-                tracing::info!(
-                    "init election: {} reported kubeadm init succeeded; no election ever again",
-                    e.node
-                );
-            }
-            if let Some(at) = e.initialised_at {
+    pub fn lease(&self) -> Duration {
+        self.lease
+    }
+
+    /// One asker at a time: decide, persist, answer. Call only when nothing
+    /// answers at the endpoint.
+    pub async fn ask(&self, candidate: &Candidate, claim: Option<&str>) -> Result<Verdict, String> {
+        let mut state = self.state.lock().await;
+        let (term, why) = match &state.record {
+            Some(e) if e.initialised_at.is_some() => {
                 return Ok(Verdict::Wait {
-                    why: format!(
-                        "the cluster was initialised by {} (term {}; its kubeadm init succeeded, \
-                         known since {}): nobody runs kubeadm init again; control planes join once \
-                         the cluster answers",
-                        e.node,
-                        e.term,
-                        at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-                    ),
-                });
+                    why: initialised_why(e),
+                })
             }
-        }
-        let (term, why) = match current.as_ref() {
-            Some(e) if e.machine_id == candidate.machine_id => {
+            Some(e) if e.machine_id == candidate.machine_id && proves(e, claim) => {
                 return Ok(Verdict::Again(e.clone()))
             }
-            Some(e) => match self.standing(e, nodes) {
+            Some(e) => match standing(&state, e, self.lease) {
+                Ok(()) if e.machine_id == candidate.machine_id => {
+                    return Ok(Verdict::Wait {
+                        why: format!(
+                            "the init document was served to this machine id ({}, term {}) at {}; \
+                             a retry must send the claim its agent sent then (Kubeboot-Claim). \
+                             Without it, wait until the lease of {} s without reports ends",
+                            e.node,
+                            e.term,
+                            rfc3339(e.at),
+                            self.lease.as_secs()
+                        ),
+                    })
+                }
                 Ok(()) => {
                     return Ok(Verdict::Wait {
                         why: format!(
                             "waiting for the first control plane: {} was chosen to run kubeadm init at {} and the cluster does not answer yet",
                             e.node,
-                            e.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                            rfc3339(e.at)
                         ),
                     })
                 }
@@ -143,6 +176,7 @@ impl Election {
             term,
             why,
             initialised_at: None,
+            claim: claim.map(claim_hash),
         };
         self.store.put_record(RECORD, &elected)?;
         tracing::info!(
@@ -150,21 +184,55 @@ impl Election {
             elected.node,
             elected.machine_id
         );
-        *current = Some(elected.clone());
+        state.record = Some(elected.clone());
+        state.heard = Instant::now();
+        state.lost = None;
         Ok(Verdict::Init(elected))
     }
-}
 
-impl Election {
-    /// serve itself saw the cluster answer (it minted join credentials there):
-    /// the cluster is initialised, so no election may run again. Recorded once.
+    /// A status event serve received and stored, posted with the report
+    /// credential bound to its node and machine id. Only such events count.
+    pub async fn observe(&self, ev: &StatusEvent) -> Result<(), String> {
+        let mut state = self.state.lock().await;
+        let Some(e) = state.record.clone() else {
+            return Ok(());
+        };
+        if e.initialised_at.is_some() || e.machine_id != ev.machine_id {
+            return Ok(());
+        }
+        state.heard = Instant::now();
+        let succeeded = ev.phase > Phase::Kubeadm
+            || (ev.phase == Phase::Kubeadm && ev.state == PhaseState::Succeeded);
+        if succeeded {
+            let record = Elected {
+                initialised_at: Some(Utc::now()),
+                ..e
+            };
+            self.store.put_record(RECORD, &record)?;
+            tracing::info!(
+                "init election: {} reported kubeadm init succeeded; no election ever again",
+                record.node
+            );
+            state.record = Some(record);
+        } else if ev.state == PhaseState::Failed {
+            state.lost = Some(format!("{} failed in {}", e.node, ev.phase.as_str()));
+        }
+        Ok(())
+    }
+
+    /// serve itself saw the cluster answer: the cluster is initialised, so no
+    /// election may run again. Recorded once.
     pub async fn latch(&self, why: &str) -> Result<(), String> {
-        let mut current = self.current.lock().await;
-        if current.as_ref().is_some_and(|e| e.initialised_at.is_some()) {
+        let mut state = self.state.lock().await;
+        if state
+            .record
+            .as_ref()
+            .is_some_and(|e| e.initialised_at.is_some())
+        {
             return Ok(());
         }
         let now = Utc::now();
-        let record = match current.take() {
+        let record = match state.record.take() {
             Some(e) => Elected {
                 initialised_at: Some(now),
                 ..e
@@ -176,245 +244,67 @@ impl Election {
                 term: 0,
                 why: why.to_string(),
                 initialised_at: Some(now),
+                claim: None,
             },
         };
         let stored = self.store.put_record(RECORD, &record);
         tracing::info!("init election closed for good: {why}");
-        *current = Some(record);
+        state.record = Some(record);
         stored
     }
 }
 
-/// Has the elected machine reported that its kubeadm init succeeded (or a phase
-/// after it)? Phases run in order, so a later phase means kubeadm succeeded.
-fn init_succeeded(e: &Elected, nodes: &std::sync::RwLock<Nodes>) -> bool {
-    use kubeboot_core::status::{Phase, PhaseState};
-    nodes
-        .read()
-        .expect("nodes lock")
-        .summaries()
-        .into_iter()
-        .filter(|s| s.machine_id == e.machine_id)
-        .any(|s| {
-            s.phase > Phase::Kubeadm
-                || (s.phase == Phase::Kubeadm && s.state == PhaseState::Succeeded)
-        })
+/// The operator rebuilds the cluster on purpose: forget the election (serve
+/// stopped; it holds the store). Returns what was recorded.
+pub fn reset(store: &Store) -> Result<Option<Elected>, String> {
+    let before = store.record::<Elected>(RECORD)?;
+    store.delete_record(RECORD)?;
+    Ok(before)
 }
 
-impl Election {
-    /// Ok while the elected node holds its lease; else why it lost it.
-    fn standing(&self, e: &Elected, nodes: &std::sync::RwLock<Nodes>) -> Result<(), String> {
-        let summary = nodes
-            .read()
-            .expect("nodes lock")
-            .summaries()
-            .into_iter()
-            .filter(|s| s.machine_id == e.machine_id)
-            .max_by_key(|s| s.last_at);
-        if let Some(s) = &summary {
-            if s.failed() {
-                return Err(format!("{} failed in {}", e.node, s.phase.as_str()));
-            }
-        }
-        let heard = summary.map_or(e.at, |s| s.last_at.max(e.at));
-        let silent = (Utc::now() - heard).to_std().unwrap_or_default();
-        if silent > self.lease {
-            return Err(format!(
-                "{} has been silent for {} s, past the {} s lease",
-                e.node,
-                silent.as_secs(),
-                self.lease.as_secs()
-            ));
-        }
-        Ok(())
+/// The record as it stands (for `serve election show`).
+pub fn recorded(store: &Store) -> Result<Option<Elected>, String> {
+    store.record::<Elected>(RECORD)
+}
+
+fn initialised_why(e: &Elected) -> String {
+    format!(
+        "the cluster was initialised ({}; known since {}): nobody runs kubeadm init again; \
+         control planes join once the cluster answers (to rebuild it on purpose: stop serve, \
+         then `kubeboot serve election reset --yes`)",
+        if e.term == 0 {
+            e.why.clone()
+        } else {
+            format!("by {}, term {}", e.node, e.term)
+        },
+        e.initialised_at.map(rfc3339).unwrap_or_default()
+    )
+}
+
+/// Does `claim` prove the asker is the winner that sent it first?
+fn proves(e: &Elected, claim: Option<&str>) -> bool {
+    match (&e.claim, claim) {
+        (Some(want), Some(got)) => bool::from(want.as_bytes().ct_eq(claim_hash(got).as_bytes())),
+        _ => false,
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn candidate(i: usize) -> Candidate {
-        Candidate {
-            node: format!("cp-{i}"),
-            machine_id: format!("{i:032x}"),
-        }
+/// Ok while the elected node holds its lease; else why it lost it.
+fn standing(state: &State, e: &Elected, lease: Duration) -> Result<(), String> {
+    if let Some(lost) = &state.lost {
+        return Err(lost.clone());
     }
-
-    fn open(dir: &std::path::Path, lease: Duration) -> Election {
-        let (store, _) = Store::open(dir).unwrap();
-        Election::load(Arc::new(store), lease).unwrap()
+    let silent = state.heard.elapsed();
+    if silent > lease {
+        return Err(format!(
+            "{} has sent no report for {} s, past the {} s lease",
+            e.node,
+            silent.as_secs(),
+            lease.as_secs()
+        ));
     }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn twenty_concurrent_askers_elect_exactly_one_and_a_restart_keeps_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let nodes = Arc::new(std::sync::RwLock::new(Nodes::default()));
-        let election = Arc::new(open(dir.path(), DEFAULT_LEASE));
-        let mut tasks = Vec::new();
-        for i in 0..20 {
-            let (e, n) = (election.clone(), nodes.clone());
-            tasks.push(tokio::spawn(async move {
-                e.ask(&candidate(i), &n).await.unwrap()
-            }));
-        }
-        let mut winners = Vec::new();
-        for t in tasks {
-            if let Verdict::Init(e) = t.await.unwrap() {
-                winners.push(e);
-            }
-        }
-        assert_eq!(winners.len(), 1, "{winners:?}");
-        let winner = winners.remove(0);
-        assert_eq!(winner.term, 1);
-        drop(election);
-
-        // A new serve on the same store: the same winner, nobody else.
-        let election = open(dir.path(), DEFAULT_LEASE);
-        for i in 0..20 {
-            let v = election.ask(&candidate(i), &nodes).await.unwrap();
-            let me = candidate(i).machine_id == winner.machine_id;
-            match v {
-                Verdict::Again(e) => assert!(me && e == winner, "{e:?}"),
-                Verdict::Init(e) => panic!("elected twice: {e:?}"),
-                Verdict::Wait { why } => {
-                    assert!(!me);
-                    assert!(why.contains(&winner.node), "{why}");
-                }
-            }
-        }
-    }
-
-    #[tokio::test]
-    async fn a_silent_or_failed_winner_is_replaced_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let nodes = std::sync::RwLock::new(Nodes::default());
-        let election = open(dir.path(), Duration::from_millis(300));
-        assert!(matches!(
-            election.ask(&candidate(1), &nodes).await.unwrap(),
-            Verdict::Init(_)
-        ));
-        assert!(matches!(
-            election.ask(&candidate(2), &nodes).await.unwrap(),
-            Verdict::Wait { .. }
-        ));
-        tokio::time::sleep(Duration::from_millis(600)).await;
-        // Silent past the lease: the next asker takes over, the one after waits.
-        let Verdict::Init(second) = election.ask(&candidate(2), &nodes).await.unwrap() else {
-            panic!("candidate 2 should take over");
-        };
-        assert_eq!(second.term, 2);
-        assert!(second.why.contains("past the"), "{}", second.why);
-        assert!(matches!(
-            election.ask(&candidate(2), &nodes).await.unwrap(),
-            Verdict::Again(_)
-        ));
-        assert!(matches!(
-            election.ask(&candidate(3), &nodes).await.unwrap(),
-            Verdict::Wait { .. }
-        ));
-
-        // A winner that reports failure loses at once, lease or not.
-        let dir = tempfile::tempdir().unwrap();
-        let election = open(dir.path(), DEFAULT_LEASE);
-        assert!(matches!(
-            election.ask(&candidate(1), &nodes).await.unwrap(),
-            Verdict::Init(_)
-        ));
-        let failed: kubeboot_core::status::StatusEvent =
-            serde_json::from_value(serde_json::json!({
-                "node": "cp-1", "machine_id": candidate(1).machine_id, "boot_id": "b", "seq": 9,
-                "role": "init", "phase": "kubeadm", "state": "failed", "attempt": 1,
-                "at": Utc::now(), "agent_version": "0.1.0",
-                "error": {"kind": "kubeadm_failed", "message": "x"}
-            }))
-            .unwrap();
-        nodes.write().unwrap().insert(failed);
-        let Verdict::Init(next) = election.ask(&candidate(5), &nodes).await.unwrap() else {
-            panic!("a failed winner must be replaced");
-        };
-        assert_eq!((next.node.as_str(), next.term), ("cp-5", 2));
-    }
+    Ok(())
 }
 
 #[cfg(test)]
-mod initialised {
-    use super::*;
-
-    fn event(machine: usize, phase: &str, state: &str) -> kubeboot_core::status::StatusEvent {
-        let mut v = serde_json::json!({
-            "node": format!("cp-{machine}"), "machine_id": format!("{machine:032x}"),
-            "boot_id": "b", "seq": 1, "role": "init", "phase": phase, "state": state,
-            "attempt": 1, "at": Utc::now(), "agent_version": "0.1.0"
-        });
-        if state == "failed" {
-            v["error"] = serde_json::json!({"kind": "node_not_ready", "message": "x"});
-            v["seq"] = 2.into();
-        }
-        serde_json::from_value(v).unwrap()
-    }
-
-    fn candidate(i: usize) -> Candidate {
-        Candidate {
-            node: format!("cp-{i}"),
-            machine_id: format!("{i:032x}"),
-        }
-    }
-
-    /// Once the winner's kubeadm init succeeded, neither its later failure, nor
-    /// its silence past the lease, nor a serve restart elects anyone again.
-    #[tokio::test]
-    async fn after_init_succeeded_nobody_is_ever_elected_again() {
-        let dir = tempfile::tempdir().unwrap();
-        let lease = Duration::from_millis(200);
-        let (store, _) = Store::open(dir.path()).unwrap();
-        let election = Election::load(Arc::new(store), lease).unwrap();
-        let nodes = std::sync::RwLock::new(Nodes::default());
-        assert!(matches!(
-            election.ask(&candidate(1), &nodes).await.unwrap(),
-            Verdict::Init(_)
-        ));
-        nodes
-            .write()
-            .unwrap()
-            .insert(event(1, "kubeadm", "succeeded"));
-        let Verdict::Wait { why } = election.ask(&candidate(2), &nodes).await.unwrap() else {
-            panic!("a second election after init succeeded");
-        };
-        assert!(why.contains("initialised by cp-1"), "{why}");
-        // The winner fails later (ready) and then goes silent past the lease.
-        nodes.write().unwrap().insert(event(1, "ready", "failed"));
-        tokio::time::sleep(Duration::from_millis(400)).await;
-        for i in [1, 2, 3] {
-            let v = election.ask(&candidate(i), &nodes).await.unwrap();
-            assert!(matches!(v, Verdict::Wait { .. }), "cp-{i}: {v:?}");
-        }
-        drop(election);
-        // A restarted serve, its node reports gone: still no election.
-        let (store, _) = Store::open(dir.path()).unwrap();
-        let election = Election::load(Arc::new(store), lease).unwrap();
-        let empty = std::sync::RwLock::new(Nodes::default());
-        let v = election.ask(&candidate(4), &empty).await.unwrap();
-        assert!(matches!(v, Verdict::Wait { .. }), "{v:?}");
-    }
-
-    /// serve minted in the cluster (it answers): no election, now or after a restart,
-    /// though no election was ever held.
-    #[tokio::test]
-    async fn a_cluster_serve_minted_in_is_never_initialised_again() {
-        let dir = tempfile::tempdir().unwrap();
-        let lease = Duration::from_millis(100);
-        let nodes = std::sync::RwLock::new(Nodes::default());
-        let (store, _) = Store::open(dir.path()).unwrap();
-        let election = Election::load(Arc::new(store), lease).unwrap();
-        election.latch("minted a join token").await.unwrap();
-        let v = election.ask(&candidate(1), &nodes).await.unwrap();
-        assert!(matches!(v, Verdict::Wait { .. }), "{v:?}");
-        drop(election);
-        let (store, _) = Store::open(dir.path()).unwrap();
-        let election = Election::load(Arc::new(store), lease).unwrap();
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let v = election.ask(&candidate(2), &nodes).await.unwrap();
-        assert!(matches!(v, Verdict::Wait { .. }), "{v:?}");
-    }
-}
+mod tests;

@@ -28,10 +28,11 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
-use super::documents::DocumentError;
+use super::documents::{Asker, DocumentError};
 use super::election::Candidate;
 use super::journal::{ActionKind, ServeEvent};
-use super::tokens::{Denied, Scope};
+use super::report_binding;
+use super::tokens::{Denied, Pass, Scope};
 use super::{App, Stored};
 use kubeboot_core::document::{formats::is_dns_name, Role};
 use kubeboot_core::status::{StatusEvent, LOG_TAIL_MAX_LINES, MAX_EVENT_BYTES};
@@ -80,16 +81,32 @@ fn presented_token(headers: &HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
-/// The request's bearer token may do `wanted`, or the refusal to send.
+/// The request's bearer token may do `wanted` (a `once` token is spent here),
+/// or the refusal to send.
 fn authorize(app: &App, headers: &HeaderMap, wanted: Scope) -> Result<(), Box<Response>> {
+    let pass = check(app, headers, wanted)?;
+    spend(app, headers, &pass)
+}
+
+/// The request's bearer token may do `wanted`; a `once` token is not spent yet.
+fn check(app: &App, headers: &HeaderMap, wanted: Scope) -> Result<Pass, Box<Response>> {
     let presented = presented_token(headers);
-    let denied = match app.tokens.authorize(presented, wanted) {
-        Ok(()) => return Ok(()),
-        Err(d) => d,
-    };
+    app.tokens
+        .check(presented, wanted)
+        .map_err(|d| refusal(app, presented.is_some(), d))
+}
+
+/// Spend a `once` pass: the answer is a success and is about to leave.
+fn spend(app: &App, headers: &HeaderMap, pass: &Pass) -> Result<(), Box<Response>> {
+    app.tokens
+        .spend(pass)
+        .map_err(|d| refusal(app, presented_token(headers).is_some(), d))
+}
+
+fn refusal(app: &App, presented: bool, denied: Denied) -> Box<Response> {
     app.rejected.fetch_add(1, Ordering::Relaxed);
     let mut resp = match denied {
-        Denied::Unknown if presented.is_none() => {
+        Denied::Unknown if !presented => {
             error(StatusCode::UNAUTHORIZED, "missing `Authorization: Bearer <token>`")
         }
         Denied::Unknown => error(
@@ -104,12 +121,17 @@ fn authorize(app: &App, headers: &HeaderMap, wanted: Scope) -> Result<(), Box<Re
             StatusCode::GONE,
             format!("this once-only token was used at {at}; make another with kubeboot serve token add"),
         ),
+        Denied::Unreadable => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "serve cannot read its tokens file or record a once token's use (see serve's log); \
+             nothing was served",
+        ),
     };
     if resp.status() == StatusCode::UNAUTHORIZED {
         resp.headers_mut()
             .insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("static"));
     }
-    Err(Box::new(resp))
+    Box::new(resp)
 }
 
 fn check_name(name: &str) -> Result<(), Box<Response>> {
@@ -169,8 +191,13 @@ async fn post_event(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(r) = authorize(&app, &headers, Scope::Report) {
-        return *r;
+    // A credential bound to one node (report_binding) is checked against the
+    // event itself; a shared report token against the tokens file.
+    let bound = presented_token(&headers).filter(|t| report_binding::is_bound(t));
+    if bound.is_none() {
+        if let Err(r) = authorize(&app, &headers, Scope::Report) {
+            return *r;
+        }
     }
     if let Err(r) = check_name(&name) {
         return *r;
@@ -179,8 +206,32 @@ async fn post_event(
         Ok(ev) => ev,
         Err(why) => return error(StatusCode::BAD_REQUEST, why),
     };
+    if let Some(token) = bound {
+        if !app.binder.verify(token, &ev.node, &ev.machine_id) {
+            app.rejected.fetch_add(1, Ordering::Relaxed);
+            return error(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "this report credential was not issued to node {:?} with machine id {:?}: a \
+                     node's credential posts events for that node only",
+                    ev.node, ev.machine_id
+                ),
+            );
+        }
+    }
     let seq = ev.seq;
-    match app.store(ev).await {
+    let observed = bound.is_some().then(|| ev.clone());
+    let stored = app.store(ev).await;
+    if let (Stored::New, Some(ev), Some(documents)) = (&stored, observed, &app.documents) {
+        if let Err(e) = documents.observe(&ev).await {
+            tracing::error!(
+                "the init election could not record {}'s report: {e}",
+                ev.node
+            );
+            return error(StatusCode::INTERNAL_SERVER_ERROR, e);
+        }
+    }
+    match stored {
         Stored::New => (
             StatusCode::CREATED,
             Json(json!({ "stored": true, "duplicate": false, "seq": seq })),
@@ -258,36 +309,29 @@ async fn get_document(
     let requester = presented_token(&headers)
         .map(|t| hex::encode(&super::tokens::hash(t)[..6]))
         .unwrap_or_default();
-    let candidate = match candidate(&headers) {
-        Ok(c) => c,
+    let (candidate, claim) = match (candidate(&headers), claim(&headers)) {
+        (Ok(c), Ok(claim)) => (c, claim),
+        (Err(r), _) | (_, Err(r)) => return *r,
+    };
+    // Nothing is rendered or minted for a request that is not authorised; a
+    // once-only token is spent only when a document is sent (`respond`).
+    let pass = match check(&app, &headers, Scope::Documents(role)) {
+        Ok(p) => p,
         Err(r) => return *r,
     };
-    let nodes = &app.shared.nodes;
-    // Fresh credentials are minted only for an authorised request. A bundle's file
-    // is read first, so a once-only token is spent only on a document that exists.
-    let served = if documents.fresh() {
-        if let Err(r) = authorize(&app, &headers, Scope::Documents(role)) {
-            return *r;
-        }
-        documents
-            .render(role, &requester, candidate.as_ref(), nodes)
-            .await
-    } else {
-        let served = documents
-            .render(role, &requester, candidate.as_ref(), nodes)
-            .await;
-        if served.is_ok() {
-            if let Err(r) = authorize(&app, &headers, Scope::Documents(role)) {
-                return *r;
-            }
-        }
-        served
+    let asker = Asker {
+        requester: &requester,
+        candidate: candidate.as_ref(),
+        claim,
+        may_elect: pass.scope != Scope::Admin,
     };
+    let served = documents.render(role, &asker).await;
     respond(
         &app,
         &format!("{role} document (token {requester})"),
         candidate.as_ref(),
         served,
+        Some((&headers, &pass)),
     )
     .await
 }
@@ -318,20 +362,23 @@ async fn get_group_document(
         Ok(a) => a,
         Err(refused) => return group_refusal(&app, refused),
     };
+    let claim = match claim(&headers) {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
     let role = admission.group.role;
-    let served = documents
-        .render(
-            role,
-            &format!("group {name}"),
-            Some(&candidate),
-            &app.shared.nodes,
-        )
-        .await
-        .and_then(|s| {
-            let text =
-                super::groups::personalize(&admission, &s.text).map_err(DocumentError::Bundle)?;
-            Ok(super::documents::Served { text, ..s })
-        });
+    let requester = format!("group {name}");
+    let asker = Asker {
+        requester: &requester,
+        candidate: Some(&candidate),
+        claim,
+        may_elect: true,
+    };
+    let served = documents.render(role, &asker).await.and_then(|s| {
+        let text =
+            super::groups::personalize(&admission, &s.text).map_err(DocumentError::Bundle)?;
+        Ok(super::documents::Served { text, ..s })
+    });
     if let Err(e) = admission.settle(served.is_ok()) {
         tracing::error!(
             "group {name}: could not record machine {}: {e}",
@@ -344,6 +391,7 @@ async fn get_group_document(
         &format!("{role} document for {} (group {name})", candidate.node),
         Some(&candidate),
         served,
+        None,
     )
     .await
 }
@@ -383,15 +431,32 @@ fn too_many(m: String, seconds: u64) -> Response {
 /// The answer to a document request: the document (with what was minted and done
 /// for it logged and stored as serve's own events, never the secrets), or the
 /// refusal with its status. A document whose events cannot be stored is not
-/// served: every credential serve hands out is on record.
+/// served: every credential serve hands out is on record. A document for a
+/// named machine carries that machine's own report credential
+/// (`report_binding`). `pass` (a document token's) is spent last, when
+/// nothing else can fail.
 async fn respond(
     app: &Arc<App>,
     what: &str,
     candidate: Option<&Candidate>,
     served: Result<super::documents::Served, DocumentError>,
+    pass: Option<(&HeaderMap, &Pass)>,
 ) -> Response {
     match served {
-        Ok(served) => {
+        Ok(mut served) => {
+            if let Some(c) = candidate {
+                let ours = |t: &str| app.tokens.check(Some(t), Scope::Report).is_ok();
+                let bound_for = |node: &str| {
+                    app.binder.token(&Candidate {
+                        node: node.to_string(),
+                        machine_id: c.machine_id.clone(),
+                    })
+                };
+                match report_binding::bind_document(&served.text, ours, bound_for, &c.node) {
+                    Ok(text) => served.text = text,
+                    Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
+                }
+            }
             let done: Vec<&str> = served.actions.iter().map(|a| a.message.as_str()).collect();
             if done.is_empty() {
                 tracing::info!("served the {what}");
@@ -420,6 +485,11 @@ async fn respond(
                 .filter(|a| a.kind == ActionKind::CredentialMinted)
                 .count();
             app.minted.fetch_add(minted as u64, Ordering::Relaxed);
+            if let Some((headers, pass)) = pass {
+                if let Err(r) = spend(app, headers, pass) {
+                    return *r;
+                }
+            }
             ([(header::CONTENT_TYPE, "application/toml")], served.text).into_response()
         }
         Err(DocumentError::Missing(m)) => error(StatusCode::NOT_FOUND, m),
@@ -470,6 +540,28 @@ fn candidate(headers: &HeaderMap) -> Result<Option<Candidate>, Box<Response>> {
         node: node.to_string(),
         machine_id: machine_id.to_ascii_lowercase(),
     }))
+}
+
+/// The claim secret the agent sends with every document request
+/// (`Kubeboot-Claim`): what proves an elected machine asking again is the one
+/// that asked first. Never logged; a malformed one is a 400 that does not quote it.
+fn claim(headers: &HeaderMap) -> Result<Option<&str>, Box<Response>> {
+    let Some(v) = headers.get("kubeboot-claim") else {
+        return Ok(None);
+    };
+    match v.to_str() {
+        Ok(c)
+            if (16..=128).contains(&c.len())
+                && c.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+        {
+            Ok(Some(c))
+        }
+        _ => Err(Box::new(error(
+            StatusCode::BAD_REQUEST,
+            "Kubeboot-Claim: not a claim (16 to 128 characters of A-Z, a-z, 0-9, '-', '_')",
+        ))),
+    }
 }
 
 async fn metrics(State(app): State<Arc<App>>, _headers: HeaderMap) -> Response {

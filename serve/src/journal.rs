@@ -16,6 +16,8 @@ pub enum ActionKind {
     CredentialMinted,
     /// A control plane chosen to run `kubeadm init`.
     InitElected,
+    /// The operator reset the init election (`serve election reset --yes`).
+    ElectionReset,
     /// A dead machine's Node deleted before its replacement joins.
     StaleNodeRemoved,
     /// Anything else worth keeping (e.g. a Kubernetes Event that could not be written).

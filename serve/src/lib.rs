@@ -22,6 +22,7 @@ pub mod journal;
 mod metrics;
 pub mod mint;
 pub mod nodes;
+pub mod report_binding;
 mod store;
 pub mod tls;
 pub mod tokens;
@@ -80,6 +81,8 @@ pub(crate) struct App {
     documents: Option<documents::Documents>,
     /// Node groups (with --fresh-credentials).
     groups: Option<groups::Groups>,
+    /// Makes and checks the report credentials bound to one node.
+    binder: report_binding::Binder,
     rejected: AtomicU64,
     /// Credentials minted for documents (tokens, certificate uploads).
     minted: AtomicU64,
@@ -215,6 +218,11 @@ pub fn run(opts: ServeOptions, on_listening: impl FnOnce(&Listening)) -> Result<
         documents: match opts.bundle.clone() {
             None => None,
             Some(b) => {
+                if opts.fresh_credentials {
+                    if let Some(w) = documents::lease_warning(&b, opts.init_lease) {
+                        tracing::warn!("{w}");
+                    }
+                }
                 let election = opts
                     .fresh_credentials
                     .then(|| election::Election::load(store.clone(), opts.init_lease))
@@ -233,6 +241,7 @@ pub fn run(opts: ServeOptions, on_listening: impl FnOnce(&Listening)) -> Result<
                 opts.data.clone(),
             )
         }),
+        binder: report_binding::Binder::load_or_create(&opts.data)?,
         rejected: AtomicU64::new(0),
         minted: AtomicU64::new(0),
     });

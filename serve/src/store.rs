@@ -155,6 +155,16 @@ impl Store {
         }
         txn.commit().map_err(text)
     }
+
+    /// Remove a record, durably; removing one that is not there is fine.
+    pub fn delete_record(&self, key: &str) -> Result<(), String> {
+        let txn = self.db.begin_write().map_err(text)?;
+        {
+            let mut table = txn.open_table(RECORDS).map_err(text)?;
+            table.remove(key).map_err(text)?;
+        }
+        txn.commit().map_err(text)
+    }
 }
 
 impl Store {

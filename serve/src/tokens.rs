@@ -188,6 +188,9 @@ pub enum Denied {
     Scope { needed: Scope },
     /// A `once` token already used: 410.
     Spent { at: String },
+    /// The tokens file cannot be read, or a `once` use cannot be recorded: 500
+    /// (nothing is served that is not on record).
+    Unreadable,
 }
 
 /// The tokens file. Every check looks at the file's metadata and reads it
@@ -309,8 +312,17 @@ impl TokenFile {
     }
 
     /// May `presented` do `wanted`? A `once` grant is marked used here,
-    /// durably, before this returns Ok.
+    /// durably, before this returns Ok. (For a request that may yet be refused,
+    /// [`TokenFile::check`] first and [`TokenFile::spend`] on success.)
     pub fn authorize(&self, presented: Option<&str>, wanted: Scope) -> Result<(), Denied> {
+        let pass = self.check(presented, wanted)?;
+        self.spend(&pass)
+    }
+
+    /// May `presented` do `wanted`? Spends nothing: a `once` grant stays usable
+    /// until [`TokenFile::spend`] marks it, after the answer is known to be a
+    /// success.
+    pub fn check(&self, presented: Option<&str>, wanted: Scope) -> Result<Pass, Denied> {
         let Some(presented) = presented else {
             return Err(Denied::Unknown);
         };
@@ -318,12 +330,11 @@ impl TokenFile {
         let mut cache = self.cache.lock().expect("token lock");
         let grants = self.current(&mut cache).map_err(|e| {
             tracing::error!("tokens file unreadable, refusing every request: {e}");
-            Denied::Unknown
+            Denied::Unreadable
         })?;
         let mut known = false;
         let mut spent = None;
-        let mut chosen = None;
-        for (i, g) in grants.iter().enumerate() {
+        for g in grants.iter() {
             if !bool::from(g.hash.ct_eq(&digest)) {
                 continue;
             }
@@ -334,30 +345,59 @@ impl TokenFile {
             match &g.used {
                 Some(at) if g.once => spent = Some(at.clone()),
                 _ => {
-                    chosen = Some(i);
-                    break;
+                    return Ok(Pass {
+                        scope: g.scope,
+                        once: g.once.then_some(g.hash),
+                    })
                 }
             }
         }
-        let Some(i) = chosen else {
-            return Err(match (known, spent) {
-                (_, Some(at)) => Denied::Spent { at },
-                (true, None) => Denied::Scope { needed: wanted },
-                (false, None) => Denied::Unknown,
-            });
+        Err(match (known, spent) {
+            (_, Some(at)) => Denied::Spent { at },
+            (true, None) => Denied::Scope { needed: wanted },
+            (false, None) => Denied::Unknown,
+        })
+    }
+
+    /// Mark a `once` pass used, durably, before the answer leaves. A pass spent
+    /// meanwhile by another request is `Spent`: that request got the answer.
+    pub fn spend(&self, pass: &Pass) -> Result<(), Denied> {
+        let Some(digest) = pass.once else {
+            return Ok(());
         };
-        if cache.grants[i].once {
-            cache.grants[i].used =
-                Some(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
-            if let Err(e) = self.save(&mut cache) {
-                // Not recorded, so not spent: read the file again next time.
-                cache.stamp = None;
-                tracing::error!("could not record the use of a once token, refusing: {e}");
-                return Err(Denied::Unknown);
-            }
+        let mut cache = self.cache.lock().expect("token lock");
+        let grants = self.current(&mut cache).map_err(|e| {
+            tracing::error!("tokens file unreadable, refusing every request: {e}");
+            Denied::Unreadable
+        })?;
+        let Some(i) = grants
+            .iter()
+            .position(|g| g.once && bool::from(g.hash.ct_eq(&digest)))
+        else {
+            // Revoked between the check and now.
+            return Err(Denied::Unknown);
+        };
+        if let Some(at) = &grants[i].used {
+            return Err(Denied::Spent { at: at.clone() });
+        }
+        grants[i].used =
+            Some(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+        if let Err(e) = self.save(&mut cache) {
+            // Not recorded, so not spent: read the file again next time.
+            cache.stamp = None;
+            tracing::error!("could not record the use of a once token, refusing: {e}");
+            return Err(Denied::Unreadable);
         }
         Ok(())
     }
+}
+
+/// A request's token passed [`TokenFile::check`]: the grant's scope, and the
+/// grant to mark used if it is a `once` one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pass {
+    pub scope: Scope,
+    once: Option<[u8; 32]>,
 }
 
 #[cfg(test)]
@@ -427,6 +467,30 @@ mod tests {
             again.authorize(Some(&init), want),
             Err(Denied::Spent { .. })
         ));
+    }
+
+    #[test]
+    fn a_checked_once_token_stays_usable_until_spent_and_is_spent_once() {
+        let (_d, f) = file();
+        let want = Scope::Documents(Role::ControlPlane);
+        let (t, _) = f.add(want, true, "pxe").unwrap();
+        // Checked three times (answers that were refused): still usable.
+        for _ in 0..3 {
+            assert_eq!(f.check(Some(&t), want).unwrap().scope, want);
+        }
+        let a = f.check(Some(&t), want).unwrap();
+        let b = f.check(Some(&t), want).unwrap();
+        assert_eq!(f.spend(&a), Ok(()));
+        assert!(
+            matches!(f.spend(&b), Err(Denied::Spent { .. })),
+            "two requests in flight: only the first success spends it"
+        );
+        assert!(matches!(f.check(Some(&t), want), Err(Denied::Spent { .. })));
+        // A token that is not once is never marked.
+        let (r, _) = f.add(Scope::Report, false, "").unwrap();
+        let p = f.check(Some(&r), Scope::Report).unwrap();
+        assert_eq!(f.spend(&p), Ok(()));
+        assert_eq!(f.spend(&p), Ok(()));
     }
 
     #[test]

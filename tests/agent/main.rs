@@ -7,6 +7,7 @@ mod control_plane;
 mod dashboard;
 mod discover;
 mod double;
+mod election;
 mod etcd_cluster;
 mod faults;
 mod harness;

@@ -193,7 +193,8 @@ impl Receiver {
         req.send().unwrap()
     }
 
-    /// GET a document as the node `name` with machine id `machine_id` says it is.
+    /// GET a document as the node `name` with machine id `machine_id` says it is,
+    /// with the claim secret that machine's agent would send (`claim_of`).
     pub fn get_as_node(
         &self,
         path: &str,
@@ -201,10 +202,25 @@ impl Receiver {
         name: &str,
         machine_id: &str,
     ) -> (u16, String) {
-        let headers = [
+        self.get_claiming(path, token, name, machine_id, Some(&claim_of(machine_id)))
+    }
+
+    /// [`Receiver::get_as_node`] with this claim, or none.
+    pub fn get_claiming(
+        &self,
+        path: &str,
+        token: &str,
+        name: &str,
+        machine_id: &str,
+        claim: Option<&str>,
+    ) -> (u16, String) {
+        let mut headers = vec![
             ("Kubeboot-Node", name.to_string()),
             ("Kubeboot-Machine-Id", machine_id.to_string()),
         ];
+        if let Some(c) = claim {
+            headers.push(("Kubeboot-Claim", c.to_string()));
+        }
         let r = self.request(path, Some(token), &headers);
         (r.status().as_u16(), r.text().unwrap())
     }
@@ -255,6 +271,11 @@ impl Drop for Receiver {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// The claim secret the agent of machine `machine_id` sends in these tests.
+pub fn claim_of(machine_id: &str) -> String {
+    format!("claim-of-{machine_id}")
 }
 
 /// A status event as an agent would send it.

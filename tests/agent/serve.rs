@@ -531,7 +531,15 @@ fn fresh_credentials_wait_for_the_cluster_with_503() {
     );
     // Nothing minted without an authorised request.
     assert_eq!(r.get_as("/v1/documents/worker", None).0, 401);
-    assert_eq!(r.get_as("/v1/documents/init", Some(&init)).0, 200);
+    // The init document goes through the election, an init token included: a
+    // request that does not name its node is refused (and the once token stays
+    // usable), the named one is elected (nothing answers at the endpoint).
+    let (status, body) = r.get_as("/v1/documents/init", Some(&init));
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("Kubeboot-Node"), "{body}");
+    let (status, body) = r.get_as_node("/v1/documents/init", &init, "cp-0", &format!("{:032x}", 0));
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("role = \"init\""), "{body}");
 
     // Over the minting budget: 429 with Retry-After, before any cluster call. (A
     // pair of requests may straddle a minute boundary: then try the pair again.)
@@ -669,6 +677,11 @@ fn identical_control_planes_elect_exactly_one_init_across_a_restart() {
     let node = |machine: usize| {
         let n = TestNode::new(crate::harness::WORKER);
         crate::harness::write(&n.path("/etc/machine-id"), &format!("{machine:032x}\n"));
+        // The claim this machine's agent kept from its first request.
+        crate::harness::write(
+            &n.path("/var/lib/kubeboot/claim"),
+            &crate::receiver::claim_of(&format!("{machine:032x}")),
+        );
         crate::harness::write(
             &n.path("/proc/cmdline"),
             &format!(

@@ -43,6 +43,9 @@ pub struct AgentOptions {
     /// Overrides `kubeadm version -o short` when choosing the config API version.
     pub kubeadm_version: Option<String>,
     pub fetch: FetchOptions,
+    /// How often a `running` event is sent while kubeadm runs (the init
+    /// election's lease is kept by them).
+    pub heartbeat: std::time::Duration,
 }
 
 impl Default for AgentOptions {
@@ -52,6 +55,7 @@ impl Default for AgentOptions {
             state_dir: DEFAULT_STATE_DIR.into(),
             kubeadm_version: None,
             fetch: FetchOptions::default(),
+            heartbeat: kubeboot_core::status::HEARTBEAT,
         }
     }
 }

@@ -497,9 +497,20 @@ impl Agent {
         let mut cmd = self.host.command(kubeadm);
         cmd.args(&argv);
         let redactor = self.redactor.clone();
-        let outcome = kubeadm::run_streaming(cmd, LOG_TAIL_MAX_LINES, |line| {
-            tracing::info!(target: "kubeadm", "{}", redactor.redact(line));
-        })
+        let attempt = state.attempt(Phase::Kubeadm);
+        let outcome = kubeadm::run_with_heartbeat(
+            cmd,
+            LOG_TAIL_MAX_LINES,
+            |line| tracing::info!(target: "kubeadm", "{}", redactor.redact(line)),
+            self.opts.heartbeat,
+            |elapsed| {
+                self.emit(
+                    Draft::new(Phase::Kubeadm, PhaseState::Running)
+                        .attempt(attempt)
+                        .took(elapsed.as_millis() as u64),
+                )
+            },
+        )
         .map_err(|e| {
             Failure::new(
                 ErrorKind::KubeadmNotRunnable,

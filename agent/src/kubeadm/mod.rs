@@ -10,7 +10,7 @@ pub use config::{
     render, service_range_is_ipv4, startup_patches, ConfigPaths, Rendered, STARTUP_PATCHES_DIR,
 };
 pub use image::{NodeImage, COREDNS_PHASE};
-pub use run::{detect_version, run_streaming, RunOutcome};
+pub use run::{detect_version, run_streaming, run_with_heartbeat, RunOutcome};
 
 use kubeboot_core::document::formats::parse_kubernetes_version;
 use kubeboot_core::document::Role;

@@ -5,6 +5,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 /// `kubeadm version -o short`, e.g. `v1.34.2`. `None` when kubeadm is not runnable.
 pub fn detect_version(kubeadm: &Path) -> Option<String> {
@@ -34,9 +35,21 @@ pub struct RunOutcome {
 /// Run a command, handing every output line (stdout and stderr) to `on_line` as
 /// it arrives, and keep the last `tail_lines` lines.
 pub fn run_streaming(
+    cmd: Command,
+    tail_lines: usize,
+    on_line: impl FnMut(&str),
+) -> std::io::Result<RunOutcome> {
+    run_with_heartbeat(cmd, tail_lines, on_line, Duration::MAX, |_| {})
+}
+
+/// [`run_streaming`], and `on_beat(elapsed)` every `every` while the command
+/// runs, whether it prints or not (the init election's lease is kept by it).
+pub fn run_with_heartbeat(
     mut cmd: Command,
     tail_lines: usize,
     mut on_line: impl FnMut(&str),
+    every: Duration,
+    mut on_beat: impl FnMut(Duration),
 ) -> std::io::Result<RunOutcome> {
     let mut child = cmd
         .stdin(Stdio::null())
@@ -51,7 +64,22 @@ pub fn run_streaming(
     let mut tail = VecDeque::with_capacity(tail_lines);
     let mut last_error_line = None;
     let mut last_stderr_line = None;
-    for (is_stderr, line) in rx {
+    let started = Instant::now();
+    let mut next = started.checked_add(every);
+    loop {
+        let received = match next {
+            Some(at) => rx.recv_timeout(at.saturating_duration_since(Instant::now())),
+            None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+        };
+        if let Some(at) = next.filter(|at| Instant::now() >= *at) {
+            on_beat(started.elapsed());
+            next = at.checked_add(every);
+        }
+        let (is_stderr, line) = match received {
+            Ok(l) => l,
+            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
         on_line(&line);
         let trimmed = line.trim();
         if is_stderr && !trimmed.is_empty() && !trimmed.starts_with("To see the stack trace") {

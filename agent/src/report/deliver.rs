@@ -10,8 +10,11 @@ use super::outbox::{Outbox, Target};
 use kubeboot_core::backoff::Backoff;
 use kubeboot_core::tls;
 
-/// Per event and per run: after this many failed tries the thread stops and
-/// leaves the queue for the next run (next boot, or `kubeboot agent` again).
+/// Once the agent is finishing: after this many failed tries in a row the thread
+/// stops and leaves the queue for the next run (next boot, or `kubeboot agent`
+/// again). While the agent still runs it keeps trying (at most every 30 s, and
+/// at once on each new event): an elected init node's heartbeats must reach a
+/// serve that was down for a while.
 pub const MAX_ATTEMPTS: u32 = 30;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -139,7 +142,7 @@ impl Courier {
 
 /// Deliver in order until asked to finish and the queue is empty. When
 /// finishing, a reachable receiver still gets everything; an unreachable one
-/// costs at most the drain time. Also stops after MAX_ATTEMPTS failures in a row.
+/// costs at most the drain time, or MAX_ATTEMPTS failures in a row.
 pub fn run(outbox: Arc<Outbox>, courier: Courier, signal: Arc<Signal>) {
     let mut attempt = 0u32;
     loop {
@@ -176,8 +179,9 @@ pub fn run(outbox: Arc<Outbox>, courier: Courier, signal: Arc<Signal>) {
             }
             Sent::Retry(why) => {
                 attempt += 1;
-                let out_of_time = signal.deadline().is_some_and(|f| Instant::now() >= f);
-                if out_of_time || attempt >= MAX_ATTEMPTS {
+                let deadline = signal.deadline();
+                let out_of_time = deadline.is_some_and(|f| Instant::now() >= f);
+                if out_of_time || (deadline.is_some() && attempt >= MAX_ATTEMPTS) {
                     let left = outbox.pending().len();
                     tracing::warn!(
                         "status receiver unreachable ({why}); {left} event(s) stay queued for the next run"

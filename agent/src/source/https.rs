@@ -25,7 +25,15 @@ pub struct FetchOptions {
     /// Who asks (`Kubeboot-Node`, `Kubeboot-Machine-Id`, `Kubeboot-Boot-Id`):
     /// `kubeboot serve` renders and elects per node. Not secret.
     pub identity: Vec<(&'static str, String)>,
+    /// This machine's claim secret (`Kubeboot-Claim`, kept in [`CLAIM_FILE`],
+    /// 0600): if serve elects this machine to run `kubeadm init`, a retry after a
+    /// crash or reboot proves with it that it is the machine that asked first.
+    pub claim: Option<Claim>,
 }
+
+/// Where the claim secret is kept: made once per machine, before its first
+/// document request.
+pub const CLAIM_FILE: &str = "/var/lib/kubeboot/claim";
 
 impl Default for FetchOptions {
     fn default() -> Self {
@@ -35,6 +43,7 @@ impl Default for FetchOptions {
             backoff: Backoff::new(1.0, 30.0),
             wait_limit: Duration::from_secs(3600),
             identity: Vec::new(),
+            claim: None,
         }
     }
 }
@@ -49,7 +58,63 @@ impl FetchOptions {
             ("Kubeboot-Boot-Id", host.boot_id()),
         ];
         o.identity.retain(|(_, v)| !v.is_empty());
+        o.claim = claim(host);
         o
+    }
+}
+
+/// This machine's claim secret: the one kept in [`CLAIM_FILE`], else a new one,
+/// written there (0600) only once a document was fetched with it, so a fetch that
+/// fails leaves the host unchanged. Without a writable disk it lasts one boot:
+/// an elected machine then cannot fetch its init document twice, and serve elects
+/// again after its lease.
+fn claim(host: &kubeboot_core::host::Host) -> Option<Claim> {
+    if let Ok(c) = host.read_to_string(CLAIM_FILE) {
+        let c = c.trim();
+        if c.len() >= 32 {
+            return Some(Claim {
+                secret: SecretString::from(c.to_string()),
+                unsaved: None,
+            });
+        }
+    }
+    use rand::Rng;
+    let bytes: [u8; 32] = rand::rng().random();
+    Some(Claim {
+        secret: SecretString::from(hex::encode(bytes)),
+        unsaved: Some(host.path(CLAIM_FILE)),
+    })
+}
+
+/// A claim secret, and where to keep it if it is new.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    pub secret: SecretString,
+    /// The host path to write it to after the first successful fetch.
+    pub unsaved: Option<std::path::PathBuf>,
+}
+
+impl Claim {
+    fn keep(&self) {
+        let Some(path) = &self.unsaved else {
+            return;
+        };
+        let written = path
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| {
+                kubeboot_core::host::write_file_atomic(
+                    path,
+                    self.secret.expose_secret().as_bytes(),
+                    0o600,
+                )
+            });
+        if let Err(e) = written {
+            tracing::warn!(
+                "could not keep the init-election claim in {}: {e}",
+                path.display()
+            );
+        }
     }
 }
 
@@ -78,13 +143,16 @@ pub fn fetch_document(
     let started = std::time::Instant::now();
     let mut attempt = 0;
     while attempt < opts.attempts {
-        match fetch_once(&client, url, token, &opts.identity) {
+        match fetch_once(&client, url, token, opts) {
             Ok(text) => {
+                if let Some(c) = &opts.claim {
+                    c.keep();
+                }
                 return Ok(Loaded {
                     text,
                     origin: url.to_string(),
                     hostname: None,
-                })
+                });
             }
             Err(Fatal(msg)) => return Err(SourceError::new(ErrorKind::DocumentFetch, msg)),
             Err(Later(msg, wait)) => {
@@ -149,14 +217,17 @@ fn fetch_once(
     client: &reqwest::blocking::Client,
     url: &str,
     token: Option<&SecretString>,
-    identity: &[(&'static str, String)],
+    opts: &FetchOptions,
 ) -> Result<String, FetchError> {
     let mut req = client.get(url);
     if let Some(t) = token {
         req = req.bearer_auth(t.expose_secret());
     }
-    for (name, value) in identity {
+    for (name, value) in &opts.identity {
         req = req.header(*name, value);
+    }
+    if let Some(c) = &opts.claim {
+        req = req.header("Kubeboot-Claim", c.secret.expose_secret());
     }
     let resp = req.send().map_err(|e| {
         let msg = kubeboot_core::tls::describe_http_error(&e);

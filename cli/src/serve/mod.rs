@@ -5,6 +5,7 @@ use clap::{Args, Subcommand};
 
 use super::Output;
 
+mod election;
 mod group;
 mod token;
 use kubeboot_serve::groups::{self, GroupFile};
@@ -68,15 +69,18 @@ pub struct ServeArgs {
     /// Until the cluster answers, those documents get 503 with Retry-After.
     #[arg(long, requires = "bundle")]
     fresh_credentials: bool,
-    /// With --fresh-credentials, while the cluster does not answer, the first control
-    /// plane to ask is elected to run `kubeadm init` (recorded in DATA, kept across
-    /// restarts); the others wait (503). If the elected node fails, or sends no status
-    /// event for this long, the next to ask takes over.
+    /// With --fresh-credentials, while nothing answers at the cluster's endpoint, the
+    /// first control plane to ask is elected to run `kubeadm init` (recorded in DATA,
+    /// kept across restarts); the others wait (503). If the elected node reports
+    /// failure, or serve receives no report from it (its agent sends one every 30 s
+    /// while kubeadm runs) for this long, the next to ask takes over. Once its init
+    /// succeeded nobody is ever elected again (`serve election`).
     #[arg(
         long,
         value_name = "SECONDS",
-        default_value_t = 1200,
-        requires = "fresh_credentials"
+        default_value_t = serve::election::DEFAULT_LEASE.as_secs(),
+        requires = "fresh_credentials",
+        value_parser = clap::value_parser!(u64).range(1..)
     )]
     init_lease: u64,
     /// With --fresh-credentials: at most this many worker (and this many control-plane)
@@ -98,6 +102,9 @@ enum ServeCommand {
     /// fleet; each machine gets a document of its own with fresh credentials.
     #[command(subcommand)]
     Group(group::GroupCommand),
+    /// The init election's record: show it, or reset it to rebuild a cluster on purpose.
+    #[command(subcommand)]
+    Election(election::ElectionCommand),
 }
 
 #[derive(Args, Debug)]
@@ -117,6 +124,7 @@ pub fn run(args: ServeArgs) -> u8 {
     match args.command {
         Some(ServeCommand::Token(cmd)) => return token::run(cmd),
         Some(ServeCommand::Group(cmd)) => return group::run(cmd),
+        Some(ServeCommand::Election(cmd)) => return election::run(cmd),
         None => {}
     }
     let token_file = token_path(&args.data, &args.token_file);

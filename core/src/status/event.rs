@@ -7,6 +7,9 @@ use crate::host::Facts;
 /// The most log lines an event carries (the reporter bounds payload size with it).
 pub const LOG_TAIL_MAX_LINES: usize = 40;
 
+/// How often the agent reports that a long step (kubeadm) still runs.
+pub const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The largest event body the reporter sends and the receiver accepts.
 pub const MAX_EVENT_BYTES: usize = 64 * 1024;
 
@@ -60,6 +63,9 @@ impl std::fmt::Display for Phase {
 #[serde(rename_all = "snake_case")]
 pub enum PhaseState {
     Started,
+    /// Still running: a heartbeat while a long step (kubeadm) runs, every
+    /// [`HEARTBEAT`] or so.
+    Running,
     Succeeded,
     /// An attempt failed; the agent will try again after a backoff.
     Retrying,
@@ -71,6 +77,7 @@ impl PhaseState {
     pub fn as_str(self) -> &'static str {
         match self {
             PhaseState::Started => "started",
+            PhaseState::Running => "running",
             PhaseState::Succeeded => "succeeded",
             PhaseState::Retrying => "retrying",
             PhaseState::Failed => "failed",

@@ -6,6 +6,7 @@ mod event;
 mod local;
 
 pub use event::{
-    ErrorKind, ErrorReport, Phase, PhaseState, StatusEvent, LOG_TAIL_MAX_LINES, MAX_EVENT_BYTES,
+    ErrorKind, ErrorReport, Phase, PhaseState, StatusEvent, HEARTBEAT, LOG_TAIL_MAX_LINES,
+    MAX_EVENT_BYTES,
 };
 pub use local::{LocalChannels, StatusSink, STATUS_FILE};

@@ -397,6 +397,10 @@ pub fn node_document(role: Role, d: &Discovery, bundle_dir: &Path) -> Result<Str
     Ok(header + &toml::to_string(&doc).map_err(|e| e.to_string())? + &tuning)
 }
 
+/// The longest `control_plane_timeout_seconds` the bundle renders (`--slow-host`):
+/// serve's default init lease outlasts it (`election::DEFAULT_LEASE`).
+pub const SLOW_HOST_CONTROL_PLANE_TIMEOUT: u64 = 1500;
+
 /// What `bundle new --slow-host` adds to each role's document, for emulated (qemu
 /// TCG) VMs sharing a few host cores, where the control plane runs many times
 /// slower and every VM that boots takes CPU from the API server:
@@ -411,13 +415,15 @@ pub fn node_document(role: Role, d: &Discovery, bundle_dir: &Path) -> Result<Str
 ///   certificates are not approved — seen with 40 s in a real run). These are ClusterConfiguration, which `init`
 ///   uploads and joining control planes read, so only `init` carries them.
 pub fn slow_host_tuning(role: Role, external_etcd: bool) -> String {
+    let timeout =
+        format!("\n[kubeadm]\ncontrol_plane_timeout_seconds = {SLOW_HOST_CONTROL_PLANE_TIMEOUT}\n");
     const LOCAL_ETCD: &str = concat!(
         "\n[kubeadm.patch.cluster_configuration.etcd.local.extraArgs]\n",
         "heartbeat-interval = \"500\"\nelection-timeout = \"5000\"\n",
     );
     match role {
         Role::Init => [
-            "\n[kubeadm]\ncontrol_plane_timeout_seconds = 1500\n",
+            timeout.as_str(),
             "static_pod_startup_seconds = 1500\nstatic_pod_liveness_seconds = 900\n",
             // An external etcd is tuned where it runs.
             if external_etcd { "" } else { LOCAL_ETCD },

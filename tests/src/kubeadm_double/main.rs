@@ -27,6 +27,9 @@ struct Env {
     root: Option<PathBuf>,
     version: String,
     fail_times: u32,
+    /// How long init and join take (`KUBEADM_TEST_DOUBLE_SECONDS`), printing nothing
+    /// meanwhile: a slow host, or real kubeadm waiting for its control plane.
+    seconds: u64,
 }
 
 impl Env {
@@ -36,6 +39,10 @@ impl Env {
             version: std::env::var("KUBEADM_TEST_DOUBLE_VERSION")
                 .unwrap_or_else(|_| "v1.34.2".into()),
             fail_times: std::env::var("KUBEADM_TEST_DOUBLE_FAIL_TIMES")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+            seconds: std::env::var("KUBEADM_TEST_DOUBLE_SECONDS")
                 .ok()
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0),
@@ -201,6 +208,7 @@ fn init_or_join(env: &Env, cmd: &str, argv: &[String]) -> Result<(), String> {
     }
     let docs = validate::config_for(cmd, &config_text, env.minor())?;
     preflight(env, cmd)?;
+    std::thread::sleep(std::time::Duration::from_secs(env.seconds));
     let counter = env.path("/var/log/kubeadm-test-double/failures");
     let failed_so_far: u32 = fs::read_to_string(&counter)
         .ok()
