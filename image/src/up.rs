@@ -338,6 +338,7 @@ fn start_receiver(
         fresh_credentials: group_mode,
         init_lease: serve::election::DEFAULT_LEASE,
         mint_per_minute: 60,
+        limits: Default::default(),
     };
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

@@ -22,9 +22,13 @@ use std::time::Duration;
 use chrono::Utc;
 use secrecy::{ExposeSecret, SecretString};
 
+use std::sync::Arc;
+
+use super::certificate_key;
 use super::election::{Candidate, Election, Verdict};
 use super::journal::{Action, ActionKind};
 use super::mint::{self, UploadedKey, Usage};
+use super::store::Store;
 use crate::bundle::{self, Discovery};
 use kubeboot_agent::cluster::Credentials;
 use kubeboot_core::document::Role;
@@ -60,6 +64,8 @@ pub struct Documents {
     /// Documents with fresh credentials served in the current minute, by role: a
     /// leaked document token cannot fill kube-system with Secrets.
     budget: std::sync::Mutex<Budget>,
+    /// Where the current upload's certificate key is kept (sealed).
+    store: Arc<Store>,
 }
 
 /// At most `per_minute` minting documents per role per clock minute.
@@ -122,19 +128,28 @@ pub struct Served {
 }
 
 impl Documents {
+    /// The documents of `bundle`; with fresh credentials, the certificate key
+    /// of the upload serve made before a restart is read back from `store`.
     pub fn new(
         bundle: PathBuf,
         fresh: bool,
         election: Option<Election>,
         per_minute: u32,
-    ) -> Documents {
-        Documents {
+        store: Arc<Store>,
+    ) -> Result<Documents, String> {
+        let uploaded = if fresh {
+            certificate_key::load(&store, &bundle.join("pki"))?
+        } else {
+            None
+        };
+        Ok(Documents {
             bundle,
             fresh,
-            uploaded: tokio::sync::Mutex::new(None),
+            uploaded: tokio::sync::Mutex::new(uploaded),
             election,
             budget: std::sync::Mutex::new(Budget::new(per_minute)),
-        }
+            store,
+        })
     }
 
     pub fn fresh(&self) -> bool {
@@ -205,6 +220,9 @@ impl Documents {
                  (headers Kubeboot-Node and Kubeboot-Machine-Id, as the kubeboot agent sends them)"
             )));
         };
+        if let Some(done) = election.initialised().await {
+            return Err(DocumentError::Waiting(format!("{why}; {done}")));
+        }
         self.guard(election, &why).await?;
         match election
             .ask(candidate, asker.claim)
@@ -398,6 +416,12 @@ impl Documents {
         let uploaded = mint::upload_certs(admin, &files, CERTS_TTL)
             .await
             .map_err(|e| unavailable(discovery, e))?;
+        let pki = self.bundle.join("pki");
+        let (store, kept) = (self.store.clone(), uploaded.clone());
+        tokio::task::spawn_blocking(move || certificate_key::keep(&store, &pki, &kept))
+            .await
+            .map_err(|e| DocumentError::Bundle(e.to_string()))?
+            .map_err(DocumentError::Bundle)?;
         let note =
             format!(
             "certificates re-uploaded to kube-system/kubeadm-certs under a new key (expires {})",

@@ -126,6 +126,16 @@ impl Election {
         self.lease
     }
 
+    /// Why nobody is elected any more, once the cluster is known initialised.
+    pub async fn initialised(&self) -> Option<String> {
+        let state = self.state.lock().await;
+        state
+            .record
+            .as_ref()
+            .filter(|e| e.initialised_at.is_some())
+            .map(initialised_why)
+    }
+
     /// One asker at a time: decide, persist, answer. Call only when nothing
     /// answers at the endpoint.
     pub async fn ask(&self, candidate: &Candidate, claim: Option<&str>) -> Result<Verdict, String> {

@@ -14,11 +14,13 @@
 //! cost one fsync per batch, not per event.
 
 pub mod bundle;
+mod certificate_key;
 pub mod documents;
 pub mod election;
 pub mod groups;
 mod http;
 pub mod journal;
+pub mod limits;
 mod metrics;
 pub mod mint;
 pub mod nodes;
@@ -54,6 +56,8 @@ pub struct ServeOptions {
     pub init_lease: std::time::Duration,
     /// Documents with fresh credentials per role per minute.
     pub mint_per_minute: u32,
+    /// Connection slots and timeouts (`limits`).
+    pub limits: limits::Limits,
 }
 
 /// What the server prints once it is listening (and, with --output json, as JSON).
@@ -232,7 +236,8 @@ pub fn run(opts: ServeOptions, on_listening: impl FnOnce(&Listening)) -> Result<
                     opts.fresh_credentials,
                     election,
                     opts.mint_per_minute,
-                ))
+                    store.clone(),
+                )?)
             }
         },
         groups: (opts.bundle.is_some() && opts.fresh_credentials).then(|| {
@@ -283,19 +288,35 @@ pub fn run(opts: ServeOptions, on_listening: impl FnOnce(&Listening)) -> Result<
             stopper.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
         });
         let service = router.into_make_service();
+        let limits = opts.limits;
+        limits::raise_fd_limit();
+        let slots = limits::Slots::new(limits.max_connections);
         match tls {
             Some(t) => {
                 let config = axum_server::tls_rustls::RustlsConfig::from_config(t.config);
-                axum_server::from_tcp_rustls(listener, config)?
-                    .handle(handle)
-                    .serve(service)
-                    .await
+                let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(config)
+                    .handshake_timeout(limits.header_timeout)
+                    .acceptor(slots);
+                let mut server = axum_server::from_tcp(listener)?
+                    .acceptor(acceptor)
+                    .first_request_timeout(limits.header_timeout)
+                    .handle(handle);
+                server
+                    .http_builder()
+                    .http1()
+                    .header_read_timeout(limits.header_timeout);
+                server.serve(service).await
             }
             None => {
-                axum_server::from_tcp(listener)?
-                    .handle(handle)
-                    .serve(service)
-                    .await
+                let mut server = axum_server::from_tcp(listener)?
+                    .acceptor(slots)
+                    .first_request_timeout(limits.header_timeout)
+                    .handle(handle);
+                server
+                    .http_builder()
+                    .http1()
+                    .header_read_timeout(limits.header_timeout);
+                server.serve(service).await
             }
         }
     });

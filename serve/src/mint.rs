@@ -139,6 +139,7 @@ pub async fn bootstrap_token(
 }
 
 /// A certificate key just uploaded, and until when the upload lives.
+#[derive(Clone)]
 pub struct UploadedKey {
     pub key: SecretString,
     pub expires: DateTime<Utc>,
@@ -211,7 +212,7 @@ pub async fn upload_certs(
 }
 
 /// kubeadm's `cryptoutil.EncryptBytes`: AES-256-GCM, random 12-byte nonce first.
-fn seal(key: &[u8], plain: &[u8]) -> Result<Vec<u8>, String> {
+pub(crate) fn seal(key: &[u8], plain: &[u8]) -> Result<Vec<u8>, String> {
     let cipher = Aes256Gcm::new_from_slice(key).map_err(|e| e.to_string())?;
     let mut nonce = [0u8; 12];
     rand::rng().fill_bytes(&mut nonce);

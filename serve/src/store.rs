@@ -72,6 +72,10 @@ impl Store {
     pub fn open(dir: &Path) -> Result<(Store, Vec<StatusEvent>), String> {
         let path = dir.join(DB_FILE);
         let db = Database::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        // It holds the sealed certificate key and the election's claim: owner only.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
         let store = Store { db };
         let events = store
             .load()

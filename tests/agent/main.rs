@@ -22,6 +22,7 @@ mod resume;
 mod roles;
 mod secrets;
 mod serve;
+mod slow_clients;
 mod sources;
 #[path = "../src/tls_server.rs"]
 mod tls_server;

@@ -183,7 +183,8 @@ fn served_discovery(r: &Receiver, role: &str, token: &str) -> toml::Table {
 fn serve_hands_out_documents_with_credentials_minted_in_the_cluster() {
     let cp = control_plane::own();
     let bundle = cp.dir.join("bundle");
-    let r = Receiver::start_with(&["--bundle", bundle.to_str().unwrap(), "--fresh-credentials"]);
+    let mut r =
+        Receiver::start_with(&["--bundle", bundle.to_str().unwrap(), "--fresh-credentials"]);
     let worker = r.mint(&["--scope", "documents:worker"]);
     let control = r.mint(&["--scope", "documents:control-plane"]);
     let init = r.mint(&["--scope", "documents:init"]);
@@ -250,14 +251,21 @@ fn serve_hands_out_documents_with_credentials_minted_in_the_cluster() {
         &std::fs::read_to_string(bundle.join("pki/ca.crt")).unwrap()
     );
 
-    // The init document is the bundle's own; the counter saw 4 tokens and 1 upload.
-    let i = served_discovery(&r, "init", &init);
-    assert_eq!(i["token"].as_str().unwrap(), bundle_token);
+    // The cluster answers: the init document (the CA keys) does not leave serve,
+    // not even for an init token; the counter saw 4 tokens and 1 upload.
+    let (status, body) = r.get_as_node("/v1/documents/init", &init, "cp-x", &"ab".repeat(16));
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("initialised"), "{body}");
     let (_, metrics) = r.get("/metrics");
     assert!(
         metrics.contains("kubeboot_credentials_minted_total 5"),
         "{metrics}"
     );
+    // A restarted serve hands out the same upload's key (kept sealed in its
+    // store): a join that got it before the restart still opens the Secret.
+    r.restart();
+    let c3 = served_discovery(&r, "control-plane", &control);
+    assert_eq!(c3["certificate_key"].as_str().unwrap(), key);
     // A worker replacing a machine of the same name: serve (cluster-admin) deletes the
     // stale Node first and records an Event; a Ready Node of that name is a 409; a
     // Node carrying the asker's own machine id is its own and stays.

@@ -88,6 +88,16 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = 60, requires = "fresh_credentials",
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
     mint_per_minute: u32,
+    /// At most this many connections at once; one more is closed at once.
+    #[arg(long, value_name = "N", default_value_t = serve::limits::Limits::default().max_connections as u64,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    max_connections: u64,
+    /// A client gets this long for its TLS handshake, its first request and each
+    /// request's headers; then its connection is closed (idle and slow clients
+    /// cannot hold serve's connections).
+    #[arg(long, value_name = "SECONDS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    header_timeout: u64,
     /// Format of the start-up line (where it listens, the CA hash, the token file).
     #[arg(long, value_enum, default_value_t)]
     output: Output,
@@ -163,6 +173,10 @@ pub fn run(args: ServeArgs) -> u8 {
         fresh_credentials: args.fresh_credentials,
         init_lease: std::time::Duration::from_secs(args.init_lease),
         mint_per_minute: args.mint_per_minute,
+        limits: serve::limits::Limits {
+            max_connections: args.max_connections as usize,
+            header_timeout: std::time::Duration::from_secs(args.header_timeout),
+        },
     };
     let announce = |l: &Listening| {
         let (url, note) = node_facing_url(l, &sans);
