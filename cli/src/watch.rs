@@ -116,10 +116,34 @@ fn client(args: &WatchArgs) -> Result<reqwest::blocking::Client, String> {
     tls::https_client(config, Duration::from_secs(10)).map_err(|e| e.to_string())
 }
 
+/// Every node, page by page (`next`), at most 1000 pages.
 fn fetch(client: &reqwest::blocking::Client, url: &str) -> Result<Vec<NodeSummary>, String> {
+    let mut all = Vec::new();
+    let mut after: Option<String> = None;
+    for _ in 0..1000 {
+        let page_url = match &after {
+            Some(a) => format!("{url}?after={a}"),
+            None => url.to_string(),
+        };
+        let (nodes, next) = fetch_page(client, &page_url)?;
+        all.extend(nodes);
+        match next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    Ok(all)
+}
+
+fn fetch_page(
+    client: &reqwest::blocking::Client,
+    url: &str,
+) -> Result<(Vec<NodeSummary>, Option<String>), String> {
     #[derive(serde::Deserialize)]
     struct List {
         nodes: Vec<NodeSummary>,
+        #[serde(default)]
+        next: Option<String>,
     }
     let resp = client.get(url).send().map_err(|e| {
         let error = format!("{url}: {}", tls::describe_http_error(&e));
@@ -133,7 +157,7 @@ fn fetch(client: &reqwest::blocking::Client, url: &str) -> Result<Vec<NodeSummar
     }
     let body = resp.bytes().map_err(|e| format!("{url}: {e}"))?;
     serde_json::from_slice::<List>(&body)
-        .map(|l| l.nodes)
+        .map(|l| (l.nodes, l.next))
         .map_err(|e| format!("{url}: unexpected answer: {e}"))
 }
 

@@ -3,8 +3,8 @@
 //! | route                         | auth   | what                                   |
 //! |-------------------------------|--------|----------------------------------------|
 //! | `POST /v1/nodes/{name}/events`| report | store one status event (idempotent)    |
-//! | `GET /v1/nodes`               | -      | every node's summary                   |
-//! | `GET /v1/nodes/{name}`        | -      | one node's summary and history         |
+//! | `GET /v1/nodes?after=&limit=` | -      | node summaries, 500 a page (`next`); machine ids as fingerprints without an admin token |
+//! | `GET /v1/nodes/{name}`        | -      | one node's summary and history (the same) |
 //! | `GET /v1/serve/events?from=N` | -  | serve's own events: credentials minted, init elections, stale Nodes removed (`journal`; no secrets) |
 //! | `GET /v1/documents/{role}`    | documents:{role} | the bundle's document for a role (fresh join credentials with `--fresh-credentials`; 503 + Retry-After while the cluster cannot mint) |
 //! | `GET /v1/groups/{name}/document` | the group's credential | a document for this machine of node group `name` (`groups` module; needs `--fresh-credentials`) |
@@ -247,9 +247,50 @@ async fn post_event(
     }
 }
 
-async fn list_nodes(State(app): State<Arc<App>>) -> Response {
-    let nodes = app.shared.nodes.read().expect("nodes lock").summaries();
-    Json(json!({ "nodes": nodes })).into_response()
+#[derive(serde::Deserialize)]
+struct NodesPage {
+    /// Names after this one (the previous page's `next`).
+    #[serde(default)]
+    after: Option<String>,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+/// The most node summaries per page of `GET /v1/nodes`.
+const NODES_PAGE_MAX: usize = 1000;
+
+/// Node summaries by name, a page at a time (`?after=NAME&limit=N`, at most
+/// 1000, default 500; `next` names where the following page starts). Machine
+/// ids appear as fingerprints unless the request carries an admin token.
+async fn list_nodes(
+    State(app): State<Arc<App>>,
+    axum::extract::Query(page): axum::extract::Query<NodesPage>,
+    headers: HeaderMap,
+) -> Response {
+    let limit = page.limit.unwrap_or(500).clamp(1, NODES_PAGE_MAX);
+    let mut nodes: Vec<super::NodeSummary> = {
+        let view = app.shared.nodes.read().expect("nodes lock");
+        view.summaries()
+            .into_iter()
+            .filter(|n| page.after.as_ref().is_none_or(|a| n.name > *a))
+            .take(limit + 1)
+            .collect()
+    };
+    let next = (nodes.len() > limit).then(|| {
+        nodes.truncate(limit);
+        nodes.last().map(|n| n.name.clone())
+    });
+    if !is_admin(&app, &headers) {
+        for n in &mut nodes {
+            n.machine_id = app.binder.fingerprint(&n.machine_id);
+        }
+    }
+    Json(json!({ "nodes": nodes, "next": next.flatten() })).into_response()
+}
+
+/// Does the request carry an admin token? (Spends nothing.)
+fn is_admin(app: &App, headers: &HeaderMap) -> bool {
+    presented_token(headers).is_some_and(|t| app.tokens.check(Some(t), Scope::Admin).is_ok())
 }
 
 #[derive(serde::Deserialize)]
@@ -277,13 +318,25 @@ async fn serve_events(
     }
 }
 
-async fn get_node(State(app): State<Arc<App>>, Path(name): Path<String>) -> Response {
+async fn get_node(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     if let Err(r) = check_name(&name) {
         return *r;
     }
     let detail = app.shared.nodes.read().expect("nodes lock").detail(&name);
     match detail {
-        Some(d) => Json(d).into_response(),
+        Some(mut d) => {
+            if !is_admin(&app, &headers) {
+                d.summary.machine_id = app.binder.fingerprint(&d.summary.machine_id);
+                for ev in &mut d.history {
+                    ev.machine_id = app.binder.fingerprint(&ev.machine_id);
+                }
+            }
+            Json(d).into_response()
+        }
         None => error(
             StatusCode::NOT_FOUND,
             format!("no events from node {name:?} yet"),

@@ -35,6 +35,7 @@ pub(crate) fn render(app: &App) -> Result<String, String> {
         for phase in Phase::ALL {
             for state in [
                 PhaseState::Started,
+                PhaseState::Running,
                 PhaseState::Succeeded,
                 PhaseState::Retrying,
                 PhaseState::Failed,
@@ -69,6 +70,11 @@ pub(crate) fn render(app: &App) -> Result<String, String> {
             "kubeboot_events_duplicate",
             "Status events received again and ignored",
             app.shared.duplicates.load(Ordering::Relaxed),
+        ),
+        (
+            "kubeboot_events_dropped",
+            "Status events serve no longer holds: past the cap per node or in all, oldest first",
+            app.shared.nodes.read().expect("nodes lock").dropped(),
         ),
         (
             "kubeboot_credentials_minted",

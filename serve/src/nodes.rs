@@ -70,10 +70,26 @@ pub struct NodeDetail {
     pub history: Vec<StatusEvent>,
 }
 
+/// The most events kept per node: the newest; older ones are dropped (counted).
+/// A boot sends about 20, plus one heartbeat per 30 s of kubeadm.
+pub const MAX_EVENTS_PER_NODE: usize = 2000;
+/// The most events kept in all; past it, the node silent for longest goes.
+pub const MAX_EVENTS: usize = 200_000;
+
 /// All nodes' events, ordered per node by (boot in order first seen, seq).
-#[derive(Default)]
 pub struct Nodes {
     nodes: HashMap<String, NodeHistory>,
+    total: usize,
+    /// Events dropped by the caps.
+    dropped: u64,
+    per_node: usize,
+    max_total: usize,
+}
+
+impl Default for Nodes {
+    fn default() -> Nodes {
+        Nodes::with_caps(MAX_EVENTS_PER_NODE, MAX_EVENTS)
+    }
 }
 
 #[derive(Default)]
@@ -106,8 +122,56 @@ impl NodeHistory {
 }
 
 impl Nodes {
+    /// At most `per_node` events per node and `max_total` in all.
+    pub fn with_caps(per_node: usize, max_total: usize) -> Nodes {
+        Nodes {
+            nodes: HashMap::new(),
+            total: 0,
+            dropped: 0,
+            per_node: per_node.max(1),
+            max_total: max_total.max(1),
+        }
+    }
+
     pub fn insert(&mut self, ev: StatusEvent) {
-        self.nodes.entry(ev.node.clone()).or_default().insert(ev);
+        let h = self.nodes.entry(ev.node.clone()).or_default();
+        h.insert(ev);
+        self.total += 1;
+        if h.events.len() > self.per_node {
+            let over = h.events.len() - self.per_node;
+            h.events.drain(..over);
+            self.total -= over;
+            self.dropped += over as u64;
+        }
+        while self.total > self.max_total {
+            self.drop_stalest();
+        }
+    }
+
+    /// Forget the node whose last event is oldest (the dashboard's least useful).
+    fn drop_stalest(&mut self) {
+        let Some(name) = self
+            .nodes
+            .iter()
+            .min_by_key(|(_, h)| h.events.last().map(|e| e.at))
+            .map(|(n, _)| n.clone())
+        else {
+            return;
+        };
+        if let Some(h) = self.nodes.remove(&name) {
+            self.total -= h.events.len();
+            self.dropped += h.events.len() as u64;
+        }
+    }
+
+    /// Events dropped by the caps (by default [`MAX_EVENTS_PER_NODE`], [`MAX_EVENTS`]).
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// Events held.
+    pub fn events(&self) -> usize {
+        self.total
     }
 
     pub fn len(&self) -> usize {
@@ -312,5 +376,29 @@ mod tests {
         assert_eq!(s.last_error.as_ref().unwrap().message, "connection refused");
         assert_eq!(s.log_tail, ["line"]);
         assert_eq!(s.phases[&Phase::Discover].duration_ms, Some(1_000));
+    }
+
+    #[test]
+    fn a_node_keeps_its_newest_events_and_counts_the_dropped() {
+        let mut n = Nodes::with_caps(10, 25);
+        for seq in 1..=15 {
+            n.insert(event("w1", "b1", seq, Phase::Kubeadm, PhaseState::Running));
+        }
+        let d = n.detail("w1").unwrap();
+        assert_eq!(d.history.len(), 10);
+        assert_eq!(d.history[0].seq, 6, "the oldest went");
+        assert_eq!(n.dropped(), 5);
+        // Past the total, the node silent for longest goes (w1: seq 15 is its
+        // last, and `at` grows with seq).
+        for seq in 100..110 {
+            n.insert(event("w2", "b1", seq, Phase::Source, PhaseState::Started));
+        }
+        for seq in 200..206 {
+            n.insert(event("w3", "b1", seq, Phase::Source, PhaseState::Started));
+        }
+        assert!(n.detail("w1").is_none());
+        assert_eq!(n.events(), 16);
+        assert_eq!(n.dropped(), 15);
+        assert!(n.detail("w2").is_some() && n.detail("w3").is_some());
     }
 }

@@ -86,6 +86,18 @@ impl Binder {
     }
 }
 
+impl Binder {
+    /// How machine `machine_id` appears to readers without an admin token: a
+    /// stable keyed fingerprint (`m-` and 16 hex digits), not the id, which
+    /// counts enrolments and names the election's winner.
+    pub fn fingerprint(&self, machine_id: &str) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("any key length");
+        mac.update(b"kubeboot machine id fingerprint\0");
+        mac.update(machine_id.to_ascii_lowercase().as_bytes());
+        format!("m-{}", hex::encode(&mac.finalize().into_bytes()[..8]))
+    }
+}
+
 /// Is this a bound credential (whatever node it is for)?
 pub fn is_bound(token: &str) -> bool {
     token.trim().starts_with(PREFIX)

@@ -22,6 +22,9 @@ const RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("records");
 const SERVE_EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("serve_events");
 
 pub const DB_FILE: &str = "events.redb";
+/// The most status events kept on disk; the oldest go first (serve's memory
+/// holds at most `nodes::MAX_EVENTS` of them).
+pub const MAX_STORED_EVENTS: u64 = crate::nodes::MAX_EVENTS as u64;
 
 pub struct Store {
     db: Database,
@@ -129,6 +132,20 @@ impl Store {
                 seen.insert(key.as_str(), next).map_err(classify)?;
                 next += 1;
                 fresh.push(true);
+            }
+            // Bounded: past the cap the oldest events go (and their identities).
+            let mut over = events
+                .len()
+                .map_err(classify)?
+                .saturating_sub(MAX_STORED_EVENTS);
+            while over > 0 {
+                let Some((_, json)) = events.pop_first().map_err(classify)? else {
+                    break;
+                };
+                if let Ok(ev) = serde_json::from_slice::<StatusEvent>(json.value()) {
+                    seen.remove(event_key(&ev).as_str()).map_err(classify)?;
+                }
+                over -= 1;
             }
         }
         txn.commit().map_err(classify)?;

@@ -57,7 +57,7 @@ fn bad_requests_are_refused_with_a_reason_and_store_nothing() {
     let (s, b) = r.get("/v1/nodes");
     assert_eq!(
         (s, b.as_str()),
-        (200, "{\"nodes\":[]}"),
+        (200, "{\"nodes\":[],\"next\":null}"),
         "nothing was stored"
     );
     assert_eq!(r.get("/v1/nodes/w1").0, 404);
@@ -256,6 +256,59 @@ pub fn seed_two_nodes(r: &Receiver) {
     for ev in evs {
         assert_eq!(r.post(&events_path("worker-bad"), tok, body(&ev)).0, 201);
     }
+}
+
+/// `GET /v1/nodes` comes in pages, and without an admin token machine ids
+/// appear only as stable fingerprints (they count a group's machines and name
+/// the init election's winner); `watch` follows the pages.
+#[test]
+fn node_listings_are_paged_and_show_machine_ids_to_admins_only() {
+    let r = Receiver::start();
+    let tok = Some(r.token.as_str());
+    for name in ["a1", "b2", "c3"] {
+        let ev = event(name, "b1", 1, "source", "started");
+        assert_eq!(r.post(&events_path(name), tok, body(&ev)).0, 201);
+    }
+    let page = r.get_json("/v1/nodes?limit=2");
+    let names: Vec<&str> = page["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["a1", "b2"], "{page}");
+    assert_eq!(page["next"], "b2", "{page}");
+    let rest = r.get_json("/v1/nodes?limit=2&after=b2");
+    assert_eq!(rest["nodes"].as_array().unwrap().len(), 1, "{rest}");
+    assert!(rest["next"].is_null(), "{rest}");
+    let shown = page["nodes"][0]["machine_id"].as_str().unwrap().to_string();
+    assert_ne!(shown, "m-a1", "the id itself is not shown");
+    assert!(shown.starts_with("m-") && shown.len() == 18, "{shown}");
+    assert_eq!(
+        r.get_json("/v1/nodes")["nodes"][0]["machine_id"],
+        shown.as_str(),
+        "stable"
+    );
+    let detail = r.get_json("/v1/nodes/a1");
+    assert_eq!(
+        detail["history"][0]["machine_id"],
+        shown.as_str(),
+        "{detail}"
+    );
+    let (status, body) = r.get_as("/v1/nodes", Some(&r.token));
+    assert_eq!(status, 200);
+    assert!(
+        !body.contains("\"m-a1\""),
+        "a report token is no admin: {body}"
+    );
+    let admin = r.mint(&["--scope", "admin"]);
+    let (_, body) = r.get_as("/v1/nodes", Some(&admin));
+    assert!(body.contains("\"machine_id\":\"m-a1\""), "{body}");
+    let (_, metrics) = r.get("/metrics");
+    assert!(
+        metrics.contains("kubeboot_events_dropped_total 0"),
+        "{metrics}"
+    );
 }
 
 #[test]
