@@ -23,7 +23,9 @@ makes its own CA in DATA/tls (--self-signed) and keeps it, so the hash stays the
 
 Tokens have scopes and are stored hashed in DATA/tokens; make them with \
 `kubeboot serve token add --scope report|documents:ROLE|admin`, which prints the token once. \
-A report token reads no document; the init document goes to a documents:init token, once.
+A report token reads no document. The init document goes to a documents:init token, once; \
+with --fresh-credentials it goes through the init election (`serve election`): to one machine, \
+only while nothing answers at the cluster's endpoint, never once the cluster was initialised.
 
 Routes: POST /v1/nodes/{name}/events (report), GET /v1/nodes, GET /v1/nodes/{name}, \
 GET /v1/documents/{role} (documents:ROLE; needs --bundle), GET /v1/groups/{name}/document \
