@@ -250,7 +250,8 @@ impl Documents {
     /// answering is a 503 with the reason.
     async fn guard(&self, election: &Election, why: &str) -> Result<(), DocumentError> {
         use kubeboot_agent::discovery::fence::{look, Seen};
-        let discovery = bundle::read_discovery(&self.bundle).map_err(DocumentError::Bundle)?;
+        let discovery = crate::blocking(|| bundle::read_discovery(&self.bundle))
+            .map_err(DocumentError::Bundle)?;
         let endpoint = kubeboot_core::document::formats::parse_endpoint(&discovery.endpoint)
             .map_err(|e| DocumentError::Bundle(format!("the bundle's endpoint: {e}")))?;
         let ca = self.ca_der()?;
@@ -279,7 +280,7 @@ impl Documents {
 
     fn ca_der(&self) -> Result<Vec<u8>, DocumentError> {
         let path = self.bundle.join("pki").join("ca.crt");
-        let pem = std::fs::read(&path)
+        let pem = crate::blocking(|| std::fs::read(&path))
             .map_err(|e| DocumentError::Bundle(format!("{}: {e}", path.display())))?;
         kubeboot_core::tls::first_pem_certificate(&pem)
             .map(|d| d.as_ref().to_vec())
@@ -328,7 +329,8 @@ impl Documents {
                 ));
             }
         }
-        let mut discovery = bundle::read_discovery(&self.bundle).map_err(DocumentError::Bundle)?;
+        let mut discovery = crate::blocking(|| bundle::read_discovery(&self.bundle))
+            .map_err(DocumentError::Bundle)?;
         let admin = self.admin(&discovery)?;
         let mut actions = Vec::new();
         if let (Role::Worker, Some(c)) = (role, candidate) {
@@ -412,7 +414,8 @@ impl Documents {
         if let Some(u) = current.as_ref().filter(|u| u.expires - Utc::now() > margin) {
             return Ok((u.key.clone(), None));
         }
-        let files = mint::read_pki(&self.bundle.join("pki")).map_err(DocumentError::Bundle)?;
+        let files = crate::blocking(|| mint::read_pki(&self.bundle.join("pki")))
+            .map_err(DocumentError::Bundle)?;
         let uploaded = mint::upload_certs(admin, &files, CERTS_TTL)
             .await
             .map_err(|e| unavailable(discovery, e))?;
@@ -436,7 +439,7 @@ impl Documents {
     fn admin(&self, discovery: &Discovery) -> Result<kube::Client, DocumentError> {
         let pki = self.bundle.join("pki");
         let read = |name: &str| {
-            std::fs::read_to_string(pki.join(name))
+            crate::blocking(|| std::fs::read_to_string(pki.join(name)))
                 .map_err(|e| DocumentError::Bundle(format!("{}: {e}", pki.join(name).display())))
         };
         let ca_pem = read("ca.crt")?;

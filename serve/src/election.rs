@@ -188,7 +188,7 @@ impl Election {
             initialised_at: None,
             claim: claim.map(claim_hash),
         };
-        self.store.put_record(RECORD, &elected)?;
+        crate::blocking(|| self.store.put_record(RECORD, &elected))?;
         tracing::info!(
             "init election (term {term}): {} ({}) runs kubeadm init",
             elected.node,
@@ -218,7 +218,7 @@ impl Election {
                 initialised_at: Some(Utc::now()),
                 ..e
             };
-            self.store.put_record(RECORD, &record)?;
+            crate::blocking(|| self.store.put_record(RECORD, &record))?;
             tracing::info!(
                 "init election: {} reported kubeadm init succeeded; no election ever again",
                 record.node
@@ -257,7 +257,7 @@ impl Election {
                 claim: None,
             },
         };
-        let stored = self.store.put_record(RECORD, &record);
+        let stored = crate::blocking(|| self.store.put_record(RECORD, &record));
         tracing::info!("init election closed for good: {why}");
         state.record = Some(record);
         stored

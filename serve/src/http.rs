@@ -91,15 +91,13 @@ fn authorize(app: &App, headers: &HeaderMap, wanted: Scope) -> Result<(), Box<Re
 /// The request's bearer token may do `wanted`; a `once` token is not spent yet.
 fn check(app: &App, headers: &HeaderMap, wanted: Scope) -> Result<Pass, Box<Response>> {
     let presented = presented_token(headers);
-    app.tokens
-        .check(presented, wanted)
+    crate::blocking(|| app.tokens.check(presented, wanted))
         .map_err(|d| refusal(app, presented.is_some(), d))
 }
 
 /// Spend a `once` pass: the answer is a success and is about to leave.
 fn spend(app: &App, headers: &HeaderMap, pass: &Pass) -> Result<(), Box<Response>> {
-    app.tokens
-        .spend(pass)
+    crate::blocking(|| app.tokens.spend(pass))
         .map_err(|d| refusal(app, presented_token(headers).is_some(), d))
 }
 
@@ -290,7 +288,8 @@ async fn list_nodes(
 
 /// Does the request carry an admin token? (Spends nothing.)
 fn is_admin(app: &App, headers: &HeaderMap) -> bool {
-    presented_token(headers).is_some_and(|t| app.tokens.check(Some(t), Scope::Admin).is_ok())
+    presented_token(headers)
+        .is_some_and(|t| crate::blocking(|| app.tokens.check(Some(t), Scope::Admin)).is_ok())
 }
 
 #[derive(serde::Deserialize)]
@@ -411,10 +410,11 @@ async fn get_group_document(
         }
         Err(r) => return *r,
     };
-    let admission = match groups.admit(&name, presented_token(&headers), &candidate) {
-        Ok(a) => a,
-        Err(refused) => return group_refusal(&app, refused),
-    };
+    let admission =
+        match crate::blocking(|| groups.admit(&name, presented_token(&headers), &candidate)) {
+            Ok(a) => a,
+            Err(refused) => return group_refusal(&app, refused),
+        };
     let claim = match claim(&headers) {
         Ok(c) => c,
         Err(r) => return *r,
@@ -432,7 +432,7 @@ async fn get_group_document(
             super::groups::personalize(&admission, &s.text).map_err(DocumentError::Bundle)?;
         Ok(super::documents::Served { text, ..s })
     });
-    if let Err(e) = admission.settle(served.is_ok()) {
+    if let Err(e) = crate::blocking(|| admission.settle(served.is_ok())) {
         tracing::error!(
             "group {name}: could not record machine {}: {e}",
             candidate.machine_id
@@ -498,7 +498,8 @@ async fn respond(
     match served {
         Ok(mut served) => {
             if let Some(c) = candidate {
-                let ours = |t: &str| app.tokens.check(Some(t), Scope::Report).is_ok();
+                let ours =
+                    |t: &str| crate::blocking(|| app.tokens.check(Some(t), Scope::Report)).is_ok();
                 let bound_for = |node: &str| {
                     app.binder.token(&Candidate {
                         node: node.to_string(),

@@ -133,6 +133,13 @@ impl App {
     }
 }
 
+/// Run file I/O or an fsync without holding up the async workers: the
+/// runtime moves this worker's other tasks elsewhere meanwhile (serve runs on
+/// a multi-threaded runtime).
+pub(crate) fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    tokio::task::block_in_place(f)
+}
+
 const MAX_BATCH: usize = 1024;
 
 /// Commit batches as they come; answer each request only after its commit.

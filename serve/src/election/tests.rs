@@ -71,7 +71,7 @@ async fn twenty_concurrent_askers_elect_exactly_one_and_a_restart_keeps_it() {
 
 /// The winner's machine id is public (`/v1/nodes`): replayed without the
 /// claim, or with another claim, it gets no init document.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replayed_machine_id_without_the_claim_is_not_the_winner() {
     let dir = tempfile::tempdir().unwrap();
     let election = open(dir.path(), DEFAULT_LEASE);
@@ -93,7 +93,7 @@ async fn a_replayed_machine_id_without_the_claim_is_not_the_winner() {
     assert!(matches!(v, Verdict::Wait { .. }), "{v:?}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_or_failed_winner_is_replaced_once() {
     let dir = tempfile::tempdir().unwrap();
     let election = open(dir.path(), Duration::from_millis(300));
@@ -132,7 +132,7 @@ async fn a_silent_or_failed_winner_is_replaced_once() {
 /// Heartbeats keep the lease: a winner whose kubeadm runs for three leases,
 /// reporting within each, keeps it; its `at` (2099) plays no part, so once
 /// it stops, the lease ends on serve's clock.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heartbeats_keep_the_lease_and_serve_s_clock_ends_it() {
     let dir = tempfile::tempdir().unwrap();
     let lease = Duration::from_millis(400);
@@ -161,7 +161,7 @@ async fn heartbeats_keep_the_lease_and_serve_s_clock_ends_it() {
 
 /// Once the winner's kubeadm init succeeded, neither its later failure, nor
 /// its silence past the lease, nor a serve restart elects anyone again.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_init_succeeded_nobody_is_ever_elected_again() {
     let dir = tempfile::tempdir().unwrap();
     let lease = Duration::from_millis(200);
@@ -203,7 +203,7 @@ async fn after_init_succeeded_nobody_is_ever_elected_again() {
 
 /// serve minted in the cluster (it answers): no election, now or after a restart,
 /// though no election was ever held.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_serve_minted_in_is_never_initialised_again() {
     let dir = tempfile::tempdir().unwrap();
     let lease = Duration::from_millis(100);
