@@ -10,6 +10,9 @@ use rcgen::{
 };
 use time::{Duration, OffsetDateTime};
 
+mod keys;
+pub use keys::key_pair;
+
 /// kubeadm's CA validity (`CACertificateValidityPeriod`).
 pub const CA_VALIDITY_DAYS: i64 = 3650;
 
@@ -49,7 +52,7 @@ pub fn new_ca(common_name: &str) -> Result<CaPair, String> {
 
 /// The CA as an rcgen issuer, and its key.
 fn issuer(ca_cert_pem: &str, ca_key_pem: &str) -> Result<(rcgen::Certificate, KeyPair), String> {
-    let ca_key = KeyPair::from_pem(ca_key_pem).map_err(|e| format!("CA key: {e}"))?;
+    let ca_key = key_pair(ca_key_pem).map_err(|e| format!("CA key: {e}"))?;
     let issuer = CertificateParams::from_ca_cert_pem(ca_cert_pem)
         .map_err(|e| format!("CA certificate: {e}"))?
         .self_signed(&ca_key)

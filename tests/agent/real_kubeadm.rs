@@ -426,3 +426,43 @@ fn real_kubeadm_runs_the_api_server_against_the_bundles_external_etcd() {
         assert!(manifest.contains(flag), "{flag} not in:\n{manifest}");
     }
 }
+
+/// The CA keys `kubeadm init phase certs` writes (PKCS#1 RSA, `BEGIN RSA PRIVATE
+/// KEY`) sign what kubeboot signs with a cluster's CA: serve's admin certificate
+/// and the replacement path's client certificates.
+#[test]
+#[ignore = "needs real Kubernetes: KUBEBOOT_KUBERNETES (README, Real Kubernetes)"]
+fn the_ca_keys_kubeadm_writes_sign_kubeboots_certificates() {
+    let kubeadm = real_kubeadm();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(&kubeadm)
+        .args(["init", "phase", "certs", "ca", "--cert-dir"])
+        .arg(tmp.path())
+        .output()
+        .expect("run kubeadm");
+    assert_exit(&out, 0);
+    let ca = std::fs::read_to_string(tmp.path().join("ca.crt")).unwrap();
+    let key = std::fs::read_to_string(tmp.path().join("ca.key")).unwrap();
+    let (cert, _) = kubeboot_core::pki::issue_client_cert(
+        &ca,
+        &key,
+        "kubeboot:test",
+        &["system:masters".to_string()],
+        std::time::Duration::from_secs(600),
+    )
+    .unwrap_or_else(|e| {
+        panic!(
+            "kubeadm's CA key ({}): {e}",
+            key.lines().next().unwrap_or("")
+        )
+    });
+    let cert_file = tmp.path().join("client.crt");
+    std::fs::write(&cert_file, cert).unwrap();
+    let verify = Command::new("openssl")
+        .args(["verify", "-CAfile"])
+        .arg(tmp.path().join("ca.crt"))
+        .arg(&cert_file)
+        .output()
+        .unwrap();
+    assert_exit(&verify, 0);
+}

@@ -90,7 +90,7 @@ pub(super) fn pki_pair_problem<'a>(
     };
     // PKCS#8 and SEC1 keys load here; a key format that does not (e.g. PKCS#1 RSA)
     // is left for kubeadm to judge rather than refused.
-    let key = rcgen::KeyPair::from_pem(key_pem).ok()?;
+    let key = crate::pki::key_pair(key_pem).ok()?;
     (key.public_key_der() != spki).then(|| {
         (
             key_field,
