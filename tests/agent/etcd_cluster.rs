@@ -178,6 +178,22 @@ impl EtcdCluster {
         }
     }
 
+    /// SIGSTOP member `i` (a member that is slow, not dead: its kernel still
+    /// accepts connections).
+    pub fn pause(&self, i: usize) {
+        self.signal(i, nix::sys::signal::Signal::SIGSTOP);
+    }
+
+    /// SIGCONT member `i`.
+    pub fn resume(&self, i: usize) {
+        self.signal(i, nix::sys::signal::Signal::SIGCONT);
+    }
+
+    fn signal(&self, i: usize, sig: nix::sys::signal::Signal) {
+        let child = self.members[i].child.as_ref().expect("a running member");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig).unwrap();
+    }
+
     /// Start member `i` again on its own data (a machine that rebooted); does not wait.
     pub fn restart(&mut self, i: usize) {
         self.kill(i);

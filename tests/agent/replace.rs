@@ -381,3 +381,34 @@ fn kubeboot_replace_dry_run_names_the_stale_node_and_the_real_run_removes_it() {
         assert!(!all.contains(CERT_KEY) && !all.contains(TOKEN), "{all}");
     }
 }
+
+/// A member that is stopped (SIGSTOP), not dead, accepts TCP but never finishes
+/// a TLS handshake: looking at the cluster costs a bounded wait per call (the
+/// access's timeout), not a hang until the member resumes. Measured on 094082b:
+/// no answer at all while the member stayed stopped.
+#[test]
+fn a_paused_member_costs_a_bounded_wait_not_a_hang() {
+    let cluster = EtcdCluster::start(&["cp1", "cp2", "cp3"]);
+    cluster.pause(2);
+    let access = cluster.access();
+    let urls = cluster.client_urls();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let started = std::time::Instant::now();
+    std::thread::spawn(move || {
+        let seen = kubeboot_agent::cluster::block_on(async { etcd::members(&access, &urls).await });
+        let _ = tx.send(seen);
+    });
+    let answer = rx.recv_timeout(Duration::from_secs(30));
+    let took = started.elapsed();
+    cluster.resume(2);
+    let members = answer
+        .unwrap_or_else(|_| panic!("no answer in {took:?} while a member was paused"))
+        .unwrap();
+    println!("the members, one paused: {} ms", took.as_millis());
+    let cp3 = members.iter().find(|m| m.name == "cp3").unwrap();
+    assert!(!cp3.reachable, "a stopped member does not answer");
+    assert!(
+        members.iter().filter(|m| m.reachable).count() == 2,
+        "{members:?}"
+    );
+}

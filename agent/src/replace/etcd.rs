@@ -202,6 +202,27 @@ pub async fn connect(access: &EtcdAccess, url: &str) -> Result<Client, String> {
         .map_err(|e| format!("etcd at {url}: {e}"))
 }
 
+/// `call` (a connect and a request to the member at `url`), bounded as a whole
+/// by the access's timeout. The client's own timeouts cover the TCP connect and
+/// the request, not the TLS handshake: a stopped (SIGSTOP) or overloaded member
+/// whose kernel still accepts connections would otherwise hold the caller until
+/// it resumes.
+async fn bounded<T>(
+    access: &EtcdAccess,
+    url: &str,
+    what: &str,
+    call: impl std::future::Future<Output = Result<T, String>>,
+) -> Result<T, String> {
+    tokio::time::timeout(access.timeout, call)
+        .await
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "etcd at {url}: no answer to {what} within {} s (connect, TLS handshake and request)",
+                access.timeout.as_secs_f64()
+            ))
+        })
+}
+
 /// The first of `endpoints` that answers a member list.
 async fn member_list(
     access: &EtcdAccess,
@@ -209,12 +230,12 @@ async fn member_list(
 ) -> Result<(String, Vec<etcd_client::Member>), String> {
     let mut errors = Vec::new();
     for url in endpoints {
-        let listed = async {
+        let listed = bounded(access, url, "member list", async {
             let mut c = connect(access, url).await?;
             c.member_list()
                 .await
                 .map_err(|e| format!("etcd at {url}: member list: {e}"))
-        }
+        })
         .await;
         match listed {
             Ok(r) => return Ok((url.clone(), r.members().to_vec())),
@@ -230,10 +251,13 @@ async fn member_list(
 /// Whether the member answers etcd's Status on one of its own client URLs.
 async fn answers(access: &EtcdAccess, client_urls: &[String]) -> bool {
     for url in client_urls {
-        if let Ok(mut c) = connect(access, url).await {
-            if c.status().await.is_ok() {
-                return true;
-            }
+        let status = bounded(access, url, "status", async {
+            let mut c = connect(access, url).await?;
+            c.status().await.map_err(|e| e.to_string())
+        })
+        .await;
+        if status.is_ok() {
+            return true;
         }
     }
     false
@@ -289,12 +313,12 @@ pub async fn remove(
         .collect();
     let mut errors = Vec::new();
     for url in &through {
-        let removed = async {
+        let removed = bounded(access, url, "member remove", async {
             let mut c = connect(access, url).await?;
             c.member_remove(member.id)
                 .await
                 .map_err(|e| format!("etcd at {url}: member remove {}: {e}", member.label()))
-        }
+        })
         .await;
         match removed {
             Ok(_) => return Ok(()),
