@@ -304,6 +304,19 @@ fn serve_hands_out_documents_with_credentials_minted_in_the_cluster() {
     let (status, body) = as_node("w-mine", "cc");
     assert_eq!(status, 200, "{body}");
     cp.kubectl_ok(&["get", "node", "w-mine"]);
+    // A silent control-plane Node is never a worker's to replace.
+    let cp_node = cp.dir.join("cp-silent.json");
+    std::fs::write(
+        &cp_node,
+        r#"{"apiVersion":"v1","kind":"Node","metadata":{"name":"cp-silent","labels":{"node-role.kubernetes.io/control-plane":""}}}"#,
+    )
+    .unwrap();
+    cp.kubectl_ok(&["create", "-f", cp_node.to_str().unwrap()]);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let (status, body) = as_node("cp-silent", "dd");
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("is a control plane"), "{body}");
+    cp.kubectl_ok(&["get", "node", "cp-silent"]);
     // A NotReady Node whose kubelet still renews its Lease (kube-node-lease) is alive,
     // however old its status: the Lease is read. (renewTime a little ahead, as from a
     // kubelet whose clock runs fast, so the 1 s grace cannot pass during the test.)

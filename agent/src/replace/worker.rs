@@ -21,6 +21,18 @@ use super::Cleanup;
 use crate::cluster::describe;
 use crate::cluster::report::ANNOTATION_MACHINE_ID;
 
+/// The label kubeadm puts on every control-plane Node.
+pub const CONTROL_PLANE_LABEL: &str = "node-role.kubernetes.io/control-plane";
+
+/// Is this Node a control plane (kubeadm's label)? A worker's credential never
+/// deletes one.
+pub fn is_control_plane(node: &Node) -> bool {
+    node.metadata
+        .labels
+        .as_ref()
+        .is_some_and(|l| l.contains_key(CONTROL_PLANE_LABEL))
+}
+
 /// Why the worker may not have its document yet.
 #[derive(Debug, PartialEq)]
 pub enum NotYet {
@@ -51,6 +63,13 @@ pub async fn make_room(
     if own {
         return Ok(None);
     }
+    if found.as_ref().is_some_and(|s| is_control_plane(&s.node)) {
+        return Err(NotYet::Refuse(format!(
+            "Node {name} is a control plane (label {CONTROL_PLANE_LABEL}): a worker's document never \
+             replaces it; name this worker otherwise, or replace the control plane with a \
+             control-plane document"
+        )));
+    }
     match node::decide(found.as_ref(), chrono::Utc::now(), grace) {
         NodeDecision::Absent => Ok(None),
         NodeDecision::Refuse { why } => Err(NotYet::Refuse(why)),
@@ -68,5 +87,30 @@ pub async fn make_room(
                 removed: true,
             }))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_control_plane_is_known_by_kubeadms_label() {
+        let node = |labels: &[(&str, &str)]| {
+            let mut n = Node::default();
+            n.metadata.labels = Some(
+                labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            );
+            n
+        };
+        assert!(is_control_plane(&node(&[(CONTROL_PLANE_LABEL, "")])));
+        assert!(!is_control_plane(&node(&[(
+            "node-role.kubernetes.io/worker",
+            ""
+        )])));
+        assert!(!is_control_plane(&Node::default()));
     }
 }
