@@ -518,4 +518,33 @@ mod tests {
         assert_eq!(ok[0].scope, Scope::Documents(Role::Worker));
         assert!(ok[0].once && ok[0].note == "pxe rack 4");
     }
+
+    mod fuzz {
+        use super::*;
+        use kubeboot_core::fuzz::{apply, config, edits};
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(config())]
+
+            /// A mutated tokens file is parsed or refused naming its line, never
+            /// a panic, and an error never quotes the file (a token pasted in
+            /// clear would travel into it).
+            #[test]
+            fn mutated_tokens_files_are_refused_by_line_without_quoting(e in edits()) {
+                let seed = format!(
+                    "# kubeboot serve tokens\nreport sha256:{} # nodes\ndocuments:init sha256:{} once used=2026-01-01T00:00:00Z\nadmin sha256:{}\n",
+                    "ab".repeat(32), "cd".repeat(32), "ef".repeat(32)
+                );
+                let text = String::from_utf8_lossy(&apply(seed.as_bytes(), &e)).into_owned();
+                match parse(&text) {
+                    Ok(grants) => prop_assert!(grants.len() <= text.lines().count()),
+                    Err(why) => {
+                        prop_assert!(why.starts_with("line "), "{}", why);
+                        prop_assert!(!why.contains("abab") && !why.contains("cdcd"), "{}", why);
+                    }
+                }
+            }
+        }
+    }
 }

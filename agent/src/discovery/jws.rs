@@ -56,4 +56,25 @@ mod tests {
             assert_eq!(ok, c["valid"].as_bool().unwrap());
         }
     }
+
+    mod fuzz {
+        use super::*;
+        use kubeboot_core::fuzz::{apply, config, edits};
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(config())]
+
+            /// A cluster-info signature changed anywhere no longer verifies, and
+            /// nothing panics; the unchanged one does.
+            #[test]
+            fn a_mutated_signature_never_verifies(e in edits()) {
+                let content = "apiVersion: v1\nkind: Config\nclusters: []\n";
+                let good = detached_signature(content, "abcdef", "0123456789abcdef");
+                let mutated = String::from_utf8_lossy(&apply(good.as_bytes(), &e)).into_owned();
+                let ok = is_valid(&mutated, content, "abcdef", "0123456789abcdef");
+                prop_assert_eq!(ok, mutated == good, "{}", mutated);
+            }
+        }
+    }
 }

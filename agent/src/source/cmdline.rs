@@ -83,4 +83,26 @@ mod tests {
             CmdlineParams::default()
         );
     }
+
+    mod fuzz {
+        use super::*;
+        use kubeboot_core::fuzz::{apply, config, edits};
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(config())]
+
+            /// A mutated kernel command line never panics the parser; whatever
+            /// it finds is a word of the input.
+            #[test]
+            fn mutated_command_lines_are_parsed_without_panics(e in edits()) {
+                let seed = "BOOT_IMAGE=/vmlinuz console=ttyS0 kubeboot.url=https://10.0.0.2:8443/v1/documents/worker kubeboot.ca_hash=sha256:00ff kubeboot.token=\"abc\"";
+                let line = String::from_utf8_lossy(&apply(seed.as_bytes(), &e)).into_owned();
+                let p = parse_cmdline(&line);
+                for v in [p.url, p.ca_hash, p.token].into_iter().flatten() {
+                    prop_assert!(line.contains(&v), "{v:?} not in {line:?}");
+                }
+            }
+        }
+    }
 }
