@@ -39,6 +39,8 @@ pub const CERTS_TTL: Duration = Duration::from_secs(2 * 3600);
 pub const CERTS_REUSE_MARGIN: Duration = Duration::from_secs(70 * 60);
 /// Bound on each call to the cluster.
 const CLUSTER_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a node told "later" waits before it asks again, unless serve knows better.
+const RETRY_LATER: Duration = Duration::from_secs(30);
 /// Bound on serve's look at the endpoint before an election.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -108,8 +110,9 @@ pub enum DocumentError {
     Missing(String),
     /// 503: the cluster could not mint (not up yet, unreachable): retry later.
     ClusterUnavailable(String),
-    /// 503: another control plane was elected to initialise the cluster.
-    Waiting(String),
+    /// 503: another control plane was elected to initialise the cluster, or the
+    /// machine a worker replaces may still run: ask again after the duration.
+    Waiting(String, Duration),
     /// 400: the request lacks what the document needs (the node's identity).
     BadRequest(String),
     /// 429: this role's minting budget for the minute is spent; retry after the seconds.
@@ -221,7 +224,10 @@ impl Documents {
             )));
         };
         if let Some(done) = election.initialised().await {
-            return Err(DocumentError::Waiting(format!("{why}; {done}")));
+            return Err(DocumentError::Waiting(
+                format!("{why}; {done}"),
+                RETRY_LATER,
+            ));
         }
         self.guard(election, &why).await?;
         match election
@@ -229,7 +235,7 @@ impl Documents {
             .await
             .map_err(DocumentError::Bundle)?
         {
-            Verdict::Wait { why } => Err(DocumentError::Waiting(why)),
+            Verdict::Wait { why, retry_after } => Err(DocumentError::Waiting(why, retry_after)),
             Verdict::Init(elected) => {
                 let mut served = self.bundle_file(Role::Init).await?;
                 served.actions.push(Action::new(
@@ -275,7 +281,7 @@ impl Documents {
              (check serve's access to the cluster: its admin certificate from the bundle's CA)"
         );
         tracing::warn!("{refusal}");
-        Err(DocumentError::Waiting(refusal))
+        Err(DocumentError::Waiting(refusal, RETRY_LATER))
     }
 
     fn ca_der(&self) -> Result<Vec<u8>, DocumentError> {
@@ -384,9 +390,10 @@ impl Documents {
                 actions.extend(notes.into_iter().map(|n| Action::new(ActionKind::Note, n)));
                 Ok(actions)
             }
-            Err(NotYet::Wait(_, why)) => Err(DocumentError::Waiting(format!(
-                "{why}; the machine this one replaces may still be running"
-            ))),
+            Err(NotYet::Wait(wait, why)) => Err(DocumentError::Waiting(
+                format!("{why}; the machine this one replaces may still be running"),
+                wait,
+            )),
             Err(NotYet::Refuse(why)) => Err(DocumentError::Conflict(why)),
             Err(NotYet::Failed(why)) => Err(unavailable(discovery, why)),
         }

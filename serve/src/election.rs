@@ -79,8 +79,9 @@ pub enum Verdict {
     Init(Elected),
     /// This candidate was elected before and proved it with its claim.
     Again(Elected),
-    /// Another one does, or the cluster is initialised; ask again later.
-    Wait { why: String },
+    /// Another one does, or the cluster is initialised; ask again after
+    /// `retry_after` (when the winner's lease would end, at most 30 s).
+    Wait { why: String, retry_after: Duration },
 }
 
 pub struct Election {
@@ -144,6 +145,7 @@ impl Election {
             Some(e) if e.initialised_at.is_some() => {
                 return Ok(Verdict::Wait {
                     why: initialised_why(e),
+                    retry_after: RETRY_AFTER,
                 })
             }
             Some(e) if e.machine_id == candidate.machine_id && proves(e, claim) => {
@@ -161,6 +163,7 @@ impl Election {
                             rfc3339(e.at),
                             self.lease.as_secs()
                         ),
+                        retry_after: RETRY_AFTER,
                     })
                 }
                 Ok(()) => {
@@ -170,6 +173,7 @@ impl Election {
                             e.node,
                             rfc3339(e.at)
                         ),
+                        retry_after: lease_left(&state, self.lease),
                     })
                 }
                 Err(why) => {
@@ -297,6 +301,15 @@ fn proves(e: &Elected, claim: Option<&str>) -> bool {
         (Some(want), Some(got)) => bool::from(want.as_bytes().ct_eq(claim_hash(got).as_bytes())),
         _ => false,
     }
+}
+
+/// How long a waiting control plane waits before it asks again, at most.
+const RETRY_AFTER: Duration = Duration::from_secs(30);
+
+/// Until the winner's lease would end if it stays silent, at most
+/// [`RETRY_AFTER`]: the next asker is not kept waiting longer.
+fn lease_left(state: &State, lease: Duration) -> Duration {
+    lease.saturating_sub(state.heard.elapsed()).min(RETRY_AFTER)
 }
 
 /// Ok while the elected node holds its lease; else why it lost it.

@@ -557,14 +557,25 @@ async fn respond(
             error(StatusCode::CONFLICT, m)
         }
         Err(DocumentError::TooMany(m, seconds)) => too_many(m, seconds),
-        Err(DocumentError::ClusterUnavailable(m) | DocumentError::Waiting(m)) => {
-            tracing::warn!("{what} not served yet: {m}");
-            let mut resp = error(StatusCode::SERVICE_UNAVAILABLE, m);
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, "30".parse().expect("static"));
-            resp
+        Err(DocumentError::ClusterUnavailable(m)) => later(what, m, 30),
+        Err(DocumentError::Waiting(m, wait)) => {
+            // What serve knows (a lease's or a grace period's end), a second past
+            // it, from 1 s to the agent's longest wait (300 s).
+            let seconds = (wait.as_secs_f64().ceil() as u64 + 1).clamp(1, 300);
+            later(what, m, seconds)
         }
     }
+}
+
+/// 503 with Retry-After: the node asks again then.
+fn later(what: &str, m: String, seconds: u64) -> Response {
+    tracing::warn!("{what} not served yet: {m}");
+    let mut resp = error(StatusCode::SERVICE_UNAVAILABLE, m);
+    resp.headers_mut().insert(
+        header::RETRY_AFTER,
+        seconds.to_string().parse().expect("digits"),
+    );
+    resp
 }
 
 /// The node a document request says it comes from (`Kubeboot-Node`,

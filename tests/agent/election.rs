@@ -284,17 +284,13 @@ fn a_forged_failed_event_is_refused_and_elects_nobody() {
 /// and serve restarts meanwhile: nobody else is elected. Its init succeeded:
 /// long past the lease, after another restart, with nothing answering, still
 /// nobody.
-#[test]
-fn a_heartbeating_winner_keeps_the_lease_and_its_init_is_forever() {
-    let lease = 5;
-    let (bundle, mut r) = serve(lease, &[]);
-    // The document an identical control plane gets when elected: the test
-    // node's init document (kubeadm test double), reporting to serve.
+/// The document an identical control plane gets when elected: the test node's
+/// init document (kubeadm test double), reporting to serve, its ready phase
+/// giving up after 1 s (nothing answers at the endpoint).
+fn elected_node_runs_the_double(bundle: &tempfile::TempDir, r: &Receiver) {
+    let path = bundle.path().join("b/nodes/init.toml");
     let endpoint = {
-        let t: toml::Table = std::fs::read_to_string(bundle.path().join("b/nodes/init.toml"))
-            .unwrap()
-            .parse()
-            .unwrap();
+        let t: toml::Table = std::fs::read_to_string(&path).unwrap().parse().unwrap();
         t["cluster"]["endpoint"].as_str().unwrap().to_string()
     };
     let doc = init_doc()
@@ -302,12 +298,17 @@ fn a_heartbeating_winner_keeps_the_lease_and_its_init_is_forever() {
         .replace("[node]\nname = \"cp-1\"\n", "")
         + &r.report_toml(5)
         + "\n[ready]\ntimeout_seconds = 1\n";
-    std::fs::write(bundle.path().join("b/nodes/init.toml"), doc).unwrap();
-    let cp = r.mint(&["--scope", "documents:control-plane"]);
+    std::fs::write(path, doc).unwrap();
+}
 
-    let node =
-        TestNode::new(WORKER).with_env("KUBEADM_TEST_DOUBLE_SECONDS", &(3 * lease).to_string());
-    write(&node.path("/etc/machine-id"), &format!("{}\n", machine(1)));
+/// A test node (machine `i`, named test-node) whose kernel command line points
+/// at serve's control-plane document with token `cp`.
+fn agent_node(r: &Receiver, cp: &str, i: usize, env: &[(&str, &str)]) -> TestNode {
+    let mut node = TestNode::new(WORKER);
+    for (k, v) in env {
+        node = node.with_env(k, v);
+    }
+    write(&node.path("/etc/machine-id"), &format!("{}\n", machine(i)));
     write(
         &node.path("/proc/cmdline"),
         &format!(
@@ -315,6 +316,86 @@ fn a_heartbeating_winner_keeps_the_lease_and_its_init_is_forever() {
             r.url(),
             r.ca_hash
         ),
+    );
+    node
+}
+
+/// A control plane told to wait is told when the winner's lease would end (not
+/// a fixed 30 s), and its wait is the source phase's time (in its state and its
+/// events), not zero.
+#[test]
+fn a_waiting_control_plane_asks_again_when_the_lease_ends_and_the_wait_is_timed() {
+    let lease = 3;
+    let (bundle, r) = serve(lease, &[]);
+    elected_node_runs_the_double(&bundle, &r);
+    let cp = r.mint(&["--scope", "documents:control-plane"]);
+    assert_eq!(r.get_as_node(CP, &cp, "cp-9", &machine(9)).0, 200);
+    let headers = [
+        ("Kubeboot-Node", "cp-8".to_string()),
+        ("Kubeboot-Machine-Id", machine(8)),
+    ];
+    let resp = r.request(CP, Some(&cp), &headers);
+    assert_eq!(resp.status().as_u16(), 503);
+    let wait: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (1..=lease + 1).contains(&wait),
+        "Retry-After {wait} for a {lease} s lease"
+    );
+
+    let node = agent_node(&r, &cp, 1, &[]);
+    let started = Instant::now();
+    let out = node
+        .kubeboot(&["agent", "--source-wait", "60"])
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    let log = text(&out);
+    assert!(log.contains("the server says to wait"), "{log}");
+    assert_eq!(
+        node.kubeadm_subcommands(),
+        ["init"],
+        "elected after cp-9's lease: {log}"
+    );
+    assert!(
+        took < Duration::from_secs(30),
+        "asked again at the lease's end, not after 30 s: {took:?}"
+    );
+    let state = node.state_json();
+    let source_ms = state["phases"]["source"]["duration_ms"].as_u64().unwrap();
+    assert!(source_ms >= 1000, "the source phase waited: {state}");
+    let history = r.history("test-node");
+    assert!(
+        history
+            .iter()
+            .any(|h| h.2 == "source" && h.3 == "succeeded"),
+        "{history:?}"
+    );
+    let detail = r.get_json("/v1/nodes/test-node");
+    let event_ms = detail["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["phase"] == "source" && e["state"] == "succeeded")
+        .and_then(|e| e["duration_ms"].as_u64())
+        .unwrap();
+    assert!(event_ms >= 1000, "{detail}");
+}
+
+#[test]
+fn a_heartbeating_winner_keeps_the_lease_and_its_init_is_forever() {
+    let lease = 5;
+    let (bundle, mut r) = serve(lease, &[]);
+    elected_node_runs_the_double(&bundle, &r);
+    let cp = r.mint(&["--scope", "documents:control-plane"]);
+    let node = agent_node(
+        &r,
+        &cp,
+        1,
+        &[("KUBEADM_TEST_DOUBLE_SECONDS", &(3 * lease).to_string())],
     );
     let mut agent = node
         .kubeboot(&["agent", "--heartbeat", "1", "--source-attempts", "2"])

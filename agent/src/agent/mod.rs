@@ -209,6 +209,10 @@ impl Agent {
     /// First run on this node: find and validate the document, then persist it
     /// and the first records. Nothing is written to the host before validation.
     fn start_fresh(&mut self) -> Result<AgentState, Finish> {
+        // The source phase starts before the search: a fetch that waits for serve
+        // (Retry-After, the network) is the source phase's time.
+        let source_started = Utc::now();
+        let clock = std::time::Instant::now();
         self.emit(Draft::started(Phase::Source));
         let loaded = match source::resolve(&self.host, self.opts.document.clone(), &self.opts.fetch)
         {
@@ -230,9 +234,10 @@ impl Agent {
                 });
             }
         };
-        let source_started = Utc::now();
+        let validate_started = Utc::now();
         self.emit(
             Draft::succeeded(Phase::Source)
+                .took(clock.elapsed().as_millis() as u64)
                 .log_tail(vec![format!("document from {}", loaded.origin)]),
         );
         self.emit(Draft::started(Phase::Validate));
@@ -260,9 +265,12 @@ impl Agent {
             loaded.origin.clone(),
             sha,
         );
-        for phase in [Phase::Source, Phase::Validate] {
+        for (phase, started) in [
+            (Phase::Source, source_started),
+            (Phase::Validate, validate_started),
+        ] {
             state.start(phase);
-            state.phases.get_mut(&phase).expect("started").started_at = source_started;
+            state.phases.get_mut(&phase).expect("started").started_at = started;
             state.finish(phase, PhaseState::Succeeded, None);
         }
         let saved = self

@@ -61,7 +61,7 @@ async fn twenty_concurrent_askers_elect_exactly_one_and_a_restart_keeps_it() {
         match ask(&election, i).await {
             Verdict::Again(e) => assert!(me && e == winner, "{e:?}"),
             Verdict::Init(e) => panic!("elected twice: {e:?}"),
-            Verdict::Wait { why } => {
+            Verdict::Wait { why, .. } => {
                 assert!(!me);
                 assert!(why.contains(&winner.node), "{why}");
             }
@@ -78,7 +78,7 @@ async fn a_replayed_machine_id_without_the_claim_is_not_the_winner() {
     assert!(matches!(ask(&election, 1).await, Verdict::Init(_)));
     for wrong in [None, Some("guessed"), Some("")] {
         let v = election.ask(&candidate(1), wrong).await.unwrap();
-        let Verdict::Wait { why } = v else {
+        let Verdict::Wait { why, .. } = v else {
             panic!("claim {wrong:?}: {v:?}");
         };
         assert!(why.contains("Kubeboot-Claim"), "{why}");
@@ -171,7 +171,7 @@ async fn after_init_succeeded_nobody_is_ever_elected_again() {
         .observe(&event(1, "kubeadm", "succeeded"))
         .await
         .unwrap();
-    let Verdict::Wait { why } = ask(&election, 2).await else {
+    let Verdict::Wait { why, .. } = ask(&election, 2).await else {
         panic!("a second election after init succeeded");
     };
     assert!(why.contains("initialised (by cp-1"), "{why}");
@@ -214,7 +214,7 @@ async fn a_cluster_serve_minted_in_is_never_initialised_again() {
     drop(election);
     let election = open(dir.path(), lease);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let Verdict::Wait { why } = ask(&election, 2).await else {
+    let Verdict::Wait { why, .. } = ask(&election, 2).await else {
         panic!("elected after a mint");
     };
     assert!(why.contains("minted a join token"), "{why}");
