@@ -303,12 +303,18 @@ struct EventsFrom {
 async fn serve_events(
     State(app): State<Arc<App>>,
     axum::extract::Query(q): axum::extract::Query<EventsFrom>,
+    headers: HeaderMap,
 ) -> Response {
     const PAGE: usize = 1000;
     let store = app.store.clone();
     let read = tokio::task::spawn_blocking(move || store.serve_events(q.from, PAGE)).await;
     match read {
-        Ok(Ok(events)) => {
+        Ok(Ok(mut events)) => {
+            if !is_admin(&app, &headers) {
+                for e in &mut events {
+                    e.machine_id = e.machine_id.as_deref().map(|m| app.binder.fingerprint(m));
+                }
+            }
             let next = events.last().map_or(q.from, |e| e.seq + 1);
             Json(json!({ "events": events, "next": next })).into_response()
         }

@@ -309,6 +309,32 @@ fn node_listings_are_paged_and_show_machine_ids_to_admins_only() {
         metrics.contains("kubeboot_events_dropped_total 0"),
         "{metrics}"
     );
+    // serve's own events name machines the same way.
+    let bundle = tempfile::tempdir().unwrap();
+    let endpoint = format!("127.0.0.1:{}", crate::receiver::free_port());
+    let out = Command::new(env!("CARGO_BIN_EXE_kubeboot-under-test"))
+        .args(["bundle", "new", "--endpoint", &endpoint, "--out"])
+        .arg(bundle.path().join("b"))
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    let dir = bundle.path().join("b");
+    let r = Receiver::start_with(&["--bundle", dir.to_str().unwrap(), "--fresh-credentials"]);
+    let cp = r.mint(&["--scope", "documents:control-plane"]);
+    let id = "ab".repeat(16);
+    assert_eq!(
+        r.get_as_node("/v1/documents/control-plane", &cp, "cp-1", &id)
+            .0,
+        200
+    );
+    let (_, body) = r.get("/v1/serve/events");
+    assert!(
+        body.contains("init_elected") && !body.contains(&id),
+        "{body}"
+    );
+    let admin = r.mint(&["--scope", "admin"]);
+    let (_, body) = r.get_as("/v1/serve/events", Some(&admin));
+    assert!(body.contains(&id), "{body}");
 }
 
 #[test]
