@@ -304,26 +304,12 @@ pub fn run(opts: ServeOptions, on_listening: impl FnOnce(&Listening)) -> Result<
                 let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(config)
                     .handshake_timeout(limits.header_timeout)
                     .acceptor(slots);
-                let mut server = axum_server::from_tcp(listener)?
-                    .acceptor(acceptor)
-                    .first_request_timeout(limits.header_timeout)
-                    .handle(handle);
-                server
-                    .http_builder()
-                    .http1()
-                    .header_read_timeout(limits.header_timeout);
-                server.serve(service).await
+                let server = axum_server::from_tcp(listener)?.acceptor(acceptor);
+                limits.bound(server).handle(handle).serve(service).await
             }
             None => {
-                let mut server = axum_server::from_tcp(listener)?
-                    .acceptor(slots)
-                    .first_request_timeout(limits.header_timeout)
-                    .handle(handle);
-                server
-                    .http_builder()
-                    .http1()
-                    .header_read_timeout(limits.header_timeout);
-                server.serve(service).await
+                let server = axum_server::from_tcp(listener)?.acceptor(slots);
+                limits.bound(server).handle(handle).serve(service).await
             }
         }
     });

@@ -31,6 +31,22 @@ impl Default for Limits {
     }
 }
 
+impl Limits {
+    /// `server` with the timeouts: the first request, and each request's headers.
+    /// (The TLS handshake's is set on the TLS acceptor.)
+    pub fn bound<Addr: axum_server::Address, Acc>(
+        self,
+        server: axum_server::Server<Addr, Acc>,
+    ) -> axum_server::Server<Addr, Acc> {
+        let mut server = server.first_request_timeout(self.header_timeout);
+        server
+            .http_builder()
+            .http1()
+            .header_read_timeout(self.header_timeout);
+        server
+    }
+}
+
 /// Takes a connection slot before anything else (the TLS handshake included).
 #[derive(Clone)]
 pub struct Slots {

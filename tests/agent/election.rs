@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::harness::*;
-use crate::receiver::{claim_of, Receiver};
+use crate::receiver::{bundle_for, claim_of, nothing_listens, Receiver};
 
 const CP: &str = "/v1/documents/control-plane";
 
@@ -22,25 +22,6 @@ fn kb(args: &[&str]) -> std::process::Output {
 
 fn machine(i: usize) -> String {
     format!("{i:032x}")
-}
-
-/// A bundle (in `TEMP/b`) for `endpoint`.
-fn bundle_for(endpoint: &str) -> tempfile::TempDir {
-    let bundle = tempfile::tempdir().unwrap();
-    let out = kb(&[
-        "bundle",
-        "new",
-        "--endpoint",
-        endpoint,
-        "--out",
-        bundle.path().join("b").to_str().unwrap(),
-    ]);
-    assert_exit(&out, 0);
-    bundle
-}
-
-fn nothing_listens() -> String {
-    format!("127.0.0.1:{}", crate::receiver::free_port())
 }
 
 /// serve with fresh credentials for a bundle whose endpoint nothing answers at.
@@ -66,6 +47,14 @@ fn init_reports_to(bundle: &tempfile::TempDir, r: &Receiver, extra: &str) {
     let path = bundle.path().join("b/nodes/init.toml");
     let text = std::fs::read_to_string(&path).unwrap();
     std::fs::write(&path, format!("{text}{}{extra}", r.report_toml(2))).unwrap();
+}
+
+/// `kubeboot serve election show --output json` on this serve's data.
+fn election_show(r: &Receiver) -> std::process::Output {
+    let data = r.data.path().to_str().unwrap();
+    kb(&[
+        "serve", "election", "show", "--data", data, "--output", "json",
+    ])
 }
 
 fn is_init(body: &str) -> bool {
@@ -469,28 +458,12 @@ fn a_heartbeating_winner_keeps_the_lease_and_its_init_is_forever() {
         assert!(body.contains("the cluster was initialised"), "{body}");
     }
     assert_eq!(elections(&r).len(), 1);
-    let show = kb(&[
-        "serve",
-        "election",
-        "show",
-        "--data",
-        r.data.path().to_str().unwrap(),
-        "--output",
-        "json",
-    ]);
+    let show = election_show(&r);
     // serve holds the store while it runs: show says to stop it.
     assert_exit(&show, 1);
     assert!(text(&show).contains("stop it first"), "{}", text(&show));
     r.stop();
-    let show = kb(&[
-        "serve",
-        "election",
-        "show",
-        "--data",
-        r.data.path().to_str().unwrap(),
-        "--output",
-        "json",
-    ]);
+    let show = election_show(&r);
     assert_exit(&show, 0);
     let v: Value = serde_json::from_slice(&show.stdout).unwrap();
     assert_eq!(v["election"]["node"], "test-node", "{v}");
@@ -506,18 +479,8 @@ fn a_heartbeating_winner_keeps_the_lease_and_its_init_is_forever() {
 /// another CA is a 503 and no election, not recorded.
 #[test]
 fn nothing_is_elected_while_anything_answers_at_the_endpoint() {
-    let bundle = tempfile::tempdir().unwrap();
-    let port = crate::receiver::free_port();
-    let endpoint = format!("127.0.0.1:{port}");
-    let out = kb(&[
-        "bundle",
-        "new",
-        "--endpoint",
-        &endpoint,
-        "--out",
-        bundle.path().join("b").to_str().unwrap(),
-    ]);
-    assert_exit(&out, 0);
+    let endpoint = nothing_listens();
+    let bundle = bundle_for(&endpoint);
     let pki = bundle.path().join("b/pki");
     let ca = std::fs::read_to_string(pki.join("ca.crt")).unwrap();
     let key = std::fs::read_to_string(pki.join("ca.key")).unwrap();
@@ -533,17 +496,23 @@ fn nothing_is_elected_while_anything_answers_at_the_endpoint() {
     assert!(body.contains("under this cluster's CA"), "{body}");
     assert!(elections(&r).is_empty());
     r.stop();
-    let show = kb(&[
-        "serve",
-        "election",
-        "show",
-        "--data",
-        r.data.path().to_str().unwrap(),
-        "--output",
-        "json",
-    ]);
+    let show = election_show(&r);
     let v: Value = serde_json::from_slice(&show.stdout).unwrap();
     assert!(v["election"]["initialised_at"].is_string(), "{v}");
+    // reset without --yes changes nothing (exit 2); with it, the record is gone.
+    let data = r.data.path().to_str().unwrap().to_string();
+    assert_exit(&kb(&["serve", "election", "reset", "--data", &data]), 2);
+    let v: Value = serde_json::from_slice(&election_show(&r).stdout).unwrap();
+    assert!(v["election"]["initialised_at"].is_string(), "{v}");
+    let reset = kb(&["serve", "election", "reset", "--data", &data, "--yes"]);
+    assert_exit(&reset, 0);
+    assert!(
+        text(&reset).contains("reset; the record was:"),
+        "{}",
+        text(&reset)
+    );
+    let v: Value = serde_json::from_slice(&election_show(&r).stdout).unwrap();
+    assert!(v["election"].is_null(), "{v}");
 
     // Another CA answers: 503, no election, nothing latched.
     let bundle = bundle_for(&{
@@ -560,19 +529,7 @@ fn nothing_is_elected_while_anything_answers_at_the_endpoint() {
     }
     assert!(elections(&r).is_empty());
     r.stop();
-    let show = kb(&[
-        "serve",
-        "election",
-        "show",
-        "--data",
-        r.data.path().to_str().unwrap(),
-        "--output",
-        "json",
-    ]);
+    let show = election_show(&r);
     let v: Value = serde_json::from_slice(&show.stdout).unwrap();
     assert!(v["election"].is_null(), "{v}");
-
-    // reset without --yes changes nothing (exit 2); with it, says what it forgot.
-    let data = r.data.path().to_str().unwrap().to_string();
-    assert_exit(&kb(&["serve", "election", "reset", "--data", &data]), 2);
 }

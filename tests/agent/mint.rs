@@ -305,13 +305,15 @@ fn serve_hands_out_documents_with_credentials_minted_in_the_cluster() {
     assert_eq!(status, 200, "{body}");
     cp.kubectl_ok(&["get", "node", "w-mine"]);
     // A silent control-plane Node is never a worker's to replace.
-    let cp_node = cp.dir.join("cp-silent.json");
-    std::fs::write(
-        &cp_node,
+    let create = |file: &str, json: &str| {
+        let path = cp.dir.join(file);
+        std::fs::write(&path, json).unwrap();
+        cp.kubectl_ok(&["create", "-f", path.to_str().unwrap()]);
+    };
+    create(
+        "cp-silent.json",
         r#"{"apiVersion":"v1","kind":"Node","metadata":{"name":"cp-silent","labels":{"node-role.kubernetes.io/control-plane":""}}}"#,
-    )
-    .unwrap();
-    cp.kubectl_ok(&["create", "-f", cp_node.to_str().unwrap()]);
+    );
     std::thread::sleep(std::time::Duration::from_secs(2));
     let (status, body) = as_node("cp-silent", "dd");
     assert_eq!(status, 409, "{body}");
@@ -320,24 +322,18 @@ fn serve_hands_out_documents_with_credentials_minted_in_the_cluster() {
     // A NotReady Node whose kubelet still renews its Lease (kube-node-lease) is alive,
     // however old its status: the Lease is read. (renewTime a little ahead, as from a
     // kubelet whose clock runs fast, so the 1 s grace cannot pass during the test.)
-    let leased = cp.dir.join("w-leased.json");
-    std::fs::write(
-        &leased,
+    create(
+        "w-leased.json",
         r#"{"apiVersion":"v1","kind":"Node","metadata":{"name":"w-leased"}}"#,
-    )
-    .unwrap();
-    cp.kubectl_ok(&["create", "-f", leased.to_str().unwrap()]);
+    );
     let renewed = (chrono::Utc::now() + chrono::Duration::seconds(30))
         .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-    let lease = cp.dir.join("w-leased-lease.json");
-    std::fs::write(
-        &lease,
-        format!(
+    create(
+        "w-leased-lease.json",
+        &format!(
             r#"{{"apiVersion":"coordination.k8s.io/v1","kind":"Lease","metadata":{{"name":"w-leased","namespace":"kube-node-lease"}},"spec":{{"holderIdentity":"w-leased","leaseDurationSeconds":40,"renewTime":"{renewed}"}}}}"#
         ),
-    )
-    .unwrap();
-    cp.kubectl_ok(&["create", "-f", lease.to_str().unwrap()]);
+    );
     std::thread::sleep(std::time::Duration::from_secs(2));
     let (status, body) = as_node("w-leased", "bb");
     assert_eq!(status, 503, "{body}");

@@ -273,6 +273,27 @@ impl Drop for Receiver {
     }
 }
 
+/// A bundle (in `TEMP/b`, `kubeboot bundle new`) for the cluster endpoint `endpoint`.
+pub fn bundle_for(endpoint: &str) -> tempfile::TempDir {
+    let bundle = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_kubeboot-under-test"))
+        .args(["bundle", "new", "--endpoint", endpoint, "--out"])
+        .arg(bundle.path().join("b"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    bundle
+}
+
+/// An endpoint on loopback where nothing listens.
+pub fn nothing_listens() -> String {
+    format!("127.0.0.1:{}", free_port())
+}
+
 /// The claim secret the agent of machine `machine_id` sends in these tests.
 pub fn claim_of(machine_id: &str) -> String {
     format!("claim-of-{machine_id}")

@@ -310,14 +310,7 @@ fn node_listings_are_paged_and_show_machine_ids_to_admins_only() {
         "{metrics}"
     );
     // serve's own events name machines the same way.
-    let bundle = tempfile::tempdir().unwrap();
-    let endpoint = format!("127.0.0.1:{}", crate::receiver::free_port());
-    let out = Command::new(env!("CARGO_BIN_EXE_kubeboot-under-test"))
-        .args(["bundle", "new", "--endpoint", &endpoint, "--out"])
-        .arg(bundle.path().join("b"))
-        .output()
-        .unwrap();
-    assert_exit(&out, 0);
+    let (bundle, _) = bundle_for_a_cluster_that_does_not_answer();
     let dir = bundle.path().join("b");
     let r = Receiver::start_with(&["--bundle", dir.to_str().unwrap(), "--fresh-credentials"]);
     let cp = r.mint(&["--scope", "documents:control-plane"]);
@@ -578,15 +571,8 @@ fn serve_prints_the_report_url_nodes_can_use() {
 
 /// A bundle (in `TEMP/b`) for an endpoint on loopback where nothing listens.
 fn bundle_for_a_cluster_that_does_not_answer() -> (tempfile::TempDir, String) {
-    let bundle = tempfile::tempdir().unwrap();
-    let endpoint = format!("127.0.0.1:{}", crate::receiver::free_port());
-    let out = Command::new(env!("CARGO_BIN_EXE_kubeboot-under-test"))
-        .args(["bundle", "new", "--endpoint", &endpoint, "--out"])
-        .arg(bundle.path().join("b"))
-        .output()
-        .unwrap();
-    assert_exit(&out, 0);
-    (bundle, endpoint)
+    let endpoint = crate::receiver::nothing_listens();
+    (crate::receiver::bundle_for(&endpoint), endpoint)
 }
 
 /// `--fresh-credentials` before the cluster answers: join documents get 503 with

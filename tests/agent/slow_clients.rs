@@ -6,7 +6,6 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use crate::harness::assert_exit;
 use crate::receiver::Receiver;
 
 /// Whether the server closed `s` within `within` (EOF or reset on read).
@@ -27,13 +26,7 @@ fn closed_within(s: &mut impl Read, within: Duration) -> bool {
 
 #[test]
 fn idle_and_slow_clients_neither_hold_serve_nor_starve_a_node() {
-    let bundle = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kubeboot-under-test"))
-        .args(["bundle", "new", "--endpoint", "127.0.0.1:6443", "--out"])
-        .arg(bundle.path().join("b"))
-        .output()
-        .unwrap();
-    assert_exit(&out, 0);
+    let bundle = crate::receiver::bundle_for("127.0.0.1:6443");
     let dir = bundle.path().join("b");
     let r = Receiver::start_with(&["--bundle", dir.to_str().unwrap(), "--header-timeout", "2"]);
     let worker = r.mint(&["--scope", "documents:worker"]);
