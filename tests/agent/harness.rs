@@ -47,10 +47,26 @@ pub fn api_server_gated(
     token: Option<&str>,
     gate: Option<PathBuf>,
 ) -> std::net::SocketAddr {
+    api_server_for_cluster(pki, kubeconfig_ca_pem, token, gate, None)
+}
+
+/// [`api_server_gated`] answering from the objects the kubeadm test double stored
+/// under `cluster` (its stand-in for the cluster's etcd), see [`CLUSTER_DIR`].
+pub fn api_server_for_cluster(
+    pki: &crate::tls_server::Pki,
+    kubeconfig_ca_pem: &str,
+    token: Option<&str>,
+    gate: Option<PathBuf>,
+    cluster: Option<PathBuf>,
+) -> std::net::SocketAddr {
     let body = crate::tls_server::cluster_info_json("127.0.0.1:6443", kubeconfig_ca_pem, token);
     let path = crate::tls_server::CLUSTER_INFO_PATH;
-    crate::tls_server::serve_gated(pki, "127.0.0.1:0", path, &body, None, 1000, gate)
+    crate::tls_server::serve_cluster(pki, "127.0.0.1:0", path, &body, None, 1000, gate, cluster)
 }
+
+/// Where the kubeadm test double stores the cluster objects its runs create
+/// (kubeadm's ConfigMap and RBAC, the Nodes its kubelet would register).
+pub const CLUSTER_DIR: &str = "/var/lib/kubeadm-test-double/cluster";
 
 /// Where an init node's API server answers from: once its kubeadm has run.
 pub const INIT_GATE: &str = "/etc/kubernetes/admin.conf";
@@ -64,7 +80,8 @@ impl TestNode {
         let gate = doc_template
             .contains("role = \"init\"")
             .then(|| root.path().join(INIT_GATE.trim_start_matches('/')));
-        let endpoint = api_server_gated(&pki, &pki.ca_pem, Some(TOKEN), gate);
+        let cluster = root.path().join(CLUSTER_DIR.trim_start_matches('/'));
+        let endpoint = api_server_for_cluster(&pki, &pki.ca_pem, Some(TOKEN), gate, Some(cluster));
         let ca_hash = kubeboot_core::tls::ca_hash_of_der(&pki.ca_der).unwrap();
         let r = root.path();
         for (path, content) in [
@@ -198,10 +215,11 @@ impl TestNode {
             .to_string()
     }
 
+    /// The subcommand of every recorded call (not the double's own events).
     pub fn kubeadm_subcommands(&self) -> Vec<String> {
         self.kubeadm_calls()
             .iter()
-            .map(|c| c["argv"][0].as_str().unwrap().to_string())
+            .filter_map(|c| c["argv"][0].as_str().map(str::to_string))
             .collect()
     }
 

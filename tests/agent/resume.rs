@@ -74,3 +74,68 @@ fn resume_uses_the_saved_document() {
     assert_exit(&node.agent(&[]), 0);
     assert_eq!(node.status_json()["node"], "worker-7");
 }
+
+/// Power lost right after kubeadm wrote kubelet.conf (init writes it, and
+/// admin.conf, minutes before its control plane is up): the resumed agent finds
+/// what kubeadm's last phases leave missing, resets the node and runs kubeadm
+/// again, in each role; it says so in the kubeadm phase's event.
+#[test]
+fn a_kubeadm_that_lost_power_after_kubelet_conf_is_reset_and_run_again() {
+    for (doc, run) in [
+        (init_doc(), "init"),
+        (CONTROL_PLANE.to_string(), "join"),
+        (WORKER.to_string(), "join"),
+    ] {
+        let node = TestNode::new(&doc);
+        let crashed = node.agent_env(&[("KUBEADM_TEST_DOUBLE_CRASH", "after-kubelet-conf")]);
+        assert_eq!(
+            crashed.status.signal(),
+            Some(9),
+            "{run}: the agent should have lost power:\n{}",
+            text(&crashed)
+        );
+        assert!(node.path("/etc/kubernetes/kubelet.conf").exists(), "{run}");
+
+        let resumed = node.agent(&[]);
+        assert_exit(&resumed, 0);
+        assert_eq!(node.kubeadm_subcommands(), [run, "reset", run], "{doc}");
+        let state = node.state_json();
+        assert_eq!(state["outcome"], "done", "{run}");
+        assert_eq!(state["phases"]["kubeadm"]["attempt"], 2, "{run}");
+        assert!(
+            text(&resumed).contains("an interrupted kubeadm run had not finished"),
+            "{run}: {}",
+            text(&resumed)
+        );
+    }
+}
+
+/// A control plane whose interrupted kubeadm cannot be judged (its cluster does
+/// not answer) is not reset: it may hold the cluster's only etcd data.
+#[test]
+fn an_unanswering_cluster_never_gets_a_control_plane_reset() {
+    let node = TestNode::new(&format!("{}[ready]\ntimeout_seconds = 3\n", init_doc()));
+    let crashed = node.agent_env(&[("KUBEBOOT_TEST_CRASH", "kubeadm:after-effect")]);
+    assert_eq!(crashed.status.signal(), Some(9), "{}", text(&crashed));
+    // kubeadm init finished, then power was lost and the API server is not back:
+    // nothing answers where admin.conf points.
+    let admin = node.path(INIT_GATE);
+    let conf = std::fs::read_to_string(&admin).unwrap();
+    let server = format!("server: https://{}", node.endpoint);
+    assert!(conf.contains(&server), "{conf}");
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_addr = dead.local_addr().unwrap();
+    drop(dead);
+    write(
+        &admin,
+        &conf.replace(&server, &format!("server: https://{dead_addr}")),
+    );
+    let resumed = node.agent(&[]);
+    assert_ne!(resumed.status.code(), Some(0), "{}", text(&resumed));
+    assert_eq!(node.kubeadm_subcommands(), ["init"], "{}", text(&resumed));
+    assert!(
+        text(&resumed).contains("Not resetting a control plane"),
+        "{}",
+        text(&resumed)
+    );
+}

@@ -80,6 +80,25 @@ pub fn serve_gated(
     max_requests: usize,
     gate: Option<std::path::PathBuf>,
 ) -> SocketAddr {
+    serve_cluster(pki, bind, path, body, token, max_requests, gate, None)
+}
+
+/// As [`serve_gated`], standing in for a cluster whose objects the kubeadm test
+/// double wrote under `cluster` (`api/v1/nodes/NAME`,
+/// `api/v1/namespaces/kube-system/configmaps/kubeadm-config`, …): a GET of an
+/// API path answers that file, or 404 when there is none. Without `cluster`
+/// every Node is Ready and kubeadm's objects all exist.
+#[allow(clippy::too_many_arguments)]
+pub fn serve_cluster(
+    pki: &Pki,
+    bind: &str,
+    path: &str,
+    body: &str,
+    token: Option<&str>,
+    max_requests: usize,
+    gate: Option<std::path::PathBuf>,
+    cluster: Option<std::path::PathBuf>,
+) -> SocketAddr {
     let config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
@@ -141,14 +160,26 @@ pub fn serve_gated(
             let requested = request_line.split_whitespace().nth(1).unwrap_or("");
             let wanted = requested == path.as_str();
             // Standing in for kube-apiserver's Node endpoint too: every Node is Ready
-            // (GET, and PATCH of its annotations answers the same Node).
-            let node = requested
-                .split('?')
-                .next()
-                .unwrap_or("")
-                .strip_prefix(NODES_PATH)
-                .filter(|n| !n.is_empty() && !n.contains(['/', '?']))
-                .map(ready_node_json);
+            // (GET, and PATCH of its annotations answers the same Node), or, with
+            // `cluster`, the Nodes and objects stored there.
+            let api_path = requested.split('?').next().unwrap_or("");
+            let stored = cluster
+                .as_ref()
+                .and_then(|dir| stored_object(dir, api_path));
+            let object = match &cluster {
+                Some(_) => stored,
+                None => api_path
+                    .strip_prefix(NODES_PATH)
+                    .filter(|n| !n.is_empty() && !n.contains('/'))
+                    .map(ready_node_json)
+                    .or_else(|| KUBEADM_OBJECTS.contains(&api_path).then(|| "{}".into())),
+            };
+            let missing = cluster.is_some()
+                && object.is_none()
+                && method != "POST"
+                && (api_path.starts_with("/api/v1/nodes/")
+                    || api_path.starts_with("/apis/")
+                    || KUBEADM_OBJECTS.contains(&api_path));
             // And its Events: a created Event is answered with itself.
             let event = (method == "POST" && requested.split('?').next() == Some(EVENTS_PATH))
                 .then(|| String::from_utf8_lossy(&request_body).into_owned());
@@ -168,10 +199,11 @@ pub fn serve_gated(
                 let _ = tls.flush();
                 continue;
             }
-            let (status, content) = match (wanted, authorized, &node) {
+            let (status, content) = match (wanted, authorized, &object) {
                 _ if refused => ("403 Forbidden", FORBIDDEN_STATUS),
                 _ if event.is_some() => ("201 Created", event.as_deref().unwrap_or("")),
-                (_, _, Some(node)) => ("200 OK", node.as_str()),
+                _ if missing => ("404 Not Found", NOT_FOUND_STATUS),
+                (_, _, Some(object)) => ("200 OK", object.as_str()),
                 (_, false, None) => ("401 Unauthorized", "unauthorized\n"),
                 (false, true, None) => ("404 Not Found", "no such document\n"),
                 (true, true, None) => ("200 OK", body.as_str()),
@@ -190,6 +222,22 @@ pub fn serve_gated(
 }
 
 pub const NODES_PATH: &str = "/api/v1/nodes/";
+const NOT_FOUND_STATUS: &str = r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"not found (test double)","reason":"NotFound","code":404}"#;
+
+/// What kubeadm's last phases leave in the cluster and the agent's resume looks for.
+const KUBEADM_OBJECTS: [&str; 2] = [
+    "/api/v1/namespaces/kube-system/configmaps/kubeadm-config",
+    "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/kubeadm:node-autoapprove-certificate-rotation",
+];
+
+/// The object the kubeadm test double stored for `api_path`, if any.
+fn stored_object(dir: &std::path::Path, api_path: &str) -> Option<String> {
+    let rel = api_path.trim_start_matches('/');
+    if rel.is_empty() || rel.split('/').any(|c| c == ".." || c.is_empty()) {
+        return None;
+    }
+    std::fs::read_to_string(dir.join(rel)).ok()
+}
 const FORBIDDEN_STATUS: &str = r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"events is forbidden: test double refuses this node","reason":"Forbidden","code":403}"#;
 pub const EVENTS_PATH: &str = "/api/v1/namespaces/default/events";
 

@@ -7,6 +7,7 @@
 //! again. Every change of phase is one status event sent to every sink.
 
 mod cluster_report;
+mod completion;
 mod crash;
 mod draft;
 mod forget;

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use secrecy::ExposeSecret;
 
+use super::completion::{self, Completion};
 use super::{Agent, Failure};
 use crate::discovery;
 use crate::kubeadm::{self, ConfigPaths};
@@ -31,7 +32,7 @@ const IPV6_SYSCTLS: [(&str, &str); 2] = [
 ];
 const MIB: u64 = 1024 * 1024;
 pub(super) const KUBELET_CONF: &str = "/etc/kubernetes/kubelet.conf";
-const ADMIN_CONF: &str = "/etc/kubernetes/admin.conf";
+pub(super) const ADMIN_CONF: &str = "/etc/kubernetes/admin.conf";
 
 /// Resource minimums: (cpus, memory MiB, free disk MiB). Control planes follow
 /// kubeadm's own checks (2 CPUs, 1700 MB); disk covers images and etcd.
@@ -397,15 +398,8 @@ impl Agent {
         let kubeadm = self.host.find_program("kubeadm").ok_or_else(|| {
             Failure::new(ErrorKind::KubeadmNotRunnable, "kubeadm not found on PATH")
         })?;
-        if interrupted.is_some() {
-            if self.kubeadm_completed(doc.role) {
-                tracing::info!(
-                    "kubeadm completed before the agent was interrupted; not running it again"
-                );
-                return Ok(());
-            }
-            tracing::info!("a kubeadm run was interrupted; resetting the node before trying again");
-            self.reset(&kubeadm);
+        if interrupted.is_some() && self.resume_kubeadm(doc, &kubeadm)? {
+            return Ok(());
         }
         let max = doc.doc.kubeadm.attempts;
         let backoff = Backoff::new(doc.doc.kubeadm.retry_backoff_seconds, 300.0);
@@ -577,10 +571,57 @@ impl Agent {
         })
     }
 
-    fn kubeadm_completed(&self, role: Role) -> bool {
-        self.host.exists(KUBELET_CONF) && (role != Role::Init || self.host.exists(ADMIN_CONF))
+    /// After a crash or power loss during kubeadm: true when kubeadm had finished
+    /// (see [`completion`]), else the node is reset for the next attempt. A
+    /// control plane whose cluster does not answer is not reset: it may hold
+    /// the cluster's only etcd data. A worker holds nothing; it is reset.
+    fn resume_kubeadm(
+        &mut self,
+        doc: &ValidDocument,
+        kubeadm: &std::path::Path,
+    ) -> Result<bool, Failure> {
+        let name = self.node_name(doc);
+        let expected = completion::Expected {
+            role: doc.role,
+            name: &name,
+            stacked_etcd: doc.doc.cluster.as_ref().is_none_or(|c| c.etcd.is_none()),
+        };
+        let limit = Duration::from_secs(doc.doc.ready.timeout_seconds);
+        let why = match completion::check(&self.host, &expected, limit) {
+            Completion::Finished => {
+                tracing::info!(
+                    "kubeadm had finished before the agent was interrupted; not running it again"
+                );
+                return Ok(true);
+            }
+            Completion::Unfinished(why) => why,
+            Completion::Unknown(why) if doc.role == Role::Worker => why,
+            Completion::Unknown(why) => {
+                return Err(Failure::new(
+                    ErrorKind::KubeadmFailed,
+                    format!(
+                        "kubeadm {} was interrupted and whether it finished cannot be told: {why}. \
+                         Not resetting a control plane that may hold cluster data; once the \
+                         cluster answers, restart kubeboot-agent, or reset the node by hand \
+                         (kubeadm reset -f) if it never joined",
+                        kubeadm::command_line(doc.role, "", false)[0]
+                    ),
+                ));
+            }
+        };
+        let note = format!(
+            "kubeboot: an interrupted kubeadm run had not finished ({why}); \
+             the node was reset and kubeadm runs again"
+        );
+        tracing::warn!("{note}");
+        self.notes.push(note);
+        self.reset(kubeadm);
+        Ok(false)
     }
 
+    /// `kubeadm reset -f`, then what it leaves that would make the next run's
+    /// preflight fail or a later resume think it finished (when reset could not
+    /// run or stopped early).
     fn reset(&self, kubeadm: &std::path::Path) {
         let mut cmd = self.host.command(kubeadm);
         cmd.args(["reset", "-f"]);
@@ -589,6 +630,26 @@ impl Agent {
             Ok(o) => tracing::warn!("kubeadm reset -f exited with {}", o.status),
             Err(e) => tracing::warn!("could not run kubeadm reset -f: {e}"),
         }
+        for file in [
+            KUBELET_CONF,
+            "/etc/kubernetes/bootstrap-kubelet.conf",
+            completion::KUBELET_CLIENT_CERT,
+        ] {
+            match self.host.remove_file_if_exists(file) {
+                Ok(true) => tracing::info!("removed {file}, left after kubeadm reset"),
+                Ok(false) => {}
+                Err(e) => tracing::warn!("could not remove {file}: {e}"),
+            }
+        }
+    }
+
+    /// kubeadm's node name: `[node] name`, else the hostname, lowercased.
+    fn node_name(&self, doc: &ValidDocument) -> String {
+        doc.doc
+            .node
+            .name
+            .clone()
+            .unwrap_or_else(|| self.host.hostname().to_ascii_lowercase())
     }
 
     /// A control plane without `[node] advertise_address`, in a cluster whose
@@ -721,12 +782,7 @@ impl Agent {
                 ),
             ));
         }
-        let name = doc
-            .doc
-            .node
-            .name
-            .clone()
-            .unwrap_or_else(|| self.host.hostname().to_ascii_lowercase());
+        let name = self.node_name(doc);
         let limit = Duration::from_secs(doc.doc.ready.timeout_seconds);
         let kubeconfig = self.host.path(KUBELET_CONF);
         let host = self.host.clone();

@@ -8,10 +8,17 @@
 //! - fails its FileAvailable preflight like kubeadm if the node was not reset;
 //! - writes the files real kubeadm writes, under `$KUBEADM_TEST_DOUBLE_ROOT`;
 //! - `reset -f` removes them;
-//! - fails the first `$KUBEADM_TEST_DOUBLE_FAIL_TIMES` init/join runs.
+//! - fails the first `$KUBEADM_TEST_DOUBLE_FAIL_TIMES` init/join runs;
+//! - on success stores what kubeadm's last phases leave in the cluster (the
+//!   `kubeadm-config` ConfigMap and bootstrap RBAC on init, the Node its kubelet
+//!   registers, labelled on a control plane) under `$ROOT/var/lib/kubeadm-test-double/cluster`,
+//!   which the tests' API server stand-in serves (tests/src/tls_server.rs);
+//! - with `KUBEADM_TEST_DOUBLE_CRASH=after-kubelet-conf`, loses power right after
+//!   writing kubelet.conf: it kills its caller (the agent) and itself with SIGKILL.
 //!
 //! Environment: KUBEADM_TEST_DOUBLE_ROOT (required to write anything; `/` in the test image),
-//! KUBEADM_TEST_DOUBLE_VERSION (default v1.34.2), KUBEADM_TEST_DOUBLE_FAIL_TIMES.
+//! KUBEADM_TEST_DOUBLE_VERSION (default v1.34.2), KUBEADM_TEST_DOUBLE_FAIL_TIMES,
+//! KUBEADM_TEST_DOUBLE_SECONDS, KUBEADM_TEST_DOUBLE_CRASH.
 
 mod schema;
 mod validate;
@@ -30,6 +37,8 @@ struct Env {
     /// How long init and join take (`KUBEADM_TEST_DOUBLE_SECONDS`), printing nothing
     /// meanwhile: a slow host, or real kubeadm waiting for its control plane.
     seconds: u64,
+    /// `after-kubelet-conf`: power loss right after kubelet.conf is written.
+    crash: Option<String>,
 }
 
 impl Env {
@@ -46,6 +55,7 @@ impl Env {
                 .ok()
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0),
+            crash: std::env::var("KUBEADM_TEST_DOUBLE_CRASH").ok(),
         }
     }
     fn minor(&self) -> u32 {
@@ -303,11 +313,24 @@ fn kubeconfig(endpoint: &str, user: &str) -> String {
 }
 
 fn write_manifests(env: &Env) -> Result<(), String> {
+    write_control_plane_manifests(env)?;
+    write_etcd_manifest(env)
+}
+
+fn write_etcd_manifest(env: &Env) -> Result<(), String> {
+    write(
+        env,
+        "/etc/kubernetes/manifests/etcd.yaml",
+        "# static pod etcd (kubeadm-test-double)\n",
+        0o600,
+    )
+}
+
+fn write_control_plane_manifests(env: &Env) -> Result<(), String> {
     for c in [
         "kube-apiserver",
         "kube-controller-manager",
         "kube-scheduler",
-        "etcd",
     ] {
         write(
             env,
@@ -367,8 +390,22 @@ fn do_init(env: &Env, docs: &validate::Docs, upload_certs: bool) -> Result<(), S
             &kubeconfig(&endpoint, user),
             0o600,
         )?;
+        if file == "kubelet.conf" {
+            crash_if_asked(env);
+        }
     }
-    write_manifests(env)?;
+    write_control_plane_manifests(env)?;
+    if cluster["etcd"].get("external").is_none() {
+        write_etcd_manifest(env)?;
+    }
+    let name = node_name(env, &init);
+    store_node(env, &name, true)?;
+    for object in [
+        "api/v1/namespaces/kube-system/configmaps/kubeadm-config",
+        "apis/rbac.authorization.k8s.io/v1/clusterrolebindings/kubeadm:node-autoapprove-certificate-rotation",
+    ] {
+        store(env, object, &json!({"metadata": {"name": object.rsplit('/').next()}}))?;
+    }
     let token = init["bootstrapTokens"][0]["token"]
         .as_str()
         .unwrap_or("")
@@ -416,16 +453,90 @@ fn do_join(env: &Env, docs: &validate::Docs) -> Result<(), String> {
             &kubeconfig(&endpoint, "kubernetes-admin"),
             0o600,
         )?;
-        write_manifests(env)?;
+        write_control_plane_manifests(env)?;
     }
+    // kubelet-start: the kubelet's TLS bootstrap writes kubelet.conf, then its
+    // rotated client certificate.
     write(
         env,
         "/etc/kubernetes/kubelet.conf",
         &kubeconfig(&endpoint, "system:node"),
         0o600,
     )?;
+    crash_if_asked(env);
+    write(
+        env,
+        KUBELET_CLIENT_CERT,
+        "(kubelet client certificate and key)\n",
+        0o600,
+    )?;
+    // control-plane-join: the local etcd member, then mark-control-plane.
+    let control_plane = join.get("controlPlane").is_some();
+    if control_plane {
+        write_etcd_manifest(env)?;
+    }
+    store_node(env, &node_name(env, &join), control_plane)?;
     println!("This node has joined the cluster.");
     Ok(())
+}
+
+/// Where the kubelet keeps its rotated client certificate (kubeadm points kubelet.conf at it).
+const KUBELET_CLIENT_CERT: &str = "/var/lib/kubelet/pki/kubelet-client-current.pem";
+
+/// kubeadm's node name: `nodeRegistration.name`, else the hostname (the node's
+/// /etc/hostname, else this machine's), lowercased.
+fn node_name(env: &Env, config: &Value) -> String {
+    match config["nodeRegistration"]["name"].as_str() {
+        Some(name) => name.to_string(),
+        None => fs::read_to_string(env.path("/etc/hostname"))
+            .ok()
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .or_else(|| nix::unistd::gethostname().ok()?.into_string().ok())
+            .unwrap_or_else(|| "localhost".into())
+            .to_ascii_lowercase(),
+    }
+}
+
+/// Store a cluster object at its API path, as kube-apiserver would keep it.
+fn store(env: &Env, api_path: &str, object: &Value) -> Result<(), String> {
+    let p = env.path(&format!("/var/lib/kubeadm-test-double/cluster/{api_path}"));
+    fs::create_dir_all(p.parent().expect("parent")).map_err(|e| e.to_string())?;
+    fs::write(&p, object.to_string()).map_err(|e| format!("store {api_path}: {e}"))
+}
+
+/// The Node the kubelet registers (Ready at once), labelled and tainted by
+/// kubeadm's mark-control-plane phase on a control plane.
+fn store_node(env: &Env, name: &str, control_plane: bool) -> Result<(), String> {
+    let mut labels = json!({ "kubernetes.io/hostname": name });
+    if control_plane {
+        labels["node-role.kubernetes.io/control-plane"] = json!("");
+    }
+    let node = json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": { "name": name, "labels": labels },
+        "spec": { "podCIDR": "10.244.7.0/24" },
+        "status": { "conditions": [{
+            "type": "Ready", "status": "True", "reason": "KubeletReady",
+            "message": "kubelet is posting ready status (test double)"
+        }]}
+    });
+    store(env, &format!("api/v1/nodes/{name}"), &node)
+}
+
+/// `KUBEADM_TEST_DOUBLE_CRASH=after-kubelet-conf`: power is lost now, for the
+/// agent that runs kubeadm too.
+fn crash_if_asked(env: &Env) {
+    if env.crash.as_deref() != Some("after-kubelet-conf") {
+        return;
+    }
+    record(env, json!({"event": "crash-after-kubelet-conf"}));
+    nix::unistd::sync();
+    let _ = nix::sys::signal::kill(nix::unistd::getppid(), nix::sys::signal::Signal::SIGKILL);
+    let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+    std::thread::sleep(std::time::Duration::from_secs(60));
+    std::process::exit(137);
 }
 
 fn server_in_kubeconfig(env: &Env, file: &str) -> Result<String, String> {
@@ -446,6 +557,7 @@ fn reset(env: &Env, argv: &[String]) -> Result<(), String> {
         "/etc/kubernetes/manifests",
         "/etc/kubernetes/pki",
         "/var/lib/etcd",
+        "/var/lib/kubelet",
     ] {
         let _ = fs::remove_dir_all(env.path(dir));
     }
@@ -459,7 +571,7 @@ fn reset(env: &Env, argv: &[String]) -> Result<(), String> {
     ] {
         let _ = fs::remove_file(env.path(&format!("/etc/kubernetes/{f}")));
     }
-    println!("[reset] Deleted contents of the etc directories: [/etc/kubernetes/manifests /etc/kubernetes/pki]");
+    println!("[reset] Deleting contents of directories: [/etc/kubernetes/manifests /var/lib/kubelet /etc/kubernetes/pki]");
     Ok(())
 }
 
