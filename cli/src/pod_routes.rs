@@ -1,6 +1,7 @@
 //! `kubeboot pod-routes`: keep one route per other node's pod subnet
-//! (`podCIDR via InternalIP`), read with this node's own credentials. What
-//! kubeboot-pod-routes.service runs on every node of the bridge pod network.
+//! (`podCIDR via InternalIP`), read with this node's own credentials (up to
+//! Kubernetes 1.31; from 1.32 those read only their own Node, see `--kubeconfig`).
+//! What kubeboot-pod-routes.service runs on every node of the bridge pod network.
 
 use std::path::Path;
 use std::time::Duration;
@@ -15,8 +16,10 @@ use kubeboot_core::host::Host;
 #[derive(Args, Debug)]
 #[command(after_help = "\
 Runs until stopped (or once with --once). Each round lists the Nodes with the \
-kubelet's credentials (the Node authorizer allows it) and runs `ip route replace \
-CIDR via IP` for every other Node that has a podCIDR and an InternalIP.
+kubelet's credentials and runs `ip route replace CIDR via IP` for every other Node \
+that has a podCIDR and an InternalIP. The Node authorizer allows a node that list \
+up to Kubernetes 1.31; from 1.32 (AuthorizeNodeWithSelectors) a node's own \
+credentials read only its own Node: give --kubeconfig credentials that may list Nodes.
 
 Exit codes: 0 --once succeeded, 1 it failed (the error names what).")]
 pub struct PodRoutesArgs {

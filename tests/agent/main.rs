@@ -12,7 +12,12 @@ mod etcd_cluster;
 mod faults;
 mod harness;
 mod images;
+// The kubeadm double's transcription of kubeadm's types, for the known-answer test.
+#[allow(dead_code)]
+#[path = "../src/kubeadm_double/schema.rs"]
+mod kubeadm_schema;
 mod mint;
+mod node_authorizer;
 mod real_control_plane;
 mod real_kubeadm;
 mod receiver;

@@ -23,7 +23,38 @@ fn real_kubeadm_accepts_every_rendered_config() {
         .output()
         .expect("run kubeadm");
     let version = String::from_utf8_lossy(&version.stdout).trim().to_string();
-    for doc in [init_doc(), CONTROL_PLANE.to_string(), WORKER.to_string()] {
+    assert!(
+        version.starts_with("v1."),
+        "{} gave no version: nothing validated",
+        kubeadm.display()
+    );
+    let external_etcd = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../cloud-init/examples/init-external-etcd.toml"),
+    )
+    .unwrap();
+    let plain = [
+        ("init", init_doc()),
+        ("control-plane join", CONTROL_PLANE.to_string()),
+        ("worker join", WORKER.to_string()),
+        ("init with external etcd", external_etcd),
+    ];
+    // Each again as `bundle new --slow-host` tunes it: with kubeadm ≥ 1.31 its
+    // v1beta4 `timeouts` (tlsBootstrap, etcdAPICall, ...) must be names kubeadm knows.
+    let slow = plain.clone().map(|(what, doc)| {
+        let doc = if doc.contains("[kubeadm]\n") {
+            doc.replacen(
+                "[kubeadm]\n",
+                "[kubeadm]\ncontrol_plane_timeout_seconds = 1500\n",
+                1,
+            )
+        } else {
+            format!("{doc}\n[kubeadm]\ncontrol_plane_timeout_seconds = 1500\n")
+        };
+        (what, doc)
+    });
+    let mut validated = 0;
+    for (what, doc) in plain.into_iter().chain(slow) {
         let node = TestNode::new(&doc);
         let out = node
             .kubeboot(&[
@@ -46,11 +77,13 @@ fn real_kubeadm_accepts_every_rendered_config() {
             .unwrap();
         assert!(
             v.status.success(),
-            "kubeadm {version} rejected:\n{}\n{}",
+            "kubeadm {version} rejected the {what} config:\n{}\n{}",
             String::from_utf8_lossy(&out.stdout),
             text(&v)
         );
+        validated += 1;
     }
+    assert_eq!(validated, 8, "every rendered config went through kubeadm");
 }
 
 /// `kubeadm init phase certs all` with a bundle's PKI in the certificates dir

@@ -133,6 +133,7 @@ pub fn serve_cluster(
                 continue; // e.g. the client refused our certificate
             }
             let mut authorized = token.is_none();
+            let mut bearer: Option<String> = None;
             let mut content_length = 0usize;
             loop {
                 let mut h = String::new();
@@ -142,6 +143,9 @@ pub fn serve_cluster(
                 if let Some((name, value)) = h.split_once(':') {
                     if name.trim().eq_ignore_ascii_case("content-length") {
                         content_length = value.trim().parse().unwrap_or(0);
+                    }
+                    if name.trim().eq_ignore_ascii_case("authorization") {
+                        bearer = value.trim().strip_prefix("Bearer ").map(str::to_string);
                     }
                 }
                 if let Some(t) = &token {
@@ -159,6 +163,39 @@ pub fn serve_cluster(
             let method = request_line.split_whitespace().next().unwrap_or("");
             let requested = request_line.split_whitespace().nth(1).unwrap_or("");
             let wanted = requested == path.as_str();
+            // A node's own credentials (`system:node:NAME`) get what the Node
+            // authorizer of Kubernetes ≥ 1.32 (AuthorizeNodeWithSelectors) allows:
+            // its own Node only, and a list of Nodes only when field-selected to it.
+            let node_identity = bearer
+                .as_deref()
+                .and_then(|b| b.strip_prefix(NODE_TOKEN_PREFIX))
+                .map(str::to_string);
+            let scope = node_identity
+                .as_deref()
+                .and_then(|me| node_scope(me, method, requested));
+            if let Some((me, NodeScope::Refused(what))) =
+                node_identity.as_deref().zip(scope.as_ref())
+            {
+                record_refusal(addr, me, method, requested);
+                let body = forbidden_json(&format!(
+                    "{what} is forbidden: User \"system:node:{me}\" cannot {} it: \
+                     can only read its own Node (test double's node authorizer)",
+                    method.to_ascii_lowercase()
+                ));
+                let _ = write!(
+                    tls,
+                    "HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = tls.flush();
+                tls.conn.send_close_notify();
+                let _ = tls.flush();
+                continue;
+            }
+            let own_list = match (&scope, node_identity.as_deref()) {
+                (Some(NodeScope::OwnList), Some(me)) => Some(node_list_json(me)),
+                _ => None,
+            };
             // Standing in for kube-apiserver's Node endpoint too: every Node is Ready
             // (GET, and PATCH of its annotations answers the same Node), or, with
             // `cluster`, the Nodes and objects stored there.
@@ -200,6 +237,7 @@ pub fn serve_cluster(
                 continue;
             }
             let (status, content) = match (wanted, authorized, &object) {
+                _ if own_list.is_some() => ("200 OK", own_list.as_deref().unwrap_or("")),
                 _ if refused => ("403 Forbidden", FORBIDDEN_STATUS),
                 _ if event.is_some() => ("201 Created", event.as_deref().unwrap_or("")),
                 _ if missing => ("404 Not Found", NOT_FOUND_STATUS),
@@ -237,6 +275,81 @@ fn stored_object(dir: &std::path::Path, api_path: &str) -> Option<String> {
         return None;
     }
     std::fs::read_to_string(dir.join(rel)).ok()
+}
+
+/// The bearer token of a node's own credentials in the kubeadm double's
+/// kubelet.conf: this prefix, then the node's name (`system:node:NAME`).
+pub const NODE_TOKEN_PREFIX: &str = "kubeadm-test-double.node.";
+
+enum NodeScope {
+    /// A list of Nodes selected to this node's own: answered with it alone.
+    OwnList,
+    /// Not for this node: what it asked for, as the API server names it.
+    Refused(String),
+}
+
+/// What the Node authorizer with selectors decides for node `me`; `None`: not a
+/// Node request, or one for its own Node (served as for anyone).
+fn node_scope(me: &str, method: &str, requested: &str) -> Option<NodeScope> {
+    let (path, query) = requested.split_once('?').unwrap_or((requested, ""));
+    if path == NODES_PATH.trim_end_matches('/') || path == NODES_PATH {
+        let own = [
+            format!("fieldSelector=metadata.name%3D{me}"),
+            format!("fieldSelector=metadata.name={me}"),
+        ];
+        let selected = query.split('&').any(|q| own.iter().any(|o| o == q));
+        return Some(if method == "GET" && selected {
+            NodeScope::OwnList
+        } else {
+            NodeScope::Refused("nodes".into())
+        });
+    }
+    let name = path.strip_prefix(NODES_PATH)?;
+    let name = name.split('/').next().unwrap_or(name);
+    (name != me).then(|| NodeScope::Refused(format!("nodes \"{name}\"")))
+}
+
+/// What node credentials asked for and were refused, per test server.
+static NODE_REFUSALS: std::sync::Mutex<Vec<(SocketAddr, String)>> =
+    std::sync::Mutex::new(Vec::new());
+
+fn record_refusal(server: SocketAddr, me: &str, method: &str, requested: &str) {
+    if let Ok(mut r) = NODE_REFUSALS.lock() {
+        r.push((server, format!("system:node:{me} {method} {requested}")));
+    }
+}
+
+/// Every request the test server at `server` refused to node credentials
+/// because it was about another Node (or all of them).
+#[allow(dead_code)]
+pub fn node_scope_refusals(server: SocketAddr) -> Vec<String> {
+    NODE_REFUSALS
+        .lock()
+        .map(|r| {
+            r.iter()
+                .filter(|(s, _)| *s == server)
+                .map(|(_, what)| what.clone())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn forbidden_json(message: &str) -> String {
+    serde_json::json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": message, "reason": "Forbidden", "code": 403
+    })
+    .to_string()
+}
+
+/// A NodeList holding only this node's Node.
+fn node_list_json(me: &str) -> String {
+    let node: serde_json::Value =
+        serde_json::from_str(&ready_node_json(me)).unwrap_or(serde_json::Value::Null);
+    serde_json::json!({
+        "apiVersion": "v1", "kind": "NodeList", "metadata": {}, "items": [node]
+    })
+    .to_string()
 }
 const FORBIDDEN_STATUS: &str = r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"events is forbidden: test double refuses this node","reason":"Forbidden","code":403}"#;
 pub const EVENTS_PATH: &str = "/api/v1/namespaces/default/events";

@@ -78,7 +78,15 @@ pub fn replace_route(cidr: &str, via: &str) -> Result<(), String> {
 
 /// Routes to every other node's pod subnet. Returns the routes it set.
 pub async fn sync_routes(client: &kube::Client, this_node: &str) -> Result<Vec<String>, String> {
-    let nodes = pod_routes(client).await.map_err(|e| super::describe(&e))?;
+    let nodes = pod_routes(client).await.map_err(|e| match &e {
+        kube::Error::Api(s) if s.code == 403 => format!(
+            "{}: these credentials may not list Nodes. From Kubernetes 1.32 (the Node \
+             authorizer with selectors) a node's own credentials read only its own Node: \
+             give credentials that may list Nodes (`kubeboot pod-routes --kubeconfig`)",
+            super::describe(&e)
+        ),
+        _ => super::describe(&e),
+    })?;
     let mut set = Vec::new();
     for (name, cidr, ip) in nodes {
         if name == this_node {

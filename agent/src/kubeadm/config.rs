@@ -130,12 +130,7 @@ fn init_configuration(doc: &ValidDocument, api: ApiVersion, image: &NodeImage) -
         "nodeRegistration".into(),
         node_registration(doc, api, image),
     );
-    if let (ApiVersion::V1Beta4, Some(t)) = (api, doc.doc.kubeadm.control_plane_timeout_seconds) {
-        m.insert(
-            "timeouts".into(),
-            json!({ "controlPlaneComponentHealthCheck": format!("{t}s") }),
-        );
-    }
+    insert_timeouts(doc, api, &mut m);
     common_tail(doc, image, &mut m);
     Value::Object(m)
 }
@@ -241,8 +236,45 @@ fn join_configuration(doc: &ValidDocument, api: ApiVersion, image: &NodeImage) -
         "nodeRegistration".into(),
         node_registration(doc, api, image),
     );
+    insert_timeouts(doc, api, &mut m);
     common_tail(doc, image, &mut m);
     Value::Object(m)
+}
+
+/// v1beta4's `timeouts` (InitConfiguration and JoinConfiguration), from
+/// `[kubeadm] control_plane_timeout_seconds`: a host slow enough to need longer
+/// for its control plane is as slow at everything else kubeadm waits for on it.
+/// - every role: the kubelet's health check (kubeadm's default 4 min);
+/// - init and control-plane joins: the local control plane's health (4 min);
+/// - joins: the kubelet's TLS bootstrap (5 min), which waits for the controller
+///   manager to approve its certificate, itself slow on a loaded cluster;
+/// - control-plane joins: each etcd call (2 min), adding this member to a slow
+///   etcd included.
+///
+/// `discovery` keeps kubeadm's 5 min: the agent has already waited for the
+/// endpoint (`[discovery] timeout_seconds`) before kubeadm runs. v1beta3 has no
+/// such struct: there the control-plane wait is `apiServer.timeoutForControlPlane`
+/// (ClusterConfiguration) and the others are kubeadm's fixed defaults.
+fn insert_timeouts(doc: &ValidDocument, api: ApiVersion, m: &mut Map<String, Value>) {
+    let (ApiVersion::V1Beta4, Some(seconds)) = (api, doc.doc.kubeadm.control_plane_timeout_seconds)
+    else {
+        return;
+    };
+    let names: &[&str] = match doc.role {
+        Role::Init => &["controlPlaneComponentHealthCheck", "kubeletHealthCheck"],
+        Role::ControlPlane => &[
+            "controlPlaneComponentHealthCheck",
+            "kubeletHealthCheck",
+            "tlsBootstrap",
+            "etcdAPICall",
+        ],
+        Role::Worker => &["kubeletHealthCheck", "tlsBootstrap"],
+    };
+    let timeouts: Map<String, Value> = names
+        .iter()
+        .map(|n| (n.to_string(), format!("{seconds}s").into()))
+        .collect();
+    m.insert("timeouts".into(), Value::Object(timeouts));
 }
 
 /// skipPhases and patches: both exist in InitConfiguration and JoinConfiguration of both versions.

@@ -266,7 +266,10 @@ pub struct KubeadmOptions {
     /// kubeadm's own `patches.directory` for the components it deploys.
     pub patches_directory: Option<String>,
     /// How long `kubeadm init` waits for the control plane to come up (kubeadm's
-    /// default: 240). Slow machines (emulated VMs) need more.
+    /// default: 240). Slow machines (emulated VMs) need more. With kubeadm ≥ 1.31
+    /// (v1beta4 `timeouts`) it also bounds kubeadm's other waits on this node, for
+    /// every role: the kubelet's health check, a join's TLS bootstrap, and a
+    /// control-plane join's local control plane and etcd calls.
     pub control_plane_timeout_seconds: Option<u64>,
     /// How long the kubelet lets each control-plane component (etcd, kube-apiserver,
     /// kube-controller-manager, kube-scheduler) start before restarting it. kubeadm's

@@ -413,7 +413,9 @@ pub const SLOW_HOST_CONTROL_PLANE_TIMEOUT: u64 = 1500;
 ///   (kubeadm's defaults give up after 10 s and exit; a restart under TCG costs
 ///   minutes, and while the controller manager is down joining kubelets'
 ///   certificates are not approved — seen with 40 s in a real run). These are ClusterConfiguration, which `init`
-///   uploads and joining control planes read, so only `init` carries them.
+///   uploads and joining control planes read, so only `init` carries them;
+/// - every role's kubeadm waits as long for what it waits on (with kubeadm ≥ 1.31:
+///   a join's TLS bootstrap and kubelet, a control plane's etcd calls).
 pub fn slow_host_tuning(role: Role, external_etcd: bool) -> String {
     let timeout =
         format!("\n[kubeadm]\ncontrol_plane_timeout_seconds = {SLOW_HOST_CONTROL_PLANE_TIMEOUT}\n");
@@ -435,12 +437,12 @@ pub fn slow_host_tuning(role: Role, external_etcd: bool) -> String {
             "leader-elect-retry-period = \"10s\"\n",
         ]
         .concat(),
-        Role::ControlPlane => concat!(
-            "\n[kubeadm]\nstatic_pod_startup_seconds = 1500\n",
-            "static_pod_liveness_seconds = 900\n",
-        )
-        .into(),
-        Role::Worker => String::new(),
+        Role::ControlPlane => [
+            timeout.as_str(),
+            "static_pod_startup_seconds = 1500\nstatic_pod_liveness_seconds = 900\n",
+        ]
+        .concat(),
+        Role::Worker => timeout,
     }
 }
 

@@ -305,11 +305,25 @@ fn write(env: &Env, node_path: &str, content: &str, mode: u32) -> Result<(), Str
 /// certificate; the double trusts any server and names a token: what real
 /// kubeconfigs do is tested against the real binaries (tests/agent/real_control_plane.rs).
 fn kubeconfig(endpoint: &str, user: &str) -> String {
+    // A node's own credentials name the node, as the kubelet's client certificate
+    // does (tls_server.rs scopes them like the Node authorizer).
+    let token = match user.strip_prefix("system:node:") {
+        Some(node) => format!("{NODE_TOKEN_PREFIX}{node}"),
+        None => "kubeadm-test-double".to_string(),
+    };
     format!(
         "apiVersion: v1\nkind: Config\nclusters:\n- name: kubernetes\n  cluster:\n    server: https://{endpoint}\n    insecure-skip-tls-verify: true\n\
-         users:\n- name: {user}\n  user:\n    token: kubeadm-test-double\ncontexts:\n- name: {user}@kubernetes\n  context: {{cluster: kubernetes, user: {user}}}\n\
+         users:\n- name: {user}\n  user:\n    token: {token}\ncontexts:\n- name: {user}@kubernetes\n  context: {{cluster: kubernetes, user: {user}}}\n\
          current-context: {user}@kubernetes\n# written by kubeadm-test-double\n"
     )
+}
+
+/// tls_server.rs's `NODE_TOKEN_PREFIX`: the bearer token of node credentials.
+const NODE_TOKEN_PREFIX: &str = "kubeadm-test-double.node.";
+
+/// The user of this node's kubelet.conf: `system:node:` and the Node's name.
+fn node_user(env: &Env, config: &Value) -> String {
+    format!("system:node:{}", node_name(env, config))
 }
 
 fn write_manifests(env: &Env) -> Result<(), String> {
@@ -380,7 +394,7 @@ fn do_init(env: &Env, docs: &validate::Docs, upload_certs: bool) -> Result<(), S
     for (file, user) in [
         ("admin.conf", "kubernetes-admin"),
         ("super-admin.conf", "kubernetes-super-admin"),
-        ("kubelet.conf", "system:node"),
+        ("kubelet.conf", node_user(env, &init).as_str()),
         ("controller-manager.conf", "system:kube-controller-manager"),
         ("scheduler.conf", "system:kube-scheduler"),
     ] {
@@ -460,7 +474,7 @@ fn do_join(env: &Env, docs: &validate::Docs) -> Result<(), String> {
     write(
         env,
         "/etc/kubernetes/kubelet.conf",
-        &kubeconfig(&endpoint, "system:node"),
+        &kubeconfig(&endpoint, &node_user(env, &join)),
         0o600,
     )?;
     crash_if_asked(env);

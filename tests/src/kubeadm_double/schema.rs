@@ -40,8 +40,32 @@ fn arg_list(api: Api) -> Shape {
     }
 }
 
+/// v1beta4's `EnvVar` inlines core/v1 `EnvVar`: a value, or `valueFrom` a source.
 fn env_vars() -> Shape {
-    list(obj(vec![("name", Str), ("value", Str)]))
+    let key_ref = || obj(vec![("name", Str), ("key", Str), ("optional", Bool)]);
+    list(obj(vec![
+        ("name", Str),
+        ("value", Str),
+        (
+            "valueFrom",
+            obj(vec![
+                (
+                    "fieldRef",
+                    obj(vec![("apiVersion", Str), ("fieldPath", Str)]),
+                ),
+                (
+                    "resourceFieldRef",
+                    obj(vec![
+                        ("containerName", Str),
+                        ("resource", Str),
+                        ("divisor", Str),
+                    ]),
+                ),
+                ("configMapKeyRef", key_ref()),
+                ("secretKeyRef", key_ref()),
+            ]),
+        ),
+    ]))
 }
 
 fn host_path_mounts() -> Shape {
@@ -242,6 +266,28 @@ pub fn join_configuration(api: Api) -> Shape {
         f.extend([("dryRun", Bool), ("timeouts", timeouts())]);
     }
     obj(f)
+}
+
+/// Every field path of `shape`, dotted (`discovery.bootstrapToken.token`; a list's
+/// items add `[]`), in the order the shape lists them. Maps stop the walk.
+#[allow(dead_code)] // the known-answer test (tests/agent/double.rs) only
+pub fn field_paths(shape: &Shape) -> Vec<String> {
+    fn walk(shape: &Shape, prefix: &str, out: &mut Vec<String>) {
+        match shape {
+            Object(fields) => {
+                for (name, s) in fields {
+                    let path = join(prefix, name);
+                    out.push(path.clone());
+                    walk(s, &path, out);
+                }
+            }
+            List(inner) => walk(inner, &format!("{prefix}[]"), out),
+            Str | Bool | Int | MapOf(_) => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(shape, "", &mut out);
+    out
 }
 
 /// Strict decoding: every field known, every value of the right type.

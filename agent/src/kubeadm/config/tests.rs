@@ -35,6 +35,58 @@ snapshot!(worker_v1beta3, WORKER, ApiVersion::V1Beta3);
 snapshot!(external_etcd_v1beta4, EXTERNAL_ETCD, ApiVersion::V1Beta4);
 snapshot!(external_etcd_v1beta3, EXTERNAL_ETCD, ApiVersion::V1Beta3);
 
+/// An example as `bundle new --slow-host` tunes every role's kubeadm wait.
+fn slow(text: &str) -> String {
+    format!("{text}\n[kubeadm]\ncontrol_plane_timeout_seconds = 1500\n")
+}
+
+snapshot!(slow_init_v1beta4, &slow(INIT), ApiVersion::V1Beta4);
+snapshot!(
+    slow_control_plane_v1beta4,
+    &slow(CONTROL_PLANE),
+    ApiVersion::V1Beta4
+);
+snapshot!(
+    slow_control_plane_v1beta3,
+    &slow(CONTROL_PLANE),
+    ApiVersion::V1Beta3
+);
+snapshot!(slow_worker_v1beta4, &slow(WORKER), ApiVersion::V1Beta4);
+snapshot!(slow_worker_v1beta3, &slow(WORKER), ApiVersion::V1Beta3);
+
+/// v1beta4 joins get the timeouts their role waits on, all from the one setting;
+/// v1beta3 has no `timeouts` (nor an equivalent for joins) and gets none.
+#[test]
+fn joins_get_v1beta4_timeouts_sized_by_the_document() {
+    let timeouts = |text: &str, api| -> serde_json::Value {
+        let v: serde_json::Value = serde_yaml_ng::from_str(&render_example(text, api)).unwrap();
+        v["timeouts"].clone()
+    };
+    let worker = timeouts(&slow(WORKER), ApiVersion::V1Beta4);
+    assert_eq!(
+        worker,
+        serde_json::json!({ "kubeletHealthCheck": "1500s", "tlsBootstrap": "1500s" })
+    );
+    let cp = timeouts(&slow(CONTROL_PLANE), ApiVersion::V1Beta4);
+    for name in [
+        "controlPlaneComponentHealthCheck",
+        "kubeletHealthCheck",
+        "tlsBootstrap",
+        "etcdAPICall",
+    ] {
+        assert_eq!(cp[name], "1500s", "{name}: {cp}");
+    }
+    // kubeadm's own discovery timeout stays: the agent waited for the endpoint already.
+    assert!(cp.get("discovery").is_none(), "{cp}");
+    for text in [slow(WORKER), slow(CONTROL_PLANE)] {
+        let v3 = render_example(&text, ApiVersion::V1Beta3);
+        assert!(!v3.contains("timeout"), "{v3}");
+    }
+    // Without the setting kubeadm's defaults stand, in both versions.
+    assert!(timeouts(WORKER, ApiVersion::V1Beta4).is_null());
+    assert!(timeouts(CONTROL_PLANE, ApiVersion::V1Beta4).is_null());
+}
+
 #[test]
 fn patches_merge_into_the_generated_config() {
     let text = format!(
