@@ -55,6 +55,8 @@ pub struct Asker<'a> {
     pub claim: Option<&'a str>,
     /// False for admin tokens: the operator's, never a machine's.
     pub may_elect: bool,
+    /// The node group it asked through (`/v1/groups/NAME/document`).
+    pub group: Option<&'a str>,
 }
 
 pub struct Documents {
@@ -169,10 +171,7 @@ impl Documents {
             let why = "an init document was asked for".to_string();
             return self.elect(why, asker).await;
         }
-        match self
-            .render_join(role, asker.requester, asker.candidate)
-            .await
-        {
+        match self.render_join(role, asker).await {
             Err(DocumentError::ClusterUnavailable(why)) if role == Role::ControlPlane => {
                 self.elect(why, asker).await
             }
@@ -313,12 +312,8 @@ impl Documents {
         }
     }
 
-    async fn render_join(
-        &self,
-        role: Role,
-        requester: &str,
-        candidate: Option<&Candidate>,
-    ) -> Result<Served, DocumentError> {
+    async fn render_join(&self, role: Role, asker: &Asker<'_>) -> Result<Served, DocumentError> {
+        let (requester, candidate) = (asker.requester, asker.candidate);
         if !self.fresh || role == Role::Init {
             return self.bundle_file(role).await;
         }
@@ -340,7 +335,7 @@ impl Documents {
         let admin = self.admin(&discovery)?;
         let mut actions = Vec::new();
         if let (Role::Worker, Some(c)) = (role, candidate) {
-            actions = self.replace_worker(&admin, c, &discovery).await?;
+            actions = self.replace_worker(&admin, c, asker, &discovery).await?;
         }
         let description = match candidate {
             Some(c) => format!(
@@ -376,14 +371,22 @@ impl Documents {
         &self,
         admin: &kube::Client,
         c: &Candidate,
+        asker: &Asker<'_>,
         discovery: &Discovery,
     ) -> Result<Vec<Action>, DocumentError> {
         use kubeboot_agent::replace::worker::{self, NotYet};
         let grace = self.worker_grace().await;
-        match worker::make_room(admin, &c.node, &c.machine_id, grace).await {
+        match worker::make_room(admin, &c.node, &c.machine_id, asker.group, grace).await {
             Ok(None) => Ok(Vec::new()),
             Ok(Some(cleanup)) => {
-                let mut actions = vec![Action::new(ActionKind::StaleNodeRemoved, cleanup.line())];
+                // Who asked and why, in serve's journal.
+                let line = format!(
+                    "{} (asked by {} for its worker {})",
+                    cleanup.line(),
+                    asker.requester,
+                    c.node
+                );
+                let mut actions = vec![Action::new(ActionKind::StaleNodeRemoved, line)];
                 let notes =
                     kubeboot_agent::replace::record_events(admin, &[cleanup], "kubeboot-serve")
                         .await;

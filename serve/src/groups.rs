@@ -33,6 +33,7 @@ use subtle::ConstantTimeEq;
 use super::documents::Budget;
 use super::election::Candidate;
 use super::tokens::{self, Scope, TokenFile};
+use kubeboot_agent::replace::worker::GROUP_LABEL;
 use kubeboot_core::document::formats::is_dns_name;
 use kubeboot_core::document::Role;
 use kubeboot_core::host::write_file_atomic;
@@ -466,7 +467,8 @@ impl Groups {
     }
 }
 
-/// The role's document made this machine's: the group's labels in `[node]` and a
+/// The role's document made this machine's: the group's labels and its name
+/// (label `kubeboot.io/group`) in `[node]`, and a
 /// `[report]` table pointing at this serve.
 pub fn personalize(a: &Admission<'_>, text: &str) -> Result<String, String> {
     let mut doc: toml::Table = text
@@ -478,21 +480,22 @@ pub fn personalize(a: &Admission<'_>, text: &str) -> Result<String, String> {
     report.insert("token".into(), g.report_token.clone().into());
     report.insert("ca_cert_hash".into(), g.ca_cert_hash.clone().into());
     doc.insert("report".into(), report.into());
-    if !g.labels.is_empty() {
-        let node = doc
-            .entry("node")
-            .or_insert_with(|| toml::Table::new().into())
-            .as_table_mut()
-            .ok_or("the bundle's document has a [node] that is not a table")?;
-        let labels = node
-            .entry("labels")
-            .or_insert_with(|| toml::Table::new().into())
-            .as_table_mut()
-            .ok_or("the bundle's document has node.labels that are not a table")?;
-        for (k, v) in &g.labels {
-            labels.insert(k.clone(), v.clone().into());
-        }
+    let node = doc
+        .entry("node")
+        .or_insert_with(|| toml::Table::new().into())
+        .as_table_mut()
+        .ok_or("the bundle's document has a [node] that is not a table")?;
+    let labels = node
+        .entry("labels")
+        .or_insert_with(|| toml::Table::new().into())
+        .as_table_mut()
+        .ok_or("the bundle's document has node.labels that are not a table")?;
+    for (k, v) in &g.labels {
+        labels.insert(k.clone(), v.clone().into());
     }
+    // The group's own label: a replacement through this group may remove only
+    // Nodes that carry it (kubeboot_agent::replace::worker::group_mismatch).
+    labels.insert(GROUP_LABEL.into(), a.name.clone().into());
     let role = doc.get("role").and_then(|r| r.as_str()).unwrap_or("?");
     Ok(format!(
         "# kubeboot node document: role {role}, for {} (machine {}) of group {}, served by kubeboot serve. SECRET.\n{}",
@@ -635,6 +638,12 @@ mod tests {
             doc["node"]["labels"]["example.com/rack"].as_str(),
             Some("r1")
         );
+        assert_eq!(
+            doc["node"]["labels"][GROUP_LABEL].as_str(),
+            Some(admission.name.as_str()),
+            "the group's own label: what a replacement through it may remove"
+        );
+        assert!(kubeboot_core::document::label_problems(GROUP_LABEL, &admission.name).is_empty());
         assert!(text.starts_with("# kubeboot node document: role worker, for w7"));
     }
 }

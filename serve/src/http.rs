@@ -382,6 +382,7 @@ async fn get_document(
         candidate: candidate.as_ref(),
         claim,
         may_elect: pass.scope != Scope::Admin,
+        group: None,
     };
     let served = documents.render(role, &asker).await;
     respond(
@@ -432,6 +433,7 @@ async fn get_group_document(
         candidate: Some(&candidate),
         claim,
         may_elect: true,
+        group: Some(&name),
     };
     let served = documents.render(role, &asker).await.and_then(|s| {
         let text =

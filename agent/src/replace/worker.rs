@@ -23,6 +23,38 @@ use crate::cluster::report::ANNOTATION_MACHINE_ID;
 
 /// The label kubeadm puts on every control-plane Node.
 pub const CONTROL_PLANE_LABEL: &str = "node-role.kubernetes.io/control-plane";
+/// The label every node of a serve node group carries (its kubelet sets it
+/// from the group's document): the group's name.
+pub const GROUP_LABEL: &str = "kubeboot.io/group";
+
+/// Why a worker of `group` (None: not asked through a group) may not replace
+/// this Node: only a Node of the same group, or, for a worker outside any
+/// group, a Node outside every group.
+pub fn group_mismatch(node: &Node, group: Option<&str>) -> Option<String> {
+    let name = node.metadata.name.as_deref().unwrap_or("?");
+    let of = node
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(GROUP_LABEL))
+        .map(String::as_str);
+    match (of, group) {
+        (a, b) if a == b => None,
+        (Some(theirs), Some(ours)) => Some(format!(
+            "Node {name} belongs to group {theirs} (label {GROUP_LABEL}), not {ours}: a group \
+             replaces only its own nodes; name this machine otherwise"
+        )),
+        (Some(theirs), None) => Some(format!(
+            "Node {name} belongs to group {theirs} (label {GROUP_LABEL}): only that group's \
+             machines replace it"
+        )),
+        (None, Some(ours)) => Some(format!(
+            "Node {name} is not a node of group {ours} (no label {GROUP_LABEL}): a group \
+             replaces only its own nodes; name this machine otherwise"
+        )),
+        (None, None) => None,
+    }
+}
 
 /// Is this Node a control plane (kubeadm's label)? A worker's credential never
 /// deletes one.
@@ -44,11 +76,13 @@ pub enum NotYet {
     Failed(String),
 }
 
-/// Delete the stale Node named `name` (unless it is `machine_id`'s own), or say why not now.
+/// Delete the stale Node named `name` (unless it is `machine_id`'s own), or say
+/// why not now. Only a worker Node of the asking machine's `group`.
 pub async fn make_room(
     admin: &kube::Client,
     name: &str,
     machine_id: &str,
+    group: Option<&str>,
     grace: Duration,
 ) -> Result<Option<Cleanup>, NotYet> {
     let found = node::observe(admin, name).await.map_err(NotYet::Failed)?;
@@ -69,6 +103,9 @@ pub async fn make_room(
              replaces it; name this worker otherwise, or replace the control plane with a \
              control-plane document"
         )));
+    }
+    if let Some(why) = found.as_ref().and_then(|s| group_mismatch(&s.node, group)) {
+        return Err(NotYet::Refuse(why));
     }
     match node::decide(found.as_ref(), chrono::Utc::now(), grace) {
         NodeDecision::Absent => Ok(None),
@@ -112,5 +149,28 @@ mod tests {
             ""
         )])));
         assert!(!is_control_plane(&Node::default()));
+    }
+
+    #[test]
+    fn a_group_replaces_only_its_own_nodes() {
+        let node = |group: Option<&str>| {
+            let mut n = Node::default();
+            n.metadata.name = Some("w1".into());
+            n.metadata.labels = group.map(|g| [(GROUP_LABEL.to_string(), g.to_string())].into());
+            n
+        };
+        assert_eq!(group_mismatch(&node(Some("blue")), Some("blue")), None);
+        assert_eq!(group_mismatch(&node(None), None), None);
+        for (theirs, ours) in [
+            (Some("blue"), Some("green")),
+            (Some("blue"), None),
+            (None, Some("blue")),
+        ] {
+            let why = group_mismatch(&node(theirs), ours).expect("refused");
+            assert!(
+                why.contains("Node w1") && why.contains(GROUP_LABEL),
+                "{why}"
+            );
+        }
     }
 }
