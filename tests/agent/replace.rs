@@ -415,6 +415,25 @@ fn two_replacements_at_once_remove_one_dead_member_each() {
     assert!(members.iter().all(|m| m.reachable), "{members:?}");
     let cp1 = cluster.members[0].client_url.clone();
     assert_eq!(put_get(&cluster, &cp1, "quorum").unwrap(), "quorum");
+    // Both let go of the membership lock: no lock key and no lease is left.
+    let access = cluster.access();
+    let (keys, leases) = kubeboot_agent::cluster::block_on(async {
+        let mut c = etcd::connect(&access, &cp1).await.unwrap();
+        let keys = c
+            .get(
+                etcd::MEMBERSHIP_LOCK,
+                Some(etcd_client::GetOptions::new().with_prefix()),
+            )
+            .await
+            .unwrap();
+        let leases = c.leases().await.unwrap();
+        (keys.kvs().len(), leases.leases().len())
+    });
+    assert_eq!(
+        (keys, leases),
+        (0, 0),
+        "the membership lock was not released"
+    );
 }
 
 fn cluster_access(cp: &control_plane::ControlPlane, key: &str) -> ClusterAccess {
