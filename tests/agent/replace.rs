@@ -436,6 +436,33 @@ fn two_replacements_at_once_remove_one_dead_member_each() {
     );
 }
 
+/// Down must mean down throughout the grace period: a member that is dead when
+/// the replacement first looks, comes back (a reboot), and dies again before the
+/// grace period is over was up within it and stays, although it is down at the
+/// first look and at the last.
+#[test]
+fn a_member_up_at_any_look_within_the_grace_period_stays() {
+    let mut cluster = EtcdCluster::start(&["cp1", "cp2", "cp3"]);
+    cluster.kill(2);
+    let (access, down) = (cluster.access(), seen(&cluster));
+    assert!(
+        down.iter().all(|m| m.reachable == (m.name != "cp3")),
+        "{down:?}"
+    );
+    let join = std::thread::spawn(move || {
+        replacement(access, down, "cp9", &nodes(&["cp3"], &[]), &opts(15_000))
+    });
+    cluster.restart(2);
+    cluster.wait_answers(2);
+    // Up long enough for a few looks (one every 200 ms), then dead again.
+    std::thread::sleep(Duration::from_secs(2));
+    cluster.kill(2);
+    let (r, report) = join.join().unwrap();
+    assert_eq!(r.unwrap(), None, "{report:?}");
+    assert!(report.cleanups.is_empty(), "{report:?}");
+    assert_eq!(names(&cluster), ["cp1", "cp2", "cp3"]);
+}
+
 fn cluster_access(cp: &control_plane::ControlPlane, key: &str) -> ClusterAccess {
     let ca = std::fs::read_to_string(cp.pki("ca.crt")).unwrap();
     let der = kubeboot_core::tls::first_pem_certificate(ca.as_bytes())
