@@ -12,8 +12,9 @@ use kubeboot_agent::{discovery, replace};
     after_help = "What a control-plane join does in its discover phase before kubeadm runs, \
 from any machine that reaches the cluster: with the document's bootstrap token and certificate \
 key it opens kubeadm's uploaded certificates, then deletes a same-name Node that has been silent \
-past the grace period (refuses a Ready one) and removes at most one etcd member that does not \
-answer, never without quorum.\n\n\
+past the grace period (refuses a Ready one) and removes at most one etcd member: one that a \
+quorum of the other members see down for the whole grace period and whose Node is gone or silent, \
+never without quorum, one change at a time across the cluster (an etcd lock).\n\n\
 Exit codes: 0 nothing to do or cleaned up (or, with --dry-run, would be), 1 refused or failed (the \
 message says why and what to do), 2 invalid document or not a control-plane join."
 )]

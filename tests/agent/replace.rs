@@ -2,10 +2,10 @@
 //! stale-member rules, and the real loopback control plane (control_plane.rs) for
 //! kubeadm's uploaded certificates and stale Node objects.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use kubeboot_agent::replace::{self, etcd, ClusterAccess, Options, Report};
+use kubeboot_agent::replace::{self, etcd, ClusterAccess, Nodes, Options, Report};
 use secrecy::SecretString;
 
 use crate::control_plane::{self, CERT_KEY, TOKEN};
@@ -27,25 +27,53 @@ fn seen(cluster: &EtcdCluster) -> Vec<etcd::Member> {
     kubeboot_agent::cluster::block_on(async { etcd::members(&access, &urls).await.unwrap() })
 }
 
-fn run(
-    cluster: &EtcdCluster,
+/// The Nodes named like members: `stale` ones not Ready and silent past the
+/// grace period, the others heard from.
+fn nodes(stale: &[&str], heard: &[&str]) -> Nodes<'static> {
+    let mut states: BTreeMap<String, etcd::NodeState> = stale
+        .iter()
+        .map(|n| (n.to_string(), etcd::NodeState::Stale))
+        .collect();
+    for n in heard {
+        states.insert(
+            n.to_string(),
+            etcd::NodeState::Heard {
+                why: format!("Node {n} is Ready"),
+            },
+        );
+    }
+    Nodes::Given(states)
+}
+
+type Outcome = (Result<Option<etcd::Member>, String>, Report);
+
+fn replacement(
+    access: etcd::EtcdAccess,
+    members: Vec<etcd::Member>,
     node: &str,
-    nodes: &[&str],
+    nodes: &Nodes<'_>,
     o: &Options,
-) -> (Result<(), String>, Report) {
-    let access = cluster.access();
-    let members = seen(cluster);
-    let names: BTreeSet<String> = nodes.iter().map(|n| n.to_string()).collect();
+) -> Outcome {
     let mut report = Report::default();
     let r = kubeboot_agent::cluster::block_on(replace::remove_stale_member(
         &access,
         members,
         node,
-        names,
+        nodes,
         o,
         &mut report,
     ));
     (r, report)
+}
+
+fn run(cluster: &EtcdCluster, node: &str, nodes: &Nodes<'_>, o: &Options) -> Outcome {
+    replacement(cluster.access(), seen(cluster), node, nodes, o)
+}
+
+fn names(cluster: &EtcdCluster) -> Vec<String> {
+    let mut left: Vec<String> = seen(cluster).into_iter().map(|m| m.name).collect();
+    left.sort();
+    left
 }
 
 fn put_get(cluster: &EtcdCluster, url: &str, value: &str) -> Result<String, String> {
@@ -70,10 +98,10 @@ fn put_get(cluster: &EtcdCluster, url: &str, value: &str) -> Result<String, Stri
 #[test]
 fn a_replacement_removes_exactly_the_dead_member_and_never_without_quorum() {
     let mut cluster = EtcdCluster::start(&["cp1", "cp2", "cp3"]);
-    let all = ["cp1", "cp2", "cp3"];
+    let all = nodes(&["cp2"], &["cp1", "cp3"]);
 
     let (r, report) = run(&cluster, "cp4", &all, &opts(600));
-    r.unwrap();
+    assert_eq!(r.unwrap(), None);
     assert!(report.cleanups.is_empty(), "{report:?}");
     assert_eq!(seen(&cluster).len(), 3);
     assert!(
@@ -114,9 +142,7 @@ fn a_replacement_removes_exactly_the_dead_member_and_never_without_quorum() {
         report.cleanups[0].why.contains("own old identity"),
         "{report:?}"
     );
-    let mut left: Vec<String> = seen(&cluster).into_iter().map(|m| m.name).collect();
-    left.sort();
-    assert_eq!(left, ["cp1", "cp3"], "exactly cp2 must be gone");
+    assert_eq!(names(&cluster), ["cp1", "cp3"], "exactly cp2 must be gone");
     let cp1 = cluster.members[0].client_url.clone();
     assert_eq!(
         put_get(&cluster, &cp1, "after-removal").unwrap(),
@@ -189,7 +215,28 @@ fn an_unfinished_join_of_this_node_is_removed_so_the_retry_can_join() {
         own_address: Some(address.into()),
         ..opts(400)
     };
-    let (r, report) = run(&cluster, "cp3", &["cp1", "cp2"], &own("127.0.0.13"));
+    // Another node (at 127.0.0.14) joining meanwhile: that member is the first
+    // join's, in flight, and is left alone even though it does not answer.
+    let (r, report) = run(&cluster, "cp4", &Nodes::Unknown, &own("127.0.0.14"));
+    assert_eq!(r.unwrap(), None);
+    assert!(report.cleanups.is_empty(), "{report:?}");
+    let (r, report) = run(&cluster, "cp4", &nodes(&[], &[]), &own("127.0.0.14"));
+    assert_eq!(r.unwrap(), None);
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.contains("another join's member in flight")),
+        "{report:?}"
+    );
+    assert_eq!(seen(&cluster).len(), 3);
+
+    let (r, report) = run(
+        &cluster,
+        "cp3",
+        &nodes(&[], &["cp1", "cp2"]),
+        &own("127.0.0.13"),
+    );
     r.unwrap();
     assert_eq!(report.cleanups.len(), 1, "{report:?}");
     assert!(report.cleanups[0].removed);
@@ -222,18 +269,198 @@ fn a_member_back_within_the_grace_period_stays() {
     );
     // cp3 comes back (same data directory) while the grace period runs.
     cluster.restart(2);
-    let mut report = Report::default();
-    let r = kubeboot_agent::cluster::block_on(replace::remove_stale_member(
-        &access,
-        down,
-        "cp9",
-        ["cp1", "cp2", "cp3"].map(String::from).into(),
-        &opts(3000),
-        &mut report,
-    ));
-    r.unwrap();
+    let (r, report) = replacement(access, down, "cp9", &nodes(&["cp3"], &[]), &opts(3000));
+    assert_eq!(r.unwrap(), None);
     assert!(report.cleanups.is_empty(), "{report:?}");
     assert_eq!(seen(&cluster).len(), 3);
+}
+
+/// A member stopped (SIGSTOP) for 20 s while a replacement joins: this node's
+/// probes time out, but its peers keep their connections to it up, so no quorum
+/// of them sees it down and it is not removed, even with its Node gone and a
+/// grace period shorter than the pause. The replacement answers while the member
+/// is still stopped (a bounded wait, not a stall). Under the earlier rule (this
+/// node's probes alone over the grace period) it was removed.
+#[test]
+fn a_member_paused_while_a_replacement_joins_is_not_removed() {
+    let cluster = EtcdCluster::start(&["cp1", "cp2", "cp3"]);
+    assert!(seen(&cluster).iter().all(|m| m.reachable));
+    // A stopped leader means an election (a second or so) while the replacement
+    // starts looking: each call may take longer than the other tests allow.
+    let access = etcd::EtcdAccess {
+        timeout: Duration::from_secs(4),
+        ..cluster.access()
+    };
+    let urls = cluster.client_urls();
+    let paused_at = std::time::Instant::now();
+    cluster.pause(2);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let members =
+            kubeboot_agent::cluster::block_on(async { etcd::members(&access, &urls).await });
+        let outcome = members
+            .map(|members| replacement(access, members, "cp9", &nodes(&["cp3"], &[]), &opts(400)));
+        let _ = tx.send(outcome);
+    });
+    let answer = rx.recv_timeout(Duration::from_secs(60));
+    let took = paused_at.elapsed();
+    // Stopped for 20 s in all, however long the replacement took.
+    if let Some(rest) = Duration::from_secs(20).checked_sub(paused_at.elapsed()) {
+        std::thread::sleep(rest);
+    }
+    cluster.resume(2);
+    println!(
+        "replacement with a paused member: {} ms; paused {} ms",
+        took.as_millis(),
+        paused_at.elapsed().as_millis()
+    );
+    let (r, report) = answer
+        .unwrap_or_else(|_| panic!("no answer in {took:?} while a member was paused"))
+        .unwrap();
+    assert_eq!(r.unwrap(), None, "{report:?}");
+    assert!(report.cleanups.is_empty(), "{report:?}");
+    assert!(
+        report.notes.iter().any(|n| n.contains("not dead")),
+        "{report:?}"
+    );
+    assert_eq!(
+        names(&cluster),
+        ["cp1", "cp2", "cp3"],
+        "a paused member was removed"
+    );
+    cluster.wait_answers(2);
+}
+
+/// A member killed (its machine died) while the others run: this node's probes
+/// and both remaining members agree it is down, over the whole grace period, and
+/// its Node is stale: that one member, and only it, is removed; the cluster stays
+/// writable and the replacement joins.
+#[test]
+fn a_killed_member_is_removed() {
+    let mut cluster = EtcdCluster::start(&["cp1", "cp2", "cp3"]);
+    cluster.kill(2);
+    let (r, report) = run(
+        &cluster,
+        "cp9",
+        &nodes(&["cp3"], &["cp1", "cp2"]),
+        &opts(1000),
+    );
+    let removed = r.unwrap().expect("a removal");
+    assert_eq!(removed.name, "cp3", "{report:?}");
+    assert_eq!(report.cleanups.len(), 1, "{report:?}");
+    assert!(
+        report.cleanups[0]
+            .why
+            .contains("2 of the 2 other members see it down"),
+        "{report:?}"
+    );
+    assert_eq!(names(&cluster), ["cp1", "cp2"]);
+    let cp1 = cluster.members[0].client_url.clone();
+    assert_eq!(put_get(&cluster, &cp1, "after").unwrap(), "after");
+    let new = cluster.join("cp9", &cp1);
+    let members = seen(&cluster);
+    assert_eq!(members.len(), 3, "{members:?}");
+    assert!(members.iter().all(|m| m.reachable), "{members:?}");
+    let url = cluster.members[new].client_url.clone();
+    assert_eq!(put_get(&cluster, &url, "joined").unwrap(), "joined");
+}
+
+/// Five members, two killed, two replacements at once (each seeing both dead
+/// members at first): they serialise on the membership lock and each removes
+/// exactly one member, a different one; three members remain, all answering,
+/// with a quorum. Without the lock both decided on the same list and went for
+/// the same member.
+#[test]
+fn two_replacements_at_once_remove_one_dead_member_each() {
+    let mut cluster = EtcdCluster::start(&["cp1", "cp2", "cp3", "cp4", "cp5"]);
+    cluster.kill(3);
+    cluster.kill(4);
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+    let started = std::time::Instant::now();
+    let joins: Vec<_> = ["cp6", "cp7"]
+        .into_iter()
+        .map(|name| {
+            let (access, members) = (cluster.access(), seen(&cluster));
+            assert_eq!(members.iter().filter(|m| !m.reachable).count(), 2);
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                barrier.wait();
+                replacement(
+                    access,
+                    members,
+                    name,
+                    &nodes(&["cp4", "cp5"], &["cp1", "cp2", "cp3"]),
+                    &opts(1000),
+                )
+            })
+        })
+        .collect();
+    let outcomes: Vec<Outcome> = joins.into_iter().map(|j| j.join().unwrap()).collect();
+    println!(
+        "two replacements at once: {} ms",
+        started.elapsed().as_millis()
+    );
+    let mut removed: Vec<String> = outcomes
+        .iter()
+        .map(|(r, report)| {
+            let m = r.clone().unwrap().unwrap_or_else(|| panic!("{report:?}"));
+            assert_eq!(report.cleanups.len(), 1, "{report:?}");
+            m.name
+        })
+        .collect();
+    removed.sort();
+    assert_eq!(removed, ["cp4", "cp5"], "{outcomes:?}");
+    let members = seen(&cluster);
+    assert_eq!(names(&cluster), ["cp1", "cp2", "cp3"], "{members:?}");
+    assert!(members.iter().all(|m| m.reachable), "{members:?}");
+    let cp1 = cluster.members[0].client_url.clone();
+    assert_eq!(put_get(&cluster, &cp1, "quorum").unwrap(), "quorum");
+    // Both let go of the membership lock: no lock key and no lease is left.
+    let access = cluster.access();
+    let (keys, leases) = kubeboot_agent::cluster::block_on(async {
+        let mut c = etcd::connect(&access, &cp1).await.unwrap();
+        let keys = c
+            .get(
+                etcd::MEMBERSHIP_LOCK,
+                Some(etcd_client::GetOptions::new().with_prefix()),
+            )
+            .await
+            .unwrap();
+        let leases = c.leases().await.unwrap();
+        (keys.kvs().len(), leases.leases().len())
+    });
+    assert_eq!(
+        (keys, leases),
+        (0, 0),
+        "the membership lock was not released"
+    );
+}
+
+/// Down must mean down throughout the grace period: a member that is dead when
+/// the replacement first looks, comes back (a reboot), and dies again before the
+/// grace period is over was up within it and stays, although it is down at the
+/// first look and at the last.
+#[test]
+fn a_member_up_at_any_look_within_the_grace_period_stays() {
+    let mut cluster = EtcdCluster::start(&["cp1", "cp2", "cp3"]);
+    cluster.kill(2);
+    let (access, down) = (cluster.access(), seen(&cluster));
+    assert!(
+        down.iter().all(|m| m.reachable == (m.name != "cp3")),
+        "{down:?}"
+    );
+    let join = std::thread::spawn(move || {
+        replacement(access, down, "cp9", &nodes(&["cp3"], &[]), &opts(15_000))
+    });
+    cluster.restart(2);
+    cluster.wait_answers(2);
+    // Up long enough for a few looks (one every 200 ms), then dead again.
+    std::thread::sleep(Duration::from_secs(2));
+    cluster.kill(2);
+    let (r, report) = join.join().unwrap();
+    assert_eq!(r.unwrap(), None, "{report:?}");
+    assert!(report.cleanups.is_empty(), "{report:?}");
+    assert_eq!(names(&cluster), ["cp1", "cp2", "cp3"]);
 }
 
 fn cluster_access(cp: &control_plane::ControlPlane, key: &str) -> ClusterAccess {

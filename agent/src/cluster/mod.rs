@@ -37,7 +37,8 @@ pub enum Credentials<'a> {
 }
 
 /// A client for `server` (https://HOST:PORT) that trusts only the CA `ca_der`,
-/// every connection and read bounded by `timeout`. Nothing touches the disk.
+/// every connection (TLS handshake included), read and write bounded by
+/// `timeout`. Nothing touches the disk.
 pub fn pinned_client(
     server: &str,
     ca_der: &[u8],
@@ -52,6 +53,7 @@ pub fn pinned_client(
     config.root_cert = Some(vec![ca_der.to_vec()]);
     config.connect_timeout = Some(timeout);
     config.read_timeout = Some(timeout);
+    config.write_timeout = Some(timeout);
     match credentials {
         Credentials::Token(token) => config.auth_info.token = Some(token.clone()),
         Credentials::Certificate { cert, key } => {

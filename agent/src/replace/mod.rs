@@ -18,8 +18,13 @@
 //! Nothing is written to disk. Workers hold no such credentials and clean up
 //! nothing (see README).
 //!
-//! Rules: [`etcd::decide`] and [`node::decide`]. At most one etcd member and one
-//! Node per join; never a member or Node that answers; never without quorum.
+//! Rules: [`etcd::decide`] and [`node::decide`]. At most one etcd member per
+//! join, and only one that a quorum of the remaining members see down (their
+//! peer connections, not this node's probes) for the whole grace period, whose
+//! Node is gone or silent past the grace period; never without quorum; one
+//! membership change at a time across the cluster (an etcd lock). Nodes are
+//! deleted after the etcd decision: this node's same-name one if stale, and the
+//! removed member's.
 //! Without the uploaded certificates (expired, not readable) nothing is cleaned up
 //! and the join goes on as kubeadm alone would; a certificate key that does not
 //! open them stops the join (kubeadm would fail on it a minute later).
@@ -29,7 +34,7 @@ pub mod node;
 pub mod uploaded_certs;
 pub mod worker;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Node, Pod};
@@ -234,7 +239,28 @@ pub struct Report {
     pub etcd_members: Vec<etcd::Member>,
 }
 
+/// `call` (one or a few Kubernetes requests), bounded as a whole by `bound`: the
+/// client's own timeouts bound the connect (TLS handshake included) and each
+/// read and write, not a server that trickles its answer.
+pub(crate) async fn within<T>(
+    bound: Duration,
+    what: &str,
+    call: impl std::future::Future<Output = Result<T, String>>,
+) -> Result<T, String> {
+    tokio::time::timeout(bound, call).await.unwrap_or_else(|_| {
+        Err(format!(
+            "{what}: the API server did not answer within {} s",
+            bound.as_secs_f64()
+        ))
+    })
+}
+
 /// Clean up after the machine `node_name` replaces, or say why the join must stop.
+///
+/// Order: the same-name Node is looked at first (a Ready one stops the join
+/// before anything changes), then etcd decides and removes at most one member,
+/// and only then are Nodes deleted: the same-name one if stale, and the Node of
+/// the member removed, if it is another and stale. No Node goes on a refusal.
 pub async fn make_room(
     access: &ClusterAccess,
     node_name: &str,
@@ -247,9 +273,37 @@ pub async fn make_room(
         });
     };
     let mut report = Report::default();
-    stale_node(&admin, node_name, opts, &mut report).await?;
-    stale_member(&admin, &certs, node_name, opts, &mut report).await?;
-    let notes = record_events(&admin, &report.cleanups, node_name).await;
+    let own_node = stale_node(&admin, node_name, opts).await?;
+    let removed = stale_member(&admin, &certs, node_name, opts, &mut report).await?;
+    match own_node {
+        None => report.notes.push(format!("no Node named {node_name}")),
+        Some(why) => delete_node(&admin, node_name, why, opts, &mut report).await?,
+    }
+    if let Some(member) = removed.filter(|m| !m.name.is_empty() && m.name != node_name) {
+        let seen = within(
+            opts.timeout * 2,
+            "read a Node",
+            node::observe(&admin, &member.name),
+        );
+        match node::decide(seen.await?.as_ref(), chrono::Utc::now(), opts.grace) {
+            node::NodeDecision::Delete { why } => {
+                delete_node(&admin, &member.name, why, opts, &mut report).await?
+            }
+            node::NodeDecision::Absent => report.notes.push(format!(
+                "no Node named {} (its etcd member was)",
+                member.name
+            )),
+            node::NodeDecision::Wait { why, .. } | node::NodeDecision::Refuse { why } => report
+                .notes
+                .push(format!("Node {} left alone: {why}", member.name)),
+        }
+    }
+    let bound = opts.timeout * (report.cleanups.len() as u32 + 1);
+    let notes = within(bound, "record Events", async {
+        Ok(record_events(&admin, &report.cleanups, node_name).await)
+    })
+    .await
+    .unwrap_or_else(|e| vec![format!("the cleanup's Events were not recorded: {e}")]);
     report.notes.extend(notes);
     Ok(report)
 }
@@ -263,7 +317,19 @@ async fn admin_client(
     opts: &Options,
 ) -> Result<Option<(kube::Client, uploaded_certs::UploadedCerts)>, String> {
     let bootstrap = client(access, Credentials::Token(&access.token), opts)?;
-    let certs = match uploaded_certs::download(&bootstrap, &access.certificate_key).await {
+    let downloaded = tokio::time::timeout(
+        opts.timeout,
+        uploaded_certs::download(&bootstrap, &access.certificate_key),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        Err(uploaded_certs::CertsError::Unavailable(format!(
+            "read kube-system/{}: the API server did not answer within {} s",
+            uploaded_certs::SECRET,
+            opts.timeout.as_secs_f64()
+        )))
+    });
+    let certs = match downloaded {
         Ok(certs) => certs,
         Err(uploaded_certs::CertsError::WrongKey(why)) => return Err(why),
         Err(uploaded_certs::CertsError::Unavailable(why)) => {
@@ -292,8 +358,9 @@ async fn admin_client(
 /// Before a control-plane join is tried again: remove this node's own etcd member
 /// if an earlier attempt left one that never started (kubeadm added it, then the
 /// attempt failed before etcd ran; etcd then refuses every further member add,
-/// "not enough started members"). Only this node's own identity, only when
-/// unreachable, and only with a quorum answering; the Node is left to the retry.
+/// "not enough started members"). Only this node's own identity, only when it
+/// does not answer and a quorum of the others see it down, and only with a quorum
+/// answering; the Node is left to the retry.
 pub async fn forget_unfinished_join(
     access: &ClusterAccess,
     node_name: &str,
@@ -308,7 +375,7 @@ pub async fn forget_unfinished_join(
     else {
         return Ok(report);
     };
-    let mut members = etcd::members(&etcd_access, &endpoints).await?;
+    let members = etcd::members(&etcd_access, &endpoints).await?;
     let own = opts.own_address.as_deref();
     if !members
         .iter()
@@ -319,31 +386,38 @@ pub async fn forget_unfinished_join(
             .push("no etcd member of an earlier attempt of this join".into());
         return Ok(report);
     }
-    etcd::confirm_unreachable(&etcd_access, &mut members, 3, opts.probe_interval()).await;
-    report.etcd_members = members.clone();
-    match etcd::decide(&members, node_name, own, None) {
-        etcd::Decision::Remove { member, why } if member.is_identity_of(node_name, own) => {
-            remove_member(&etcd_access, &members, member, why, opts, &mut report).await?;
-            let notes = record_events(&admin, &report.cleanups, node_name).await;
-            report.notes.extend(notes);
-        }
-        etcd::Decision::Refuse { why } => return Err(why),
-        _ => report
-            .notes
-            .push("this node's earlier member answers again: left alone".into()),
-    }
+    remove_stale_member(
+        &etcd_access,
+        members,
+        node_name,
+        &Nodes::Unknown,
+        opts,
+        &mut report,
+    )
+    .await?;
+    let notes = within(opts.timeout * 2, "record Events", async {
+        Ok(record_events(&admin, &report.cleanups, node_name).await)
+    })
+    .await
+    .unwrap_or_else(|e| vec![format!("the cleanup's Events were not recorded: {e}")]);
+    report.notes.extend(notes);
     Ok(report)
 }
 
-/// The Node named like this node: absent, stale (deleted), or alive (refused).
+/// The Node named like this node: absent (None), stale (Some: why it may be
+/// deleted, once etcd has decided), or alive (refused).
 async fn stale_node(
     admin: &kube::Client,
     node_name: &str,
     opts: &Options,
-    report: &mut Report,
-) -> Result<(), String> {
-    let nodes: Api<Node> = Api::all(admin.clone());
-    let get = || node::observe(admin, node_name);
+) -> Result<Option<String>, String> {
+    let get = || {
+        within(
+            opts.timeout * 2,
+            "read a Node",
+            node::observe(admin, node_name),
+        )
+    };
     let mut decision = node::decide(get().await?.as_ref(), chrono::Utc::now(), opts.grace);
     if let node::NodeDecision::Wait { wait, why } = &decision {
         tracing::info!("{why}; asking again in {} s", wait.as_secs());
@@ -351,39 +425,51 @@ async fn stale_node(
         decision = node::decide(get().await?.as_ref(), chrono::Utc::now(), opts.grace);
     }
     match decision {
-        node::NodeDecision::Absent => {
-            report.notes.push(format!("no Node named {node_name}"));
-            Ok(())
-        }
+        node::NodeDecision::Absent => Ok(None),
         node::NodeDecision::Refuse { why } => Err(why),
         node::NodeDecision::Wait { why, .. } => Err(format!(
             "{why}, still after waiting: its kubelet keeps reporting; stop the old machine"
         )),
-        node::NodeDecision::Delete { why } => {
-            if !opts.dry_run {
-                nodes
-                    .delete(node_name, &DeleteParams::default())
-                    .await
-                    .map_err(|e| format!("delete Node {node_name}: {}", describe(&e)))?;
-            }
-            report.cleanups.push(Cleanup {
-                object: "Node".into(),
-                name: node_name.into(),
-                why,
-                removed: !opts.dry_run,
-            });
-            Ok(())
-        }
+        node::NodeDecision::Delete { why } => Ok(Some(why)),
     }
 }
 
+/// Delete the Node `name` (unless a dry run) and record the cleanup.
+async fn delete_node(
+    admin: &kube::Client,
+    name: &str,
+    why: String,
+    opts: &Options,
+    report: &mut Report,
+) -> Result<(), String> {
+    if !opts.dry_run {
+        let nodes: Api<Node> = Api::all(admin.clone());
+        within(opts.timeout, &format!("delete Node {name}"), async {
+            nodes
+                .delete(name, &DeleteParams::default())
+                .await
+                .map_err(|e| format!("delete Node {name}: {}", describe(&e)))
+        })
+        .await?;
+    }
+    report.cleanups.push(Cleanup {
+        object: "Node".into(),
+        name: name.into(),
+        why,
+        removed: !opts.dry_run,
+    });
+    Ok(())
+}
+
 /// The client URLs of the stacked etcd members, from kubeadm's etcd Pods.
-async fn etcd_endpoints(admin: &kube::Client) -> Result<Vec<String>, String> {
+async fn etcd_endpoints(admin: &kube::Client, opts: &Options) -> Result<Vec<String>, String> {
     let pods: Api<Pod> = Api::namespaced(admin.clone(), "kube-system");
-    let list = pods
-        .list(&ListParams::default().labels("component=etcd,tier=control-plane"))
-        .await
-        .map_err(|e| format!("list etcd Pods in kube-system: {}", describe(&e)))?;
+    let list = within(opts.timeout, "list etcd Pods", async {
+        pods.list(&ListParams::default().labels("component=etcd,tier=control-plane"))
+            .await
+            .map_err(|e| format!("list etcd Pods in kube-system: {}", describe(&e)))
+    })
+    .await?;
     Ok(list
         .items
         .iter()
@@ -398,24 +484,25 @@ async fn etcd_endpoints(admin: &kube::Client) -> Result<Vec<String>, String> {
         .collect())
 }
 
-/// The etcd member of the machine this one replaces (or any dead one), if it is safe to remove.
+/// The etcd member of the machine this one replaces (or another dead one), if it
+/// is safe to remove; the one removed (or, in a dry run, that would be).
 async fn stale_member(
     admin: &kube::Client,
     certs: &uploaded_certs::UploadedCerts,
     node_name: &str,
     opts: &Options,
     report: &mut Report,
-) -> Result<(), String> {
+) -> Result<Option<etcd::Member>, String> {
     let Some((access, endpoints)) = etcd_access(admin, certs, node_name, opts, report).await?
     else {
-        return Ok(());
+        return Ok(None);
     };
     let members = etcd::members(&access, &endpoints).await?;
     remove_stale_member(
         &access,
         members,
         node_name,
-        node_names(admin).await?,
+        &Nodes::Cluster(admin),
         opts,
         report,
     )
@@ -432,7 +519,7 @@ async fn etcd_access(
     opts: &Options,
     report: &mut Report,
 ) -> Result<Option<(etcd::EtcdAccess, Vec<String>)>, String> {
-    let endpoints = etcd_endpoints(admin).await?;
+    let endpoints = etcd_endpoints(admin, opts).await?;
     if endpoints.is_empty() {
         report.notes.push(
             "no stacked etcd Pods in kube-system (external etcd?): etcd members left alone".into(),
@@ -461,73 +548,174 @@ async fn etcd_access(
     Ok(Some((access, endpoints)))
 }
 
-async fn node_names(admin: &kube::Client) -> Result<BTreeSet<String>, String> {
-    let nodes: Api<Node> = Api::all(admin.clone());
-    let list = nodes
-        .list(&ListParams::default())
-        .await
-        .map_err(|e| format!("list Nodes: {}", describe(&e)))?;
-    Ok(list
-        .items
-        .into_iter()
-        .filter_map(|n| n.metadata.name)
-        .collect())
+/// Where the state of the Nodes named like members comes from.
+pub enum Nodes<'a> {
+    /// Read from the cluster (each Node and its kubelet's Lease, [`node::decide`]).
+    Cluster(&'a kube::Client),
+    /// Given (tests, and callers that already know).
+    Given(BTreeMap<String, etcd::NodeState>),
+    /// Not known: only this node's own identity can be removed.
+    Unknown,
 }
 
-/// Given the members as first seen: confirm the silent ones over the grace period
-/// (a few probes when the silent one is this node's own old identity), decide, and
-/// remove at most one. Used by [`make_room`] and by the tests against a real etcd.
+impl Nodes<'_> {
+    async fn states(
+        &self,
+        names: &BTreeSet<String>,
+        opts: &Options,
+    ) -> Result<Option<BTreeMap<String, etcd::NodeState>>, String> {
+        match self {
+            Nodes::Unknown => Ok(None),
+            Nodes::Given(states) => Ok(Some(states.clone())),
+            Nodes::Cluster(admin) => {
+                let mut out = BTreeMap::new();
+                for name in names {
+                    let seen =
+                        within(opts.timeout * 2, "read a Node", node::observe(admin, name)).await?;
+                    let state = match node::decide(seen.as_ref(), chrono::Utc::now(), opts.grace) {
+                        node::NodeDecision::Absent => etcd::NodeState::Gone,
+                        node::NodeDecision::Delete { .. } => etcd::NodeState::Stale,
+                        node::NodeDecision::Wait { why, .. }
+                        | node::NodeDecision::Refuse { why } => etcd::NodeState::Heard { why },
+                    };
+                    out.insert(name.clone(), state);
+                }
+                Ok(Some(out))
+            }
+        }
+    }
+}
+
+/// How long a join holds the membership lock at most: one fresh look at the
+/// cluster (member list, probes, the members' views, the Nodes) and one removal,
+/// each call bounded by the timeout. The lock is taken after the grace period,
+/// not for it (minutes of waiting would stall every other join), and let go once
+/// the removal shows in every member's list, not held until this join's kubeadm
+/// adds its member: that add comes minutes later from another process, and
+/// nothing can confuse it any more. Another join never removes an unstarted member
+/// that is not at its own address ([`etcd::decide`]), and etcd itself refuses a
+/// member add that would leave fewer started members than a quorum.
+fn lock_hold(opts: &Options) -> Duration {
+    (opts.timeout * 8).max(Duration::from_secs(60))
+}
+
+/// Given the members as first seen: watch the silent ones over the grace period
+/// (a few looks when the only silent one is this node's own old identity); then,
+/// holding the membership lock ([`etcd::lock`], not in a dry run), look again,
+/// decide ([`etcd::decide`]) and remove at most one. Used by [`make_room`],
+/// [`forget_unfinished_join`] and the tests against a real etcd. Returns the
+/// member removed (in a dry run: that would be).
 pub async fn remove_stale_member(
     access: &etcd::EtcdAccess,
-    mut members: Vec<etcd::Member>,
+    members: Vec<etcd::Member>,
     node_name: &str,
-    node_names: BTreeSet<String>,
+    nodes: &Nodes<'_>,
     opts: &Options,
     report: &mut Report,
-) -> Result<(), String> {
+) -> Result<Option<etcd::Member>, String> {
     let interval = opts.probe_interval();
     let own = opts.own_address.as_deref();
-    let own_silent = members
+    let only_own_silent = members
         .iter()
-        .any(|m| !m.reachable && m.is_identity_of(node_name, own));
-    let probes = if own_silent {
+        .filter(|m| !m.reachable)
+        .all(|m| m.is_identity_of(node_name, own));
+    let rounds = if only_own_silent {
         3
     } else {
-        (opts.grace.as_millis() / interval.as_millis()).max(1) as u32
+        (opts.grace.as_millis().div_ceil(interval.as_millis())).max(1) as u32
     };
-    etcd::confirm_unreachable(access, &mut members, probes, interval).await;
-    report.etcd_members = members.clone();
-    match etcd::decide(&members, node_name, own, Some(&node_names)) {
+    let views = etcd::views(access, &members).await;
+    let silent = etcd::silent_throughout(access, &members, &views, rounds, interval).await;
+    if silent.is_empty() {
+        report.etcd_members = members.clone();
+        let look = etcd::Look {
+            members: &members,
+            views: &views,
+            silent_throughout: Some(&silent),
+            nodes: None,
+        };
+        return settle(
+            access,
+            &members,
+            etcd::decide(look, node_name, own),
+            opts,
+            report,
+        )
+        .await;
+    }
+    let endpoints: Vec<String> = members
+        .iter()
+        .filter(|m| m.reachable)
+        .flat_map(|m| m.client_urls.iter().cloned())
+        .collect();
+    let decide_and_remove = async {
+        let members = etcd::members(access, &endpoints).await?;
+        let views = etcd::views(access, &members).await;
+        let names: BTreeSet<String> = members
+            .iter()
+            .filter(|m| silent.contains(&m.id) && !m.name.is_empty())
+            .map(|m| m.name.clone())
+            .collect();
+        let states = nodes.states(&names, opts).await?;
+        report.etcd_members = members.clone();
+        let look = etcd::Look {
+            members: &members,
+            views: &views,
+            silent_throughout: Some(&silent),
+            nodes: states.as_ref(),
+        };
+        let decision = etcd::decide(look, node_name, own);
+        settle(access, &members, decision, opts, report).await
+    };
+    if opts.dry_run {
+        return decide_and_remove.await;
+    }
+    let hold = lock_hold(opts);
+    let held = etcd::lock(
+        access,
+        &endpoints,
+        hold + opts.timeout * 2,
+        hold + opts.timeout * 3,
+    )
+    .await?;
+    let done = tokio::time::timeout(hold, decide_and_remove).await;
+    held.release(access).await;
+    done.unwrap_or_else(|_| {
+        Err(format!(
+            "etcd did not answer a fresh look at its members within {} s while this join held \
+             the membership lock; nothing more is removed",
+            hold.as_secs()
+        ))
+    })
+}
+
+/// Carry out a decision: a note, a refusal, or one removal (not in a dry run).
+async fn settle(
+    access: &etcd::EtcdAccess,
+    members: &[etcd::Member],
+    decision: etcd::Decision,
+    opts: &Options,
+    report: &mut Report,
+) -> Result<Option<etcd::Member>, String> {
+    match decision {
         etcd::Decision::Keep { why } => {
             report.notes.push(why);
-            Ok(())
+            Ok(None)
         }
         etcd::Decision::Refuse { why } => Err(why),
         etcd::Decision::Remove { member, why } => {
-            remove_member(access, &members, member, why, opts, report).await
+            if !opts.dry_run {
+                etcd::remove(access, members, &member).await?;
+            }
+            report.cleanups.push(Cleanup {
+                object: "etcd member".into(),
+                name: member.label(),
+                why,
+                removed: !opts.dry_run,
+            });
+            Ok(Some(member))
         }
     }
-}
-
-/// Remove one member (unless a dry run) and record the cleanup.
-async fn remove_member(
-    access: &etcd::EtcdAccess,
-    members: &[etcd::Member],
-    member: etcd::Member,
-    why: String,
-    opts: &Options,
-    report: &mut Report,
-) -> Result<(), String> {
-    if !opts.dry_run {
-        etcd::remove(access, members, &member).await?;
-    }
-    report.cleanups.push(Cleanup {
-        object: "etcd member".into(),
-        name: member.label(),
-        why,
-        removed: !opts.dry_run,
-    });
-    Ok(())
 }
 
 /// A kube client for the verified server, trusting only the pinned CA.

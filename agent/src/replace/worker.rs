@@ -21,6 +21,10 @@ use super::Cleanup;
 use crate::cluster::describe;
 use crate::cluster::report::ANNOTATION_MACHINE_ID;
 
+/// Bound on each whole call to the API server (a read of the Node and its Lease,
+/// a delete), on top of the client's own connect and read bounds.
+const CALL_BOUND: Duration = Duration::from_secs(30);
+
 /// The label kubeadm puts on every control-plane Node.
 pub const CONTROL_PLANE_LABEL: &str = "node-role.kubernetes.io/control-plane";
 /// The label every node of a serve node group carries (its kubelet sets it
@@ -85,7 +89,9 @@ pub async fn make_room(
     group: Option<&str>,
     grace: Duration,
 ) -> Result<Option<Cleanup>, NotYet> {
-    let found = node::observe(admin, name).await.map_err(NotYet::Failed)?;
+    let found = super::within(CALL_BOUND, "read a Node", node::observe(admin, name))
+        .await
+        .map_err(NotYet::Failed)?;
     let own = found.as_ref().is_some_and(|seen| {
         seen.node
             .metadata
@@ -113,10 +119,14 @@ pub async fn make_room(
         NodeDecision::Wait { wait, why } => Err(NotYet::Wait(wait, why)),
         NodeDecision::Delete { why } => {
             let nodes: Api<Node> = Api::all(admin.clone());
-            nodes
-                .delete(name, &DeleteParams::default())
-                .await
-                .map_err(|e| NotYet::Failed(format!("delete Node {name}: {}", describe(&e))))?;
+            super::within(CALL_BOUND, "delete a Node", async {
+                nodes
+                    .delete(name, &DeleteParams::default())
+                    .await
+                    .map_err(|e| format!("delete Node {name}: {}", describe(&e)))
+            })
+            .await
+            .map_err(NotYet::Failed)?;
             Ok(Some(Cleanup {
                 object: "Node".into(),
                 name: name.into(),
