@@ -28,6 +28,7 @@ use super::certificate_key;
 use super::election::{Candidate, Election, Verdict};
 use super::journal::{Action, ActionKind};
 use super::mint::{self, UploadedKey, Usage};
+use super::minted::{self, Ledger};
 use super::store::Store;
 use crate::bundle::{self, Discovery};
 use kubeboot_agent::cluster::Credentials;
@@ -125,11 +126,28 @@ pub enum DocumentError {
     Bundle(String),
 }
 
+impl std::fmt::Display for DocumentError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DocumentError::Missing(m)
+            | DocumentError::ClusterUnavailable(m)
+            | DocumentError::Waiting(m, _)
+            | DocumentError::BadRequest(m)
+            | DocumentError::TooMany(m, _)
+            | DocumentError::Conflict(m)
+            | DocumentError::Bundle(m) => f.write_str(m),
+        }
+    }
+}
+
 /// A document and what was minted and done for it (serve's own events; no secrets).
 pub struct Served {
     pub text: String,
     /// Credentials minted, an election, a stale Node removed.
     pub actions: Vec<Action>,
+    /// The ids of the bootstrap tokens minted for it (`minted` ledger): served
+    /// with it, or withdrawn when the answer cannot be sent.
+    pub tokens: Vec<String>,
 }
 
 impl Documents {
@@ -301,6 +319,7 @@ impl Documents {
             Ok(text) => Ok(Served {
                 text,
                 actions: Vec::new(),
+                tokens: Vec::new(),
             }),
             Err(e) => {
                 tracing::error!("{}: {e}", path.display());
@@ -330,7 +349,7 @@ impl Documents {
                 ));
             }
         }
-        let mut discovery = crate::blocking(|| bundle::read_discovery(&self.bundle))
+        let discovery = crate::blocking(|| bundle::read_discovery(&self.bundle))
             .map_err(DocumentError::Bundle)?;
         let admin = self.admin(&discovery)?;
         let mut actions = Vec::new();
@@ -347,6 +366,39 @@ impl Documents {
         let (token, _) = mint::bootstrap_token(&admin, TOKEN_TTL, Usage::Join, &description)
             .await
             .map_err(|e| unavailable(&discovery, e))?;
+        let id = token.id.clone();
+        let recorded = {
+            let (store, expires) = (self.store.clone(), token.expires);
+            crate::blocking(|| Ledger::new(&store).pending(&id, expires))
+        };
+        if let Err(e) = recorded {
+            self.withdraw_with(&admin, std::slice::from_ref(&id)).await;
+            return Err(DocumentError::Bundle(format!(
+                "bootstrap token {id} could not be recorded, so it is not served: {e}"
+            )));
+        }
+        match self
+            .finish_join(role, &admin, token, discovery, actions)
+            .await
+        {
+            Ok(served) => Ok(served),
+            Err(e) => {
+                self.withdraw_with(&admin, &[id]).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// The join document around a token just minted: its certificate key for a
+    /// control plane, then the text.
+    async fn finish_join(
+        &self,
+        role: Role,
+        admin: &kube::Client,
+        token: mint::MintedToken,
+        mut discovery: Discovery,
+        mut actions: Vec<Action>,
+    ) -> Result<Served, DocumentError> {
         actions.push(Action::minted(format!(
             "bootstrap token {} (expires {})",
             token.id,
@@ -356,13 +408,101 @@ impl Documents {
         )));
         discovery.token = token.token.expose_secret().to_string();
         if role == Role::ControlPlane {
-            let (key, note) = self.certificate_key(&admin, &discovery).await?;
+            let (key, note) = self.certificate_key(admin, &discovery).await?;
             discovery.certificate_key = key.expose_secret().to_string();
             actions.extend(note.map(Action::minted));
         }
         let text =
             bundle::node_document(role, &discovery, &self.bundle).map_err(DocumentError::Bundle)?;
-        Ok(Served { text, actions })
+        Ok(Served {
+            text,
+            actions,
+            tokens: vec![token.id],
+        })
+    }
+
+    /// The answer carrying these tokens was not sent: delete their Secrets
+    /// (each call bounded), or leave them marked for [`Documents::sweep`].
+    pub async fn withdraw(&self, ids: &[String]) {
+        if ids.is_empty() {
+            return;
+        }
+        let admin = crate::blocking(|| bundle::read_discovery(&self.bundle))
+            .map_err(|e| e.to_string())
+            .and_then(|d| self.admin(&d).map_err(|e| e.to_string()));
+        match admin {
+            Ok(admin) => self.withdraw_with(&admin, ids).await,
+            Err(e) => {
+                self.mark(ids, minted::State::Withdraw);
+                tracing::warn!(
+                    "bootstrap tokens {} are left for the sweeper: {e}",
+                    ids.join(", ")
+                );
+            }
+        }
+    }
+
+    async fn withdraw_with(&self, admin: &kube::Client, ids: &[String]) {
+        self.mark(ids, minted::State::Withdraw);
+        for id in ids {
+            match tokio::time::timeout(CLUSTER_TIMEOUT, mint::delete_bootstrap_token(admin, id)).await {
+                Ok(Ok(())) => {
+                    tracing::info!("withdrew bootstrap token {id}: the request it was minted for failed");
+                    let store = self.store.clone();
+                    if let Err(e) = crate::blocking(|| Ledger::new(&store).forget(id)) {
+                        tracing::warn!("bootstrap token {id} is deleted but still on record: {e}");
+                    }
+                }
+                Ok(Err(e)) => tracing::warn!("bootstrap token {id} is left for the sweeper: {e}"),
+                Err(_) => tracing::warn!(
+                    "bootstrap token {id} is left for the sweeper: the cluster did not answer in {} s",
+                    CLUSTER_TIMEOUT.as_secs()
+                ),
+            }
+        }
+    }
+
+    /// Record `ids` as `state` (durably).
+    pub fn record(&self, ids: &[String], state: minted::State) -> Result<(), String> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        crate::blocking(|| Ledger::new(&self.store).mark(ids, state))
+    }
+
+    /// [`Documents::record`], a failure logged.
+    fn mark(&self, ids: &[String], state: minted::State) {
+        if let Err(e) = self.record(ids, state) {
+            tracing::warn!(
+                "bootstrap tokens {}: could not record them as {state:?}: {e}",
+                ids.join(", ")
+            );
+        }
+    }
+
+    /// Delete the Secrets of tokens whose request failed (and, when serve has
+    /// just started, of those whose request died with the last process);
+    /// forget expired ones. Returns how many were deleted.
+    pub async fn sweep(&self, startup: bool) -> usize {
+        if !self.fresh {
+            return 0;
+        }
+        let store = self.store.clone();
+        let plan = crate::blocking(|| Ledger::new(&store).sweep_plan(Utc::now(), startup));
+        let ids = match plan {
+            Ok(ids) if ids.is_empty() => return 0,
+            Ok(ids) => ids,
+            Err(e) => {
+                tracing::warn!("minted tokens: {e}");
+                return 0;
+            }
+        };
+        self.withdraw(&ids).await;
+        let store = self.store.clone();
+        let left = crate::blocking(|| Ledger::new(&store).entries()).unwrap_or_default();
+        ids.iter()
+            .filter(|id| !left.iter().any(|(l, _)| l == *id))
+            .count()
     }
 
     /// The worker replaces a machine of the same name: its stale Node goes first

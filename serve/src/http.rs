@@ -435,16 +435,24 @@ async fn get_group_document(
         may_elect: true,
         group: Some(&name),
     };
-    let served = documents.render(role, &asker).await.and_then(|s| {
-        let text =
-            super::groups::personalize(&admission, &s.text).map_err(DocumentError::Bundle)?;
-        Ok(super::documents::Served { text, ..s })
-    });
+    let served = match documents.render(role, &asker).await {
+        Ok(s) => match super::groups::personalize(&admission, &s.text) {
+            Ok(text) => Ok(super::documents::Served { text, ..s }),
+            Err(e) => {
+                documents.withdraw(&s.tokens).await;
+                Err(DocumentError::Bundle(e))
+            }
+        },
+        Err(e) => Err(e),
+    };
     if let Err(e) = crate::blocking(|| admission.settle(served.is_ok())) {
         tracing::error!(
             "group {name}: could not record machine {}: {e}",
             candidate.machine_id
         );
+        if let Ok(s) = &served {
+            documents.withdraw(&s.tokens).await;
+        }
         return error(StatusCode::INTERNAL_SERVER_ERROR, e);
     }
     respond(
@@ -497,6 +505,35 @@ fn too_many(m: String, seconds: u64) -> Response {
 /// (`report_binding`). `pass` (a document token's) is spent last, when
 /// nothing else can fail.
 async fn respond(
+    app: &Arc<App>,
+    what: &str,
+    candidate: Option<&Candidate>,
+    served: Result<super::documents::Served, DocumentError>,
+    pass: Option<(&HeaderMap, &Pass)>,
+) -> Response {
+    let (Some(documents), Ok(s)) = (&app.documents, &served) else {
+        return answer(app, what, candidate, served, pass).await;
+    };
+    // Nothing minted is left behind: tokens of an answer that is not sent are
+    // withdrawn; those of one that is are on record as served before it leaves.
+    let tokens = s.tokens.clone();
+    let response = answer(app, what, candidate, served, pass).await;
+    if response.status() != StatusCode::OK {
+        documents.withdraw(&tokens).await;
+        return response;
+    }
+    match documents.record(&tokens, super::minted::State::Served) {
+        Ok(()) => response,
+        Err(e) => {
+            tracing::error!("the {what} is not served: its tokens could not be recorded: {e}");
+            documents.withdraw(&tokens).await;
+            error(StatusCode::INTERNAL_SERVER_ERROR, e)
+        }
+    }
+}
+
+/// [`respond`] without the minted tokens' bookkeeping.
+async fn answer(
     app: &Arc<App>,
     what: &str,
     candidate: Option<&Candidate>,

@@ -23,6 +23,7 @@ pub mod journal;
 pub mod limits;
 mod metrics;
 pub mod mint;
+pub mod minted;
 pub mod nodes;
 pub mod report_binding;
 mod store;
@@ -90,6 +91,26 @@ pub(crate) struct App {
     rejected: AtomicU64,
     /// Credentials minted for documents (tokens, certificate uploads).
     minted: AtomicU64,
+}
+
+/// How often the tokens of failed requests are looked for (`minted`).
+const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Delete the Secrets of minted tokens whose request failed: at start (with
+/// those whose request died with the last process), then every minute.
+async fn sweep_minted_tokens(app: Arc<App>) {
+    let Some(documents) = &app.documents else {
+        return;
+    };
+    let mut startup = true;
+    loop {
+        let deleted = documents.sweep(startup).await;
+        if deleted > 0 {
+            tracing::info!("withdrew {deleted} bootstrap tokens minted for requests that failed");
+        }
+        startup = false;
+        tokio::time::sleep(SWEEP_EVERY).await;
+    }
 }
 
 /// What the writer thread updates and the handlers read.
@@ -286,6 +307,11 @@ pub fn run(opts: ServeOptions, on_listening: impl FnOnce(&Listening)) -> Result<
         .thread_name("kubeboot-serve")
         .build()
         .map_err(|e| e.to_string())?;
+    let sweeper = app
+        .documents
+        .as_ref()
+        .is_some_and(|d| d.fresh())
+        .then(|| app.clone());
     let served = runtime.block_on(async move {
         let handle = axum_server::Handle::new();
         let stopper = handle.clone();
@@ -294,6 +320,9 @@ pub fn run(opts: ServeOptions, on_listening: impl FnOnce(&Listening)) -> Result<
             tracing::info!("stopping: finishing requests in flight");
             stopper.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
         });
+        if let Some(app) = sweeper {
+            tokio::spawn(sweep_minted_tokens(app));
+        }
         let service = router.into_make_service();
         let limits = opts.limits;
         limits::raise_fd_limit();

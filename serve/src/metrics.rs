@@ -91,6 +91,16 @@ pub(crate) fn render(app: &App) -> Result<String, String> {
         c.inc_by(value);
         registry.register(name, help, c);
     }
+    let live: Gauge = Gauge::default();
+    live.set(
+        crate::blocking(|| super::minted::Ledger::new(&app.store).live(chrono::Utc::now()))? as i64,
+    );
+    registry.register(
+        "kubeboot_minted_tokens_live",
+        "Bootstrap tokens serve minted that still exist in the cluster as far as it knows: \
+         served and not expired, or withdrawn and not yet deleted",
+        live,
+    );
     let mut out = String::new();
     encode(&mut out, &registry).map_err(|e| e.to_string())?;
     Ok(out)

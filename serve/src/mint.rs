@@ -138,6 +138,20 @@ pub async fn bootstrap_token(
     Ok((MintedToken { id, token, expires }, created))
 }
 
+/// Delete bootstrap token `id`'s Secret; one already gone is fine.
+pub async fn delete_bootstrap_token(admin: &kube::Client, id: &str) -> Result<(), String> {
+    let secrets: Api<Secret> = Api::namespaced(admin.clone(), NAMESPACE);
+    let name = format!("bootstrap-token-{id}");
+    match secrets
+        .delete(&name, &kube::api::DeleteParams::default())
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(format!("delete {NAMESPACE}/{name}: {}", describe(&e))),
+    }
+}
+
 /// A certificate key just uploaded, and until when the upload lives.
 #[derive(Clone)]
 pub struct UploadedKey {
@@ -167,6 +181,40 @@ pub async fn upload_certs(
         "Proxy for managing TTL for the kubeadm-certs secret (kubeboot serve)",
     )
     .await?;
+    match seal_and_upload(admin, files, &owner, owner_secret).await {
+        Ok(key_hex) => Ok(UploadedKey {
+            key: SecretString::from(key_hex),
+            expires: owner.expires,
+        }),
+        Err(e) => {
+            // The owner token was made for this upload only: it goes with it.
+            let deleted = tokio::time::timeout(
+                std::time::Duration::from_secs(15),
+                delete_bootstrap_token(admin, &owner.id),
+            )
+            .await;
+            if !matches!(deleted, Ok(Ok(()))) {
+                tracing::warn!(
+                    "the upload's owner token {} is left until it expires ({})",
+                    owner.id,
+                    owner
+                        .expires
+                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                );
+            }
+            Err(e)
+        }
+    }
+}
+
+/// The sealed certificates in kubeadm-certs, owned by `owner`, and the RBAC to
+/// read them: the certificate key (hex).
+async fn seal_and_upload(
+    admin: &kube::Client,
+    files: &BTreeMap<String, SecretString>,
+    owner: &MintedToken,
+    owner_secret: Secret,
+) -> Result<String, String> {
     let key_hex = crate::bundle::secrets::new_certificate_key();
     let key = hex::decode(&key_hex).map_err(|e| e.to_string())?;
     let mut data = BTreeMap::new();
@@ -205,10 +253,7 @@ pub async fn upload_certs(
     )
     .await?;
     certs_rbac(admin).await?;
-    Ok(UploadedKey {
-        key: SecretString::from(key_hex),
-        expires: owner.expires,
-    })
+    Ok(key_hex)
 }
 
 /// kubeadm's `cryptoutil.EncryptBytes`: AES-256-GCM, random 12-byte nonce first.

@@ -177,6 +177,27 @@ impl Store {
         txn.commit().map_err(text)
     }
 
+    /// Every record whose key starts with `prefix`, in key order.
+    pub fn records_with_prefix<T: serde::de::DeserializeOwned>(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<(String, T)>, String> {
+        let read = self.db.begin_read().map_err(text)?;
+        let table = read.open_table(RECORDS).map_err(text)?;
+        let mut out = Vec::new();
+        for entry in table.range(prefix..).map_err(text)? {
+            let (key, value) = entry.map_err(text)?;
+            let key = key.value().to_string();
+            if !key.starts_with(prefix) {
+                break;
+            }
+            let record = serde_json::from_slice(value.value())
+                .map_err(|e| format!("stored record {key} is unreadable: {e}"))?;
+            out.push((key, record));
+        }
+        Ok(out)
+    }
+
     /// Remove a record, durably; removing one that is not there is fine.
     pub fn delete_record(&self, key: &str) -> Result<(), String> {
         let txn = self.db.begin_write().map_err(text)?;

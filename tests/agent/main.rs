@@ -17,6 +17,7 @@ mod images;
 #[path = "../src/kubeadm_double/schema.rs"]
 mod kubeadm_schema;
 mod mint;
+mod minted;
 mod node_authorizer;
 mod real_control_plane;
 mod real_kubeadm;

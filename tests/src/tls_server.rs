@@ -236,7 +236,17 @@ pub fn serve_cluster(
                 let _ = tls.flush();
                 continue;
             }
+            // With `cluster`, objects are created (POST to their collection,
+            // given a uid) and deleted there too, as kube-apiserver would.
+            let changed = cluster
+                .as_ref()
+                .filter(|_| event.is_none())
+                .and_then(|dir| change_object(dir, method, api_path, &request_body));
             let (status, content) = match (wanted, authorized, &object) {
+                _ if changed.is_some() => {
+                    let (status, body) = changed.as_ref().expect("checked");
+                    (*status, body.as_str())
+                }
                 _ if own_list.is_some() => ("200 OK", own_list.as_deref().unwrap_or("")),
                 _ if refused => ("403 Forbidden", FORBIDDEN_STATUS),
                 _ if event.is_some() => ("201 Created", event.as_deref().unwrap_or("")),
@@ -267,6 +277,54 @@ const KUBEADM_OBJECTS: [&str; 2] = [
     "/api/v1/namespaces/kube-system/configmaps/kubeadm-config",
     "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/kubeadm:node-autoapprove-certificate-rotation",
 ];
+
+/// A POST (create) or DELETE of an object under `dir`; `None` for other methods.
+fn change_object(
+    dir: &std::path::Path,
+    method: &str,
+    api_path: &str,
+    body: &[u8],
+) -> Option<(&'static str, String)> {
+    let rel = api_path.trim_start_matches('/');
+    if rel.is_empty() || rel.split('/').any(|c| c == ".." || c.is_empty()) {
+        return None;
+    }
+    match method {
+        "POST" => {
+            let mut object: serde_json::Value = serde_json::from_slice(body).ok()?;
+            let name = object["metadata"]["name"].as_str()?.to_string();
+            let path = dir.join(rel).join(&name);
+            if path.exists() {
+                return Some(("409 Conflict", conflict_json(&name)));
+            }
+            object["metadata"]["uid"] = format!("uid-{name}").into();
+            std::fs::create_dir_all(path.parent()?).ok()?;
+            std::fs::write(&path, object.to_string()).ok()?;
+            Some(("201 Created", object.to_string()))
+        }
+        "DELETE" => {
+            let path = dir.join(rel);
+            if std::fs::remove_file(&path).is_ok() {
+                Some((
+                    "200 OK",
+                    r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Success"}"#
+                        .into(),
+                ))
+            } else {
+                Some(("404 Not Found", NOT_FOUND_STATUS.into()))
+            }
+        }
+        _ => None,
+    }
+}
+
+fn conflict_json(name: &str) -> String {
+    serde_json::json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": format!("\"{name}\" already exists"), "reason": "AlreadyExists", "code": 409
+    })
+    .to_string()
+}
 
 /// The object the kubeadm test double stored for `api_path`, if any.
 fn stored_object(dir: &std::path::Path, api_path: &str) -> Option<String> {
