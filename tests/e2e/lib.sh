@@ -1,5 +1,25 @@
-# Sourced by the real-Kubernetes VM tests (real-cluster, diskless-control-plane,
-# reproducible production). Needs $kb (the kubeboot binary), say and fail.
+# Sourced by the VM tests (run, real-cluster, diskless-control-plane, reproducible
+# production). Needs $kb (the kubeboot binary), say and fail.
+
+# For `tied CMD... &` only (it execs): CMD gets SIGTERM when this script ends,
+# however it ends (a SIGKILL from a time limit runs no trap), so nothing a test
+# started outlives it; $! is CMD's pid. With E2E_KEEP=1 (leave a failed run's
+# VMs up) nothing is tied.
+tied() {
+    if [ "${E2E_KEEP:-}" = 1 ]; then exec "$@"; fi
+    exec setpriv --pdeathsig TERM -- "$@"
+}
+
+# Delete network namespace NS once this script is gone, however it ended (after
+# its own cleanup, deleting it again is harmless). Bounded: at most 12 hours.
+delete_netns_after_script() { # NS
+    [ "${E2E_KEEP:-}" = 1 ] && return 0
+    local script=$$
+    ( trap '' INT TERM HUP
+      for _ in $(seq 1 8640); do kill -0 "$script" 2>/dev/null || break; sleep 5; done
+      ip netns del "$1" 2>/dev/null ) </dev/null >/dev/null 2>&1 &
+    disown $!
+}
 
 # The user's Kubernetes release artifacts (README, "Real Kubernetes"), or a clear
 # "not run" and exit 2 when none are named: a script that did not run never says ok.
