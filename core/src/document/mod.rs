@@ -466,24 +466,36 @@ fn line_of(text: &str, offset: usize) -> usize {
 /// serde's type and variant errors quote the value they found
 /// (`invalid type: string "…", expected u32`); keep the kind and what was
 /// expected, drop the value. A secret typed into the wrong field must not
-/// travel into logs and status reports.
-fn without_values(message: &str) -> String {
+/// travel into logs and status reports. What leads up to the error, such as
+/// the path serde_yaml puts first (`clusters[0]: invalid type: …`), stays
+/// when it quotes nothing itself.
+pub fn without_values(message: &str) -> String {
     let expected = |rest: &str| {
         rest.rsplit_once(", expected ")
             .map(|(_, e)| format!(", expected {e}"))
             .unwrap_or_default()
     };
-    for (prefix, what) in [
+    let split = |marker: &str| {
+        let i = message.find(marker)?;
+        let head = &message[..i];
+        let head = if head.contains(['"', '`', '\'']) {
+            ""
+        } else {
+            head
+        };
+        Some((head, &message[i + marker.len()..]))
+    };
+    for (marker, what) in [
         ("invalid type: ", "wrong type"),
         ("invalid value: ", "invalid value"),
     ] {
-        if let Some(rest) = message.strip_prefix(prefix) {
+        if let Some((head, rest)) = split(marker) {
             let kind = rest.split(['"', '`', ',']).next().unwrap_or("").trim();
-            return format!("{what}: found {kind}{}", expected(rest));
+            return format!("{head}{what}: found {kind}{}", expected(rest));
         }
     }
-    if let Some(rest) = message.strip_prefix("unknown variant ") {
-        return format!("unknown value{}", expected(rest));
+    if let Some((head, rest)) = split("unknown variant ") {
+        return format!("{head}unknown value{}", expected(rest));
     }
     message.to_string()
 }
@@ -608,6 +620,16 @@ mod tests {
         assert_eq!(
             without_values("unknown variant `s3cret`, expected one of `init`, `worker`"),
             "unknown value, expected one of `init`, `worker`"
+        );
+        assert_eq!(
+            without_values(
+                "clusters[0]: invalid type: string \"token: s3cret\", expected struct NamedCluster at line 4 column 3"
+            ),
+            "clusters[0]: wrong type: found string, expected struct NamedCluster at line 4 column 3"
+        );
+        assert_eq!(
+            without_values("unknown field `s3cret`, invalid type: string \"x\", expected u8"),
+            "wrong type: found string, expected u8"
         );
         assert_eq!(
             without_values("missing field `endpoint`"),
