@@ -63,6 +63,16 @@ pub mod fuzz {
         out
     }
 
+    /// Whether `text` holds any `window`-byte piece of `secret`: a secret the
+    /// edits changed in one place still leaves long runs of itself to catch.
+    pub fn quotes(text: &str, secret: &str, window: usize) -> bool {
+        let w = window.min(secret.len()).max(1);
+        secret
+            .as_bytes()
+            .windows(w)
+            .any(|piece| std::str::from_utf8(piece).is_ok_and(|p| text.contains(p)))
+    }
+
     pub fn config() -> ProptestConfig {
         ProptestConfig {
             cases: std::env::var("PROPTEST_CASES")

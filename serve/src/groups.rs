@@ -124,17 +124,7 @@ impl GroupFile {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
             Err(e) => return Err(format!("{}: {e}", self.path.display())),
         };
-        let content: FileContent = toml::from_str(&text).map_err(|e| {
-            let line = e
-                .span()
-                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
-            format!(
-                "{}: not a groups file{} (written by `kubeboot serve group add`; fix or remove that line)",
-                self.path.display(),
-                line.map(|l| format!(" at line {l}")).unwrap_or_default()
-            )
-        })?;
-        Ok(content.groups)
+        parse(&text).map_err(|e| format!("{}: {e}", self.path.display()))
     }
 
     fn save(&self, groups: BTreeMap<String, Group>) -> Result<(), String> {
@@ -230,6 +220,20 @@ impl GroupFile {
         }
         Ok(group.clone())
     }
+}
+
+/// The groups in a groups file's text. Errors name the line, never its text.
+fn parse(text: &str) -> Result<BTreeMap<String, Group>, String> {
+    let content: FileContent = toml::from_str(text).map_err(|e| {
+        let line = e
+            .span()
+            .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+        format!(
+            "not a groups file{} (written by `kubeboot serve group add`; fix or remove that line)",
+            line.map(|l| format!(" at line {l}")).unwrap_or_default()
+        )
+    })?;
+    Ok(content.groups)
 }
 
 fn now() -> String {
@@ -645,5 +649,70 @@ mod tests {
         );
         assert!(kubeboot_core::document::label_problems(GROUP_LABEL, &admission.name).is_empty());
         assert!(text.starts_with("# kubeboot node document: role worker, for w7"));
+    }
+
+    mod fuzz {
+        use super::*;
+        use kubeboot_core::fuzz::{apply, config, edits, quotes};
+        use proptest::prelude::*;
+
+        /// As `tokens::random_token` makes them: 24 random bytes in hex.
+        const REPORT_TOKEN: &str = "3f9a1c7e5b2d8f0a4c6e1b3d5f7a9c2e4b6d8f0a1c3e5b7d";
+
+        /// A groups file as `save` writes it: a worker group with labels and
+        /// a limit, and a revoked control-plane group.
+        fn seed() -> String {
+            let group = |role, revoked: Option<&str>| Group {
+                role,
+                url: "https://10.88.0.1:8443".into(),
+                ca_cert_hash: format!("sha256:{}", "ab".repeat(32)),
+                credential: format!("sha256:{}", "cd".repeat(32)),
+                report_token: REPORT_TOKEN.into(),
+                report_token_id: "5f2a9c".into(),
+                max_nodes: Some(20),
+                per_minute: 10,
+                labels: BTreeMap::from([("example.com/pool".into(), "blue".into())]),
+                created: "2026-11-21T10:00:00Z".into(),
+                revoked: revoked.map(Into::into),
+            };
+            let groups = BTreeMap::from([
+                ("blue".to_string(), group(Role::Worker, None)),
+                (
+                    "cp".to_string(),
+                    group(Role::ControlPlane, Some("2026-11-22T10:00:00Z")),
+                ),
+            ]);
+            format!(
+                "# kubeboot serve's node groups (`kubeboot serve group`). SECRET: report tokens.\n{}",
+                toml::to_string(&FileContent { groups }).unwrap()
+            )
+        }
+
+        proptest! {
+            #![proptest_config(config())]
+
+            /// A mutated groups file is parsed or refused naming a line of it,
+            /// never a panic, and an error quotes no piece of the report token.
+            /// What parses is written back the same (`save` after `load`).
+            #[test]
+            fn mutated_groups_files_are_refused_by_line_without_quoting(e in edits()) {
+                let text = String::from_utf8_lossy(&apply(seed().as_bytes(), &e)).into_owned();
+                match parse(&text) {
+                    Ok(groups) => {
+                        let written = toml::to_string(&FileContent { groups }).unwrap();
+                        let again = parse(&written).unwrap();
+                        prop_assert_eq!(toml::to_string(&FileContent { groups: again }).unwrap(), written);
+                    }
+                    Err(why) => {
+                        prop_assert!(why.starts_with("not a groups file"), "{}", why);
+                        if let Some(l) = why.split(" at line ").nth(1) {
+                            let l: usize = l.split(' ').next().unwrap().parse().unwrap();
+                            prop_assert!(l >= 1 && l <= text.lines().count() + 1, "{}", why);
+                        }
+                        prop_assert!(!quotes(&why, REPORT_TOKEN, 8), "{}", why);
+                    }
+                }
+            }
+        }
     }
 }

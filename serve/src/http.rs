@@ -721,27 +721,123 @@ mod tests {
 
     mod fuzz {
         use super::*;
-        use kubeboot_core::fuzz::{apply, config, edits};
+        use axum::http::HeaderValue;
+        use kubeboot_core::fuzz::{apply, config, edits, Edit};
         use proptest::prelude::*;
+
+        /// What serve relies on in an event it stores: the node of the URL,
+        /// ids it may use in keys, a bounded log tail.
+        fn storable(ev: &StatusEvent, name: &str) -> bool {
+            let id = |v: &str| {
+                (1..=64).contains(&v.len())
+                    && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            };
+            ev.node == name
+                && is_dns_name(&ev.node)
+                && id(&ev.machine_id)
+                && id(&ev.boot_id)
+                && ev.log_tail.len() <= LOG_TAIL_MAX_LINES
+        }
+
+        /// A header value made from mutated bytes, if HTTP allows it.
+        fn header(seed: &str, e: &[Edit]) -> Option<HeaderValue> {
+            HeaderValue::from_bytes(&apply(seed.as_bytes(), e)).ok()
+        }
+
+        /// The 400 answer's body, which the request's claim must not be in.
+        fn body_of(r: Response) -> String {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            let bytes = rt
+                .block_on(axum::body::to_bytes(r.into_body(), MAX_EVENT_BYTES))
+                .unwrap();
+            String::from_utf8_lossy(&bytes).into_owned()
+        }
+
+        const CLAIM: &str = "hV3q9ZtL0xPw7KcR2mYb5NfJ8sDg4Ua6";
 
         proptest! {
             #![proptest_config(config())]
 
-            /// A mutated status event is accepted or refused with a message,
-            /// never a panic; an accepted one names the node in the URL.
+            /// A mutated status event is accepted or refused with a message
+            /// naming the problem, never a panic; an accepted one satisfies what
+            /// the store relies on and reads back the same from its JSON.
             #[test]
             fn mutated_events_are_checked_without_panics(e in edits()) {
                 let good = serde_json::to_vec(&json!({
                     "node": "w1", "machine_id": "abc", "boot_id": "b-1", "seq": 1, "role": "worker",
                     "phase": "kubeadm", "state": "failed", "attempt": 2,
-                    "at": "2026-11-21T10:00:00Z", "agent_version": "0.1.0",
+                    "at": "2026-11-21T10:00:00Z", "duration_ms": 1500, "agent_version": "0.1.0",
                     "error": {"kind": "kubeadm_failed", "message": "exit 1"},
                     "log_tail": ["a", "b"]
                 }))
                 .unwrap();
                 match check_event("w1", &apply(&good, &e)) {
-                    Ok(ev) => prop_assert_eq!(ev.node, "w1"),
-                    Err(why) => prop_assert!(!why.is_empty()),
+                    Ok(ev) => {
+                        prop_assert!(storable(&ev, "w1"), "{:?}", ev);
+                        let again = check_event("w1", &serde_json::to_vec(&ev).unwrap());
+                        prop_assert_eq!(again, Ok(ev));
+                    }
+                    Err(why) => prop_assert!(
+                        why.starts_with("malformed status event") || why.starts_with("field `"),
+                        "{}", why
+                    ),
+                }
+            }
+
+            /// Mutated Kubeboot-Node, Kubeboot-Machine-Id, Kubeboot-Claim and
+            /// Authorization headers never panic their readers. A candidate
+            /// taken has a DNS node name and a lowercase hex machine id; a claim
+            /// taken is well-formed; a refusal is a 400 that does not quote the
+            /// claim; a bearer token is the header's, trimmed.
+            #[test]
+            fn mutated_request_headers_are_read_without_panics(
+                node in edits(), id in edits(), claimed in edits(), bearer in edits(),
+            ) {
+                let mut headers = HeaderMap::new();
+                let node = header("w-07.rack4", &node);
+                let id = header("4c4c4544004e4a10804bb7c04f535032", &id);
+                for (name, v) in [("kubeboot-node", &node), ("kubeboot-machine-id", &id)] {
+                    if let Some(v) = v {
+                        headers.insert(name, v.clone());
+                    }
+                }
+                if let Some(v) = header(CLAIM, &claimed) {
+                    headers.insert("kubeboot-claim", v);
+                }
+                let auth = header("Bearer 3f9a1c7e5b2d8f0a4c6e1b3d5f7a9c2e4b6d8f0a1c3e5b7d", &bearer);
+                if let Some(v) = &auth {
+                    headers.insert(header::AUTHORIZATION, v.clone());
+                }
+
+                match candidate(&headers) {
+                    Ok(Some(c)) => {
+                        prop_assert!(is_dns_name(&c.node), "{:?}", c.node);
+                        prop_assert_eq!(Some(c.node.as_str()), node.as_ref().and_then(|v| v.to_str().ok()));
+                        prop_assert!((8..=64).contains(&c.machine_id.len()));
+                        prop_assert!(c.machine_id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')), "{}", c.machine_id);
+                    }
+                    Ok(None) => prop_assert!(node.is_none() && id.is_none()),
+                    Err(r) => prop_assert_eq!(r.status(), StatusCode::BAD_REQUEST),
+                }
+                match claim(&headers) {
+                    Ok(Some(c)) => {
+                        prop_assert!((16..=128).contains(&c.len()), "{}", c);
+                        prop_assert!(c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'), "{}", c);
+                    }
+                    Ok(None) => prop_assert!(!headers.contains_key("kubeboot-claim")),
+                    Err(r) => {
+                        prop_assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+                        let sent = String::from_utf8_lossy(headers["kubeboot-claim"].as_bytes()).into_owned();
+                        let body = body_of(*r);
+                        prop_assert!(sent.len() < 8 || !body.contains(&sent), "{}", body);
+                    }
+                }
+                if let Some(t) = presented_token(&headers) {
+                    let v = auth.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("");
+                    prop_assert_eq!(Some(t), v.strip_prefix("Bearer ").map(str::trim));
+                    prop_assert_eq!(t, t.trim());
                 }
             }
         }

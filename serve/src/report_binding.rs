@@ -200,4 +200,32 @@ mod tests {
         let t: toml::Table = bound.parse().unwrap();
         assert_eq!(t["report"]["token"].as_str(), Some("kbn1.cp-7"));
     }
+
+    mod fuzz {
+        use super::*;
+        use kubeboot_core::fuzz::{apply, config, edits};
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(config())]
+
+            /// A node's report credential changed anywhere no longer posts for
+            /// that node, nothing panics, and no form of it posts for another
+            /// node. What still verifies is the same credential up to the
+            /// surrounding whitespace and the case of its hex digits.
+            #[test]
+            fn a_mutated_bound_credential_never_verifies(e in edits()) {
+                let binder = Binder { key: [7; 32] };
+                let id = "4c4c4544004e4a10804bb7c04f535032";
+                let good = binder.token(&c("w1", id));
+                let mutated = String::from_utf8_lossy(&apply(good.as_bytes(), &e)).into_owned();
+                let same = mutated
+                    .trim()
+                    .strip_prefix(PREFIX)
+                    .is_some_and(|h| h.to_ascii_lowercase() == good[PREFIX.len()..]);
+                prop_assert_eq!(binder.verify(&mutated, "w1", id), same, "{}", mutated);
+                prop_assert!(!binder.verify(&mutated, "w2", id));
+            }
+        }
+    }
 }

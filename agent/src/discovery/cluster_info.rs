@@ -196,7 +196,14 @@ struct ClusterEntry {
 
 /// The server URL and the CA certificates (DER) of a kubeconfig's first cluster.
 fn parse_kubeconfig(text: &str) -> Result<(String, Vec<Vec<u8>>), String> {
-    let kc: Kubeconfig = serde_yaml_ng::from_str(text).map_err(|e| format!("kubeconfig: {e}"))?;
+    // serde_yaml quotes the value it could not take, and a kubeconfig handed
+    // over for file discovery may hold a user's token or client key.
+    let kc: Kubeconfig = serde_yaml_ng::from_str(text).map_err(|e| {
+        format!(
+            "kubeconfig: {}",
+            kubeboot_core::document::without_values(&e.to_string())
+        )
+    })?;
     let cluster = kc
         .clusters
         .into_iter()
@@ -405,5 +412,114 @@ impl ServerCertVerifier for CaptureChain {
         self.provider
             .signature_verification_algorithms
             .supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    mod fuzz {
+        use super::*;
+        use kubeboot_core::fuzz::{apply, config, edits, quotes};
+        use proptest::prelude::*;
+        use std::sync::LazyLock;
+
+        /// A cluster CA, made once: its PEM, base64 as kubeconfigs carry it, and its pin.
+        static CA: LazyLock<(String, String)> = LazyLock::new(|| {
+            let ca = kubeboot_core::pki::new_ca("kubernetes").unwrap();
+            let data = base64::engine::general_purpose::STANDARD.encode(&ca.cert_pem);
+            (data, ca_hash_of_der(&ca.cert_der).unwrap())
+        });
+        const TOKEN: &str = "abcdef.0123456789abcdef";
+        /// The key's own bytes, after the PEM header every base64 PEM starts with.
+        const KEY_BYTES: &str = "TUhjQ0FRRUVJQnNlY3JldGtleWJ5dGVzZm9yZnV6emluZw";
+
+        /// cluster-info's kubeconfig: the cluster only.
+        fn cluster_kubeconfig() -> String {
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    certificate-authority-data: {}\n    server: https://10.0.0.10:6443\n  name: \"\"\ncontexts: []\ncurrent-context: \"\"\npreferences: {{}}\nusers: []\n",
+                CA.0
+            )
+        }
+
+        /// A file-discovery kubeconfig as an operator may hand one over: with
+        /// a user's token and client key beside the cluster.
+        fn admin_kubeconfig() -> String {
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    certificate-authority-data: {}\n    server: https://k8s-api.example.internal:6443\n  name: example\ncontexts:\n- context:\n    cluster: example\n    user: admin\n  name: admin@example\ncurrent-context: admin@example\nusers:\n- name: admin\n  user:\n    token: {TOKEN}\n    client-key-data: LS0tLS1CRUdJTiBFQyBQUklWQVRFIEtFWS0tLS0tCk{KEY_BYTES}\n",
+                CA.0
+            )
+        }
+
+        /// The same as JSON (`kubectl config view --raw -o json`), which YAML reads too.
+        fn json_kubeconfig() -> String {
+            format!(
+                r#"{{"kind":"Config","apiVersion":"v1","clusters":[{{"name":"example","cluster":{{"server":"https://k8s-api.example.internal:6443","certificate-authority-data":"{}"}}}}],"users":[{{"name":"admin","user":{{"token":"{TOKEN}","client-key-data":"LS0tLS1CRUdJTiBFQyBQUklWQVRFIEtFWS0tLS0tCk{KEY_BYTES}"}}}}],"contexts":[],"current-context":""}}"#,
+                CA.0
+            )
+        }
+
+        #[test]
+        fn the_seeds_parse() {
+            for kc in [cluster_kubeconfig(), admin_kubeconfig(), json_kubeconfig()] {
+                let (server, cas) = parse_kubeconfig(&kc).unwrap();
+                assert!(server.starts_with("https://") && cas.len() == 1);
+                assert_eq!(ca_hash_of_der(&cas[0]).unwrap(), CA.1);
+            }
+        }
+
+        /// Found by the property below: a JSON kubeconfig with a stray byte in
+        /// front is one YAML string, and serde_yaml quoted all of it.
+        #[test]
+        fn a_kubeconfig_that_is_one_string_is_not_quoted() {
+            let why = parse_kubeconfig(&format!("=:{}", json_kubeconfig())).unwrap_err();
+            assert!(why.contains("wrong type: found string"), "{why}");
+            assert!(!why.contains(TOKEN) && !why.contains(KEY_BYTES), "{why}");
+        }
+
+        proptest! {
+            #![proptest_config(config())]
+
+            /// A mutated kubeconfig never panics the parser; what parses has a
+            /// CA certificate, and an error names the kubeconfig or its CA data
+            /// and quotes no piece of the user's token or client key.
+            #[test]
+            fn mutated_kubeconfigs_are_refused_without_quoting_credentials(seed in 0..3usize, e in edits()) {
+                let seed = [cluster_kubeconfig, admin_kubeconfig, json_kubeconfig][seed]();
+                let text = String::from_utf8_lossy(&apply(seed.as_bytes(), &e)).into_owned();
+                match parse_kubeconfig(&text) {
+                    Ok((_, cas)) => prop_assert!(!cas.is_empty()),
+                    Err(why) => {
+                        prop_assert!(why.starts_with("kubeconfig") || why.starts_with("certificate-authority-data"), "{}", why);
+                        prop_assert!(!quotes(&why, "0123456789abcdef", 8), "{}", why);
+                        prop_assert!(!quotes(&why, KEY_BYTES, 12), "{}", why);
+                    }
+                }
+            }
+
+            /// A mutated cluster-info answer never panics the check, and gets
+            /// past the signature (to the served chain, here none) exactly
+            /// when its kubeconfig and signature are the signed ones.
+            #[test]
+            fn mutated_cluster_info_passes_the_signature_only_intact(e in edits()) {
+                let kubeconfig = cluster_kubeconfig();
+                let sig = jws::detached_signature(&kubeconfig, "abcdef", "0123456789abcdef");
+                let body = serde_json::to_vec(&serde_json::json!({
+                    "apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": "cluster-info", "namespace": "kube-public"},
+                    "data": {"kubeconfig": kubeconfig, "jws-kubeconfig-abcdef": sig}
+                }))
+                .unwrap();
+                let mutated = apply(&body, &e);
+                let endpoint = kubeboot_core::document::formats::parse_endpoint("10.0.0.10:6443").unwrap();
+                let err = check(&endpoint, &mutated, &[], "abcdef", "0123456789abcdef", std::slice::from_ref(&CA.1))
+                    .expect_err("no certificate was served");
+                let data = serde_json::from_slice::<ConfigMap>(&mutated).map(|c| c.data).unwrap_or_default();
+                let intact = data.get("kubeconfig") == Some(&kubeconfig)
+                    && data.get("jws-kubeconfig-abcdef") == Some(&sig);
+                prop_assert_eq!(err.kind == ErrorKind::DiscoveryTlsMismatch, intact, "{}", err);
+            }
+        }
     }
 }

@@ -163,21 +163,33 @@ mod tests {
 
     mod fuzz {
         use super::*;
-        use kubeboot_core::fuzz::{apply, config, edits};
+        use kubeboot_core::fuzz::{apply, config, edits, quotes};
         use proptest::prelude::*;
 
         const MIME: &str = include_str!("../../../cloud-init/examples/user-data/worker-mime.txt");
+        const RAW: &str = include_str!("../../../cloud-init/examples/user-data/worker-raw.toml");
+        /// The secret half of the examples' bootstrap token.
+        const SECRET: &str = "0123456789abcdef";
 
         proptest! {
             #![proptest_config(config())]
 
-            /// Mutated MIME or raw user-data never panics the reader; what it
-            /// finds is a part of the input.
+            /// Mutated MIME or raw user-data never panics the reader. What it
+            /// finds is the whole input (raw) or a part of a MIME message, and
+            /// loading it gives a document or an error that quotes no piece of
+            /// the token's secret.
             #[test]
-            fn mutated_user_data_is_read_without_panics(e in edits()) {
-                let text = String::from_utf8_lossy(&apply(MIME.as_bytes(), &e)).into_owned();
+            fn mutated_user_data_is_read_without_panics(raw in any::<bool>(), e in edits()) {
+                let seed = if raw { RAW } else { MIME };
+                let text = String::from_utf8_lossy(&apply(seed.as_bytes(), &e)).into_owned();
                 if let Some(doc) = kubeboot_document_in_user_data(&text) {
-                    prop_assert!(doc.len() <= text.len() * 2);
+                    let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+                    let mime = first.starts_with("Content-Type:") || first.starts_with("MIME-Version:");
+                    prop_assert!(mime || doc == text, "{}", doc);
+                    if let Err(err) = kubeboot_core::document::load(&doc) {
+                        let shown = err.to_string();
+                        prop_assert!(!quotes(&shown, SECRET, 8), "{}", shown);
+                    }
                 }
             }
 

@@ -323,4 +323,74 @@ mod tests {
         let found = seed.load(&host, &Fetcher::new(&host, &opts)).unwrap();
         assert!(found.is_none());
     }
+
+    mod fuzz {
+        use super::*;
+        use kubeboot_core::fuzz::{apply, config, edits, quotes};
+        use proptest::prelude::*;
+
+        const PLAIN: &str =
+            include_str!("../../../cloud-init/examples/user-data/control-plane-write-files.yaml");
+        const SECRET: &str = "0123456789abcdef";
+        const CERTIFICATE_KEY: &str =
+            "e6a2eb8581237ab72a4f494f30285ec12a9694d750b9785706a83bfcbbbd2204";
+
+        /// The same document as a base64 `write_files` entry.
+        fn encoded() -> String {
+            use base64::Engine;
+            let doc = include_str!("../../../cloud-init/examples/control-plane.toml");
+            let b64 = base64::engine::general_purpose::STANDARD.encode(doc);
+            format!("#cloud-config\nwrite_files:\n- path: {NODE_FILE}\n  permissions: '0600'\n  encoding: b64\n  content: {b64}\n")
+        }
+
+        #[test]
+        fn the_seeds_hold_a_valid_document() {
+            for seed in [PLAIN.to_string(), encoded()] {
+                let (doc, via) = document_in_seed(&seed).unwrap();
+                assert_eq!(via, "user-data write_files");
+                kubeboot_core::document::load(&doc).unwrap();
+            }
+        }
+
+        proptest! {
+            #![proptest_config(config())]
+
+            /// Mutated `#cloud-config` user-data (plain and base64 write_files)
+            /// never panics the reader. A document found in write_files comes
+            /// from `#cloud-config`; loading it gives a document or an error
+            /// that quotes no piece of the token's secret or certificate key.
+            #[test]
+            fn mutated_cloud_config_is_read_without_panics(b64 in any::<bool>(), e in edits()) {
+                let seed = if b64 { encoded() } else { PLAIN.to_string() };
+                let text = String::from_utf8_lossy(&apply(seed.as_bytes(), &e)).into_owned();
+                if let Some((doc, via)) = document_in_seed(&text) {
+                    if via == "user-data write_files" {
+                        let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+                        prop_assert!(first.trim_end().eq_ignore_ascii_case("#cloud-config"));
+                    }
+                    if let Err(err) = kubeboot_core::document::load(&doc) {
+                        let shown = err.to_string();
+                        prop_assert!(!quotes(&shown, SECRET, 8), "{}", shown);
+                        prop_assert!(!quotes(&shown, CERTIFICATE_KEY, 12), "{}", shown);
+                    }
+                }
+            }
+
+            /// Whatever a mutated meta-data yields as the host name is a
+            /// lowercase DNS name: it becomes the node's name.
+            #[test]
+            fn mutated_meta_data_yields_only_dns_names(json in any::<bool>(), e in edits()) {
+                let seed = if json {
+                    "{\"instance-id\": \"iid-rack4-07\", \"local-hostname\": \"Worker-07.rack4\"}"
+                } else {
+                    "instance-id: iid-rack4-07\nlocal-hostname: worker-07.rack4\n"
+                };
+                let text = String::from_utf8_lossy(&apply(seed.as_bytes(), &e)).into_owned();
+                if let Some(name) = local_hostname(&text) {
+                    prop_assert!(kubeboot_core::document::formats::is_dns_name(&name), "{}", name);
+                    prop_assert_eq!(name.to_ascii_lowercase(), name.clone());
+                }
+            }
+        }
+    }
 }
