@@ -31,6 +31,7 @@ use super::mint::{self, UploadedKey, Usage};
 use super::minted::{self, Ledger};
 use super::store::Store;
 use crate::bundle::{self, Discovery};
+use kubeboot_agent::cluster::pod_network::{self, PodRoute};
 use kubeboot_agent::cluster::Credentials;
 use kubeboot_core::document::Role;
 
@@ -583,6 +584,26 @@ impl Documents {
         let key = uploaded.key.clone();
         *current = Some(uploaded);
         Ok((key, Some(note)))
+    }
+
+    /// Every Node's pod route, read as cluster-admin (`GET /v1/pod-routes`: a
+    /// node's own credentials may not list Nodes from Kubernetes 1.32).
+    pub async fn pod_routes(&self) -> Result<Vec<PodRoute>, DocumentError> {
+        let discovery = crate::blocking(|| bundle::read_discovery(&self.bundle))
+            .map_err(DocumentError::Bundle)?;
+        let admin = self.admin(&discovery)?;
+        match tokio::time::timeout(CLUSTER_TIMEOUT, pod_network::list_routes(&admin)).await {
+            Ok(Ok(routes)) => Ok(routes),
+            Ok(Err(why)) => Err(DocumentError::ClusterUnavailable(format!(
+                "cannot list the Nodes at {}: {why}",
+                discovery.endpoint
+            ))),
+            Err(_) => Err(DocumentError::ClusterUnavailable(format!(
+                "the cluster at {} did not answer in {} s",
+                discovery.endpoint,
+                CLUSTER_TIMEOUT.as_secs()
+            ))),
+        }
     }
 
     /// cluster-admin for this request: a client certificate from the bundle's CA.

@@ -8,6 +8,7 @@
 //! | `GET /v1/serve/events?from=N` | -  | serve's own events: credentials minted, init elections, stale Nodes removed (`journal`; no secrets) |
 //! | `GET /v1/documents/{role}`    | documents:{role} | the bundle's document for a role (fresh join credentials with `--fresh-credentials`; 503 + Retry-After while the cluster cannot mint) |
 //! | `GET /v1/groups/{name}/document` | the group's credential | a document for this machine of node group `name` (`groups` module; needs `--fresh-credentials`) |
+//! | `GET /v1/pod-routes`          | a node's bound report credential | every Node's pod subnet and InternalIP, for `kubeboot pod-routes` (needs `--bundle`) |
 //! | `GET /`                       | -      | the dashboard                          |
 //! | `GET /metrics`                | -      | Prometheus / OpenMetrics text          |
 //! | `GET /healthz`                | -      | liveness                               |
@@ -65,6 +66,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/v1/serve/events", get(serve_events))
         .route("/v1/documents/{role}", get(get_document))
         .route("/v1/groups/{name}/document", get(get_group_document))
+        .route("/v1/pod-routes", get(get_pod_routes))
         .layer(DefaultBodyLimit::max(MAX_EVENT_BYTES))
         .with_state(app)
 }
@@ -393,6 +395,44 @@ async fn get_document(
         Some((&headers, &pass)),
     )
     .await
+}
+
+/// Every Node's pod route, for a node that names itself and presents the report
+/// credential serve bound to it (`report_binding`): what `kubeboot pod-routes`
+/// reads where a node's own credentials may not list Nodes (Kubernetes ≥ 1.32).
+async fn get_pod_routes(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    let Some(documents) = &app.documents else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "this receiver knows no cluster: start it with --bundle DIR",
+        );
+    };
+    let c = match candidate(&headers) {
+        Ok(Some(c)) => c,
+        Ok(None) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "name the node: Kubeboot-Node and Kubeboot-Machine-Id",
+            )
+        }
+        Err(r) => return *r,
+    };
+    let bound = presented_token(&headers).filter(|t| report_binding::is_bound(t));
+    if !bound.is_some_and(|t| app.binder.verify(t, &c.node, &c.machine_id)) {
+        app.rejected.fetch_add(1, Ordering::Relaxed);
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "present the report credential serve gave this node (its document's [report] token)",
+        );
+    }
+    match documents.pod_routes().await {
+        Ok(routes) => Json(json!({ "routes": routes })).into_response(),
+        Err(DocumentError::Bundle(m)) => error(StatusCode::INTERNAL_SERVER_ERROR, m),
+        Err(e) => {
+            tracing::warn!("pod routes for {}: {e}", c.node);
+            error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+        }
+    }
 }
 
 /// A document for one machine of a node group (`groups` module).

@@ -19,6 +19,7 @@ mod kubeadm_schema;
 mod mint;
 mod minted;
 mod node_authorizer;
+mod pod_routes;
 mod real_control_plane;
 mod real_kubeadm;
 mod receiver;

@@ -70,7 +70,7 @@ fn node_credentials_read_their_own_node_only() {
         (
             cluster::node::state(&client, "worker-7").await,
             cluster::node::state(&client, "cp-1").await,
-            cluster::pod_network::pod_routes(&client).await,
+            cluster::pod_network::list_routes(&client).await,
         )
     });
     assert!(
@@ -81,7 +81,7 @@ fn node_credentials_read_their_own_node_only() {
     let other = other.expect_err("another Node must be refused");
     assert!(forbidden(&cluster::describe(&other)), "{other}");
     let all = all.expect_err("the list of all Nodes must be refused");
-    assert!(forbidden(&cluster::describe(&all)), "{all}");
+    assert!(forbidden(&all), "{all}");
     assert_eq!(tls_server::node_scope_refusals(node.endpoint).len(), 2);
     // pod-routes says why, and what to give it instead.
     let out = node

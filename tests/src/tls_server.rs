@@ -326,13 +326,31 @@ fn conflict_json(name: &str) -> String {
     .to_string()
 }
 
-/// The object the kubeadm test double stored for `api_path`, if any.
+/// The object stored for `api_path`, if any; for a collection, the list of
+/// the objects stored in it.
 fn stored_object(dir: &std::path::Path, api_path: &str) -> Option<String> {
     let rel = api_path.trim_start_matches('/');
     if rel.is_empty() || rel.split('/').any(|c| c == ".." || c.is_empty()) {
         return None;
     }
-    std::fs::read_to_string(dir.join(rel)).ok()
+    let path = dir.join(rel);
+    if !path.is_dir() {
+        return std::fs::read_to_string(path).ok();
+    }
+    let mut names: Vec<_> = std::fs::read_dir(&path)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .collect();
+    names.sort();
+    let items: Vec<serde_json::Value> = names
+        .iter()
+        .filter_map(|p| serde_json::from_str(&std::fs::read_to_string(p).ok()?).ok())
+        .collect();
+    Some(
+        serde_json::json!({"apiVersion": "v1", "kind": "List", "metadata": {}, "items": items})
+            .to_string(),
+    )
 }
 
 /// The bearer token of a node's own credentials in the kubeadm double's

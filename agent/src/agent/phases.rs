@@ -799,6 +799,7 @@ impl Agent {
                     "node {name} is Ready ({:.1} s after kubeadm finished)",
                     started.elapsed().as_secs_f64()
                 );
+                self.keep_serve_for_pod_routes(doc, &name);
                 Ok(())
             }
             Err(why) => Err(Failure::new(
@@ -808,6 +809,27 @@ impl Agent {
                     limit.as_secs()
                 ),
             )),
+        }
+    }
+
+    /// A node whose document came from `kubeboot serve` reads the pod routes
+    /// there (its own credentials may not list Nodes from Kubernetes 1.32): keep
+    /// serve's address and the node-bound report credential for `kubeboot pod-routes`.
+    fn keep_serve_for_pod_routes(&self, doc: &ValidDocument, name: &str) {
+        use crate::cluster::routes_from_serve::ServeRoutes;
+        let Some(report) = &doc.doc.report else {
+            return;
+        };
+        let Some(source) = ServeRoutes::from_report(report, name, &self.identity.machine_id) else {
+            return;
+        };
+        match source.save(&self.host, &self.opts.state_dir) {
+            Ok(()) => tracing::info!(
+                "pod routes come from kubeboot serve ({}); kept in {}",
+                source.url,
+                ServeRoutes::path(&self.opts.state_dir)
+            ),
+            Err(e) => tracing::warn!("could not keep serve's address for the pod routes: {e}"),
         }
     }
 
@@ -821,10 +843,17 @@ impl Agent {
         ];
         files.extend(crate::source::cloud_init_cached_copies(&self.host));
         let target = format!("{}/outbox/target.json", self.opts.state_dir);
+        // The node-bound report credential kept for the pod routes: no bootstrap secret.
+        let routes = crate::cluster::routes_from_serve::ServeRoutes::path(&self.opts.state_dir);
         let secrets = self.redactor.secrets();
-        let found =
-            super::forget::forget(&self.host, &files, &self.opts.state_dir, &[target], secrets)
-                .map_err(|e| Failure::new(ErrorKind::HostIo, e.to_string()))?;
+        let found = super::forget::forget(
+            &self.host,
+            &files,
+            &self.opts.state_dir,
+            &[target, routes],
+            secrets,
+        )
+        .map_err(|e| Failure::new(ErrorKind::HostIo, e.to_string()))?;
         for path in &found.removed {
             tracing::info!("removed {path} (it held bootstrap secrets)");
         }

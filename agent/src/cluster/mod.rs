@@ -8,6 +8,7 @@
 pub mod node;
 pub mod pod_network;
 pub mod report;
+pub mod routes_from_serve;
 
 use std::path::Path;
 use std::time::Duration;

@@ -76,52 +76,68 @@ pub fn replace_route(cidr: &str, via: &str) -> Result<(), String> {
     }
 }
 
-/// Routes to every other node's pod subnet. Returns the routes it set.
-pub async fn sync_routes(client: &kube::Client, this_node: &str) -> Result<Vec<String>, String> {
-    let nodes = pod_routes(client).await.map_err(|e| match &e {
-        kube::Error::Api(s) if s.code == 403 => format!(
-            "{}: these credentials may not list Nodes. From Kubernetes 1.32 (the Node \
-             authorizer with selectors) a node's own credentials read only its own Node: \
-             give credentials that may list Nodes (`kubeboot pod-routes --kubeconfig`)",
-            super::describe(&e)
-        ),
-        _ => super::describe(&e),
-    })?;
+/// One Node's pod subnet and where it is reached.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PodRoute {
+    pub node: String,
+    pub pod_cidr: String,
+    /// The Node's InternalIP.
+    pub via: String,
+}
+
+/// Set the routes to every other node's pod subnet (`dry_run`: only say them).
+/// Returns them as `CIDR via IP (NODE)`.
+pub fn apply_routes(
+    routes: &[PodRoute],
+    this_node: &str,
+    dry_run: bool,
+) -> Result<Vec<String>, String> {
     let mut set = Vec::new();
-    for (name, cidr, ip) in nodes {
-        if name == this_node {
-            continue;
+    for r in routes.iter().filter(|r| r.node != this_node) {
+        if !dry_run {
+            replace_route(&r.pod_cidr, &r.via)?;
         }
-        replace_route(&cidr, &ip)?;
-        set.push(format!("{cidr} via {ip} ({name})"));
+        set.push(format!("{} via {} ({})", r.pod_cidr, r.via, r.node));
     }
     Ok(set)
 }
 
-/// (podCIDR, InternalIP) of every Node that has both.
-pub async fn pod_routes(
-    client: &kube::Client,
-) -> Result<Vec<(String, String, String)>, kube::Error> {
+/// The pod route of every Node that has a podCIDR and an InternalIP, listed
+/// with `client`: credentials that may list Nodes (from Kubernetes 1.32 not a
+/// node's own, which ask `kubeboot serve` instead: `GET /v1/pod-routes`).
+pub async fn list_routes(client: &kube::Client) -> Result<Vec<PodRoute>, String> {
     let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client.clone());
-    let list = nodes.list(&Default::default()).await?;
-    Ok(list
-        .items
-        .into_iter()
-        .filter_map(|n| {
-            let name = n.metadata.name.clone()?;
-            let cidr = n.spec.as_ref()?.pod_cidr.clone()?;
-            let ip = n
-                .status
-                .as_ref()?
-                .addresses
-                .as_ref()?
-                .iter()
-                .find(|a| a.type_ == "InternalIP")?
-                .address
-                .clone();
-            Some((name, cidr, ip))
-        })
-        .collect())
+    let list = nodes
+        .list(&Default::default())
+        .await
+        .map_err(|e| match &e {
+            kube::Error::Api(s) if s.code == 403 => format!(
+                "{}: these credentials may not list Nodes. From Kubernetes 1.32 (the Node \
+             authorizer with selectors) a node's own credentials read only its own Node: \
+             a node whose document came from `kubeboot serve` asks serve instead; else give \
+             credentials that may list Nodes (`kubeboot pod-routes --kubeconfig`)",
+                super::describe(&e)
+            ),
+            _ => super::describe(&e),
+        })?;
+    Ok(list.items.iter().filter_map(route_of).collect())
+}
+
+fn route_of(n: &k8s_openapi::api::core::v1::Node) -> Option<PodRoute> {
+    let via = n
+        .status
+        .as_ref()?
+        .addresses
+        .as_ref()?
+        .iter()
+        .find(|a| a.type_ == "InternalIP")?
+        .address
+        .clone();
+    Some(PodRoute {
+        node: n.metadata.name.clone()?,
+        pod_cidr: n.spec.as_ref()?.pod_cidr.clone()?,
+        via,
+    })
 }
 
 #[cfg(test)]
@@ -149,5 +165,22 @@ mod tests {
             .unwrap();
         assert!(!ensure(&host, "10.244.1.0/24").unwrap());
         assert!(!host.exists(CONFIG_FILE));
+    }
+
+    #[test]
+    fn routes_go_to_every_other_node_and_a_dry_run_only_says_them() {
+        let r = |node: &str, cidr: &str, via: &str| PodRoute {
+            node: node.into(),
+            pod_cidr: cidr.into(),
+            via: via.into(),
+        };
+        let routes = [
+            r("a", "10.244.0.0/24", "10.0.0.1"),
+            r("b", "10.244.1.0/24", "10.0.0.2"),
+        ];
+        assert_eq!(
+            apply_routes(&routes, "a", true).unwrap(),
+            ["10.244.1.0/24 via 10.0.0.2 (b)"]
+        );
     }
 }
