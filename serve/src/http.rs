@@ -452,7 +452,7 @@ async fn get_group_document(
         Ok(None) => {
             return error(
                 StatusCode::BAD_REQUEST,
-                "a group document is made for one machine: send Kubeboot-Node and                  Kubeboot-Machine-Id (the kubeboot agent does)",
+                "a group document is made for one machine: send Kubeboot-Node and Kubeboot-Machine-Id (the kubeboot agent does)",
             )
         }
         Err(r) => return *r,
