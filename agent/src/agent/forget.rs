@@ -4,8 +4,9 @@
 //! through, and say where they are.
 //!
 //! What stays on purpose: `/etc/kubernetes/pki` (a control plane's own keys),
-//! the kubelet's credentials, and `outbox/target.json` (the report token) until
-//! the queued status events are delivered.
+//! the kubelet's credentials, `outbox/target.json` (the report token) until
+//! the queued status events are delivered, and `pod-routes.json` (the report
+//! credential serve bound to this node, for `kubeboot pod-routes`).
 
 use std::path::Path;
 
