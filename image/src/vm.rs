@@ -180,7 +180,7 @@ pub fn command(spec: &VmSpec) -> Result<Command, String> {
         &spec.name,
         // No PS/2 controller: nodes have a serial console and no keyboard, and
         // under TCG a guest kernel once hung for good in i8042_probe at boot
-        // (session 12, tests/e2e/run's reboot-worker).
+        // (tests/e2e/run's reboot-worker).
         "-machine",
         "q35,i8042=off",
         "-nographic",
@@ -322,7 +322,7 @@ pub enum EarlyBoot {
 const RAMROOT_DONE: &str = "kubeboot ramroot: root file system in RAM";
 
 /// Under qemu TCG on a loaded host a guest has hung for good in early boot —
-/// waiting for a timer interrupt that never came, idle — twice in session 12 (in
+/// waiting for a timer interrupt that never came, idle — twice in tests/e2e/run (in
 /// `i8042_probe`, and in the initrd), when nothing of the node (no agent, no
 /// kubeadm) had run yet, so a fresh start is safe.
 pub fn early_boot(serial: &str) -> EarlyBoot {
@@ -485,7 +485,7 @@ mod tests {
 
     #[test]
     fn a_stall_before_the_root_file_system_is_an_early_boot_hang() {
-        // Excerpts of the two hangs of session 12 (serial logs kept in /var/tmp).
+        // Excerpts of two such hangs' serial logs.
         let in_kernel_init = "[    4.1] i8042: PNP: PS/2 Controller [PNP0303:KBD,PNP0f13:MOU] at 0x60,0x64 irq 1,12\n\
             [  242.6] INFO: task swapper/0:1 blocked for more than 120 seconds.\n\
             [  242.6]  i8042_probe+0x77d/0x850\n";
