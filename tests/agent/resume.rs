@@ -118,18 +118,17 @@ fn an_unanswering_cluster_never_gets_a_control_plane_reset() {
     let crashed = node.agent_env(&[("KUBEBOOT_TEST_CRASH", "kubeadm:after-effect")]);
     assert_eq!(crashed.status.signal(), Some(9), "{}", text(&crashed));
     // kubeadm init finished, then power was lost and the API server is not back:
-    // nothing answers where admin.conf points.
-    let admin = node.path(INIT_GATE);
-    let conf = std::fs::read_to_string(&admin).unwrap();
-    let server = format!("server: https://{}", node.endpoint);
-    assert!(conf.contains(&server), "{conf}");
+    // nothing answers where admin.conf and super-admin.conf point.
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dead_addr = dead.local_addr().unwrap();
     drop(dead);
-    write(
-        &admin,
-        &conf.replace(&server, &format!("server: https://{dead_addr}")),
-    );
+    let server = format!("server: https://{}", node.endpoint);
+    for file in [INIT_GATE, "/etc/kubernetes/super-admin.conf"] {
+        let conf = std::fs::read_to_string(node.path(file)).unwrap();
+        assert!(conf.contains(&server), "{file}: {conf}");
+        let dead_conf = conf.replace(&server, &format!("server: https://{dead_addr}"));
+        write(&node.path(file), &dead_conf);
+    }
     let resumed = node.agent(&[]);
     assert_ne!(resumed.status.code(), Some(0), "{}", text(&resumed));
     assert_eq!(node.kubeadm_subcommands(), ["init"], "{}", text(&resumed));

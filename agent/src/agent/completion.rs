@@ -7,7 +7,8 @@
 //!
 //! - init: the `kube-system/kubeadm-config` ConfigMap (upload-config) and the
 //!   bootstrap RBAC (`kubeadm:node-autoapprove-certificate-rotation`, the
-//!   bootstrap-token phase), read with admin.conf;
+//!   bootstrap-token phase), read with super-admin.conf (kubeadm ≥ 1.29) or
+//!   admin.conf;
 //! - control-plane join: the static Pod manifests (etcd's too when etcd is
 //!   stacked), and this Node labelled `node-role.kubernetes.io/control-plane`,
 //!   read with admin.conf. mark-control-plane is the join's last phase and runs
@@ -39,6 +40,7 @@ const STATIC_PODS: [&str; 3] = [
     "/etc/kubernetes/manifests/kube-scheduler.yaml",
 ];
 const ETCD_POD: &str = "/etc/kubernetes/manifests/etcd.yaml";
+const SUPER_ADMIN_CONF: &str = "/etc/kubernetes/super-admin.conf";
 
 /// Between two looks at an API server that does not answer yet.
 const RETRY_EVERY: Duration = Duration::from_secs(2);
@@ -81,10 +83,15 @@ impl Expected<'_> {
         files.into_iter().find(|f| !host.exists(f))
     }
 
-    /// The credentials the cluster is asked with.
-    fn kubeconfig(&self) -> &'static str {
+    /// The credentials the cluster is asked with. An init node asks with
+    /// super-admin.conf where kubeadm (≥ 1.29) wrote one: it is in
+    /// `system:masters`, which no RBAC decides, while admin.conf works only once
+    /// kubeadm has bound `kubeadm:cluster-admins` (and an API server that has
+    /// just restarted may refuse it until its RBAC cache is filled).
+    fn kubeconfig(&self, host: &Host) -> &'static str {
         match self.role {
             Role::Worker => KUBELET_CONF,
+            Role::Init if host.exists(SUPER_ADMIN_CONF) => SUPER_ADMIN_CONF,
             Role::Init | Role::ControlPlane => ADMIN_CONF,
         }
     }
@@ -95,7 +102,7 @@ pub fn check(host: &Host, expected: &Expected<'_>, limit: Duration) -> Completio
     if let Some(file) = expected.missing_file(host) {
         return Completion::Unfinished(format!("{file} is missing"));
     }
-    let kubeconfig = host.path(expected.kubeconfig());
+    let kubeconfig = host.path(expected.kubeconfig(host));
     crate::cluster::block_on(async {
         let started = Instant::now();
         loop {
@@ -124,18 +131,7 @@ async fn in_cluster(
         Role::Init => {
             let maps: Api<ConfigMap> = Api::namespaced(client.clone(), "kube-system");
             match get(maps.get_opt(KUBEADM_CONFIG)).await {
-                // admin.conf is refused until kubeadm init has bound its group
-                // (`kubeadm:cluster-admins`, once the API server is up).
-                Err(Look::Forbidden) => {
-                    return Ok(Completion::Unfinished(
-                        "admin.conf is not authorized yet (kubeadm init stopped before \
-                         binding kubeadm:cluster-admins)"
-                            .into(),
-                    ))
-                }
-                Err(Look::NoAnswer(why)) => {
-                    return Err(format!("kube-system/kubeadm-config: {why}"))
-                }
+                Err(why) => return Err(format!("kube-system/kubeadm-config: {why}")),
                 Ok(None) => {
                     return Ok(Completion::Unfinished(
                         "the kube-system/kubeadm-config ConfigMap is missing \
@@ -176,33 +172,14 @@ async fn in_cluster(
     }
 }
 
-/// Why a look at the cluster gave no verdict.
-enum Look {
-    /// 403: these credentials may not read it (yet).
-    Forbidden,
-    NoAnswer(String),
-}
-
-impl std::fmt::Display for Look {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Look::Forbidden => f.write_str("forbidden (403)"),
-            Look::NoAnswer(why) => f.write_str(why),
-        }
-    }
-}
-
-/// One bounded GET; `None` when the object does not exist.
+/// One bounded GET; `None` when the object does not exist. Any error (a 403
+/// included: no verdict on what exists) is no answer, and asked again.
 async fn get<T>(
     call: impl std::future::Future<Output = Result<Option<T>, kube::Error>>,
-) -> Result<Option<T>, Look> {
+) -> Result<Option<T>, String> {
     match tokio::time::timeout(CALL_LIMIT, call).await {
-        Err(_) => Err(Look::NoAnswer(format!(
-            "no answer in {} s",
-            CALL_LIMIT.as_secs()
-        ))),
-        Ok(Err(kube::Error::Api(e))) if e.code == 403 => Err(Look::Forbidden),
-        Ok(Err(e)) => Err(Look::NoAnswer(crate::cluster::describe(&e))),
+        Err(_) => Err(format!("no answer in {} s", CALL_LIMIT.as_secs())),
+        Ok(Err(e)) => Err(crate::cluster::describe(&e)),
         Ok(Ok(found)) => Ok(found),
     }
 }
@@ -266,8 +243,17 @@ mod tests {
     fn a_worker_with_its_rotated_certificate_has_every_file() {
         let (_d, host) = host_with(&[KUBELET_CONF, KUBELET_CLIENT_CERT]);
         assert_eq!(expected(Role::Worker, true).missing_file(&host), None);
-        assert_eq!(expected(Role::Worker, true).kubeconfig(), KUBELET_CONF);
-        assert_eq!(expected(Role::Init, true).kubeconfig(), ADMIN_CONF);
+        assert_eq!(expected(Role::Worker, true).kubeconfig(&host), KUBELET_CONF);
+        assert_eq!(expected(Role::Init, true).kubeconfig(&host), ADMIN_CONF);
+        let (_d, with_super) = host_with(&[SUPER_ADMIN_CONF]);
+        assert_eq!(
+            expected(Role::Init, true).kubeconfig(&with_super),
+            SUPER_ADMIN_CONF
+        );
+        assert_eq!(
+            expected(Role::ControlPlane, true).kubeconfig(&with_super),
+            ADMIN_CONF
+        );
     }
 
     #[test]
