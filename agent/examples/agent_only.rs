@@ -1,5 +1,5 @@
 //! A node-only binary, for one measurement: what a split of the one `kubeboot`
-//! binary (DESIGN §1) would save on the node. Linked with kubeboot-agent and
+//! binary (docs/design.md §1) would save on the node. Linked with kubeboot-agent and
 //! kubeboot-core only (no serve, image, clap or CLI code), it carries everything
 //! the node runs:
 //!

@@ -3,7 +3,7 @@
 //! reporting its status at every step.
 //!
 //! - [`source`]: where the document comes from (kernel command line, cloud-init, file, HTTPS)
-//! - [`agent`]: the persisted phase machine (DESIGN.md §3)
+//! - [`agent`]: the persisted phase machine (docs/design.md §3)
 //! - [`discovery`]: verifying the cluster before trusting it (cluster-info, JWS, CA pin)
 //! - [`kubeadm`]: config rendering per API version, running kubeadm
 //! - [`report`]: the node's HTTPS reporter (durable outbox, ordered delivery)

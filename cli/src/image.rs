@@ -109,7 +109,7 @@ pub struct BuildArgs {
     /// per-binary downloads (kubeadm, kubelet, kubectl, kube-apiserver, … with their .sha256),
     /// or a bin/ tree with its SHA256SUMS (directory or .tar.xz). crictl (cri-tools) goes
     /// beside them. Every checksum file present is verified; the control-plane images are
-    /// taken from the release or built from its binaries and preloaded (README, "Real Kubernetes").
+    /// taken from the release or built from its binaries and preloaded (docs/real-kubernetes.md).
     #[arg(long, value_name = "PATH", env = "KUBEBOOT_KUBERNETES")]
     pub kubernetes: Option<PathBuf>,
     /// With --kubernetes: a directory of container image archives (docker save or OCI, *.tar)

@@ -1,7 +1,7 @@
 //! kubeboot-core: what the node agent and the operator tools share.
 //!
-//! - [`document`]: the node document (DESIGN.md §2), parsing and validation
-//! - [`status`]: the status event and its local channels (DESIGN.md §4)
+//! - [`document`]: the node document (docs/design.md §2), parsing and validation
+//! - [`status`]: the status event and its local channels (docs/design.md §4)
 //! - [`host`]: the one interface that touches the machine, under a root prefix
 //! - [`tls`]: CA pins (kubeadm's `sha256:` hash), HTTPS clients that check them
 //! - [`pki`]: certificates and keys (rcgen): cluster CAs, client certificates

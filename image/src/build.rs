@@ -140,8 +140,8 @@ fn production_source(opts: &BuildOptions) -> Result<(), String> {
     match given.iter().filter(|g| **g).count() {
         1 => Ok(()),
         0 => Err("the production profile needs Kubernetes: --kubernetes PATH (air-gapped: the \
-                  official release artifacts, e.g. kubernetes-server-linux-amd64.tar.gz; README, \
-                  \"Real Kubernetes\"), --packages DIR (.deb files) or --from-repository (pkgs.k8s.io)"
+                  official release artifacts, e.g. kubernetes-server-linux-amd64.tar.gz; \
+                  docs/real-kubernetes.md), --packages DIR (.deb files) or --from-repository (pkgs.k8s.io)"
             .into()),
         _ => Err("give only one of --kubernetes, --packages and --from-repository".into()),
     }

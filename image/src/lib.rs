@@ -1,4 +1,4 @@
-//! kubeboot-image: the node image (DESIGN.md §5): building it with mkosi
+//! kubeboot-image: the node image (docs/design.md §5): building it with mkosi
 //! (`build`), the Kubernetes binaries and images it carries (`kubernetes`, `oci`),
 //! booting it under qemu (`vm`) on a network segment of its own (`segment`), and the
 //! PXE set (`pxe`). Used by `kubeboot image …`, `kubeboot up` and tests/e2e.

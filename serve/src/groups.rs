@@ -1,4 +1,4 @@
-//! Node groups (DESIGN.md §7): autoscaling groups and PXE fleets whose machines
+//! Node groups (docs/design.md §7): autoscaling groups and PXE fleets whose machines
 //! all boot with the same user-data, maybe days after it was written.
 //!
 //! `kubeboot serve group add NAME --role worker|control-plane --url https://SERVE:PORT`

@@ -1,8 +1,8 @@
 //! kubeboot-serve: the operator's side of a cluster. `bundle` makes its material
 //! (CAs, bootstrap token, node documents) and `userdata` renders it as cloud-init
 //! user-data and NoCloud seeds; `kubeboot serve` (this crate's root)
-//! receives status events (DESIGN.md §4) and hands out node documents with fresh
-//! credentials (DESIGN.md §7).
+//! receives status events (docs/design.md §4) and hands out node documents with fresh
+//! credentials (docs/design.md §7).
 //!
 //! - `store` keeps every acknowledged event in one redb file (fsync before 2xx);
 //! - `nodes` derives what each node is doing from its events;

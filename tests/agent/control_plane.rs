@@ -133,7 +133,7 @@ pub fn k8s_bin() -> PathBuf {
         let source = kubeboot_image::kubernetes::find_local().unwrap_or_else(|| {
             panic!(
                 "this test needs real Kubernetes: set KUBEBOOT_KUBERNETES to the release artifacts \
-                 (README, \"Real Kubernetes\") and run with -- --include-ignored"
+                 (docs/real-kubernetes.md) and run with -- --include-ignored"
             )
         });
         let root = if source.is_dir() {

@@ -45,7 +45,7 @@ fn kubeadm(cp: &ControlPlane, args: &[&str]) -> std::process::Output {
 }
 
 #[test]
-#[ignore = "needs real Kubernetes: KUBEBOOT_KUBERNETES (README, Real Kubernetes)"]
+#[ignore = "needs real Kubernetes: KUBEBOOT_KUBERNETES (docs/real-kubernetes.md)"]
 fn minted_tokens_and_certificate_keys_work_with_real_kubeadm() {
     let cp = control_plane::own();
     // One runtime per call: a kube client lives on the runtime that made it.
@@ -179,7 +179,7 @@ fn served_discovery(r: &Receiver, role: &str, token: &str) -> toml::Table {
 /// kubeadm lists; control-plane documents share one fresh upload, whose key opens
 /// the real kubeadm-certs Secret; the init document stays the bundle's.
 #[test]
-#[ignore = "needs real Kubernetes: KUBEBOOT_KUBERNETES (README, Real Kubernetes)"]
+#[ignore = "needs real Kubernetes: KUBEBOOT_KUBERNETES (docs/real-kubernetes.md)"]
 fn serve_hands_out_documents_with_credentials_minted_in_the_cluster() {
     let cp = control_plane::own();
     let bundle = cp.dir.join("bundle");
@@ -417,7 +417,7 @@ fn serve_hands_out_documents_with_credentials_minted_in_the_cluster() {
 /// credential, a request that does not name its machine, a revoked group get
 /// nothing; serve's log holds none of the secrets.
 #[test]
-#[ignore = "needs real Kubernetes: KUBEBOOT_KUBERNETES (README, Real Kubernetes)"]
+#[ignore = "needs real Kubernetes: KUBEBOOT_KUBERNETES (docs/real-kubernetes.md)"]
 fn a_node_group_gets_one_document_per_machine_with_fresh_credentials() {
     let cp = control_plane::own();
     let bundle = cp.dir.join("bundle");

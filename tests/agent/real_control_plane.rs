@@ -47,7 +47,7 @@ pub fn discover(doc: &tempfile::NamedTempFile, timeout: u64) -> std::process::Ou
 }
 
 #[test]
-#[ignore = "needs real Kubernetes: KUBEBOOT_KUBERNETES (README, Real Kubernetes)"]
+#[ignore = "needs real Kubernetes: KUBEBOOT_KUBERNETES (docs/real-kubernetes.md)"]
 fn discover_verifies_the_real_cluster_info() {
     let cp = shared();
     let out = discover(&worker_doc(cp, TOKEN, &cp.ca_hash, 3), 5);
@@ -59,7 +59,7 @@ fn discover_verifies_the_real_cluster_info() {
 }
 
 #[test]
-#[ignore = "needs real Kubernetes: KUBEBOOT_KUBERNETES (README, Real Kubernetes)"]
+#[ignore = "needs real Kubernetes: KUBEBOOT_KUBERNETES (docs/real-kubernetes.md)"]
 fn a_wrong_ca_hash_is_refused_by_the_real_cluster() {
     let cp = shared();
     let wrong = format!("sha256:{}", "ab".repeat(32));
@@ -73,7 +73,7 @@ fn a_wrong_ca_hash_is_refused_by_the_real_cluster() {
 }
 
 #[test]
-#[ignore = "needs real Kubernetes: KUBEBOOT_KUBERNETES (README, Real Kubernetes)"]
+#[ignore = "needs real Kubernetes: KUBEBOOT_KUBERNETES (docs/real-kubernetes.md)"]
 fn a_wrong_token_secret_does_not_verify_the_real_signature() {
     let cp = shared();
     let id = TOKEN.split('.').next().unwrap();
@@ -95,7 +95,7 @@ fn a_wrong_token_secret_does_not_verify_the_real_signature() {
 }
 
 #[test]
-#[ignore = "needs real Kubernetes: KUBEBOOT_KUBERNETES (README, Real Kubernetes)"]
+#[ignore = "needs real Kubernetes: KUBEBOOT_KUBERNETES (docs/real-kubernetes.md)"]
 fn a_token_the_cluster_never_issued_is_unknown() {
     let cp = shared();
     let out = discover(
@@ -141,7 +141,7 @@ fn set_ready(cp: &ControlPlane, name: &str, status: &str, reason: &str) {
 /// reason) times out naming it; Ready ends the wait; the podCIDR that the real
 /// controller-manager allocated becomes the bridge network's subnet.
 #[test]
-#[ignore = "needs real Kubernetes: KUBEBOOT_KUBERNETES (README, Real Kubernetes)"]
+#[ignore = "needs real Kubernetes: KUBEBOOT_KUBERNETES (docs/real-kubernetes.md)"]
 fn ready_follows_the_real_node_with_node_credentials() {
     let cp = shared();
     let name = "ready-node-1";
@@ -177,7 +177,7 @@ fn ready_follows_the_real_node_with_node_credentials() {
 /// A node's credentials cannot read another cluster's view: an unknown user is refused,
 /// and the wait reports the API server's answer instead of hanging.
 #[test]
-#[ignore = "needs real Kubernetes: KUBEBOOT_KUBERNETES (README, Real Kubernetes)"]
+#[ignore = "needs real Kubernetes: KUBEBOOT_KUBERNETES (docs/real-kubernetes.md)"]
 fn ready_with_credentials_the_cluster_rejects_says_so() {
     let cp = shared();
     let other_ca = tempfile::tempdir().unwrap();
@@ -260,7 +260,7 @@ fn story(node: &str) -> kubeboot_agent::cluster::report::BootStory {
 /// (each once), a Warning for the failure; another Node's annotations are refused;
 /// `kubeboot nodes` reads it all back, and lists a Node without annotations as such.
 #[test]
-#[ignore = "needs real Kubernetes: KUBEBOOT_KUBERNETES (README, Real Kubernetes)"]
+#[ignore = "needs real Kubernetes: KUBEBOOT_KUBERNETES (docs/real-kubernetes.md)"]
 fn the_boot_story_reaches_the_cluster_with_node_credentials() {
     use kubeboot_agent::cluster::report;
     let cp = shared();

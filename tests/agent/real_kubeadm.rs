@@ -15,7 +15,7 @@ fn real_kubeadm() -> std::path::PathBuf {
 }
 
 #[test]
-#[ignore = "needs real Kubernetes: KUBEBOOT_KUBERNETES (README, Real Kubernetes)"]
+#[ignore = "needs real Kubernetes: KUBEBOOT_KUBERNETES (docs/real-kubernetes.md)"]
 fn real_kubeadm_accepts_every_rendered_config() {
     let kubeadm = real_kubeadm();
     let version = Command::new(&kubeadm)
@@ -89,7 +89,7 @@ fn real_kubeadm_accepts_every_rendered_config() {
 /// `kubeadm init phase certs all` with a bundle's PKI in the certificates dir
 /// must keep the bundle's CA (same hash) and issue the rest from it.
 #[test]
-#[ignore = "needs real Kubernetes: KUBEBOOT_KUBERNETES (README, Real Kubernetes)"]
+#[ignore = "needs real Kubernetes: KUBEBOOT_KUBERNETES (docs/real-kubernetes.md)"]
 fn real_kubeadm_keeps_the_bundles_ca() {
     let kubeadm = real_kubeadm();
     let tmp = tempfile::tempdir().unwrap();
@@ -138,7 +138,7 @@ fn real_kubeadm_keeps_the_bundles_ca() {
 /// pull, etcd's tag, no CoreDNS) is one the real kubeadm accepts, and kubeadm's
 /// own image list then names exactly the images the image preloads.
 #[test]
-#[ignore = "needs real Kubernetes: KUBEBOOT_KUBERNETES (README, Real Kubernetes)"]
+#[ignore = "needs real Kubernetes: KUBEBOOT_KUBERNETES (docs/real-kubernetes.md)"]
 fn real_kubeadm_accepts_the_air_gapped_rendering_and_lists_our_images() {
     let kubeadm = real_kubeadm();
     let node = TestNode::new(&init_doc().replace("kubernetes_version = \"v1.34.2\"\n", ""));
@@ -204,7 +204,7 @@ fn real_kubeadm_accepts_the_air_gapped_rendering_and_lists_our_images() {
 /// the rest of kubeadm's probes; etcd, the controller manager and the scheduler get
 /// the slower heartbeats and leases.
 #[test]
-#[ignore = "needs real Kubernetes: KUBEBOOT_KUBERNETES (README, Real Kubernetes)"]
+#[ignore = "needs real Kubernetes: KUBEBOOT_KUBERNETES (docs/real-kubernetes.md)"]
 fn real_kubeadm_applies_the_slow_host_tuning() {
     let kubeadm = real_kubeadm();
     let tmp = tempfile::tempdir().unwrap();
@@ -373,7 +373,7 @@ fn dry_run_manifests(
 /// them, and the real kubeadm's API server manifest uses them; the slow-host
 /// tuning leaves out the local-etcd patch (kubeadm refuses local and external together).
 #[test]
-#[ignore = "needs real Kubernetes: KUBEBOOT_KUBERNETES (README, Real Kubernetes)"]
+#[ignore = "needs real Kubernetes: KUBEBOOT_KUBERNETES (docs/real-kubernetes.md)"]
 fn real_kubeadm_runs_the_api_server_against_the_bundles_external_etcd() {
     let kubeadm = real_kubeadm();
     let tmp = tempfile::tempdir().unwrap();
@@ -464,7 +464,7 @@ fn real_kubeadm_runs_the_api_server_against_the_bundles_external_etcd() {
 /// KEY`) sign what kubeboot signs with a cluster's CA: serve's admin certificate
 /// and the replacement path's client certificates.
 #[test]
-#[ignore = "needs real Kubernetes: KUBEBOOT_KUBERNETES (README, Real Kubernetes)"]
+#[ignore = "needs real Kubernetes: KUBEBOOT_KUBERNETES (docs/real-kubernetes.md)"]
 fn the_ca_keys_kubeadm_writes_sign_kubeboots_certificates() {
     let kubeadm = real_kubeadm();
     let tmp = tempfile::tempdir().unwrap();

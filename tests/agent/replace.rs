@@ -480,7 +480,7 @@ fn cluster_access(cp: &control_plane::ControlPlane, key: &str) -> ClusterAccess 
 /// open kubeadm's real uploaded certificates; a stale same-name Node is deleted, a
 /// Ready one is refused with a clear error, a wrong certificate key is named.
 #[test]
-#[ignore = "needs real Kubernetes: KUBEBOOT_KUBERNETES (README, Real Kubernetes)"]
+#[ignore = "needs real Kubernetes: KUBEBOOT_KUBERNETES (docs/real-kubernetes.md)"]
 fn stale_nodes_go_ready_nodes_stay_and_uploaded_certs_open() {
     let cp = control_plane::shared();
     for (name, ready) in [("replaced-stale", false), ("replaced-ready", true)] {
@@ -559,7 +559,7 @@ fn stale_nodes_go_ready_nodes_stay_and_uploaded_certs_open() {
 /// names the stale same-name Node and leaves it, the real run deletes it, and
 /// neither prints the token or the certificate key.
 #[test]
-#[ignore = "needs real Kubernetes: KUBEBOOT_KUBERNETES (README, Real Kubernetes)"]
+#[ignore = "needs real Kubernetes: KUBEBOOT_KUBERNETES (docs/real-kubernetes.md)"]
 fn kubeboot_replace_dry_run_names_the_stale_node_and_the_real_run_removes_it() {
     let cp = control_plane::shared();
     let name = "replaced-by-cli";

@@ -21,11 +21,11 @@ delete_netns_after_script() { # NS
     disown $!
 }
 
-# The user's Kubernetes release artifacts (README, "Real Kubernetes"), or a clear
+# The user's Kubernetes release artifacts (docs/real-kubernetes.md), or a clear
 # "not run" and exit 2 when none are named: a script that did not run never says ok.
 need_kubernetes() { # SCRIPT-NAME
     if [ -z "${KUBEBOOT_KUBERNETES:-}" ]; then
-        echo "not run: $1 — needs real Kubernetes: set KUBEBOOT_KUBERNETES to the release artifacts (README, Real Kubernetes)" >&2
+        echo "not run: $1 — needs real Kubernetes: set KUBEBOOT_KUBERNETES to the release artifacts (docs/real-kubernetes.md)" >&2
         exit 2
     fi
     [ -e "$KUBEBOOT_KUBERNETES" ] || fail "KUBEBOOT_KUBERNETES=$KUBEBOOT_KUBERNETES does not exist"
@@ -45,7 +45,7 @@ production_image() { # DIR
         "$kb" image build --profile production --kubernetes "$KUBEBOOT_KUBERNETES" "${images_args[@]}" --out "$1" >&2
     fi
     local manifest=${E2E_IMAGE:-$1}/manifest.json
-    python3 - "$manifest" <<'PY' || fail "the production image is not air-gapped, and the VMs reach no registry: give the missing images in KUBEBOOT_IMAGES (README, Real Kubernetes)"
+    python3 - "$manifest" <<'PY' || fail "the production image is not air-gapped, and the VMs reach no registry: give the missing images in KUBEBOOT_IMAGES (docs/real-kubernetes.md)"
 import json, sys
 k = json.load(open(sys.argv[1])).get("kubernetes") or {}
 missing = [name for name, source in k.get("images", []) if source == "missing" and "/coredns" not in name]

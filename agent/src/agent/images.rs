@@ -10,7 +10,7 @@
 //! Each directory has a `SHA256SUMS`. An archive whose line is in
 //! `STATE/images-loaded` was imported already (a resumed agent skips it).
 //! Under qemu TCG a worker importing the four control-plane archives it never
-//! runs took over 20 minutes (README, "A real cluster"): hence by role.
+//! runs took over 20 minutes (docs/performance.md): hence by role.
 
 use std::process::Command;
 use std::time::{Duration, Instant};

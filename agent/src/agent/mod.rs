@@ -1,4 +1,4 @@
-//! The agent's run (DESIGN.md §3): a persisted state machine over the phases
+//! The agent's run (docs/design.md §3): a persisted state machine over the phases
 //! `source → validate → preflight → prepare → discover → kubeadm → ready → done`.
 //!
 //! Each phase is recorded as started before its side effects and as succeeded

@@ -16,7 +16,7 @@
 //! the cluster CA (the trust kubeadm gives a joining control plane: it writes an
 //! admin.conf from the same CA) and an etcd client certificate from the etcd CA.
 //! Nothing is written to disk. Workers hold no such credentials and clean up
-//! nothing (see README).
+//! nothing (see docs/replacement.md).
 //!
 //! Rules: [`etcd::decide`] and [`node::decide`]. At most one etcd member per
 //! join, and only one that a quorum of the remaining members see down (their

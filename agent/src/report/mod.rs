@@ -1,4 +1,4 @@
-//! The HTTPS reporter (DESIGN.md §4): every status event also goes to
+//! The HTTPS reporter (docs/design.md §4): every status event also goes to
 //! `POST {report.url}/nodes/{name}/events`.
 //!
 //! - `outbox`: events are queued on disk first, so a reboot or a dead receiver

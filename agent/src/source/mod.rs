@@ -1,4 +1,4 @@
-//! Where the node document comes from (DESIGN.md §2), each source behind one
+//! Where the node document comes from (docs/design.md §2), each source behind one
 //! small trait, tried in order: kernel command line (`kubeboot.url=`), a
 //! NoCloud seed read directly (no wait for cloud-init), cloud-init
 //! (`/etc/kubeboot/node.toml` from write_files, or the raw user-data).

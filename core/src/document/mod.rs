@@ -1,4 +1,4 @@
-//! The node document (DESIGN.md §2): one TOML file that tells a node everything.
+//! The node document (docs/design.md §2): one TOML file that tells a node everything.
 //!
 //! Parsing is strict (unknown keys are errors) and never echoes secret values;
 //! [`validate`] then checks meaning (formats, role vs. fields) before anything on

@@ -13,7 +13,7 @@ pub const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(30);
 /// The largest event body the reporter sends and the receiver accepts.
 pub const MAX_EVENT_BYTES: usize = 64 * 1024;
 
-/// The agent's phases, in order (DESIGN.md §3).
+/// The agent's phases, in order (docs/design.md §3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {

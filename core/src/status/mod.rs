@@ -1,4 +1,4 @@
-//! Status (DESIGN.md §4): one event type, emitted on every phase change to
+//! Status (docs/design.md §4): one event type, emitted on every phase change to
 //! every channel. This module defines the event (the wire format the HTTPS
 //! reporter and `kubeboot serve` share) and the local channels.
 

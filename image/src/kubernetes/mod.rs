@@ -43,7 +43,7 @@ pub enum KubernetesError {
     #[error(
         "{}: not Kubernetes release artifacts: expected kubernetes/server/bin/kubeadm (the server \
          release, kubernetes-server-linux-amd64.tar.gz), kubeadm (per-binary downloads) or bin/kubeadm \
-         with a SHA256SUMS (see README, \"Real Kubernetes\")",
+         with a SHA256SUMS (see docs/real-kubernetes.md)",
         .0.display()
     )]
     UnknownLayout(PathBuf),

@@ -248,7 +248,7 @@ fn missing_crictl_and_mixed_releases_are_refused_saying_what_to_do() {
 
 /// The user's real artifacts (`KUBEBOOT_KUBERNETES`): found, checked, and read.
 #[test]
-#[ignore = "needs real Kubernetes: KUBEBOOT_KUBERNETES (README, Real Kubernetes)"]
+#[ignore = "needs real Kubernetes: KUBEBOOT_KUBERNETES (docs/real-kubernetes.md)"]
 fn the_users_real_artifacts_are_checked_and_read() {
     let source = find_local().expect("KUBEBOOT_KUBERNETES names the release artifacts");
     let b = prepare(&source).unwrap();
