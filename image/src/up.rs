@@ -318,11 +318,13 @@ fn start_receiver(
     }
     let (_, receiver_host) = endpoint_and_receiver_host(segment);
     let tokens = data.join("tokens");
-    let (token, _) = serve::tokens::TokenFile::new(&tokens).add(
-        serve::tokens::Scope::Report,
-        false,
-        "kubeboot up: the VMs' [report] token",
-    )?;
+    let (token, _) = serve::tokens::TokenFile::new(&tokens)
+        .add(
+            serve::tokens::Scope::Report,
+            false,
+            "kubeboot up: the VMs' [report] token",
+        )
+        .map_err(|e| e.to_string())?;
     let listen = match segment {
         Some(_) => format!("{}:8443", segment::OPERATOR),
         None => "127.0.0.1:0".into(),

@@ -164,7 +164,7 @@ impl GroupFile {
         let credential = tokens::random_token();
         let (report_token, grant) = tokens
             .add(Scope::Report, false, &format!("group {}", req.name))
-            .map_err(AddGroupError::Files)?;
+            .map_err(|e| AddGroupError::Files(e.to_string()))?;
         let group = Group {
             role: req.role,
             url: req.url.trim_end_matches('/').to_string(),

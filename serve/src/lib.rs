@@ -214,7 +214,7 @@ fn log_transition(ev: &StatusEvent) {
 /// until SIGINT/SIGTERM.
 pub fn run(opts: ServeOptions, on_listening: impl FnOnce(&Listening)) -> Result<(), String> {
     let tokens = tokens::TokenFile::new(&opts.tokens);
-    let grants = tokens.load()?;
+    let grants = tokens.load().map_err(|e| e.to_string())?;
     if !grants.iter().any(|g| g.scope == tokens::Scope::Report) {
         tracing::warn!(
             "{} holds no report token: nodes cannot report until one is added \
