@@ -493,7 +493,7 @@ async fn get_group_document(
         if let Ok(s) = &served {
             documents.withdraw(&s.tokens).await;
         }
-        return error(StatusCode::INTERNAL_SERVER_ERROR, e);
+        return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
     }
     respond(
         &app,
