@@ -320,7 +320,7 @@ async fn serve_events(
             let next = events.last().map_or(q.from, |e| e.seq + 1);
             Json(json!({ "events": events, "next": next })).into_response()
         }
-        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }

@@ -229,7 +229,7 @@ pub fn run(opts: ServeOptions, on_listening: impl FnOnce(&Listening)) -> Result<
         .as_ref()
         .map(|t| tls::load(t, &opts.data))
         .transpose()?;
-    let (store, events) = Store::open(&opts.data)?;
+    let (store, events) = Store::open(&opts.data).map_err(|e| e.to_string())?;
     let store = Arc::new(store);
     let stored = events.len() as u64;
     let mut nodes = Nodes::default();

@@ -59,7 +59,11 @@ impl<'a> Ledger<'a> {
     /// Mark `ids` (each already recorded) as `state`.
     pub fn mark(&self, ids: &[String], state: State) -> Result<(), String> {
         for id in ids {
-            if let Some(entry) = self.store.record::<Entry>(&Self::key(id))? {
+            if let Some(entry) = self
+                .store
+                .record::<Entry>(&Self::key(id))
+                .map_err(|e| e.to_string())?
+            {
                 self.set(id, entry.expires, state)?;
             }
         }
@@ -69,17 +73,21 @@ impl<'a> Ledger<'a> {
     fn set(&self, id: &str, expires: DateTime<Utc>, state: State) -> Result<(), String> {
         self.store
             .put_record(&Self::key(id), &Entry { expires, state })
+            .map_err(|e| e.to_string())
     }
 
     /// Token `id`'s Secret is gone (deleted, or expired and cleaned up).
     pub fn forget(&self, id: &str) -> Result<(), String> {
-        self.store.delete_record(&Self::key(id))
+        self.store
+            .delete_record(&Self::key(id))
+            .map_err(|e| e.to_string())
     }
 
     pub fn entries(&self) -> Result<Vec<(String, Entry)>, String> {
         Ok(self
             .store
-            .records_with_prefix::<Entry>(PREFIX)?
+            .records_with_prefix::<Entry>(PREFIX)
+            .map_err(|e| e.to_string())?
             .into_iter()
             .map(|(k, e)| (k[PREFIX.len()..].to_string(), e))
             .collect())
