@@ -468,7 +468,7 @@ impl Documents {
         if ids.is_empty() {
             return Ok(());
         }
-        crate::blocking(|| Ledger::new(&self.store).mark(ids, state))
+        crate::blocking(|| Ledger::new(&self.store).mark(ids, state)).map_err(|e| e.to_string())
     }
 
     /// [`Documents::record`], a failure logged.
