@@ -41,7 +41,8 @@ use kubeboot_core::host::write_file_atomic;
 pub const FILE: &str = "groups.toml";
 
 /// Why the groups file, or a group's record of enrolled machines, could not be
-/// read or written. No variant quotes the file: it holds report tokens.
+/// read or written, or a role's document could not be made a group machine's.
+/// No variant quotes the file or the document: they hold secrets.
 #[derive(Debug, thiserror::Error)]
 pub enum GroupFileError {
     /// Reading, writing or making the directory of `path` failed.
@@ -78,6 +79,15 @@ pub enum GroupFileError {
     /// `revoke` of a group the file does not hold.
     #[error("no group {name} in {} (kubeboot serve group list)", path.display())]
     NoGroup { name: String, path: PathBuf },
+    /// The role's document, to be made a group machine's, is not TOML.
+    #[error("the bundle's document is not valid TOML")]
+    DocumentNotToml,
+    /// The role's document has a `node` that is not a table.
+    #[error("the bundle's document has a [node] that is not a table")]
+    NodeNotATable,
+    /// The role's document has `node.labels` that are not a table.
+    #[error("the bundle's document has node.labels that are not a table")]
+    LabelsNotATable,
     /// The tokens file, for the group's report token.
     #[error(transparent)]
     Tokens(#[from] TokenFileError),
@@ -532,10 +542,8 @@ impl Groups {
 /// The role's document made this machine's: the group's labels and its name
 /// (label `kubeboot.io/group`) in `[node]`, and a
 /// `[report]` table pointing at this serve.
-pub fn personalize(a: &Admission<'_>, text: &str) -> Result<String, String> {
-    let mut doc: toml::Table = text
-        .parse()
-        .map_err(|_| "the bundle's document is not valid TOML".to_string())?;
+pub fn personalize(a: &Admission<'_>, text: &str) -> Result<String, GroupFileError> {
+    let mut doc: toml::Table = text.parse().map_err(|_| GroupFileError::DocumentNotToml)?;
     let g = &a.group;
     let mut report = toml::Table::new();
     report.insert("url".into(), format!("{}/v1", g.url).into());
@@ -546,12 +554,12 @@ pub fn personalize(a: &Admission<'_>, text: &str) -> Result<String, String> {
         .entry("node")
         .or_insert_with(|| toml::Table::new().into())
         .as_table_mut()
-        .ok_or("the bundle's document has a [node] that is not a table")?;
+        .ok_or(GroupFileError::NodeNotATable)?;
     let labels = node
         .entry("labels")
         .or_insert_with(|| toml::Table::new().into())
         .as_table_mut()
-        .ok_or("the bundle's document has node.labels that are not a table")?;
+        .ok_or(GroupFileError::LabelsNotATable)?;
     for (k, v) in &g.labels {
         labels.insert(k.clone(), v.clone().into());
     }
@@ -564,7 +572,7 @@ pub fn personalize(a: &Admission<'_>, text: &str) -> Result<String, String> {
         a.candidate.node,
         a.candidate.machine_id,
         a.name,
-        toml::to_string(&doc).map_err(|e| e.to_string())?
+        toml::to_string(&doc).map_err(GroupFileError::Render)?
     ))
 }
 

@@ -480,7 +480,7 @@ async fn get_group_document(
             Ok(text) => Ok(super::documents::Served { text, ..s }),
             Err(e) => {
                 documents.withdraw(&s.tokens).await;
-                Err(DocumentError::Bundle(e))
+                Err(DocumentError::Bundle(e.to_string()))
             }
         },
         Err(e) => Err(e),
