@@ -188,6 +188,7 @@ fn write_kubeconfig(a: KubeconfigArgs) -> u8 {
         a.valid_hours,
         a.server.as_deref(),
     )
+    .map_err(|e| e.to_string())
     .and_then(|yaml| {
         kubeboot_core::host::write_file_atomic(&a.out, yaml.as_bytes(), 0o600)
             .map_err(|e| format!("{}: {e}", a.out.display()))

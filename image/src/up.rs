@@ -292,7 +292,8 @@ fn make_bundle(
         },
         &bundle_dir,
         true,
-    )?;
+    )
+    .map_err(|e| e.to_string())?;
     Ok(bundle_dir)
 }
 
@@ -318,11 +319,13 @@ fn start_receiver(
     }
     let (_, receiver_host) = endpoint_and_receiver_host(segment);
     let tokens = data.join("tokens");
-    let (token, _) = serve::tokens::TokenFile::new(&tokens).add(
-        serve::tokens::Scope::Report,
-        false,
-        "kubeboot up: the VMs' [report] token",
-    )?;
+    let (token, _) = serve::tokens::TokenFile::new(&tokens)
+        .add(
+            serve::tokens::Scope::Report,
+            false,
+            "kubeboot up: the VMs' [report] token",
+        )
+        .map_err(|e| e.to_string())?;
     let listen = match segment {
         Some(_) => format!("{}:8443", segment::OPERATOR),
         None => "127.0.0.1:0".into(),
@@ -472,7 +475,7 @@ fn node_document(
     role: Role,
     port: Option<&Port>,
 ) -> Result<String, String> {
-    let discovery = bundle::read_discovery(bundle_dir)?;
+    let discovery = bundle::read_discovery(bundle_dir).map_err(|e| e.to_string())?;
     // TCG: the control plane takes many minutes (the bundle is --slow-host); joins wait for it.
     let extra = match port {
         Some(p) => format!(
@@ -484,7 +487,7 @@ fn node_document(
     let receiver_host = receiver.host;
     let mut doc = format!(
         "{}\n[node]\nname = \"{name}\"\n{extra}\n[preflight]\nclock_sync_timeout_seconds = 2\n\n[report]\nurl = \"https://{receiver_host}:8443/v1\"\ntoken = \"{}\"\nca_cert_hash = \"{}\"\n",
-        bundle::node_document(role, &discovery, bundle_dir)?,
+        bundle::node_document(role, &discovery, bundle_dir).map_err(|e| e.to_string())?,
         receiver.token,
         receiver.ca_hash,
     );
@@ -552,7 +555,8 @@ fn write_admin_kubeconfig(work: &Path, bundle_dir: &Path) -> Result<PathBuf, Str
         &["system:masters".to_string()],
         24,
         None,
-    )?;
+    )
+    .map_err(|e| e.to_string())?;
     kubeboot_core::host::Host::system()
         .write_atomic(&path, conf.as_bytes(), 0o600)
         .map_err(|e| format!("{}: {e}", path.display()))?;

@@ -42,18 +42,20 @@ fn sealing_key(pki: &Path) -> Result<[u8; 32], String> {
 /// Record `key` (sealed), durably, before it is handed out.
 pub fn keep(store: &Store, pki: &Path, key: &UploadedKey) -> Result<(), String> {
     let sealed = mint::seal(&sealing_key(pki)?, key.key.expose_secret().as_bytes())?;
-    store.put_record(
-        RECORD,
-        &Sealed {
-            sealed: hex::encode(sealed),
-            expires: key.expires,
-        },
-    )
+    store
+        .put_record(
+            RECORD,
+            &Sealed {
+                sealed: hex::encode(sealed),
+                expires: key.expires,
+            },
+        )
+        .map_err(|e| e.to_string())
 }
 
 /// The recorded key, if any and if it opens (a bundle with another CA key: none).
 pub fn load(store: &Store, pki: &Path) -> Result<Option<UploadedKey>, String> {
-    let Some(s) = store.record::<Sealed>(RECORD)? else {
+    let Some(s) = store.record::<Sealed>(RECORD).map_err(|e| e.to_string())? else {
         return Ok(None);
     };
     let bytes = hex::decode(&s.sealed).map_err(|_| "the kept certificate key is damaged")?;

@@ -275,7 +275,7 @@ impl Documents {
     async fn guard(&self, election: &Election, why: &str) -> Result<(), DocumentError> {
         use kubeboot_agent::discovery::fence::{look, Seen};
         let discovery = crate::blocking(|| bundle::read_discovery(&self.bundle))
-            .map_err(DocumentError::Bundle)?;
+            .map_err(|e| DocumentError::Bundle(e.to_string()))?;
         let endpoint = kubeboot_core::document::formats::parse_endpoint(&discovery.endpoint)
             .map_err(|e| DocumentError::Bundle(format!("the bundle's endpoint: {e}")))?;
         let ca = self.ca_der()?;
@@ -351,7 +351,7 @@ impl Documents {
             }
         }
         let discovery = crate::blocking(|| bundle::read_discovery(&self.bundle))
-            .map_err(DocumentError::Bundle)?;
+            .map_err(|e| DocumentError::Bundle(e.to_string()))?;
         let admin = self.admin(&discovery)?;
         let mut actions = Vec::new();
         if let (Role::Worker, Some(c)) = (role, candidate) {
@@ -413,8 +413,8 @@ impl Documents {
             discovery.certificate_key = key.expose_secret().to_string();
             actions.extend(note.map(Action::minted));
         }
-        let text =
-            bundle::node_document(role, &discovery, &self.bundle).map_err(DocumentError::Bundle)?;
+        let text = bundle::node_document(role, &discovery, &self.bundle)
+            .map_err(|e| DocumentError::Bundle(e.to_string()))?;
         Ok(Served {
             text,
             actions,
@@ -468,7 +468,7 @@ impl Documents {
         if ids.is_empty() {
             return Ok(());
         }
-        crate::blocking(|| Ledger::new(&self.store).mark(ids, state))
+        crate::blocking(|| Ledger::new(&self.store).mark(ids, state)).map_err(|e| e.to_string())
     }
 
     /// [`Documents::record`], a failure logged.
@@ -590,7 +590,7 @@ impl Documents {
     /// node's own credentials may not list Nodes from Kubernetes 1.32).
     pub async fn pod_routes(&self) -> Result<Vec<PodRoute>, DocumentError> {
         let discovery = crate::blocking(|| bundle::read_discovery(&self.bundle))
-            .map_err(DocumentError::Bundle)?;
+            .map_err(|e| DocumentError::Bundle(e.to_string()))?;
         let admin = self.admin(&discovery)?;
         match tokio::time::timeout(CLUSTER_TIMEOUT, pod_network::list_routes(&admin)).await {
             Ok(Ok(routes)) => Ok(routes),
@@ -674,7 +674,7 @@ pub fn check_bundle(bundle: &Path, fresh: bool) -> Result<(), String> {
         ));
     }
     if fresh {
-        bundle::read_discovery(bundle)?;
+        bundle::read_discovery(bundle).map_err(|e| e.to_string())?;
         mint::read_pki(&bundle.join("pki")).map_err(|e| {
             format!("--fresh-credentials needs the bundle's pki/ (the CA key signs serve's admin certificate): {e}")
         })?;

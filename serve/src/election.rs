@@ -111,7 +111,7 @@ fn rfc3339(at: DateTime<Utc>) -> String {
 impl Election {
     /// Read back the standing election, if any.
     pub fn load(store: Arc<Store>, lease: Duration) -> Result<Election, String> {
-        let record = store.record::<Elected>(RECORD)?;
+        let record = store.record::<Elected>(RECORD).map_err(|e| e.to_string())?;
         Ok(Election {
             store,
             lease,
@@ -192,7 +192,7 @@ impl Election {
             initialised_at: None,
             claim: claim.map(claim_hash),
         };
-        crate::blocking(|| self.store.put_record(RECORD, &elected))?;
+        crate::blocking(|| self.store.put_record(RECORD, &elected)).map_err(|e| e.to_string())?;
         tracing::info!(
             "init election (term {term}): {} ({}) runs kubeadm init",
             elected.node,
@@ -222,7 +222,8 @@ impl Election {
                 initialised_at: Some(Utc::now()),
                 ..e
             };
-            crate::blocking(|| self.store.put_record(RECORD, &record))?;
+            crate::blocking(|| self.store.put_record(RECORD, &record))
+                .map_err(|e| e.to_string())?;
             tracing::info!(
                 "init election: {} reported kubeadm init succeeded; no election ever again",
                 record.node
@@ -261,7 +262,8 @@ impl Election {
                 claim: None,
             },
         };
-        let stored = crate::blocking(|| self.store.put_record(RECORD, &record));
+        let stored =
+            crate::blocking(|| self.store.put_record(RECORD, &record)).map_err(|e| e.to_string());
         tracing::info!("init election closed for good: {why}");
         state.record = Some(record);
         stored
@@ -271,14 +273,14 @@ impl Election {
 /// The operator rebuilds the cluster on purpose: forget the election (serve
 /// stopped; it holds the store). Returns what was recorded.
 pub fn reset(store: &Store) -> Result<Option<Elected>, String> {
-    let before = store.record::<Elected>(RECORD)?;
-    store.delete_record(RECORD)?;
+    let before = store.record::<Elected>(RECORD).map_err(|e| e.to_string())?;
+    store.delete_record(RECORD).map_err(|e| e.to_string())?;
     Ok(before)
 }
 
 /// The record as it stands (for `serve election show`).
 pub fn recorded(store: &Store) -> Result<Option<Elected>, String> {
-    store.record::<Elected>(RECORD)
+    store.record::<Elected>(RECORD).map_err(|e| e.to_string())
 }
 
 fn initialised_why(e: &Elected) -> String {

@@ -32,13 +32,73 @@ use subtle::ConstantTimeEq;
 
 use super::documents::Budget;
 use super::election::Candidate;
-use super::tokens::{self, Scope, TokenFile};
+use super::tokens::{self, Scope, TokenFile, TokenFileError};
 use kubeboot_agent::replace::worker::GROUP_LABEL;
 use kubeboot_core::document::formats::is_dns_name;
 use kubeboot_core::document::Role;
 use kubeboot_core::host::write_file_atomic;
 
 pub const FILE: &str = "groups.toml";
+
+/// Why the groups file, or a group's record of enrolled machines, could not be
+/// read or written, or a role's document could not be made a group machine's.
+/// No variant quotes the file or the document: they hold secrets.
+#[derive(Debug, thiserror::Error)]
+pub enum GroupFileError {
+    /// Reading, writing or making the directory of `path` failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The text is not a groups file; `line` where TOML said, if it did.
+    #[error(
+        "not a groups file{} (written by `kubeboot serve group add`; fix or remove that line)",
+        line.map(|l| format!(" at line {l}")).unwrap_or_default()
+    )]
+    Syntax { line: Option<usize> },
+    /// The groups file at `path` did not parse.
+    #[error("{}: {error}", path.display())]
+    Parse {
+        path: PathBuf,
+        #[source]
+        error: Box<GroupFileError>,
+    },
+    /// The groups could not be written as TOML.
+    #[error("{0}")]
+    Render(#[source] toml::ser::Error),
+    /// A group's `enrolled/NAME.json` at `path` is not what serve writes.
+    #[error("{}: {source}", path.display())]
+    Enrolled {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    /// The enrolled machines could not be written as JSON.
+    #[error("{0}")]
+    RenderEnrolled(#[source] serde_json::Error),
+    /// `revoke` of a group the file does not hold.
+    #[error("no group {name} in {} (kubeboot serve group list)", path.display())]
+    NoGroup { name: String, path: PathBuf },
+    /// The role's document, to be made a group machine's, is not TOML.
+    #[error("the bundle's document is not valid TOML")]
+    DocumentNotToml,
+    /// The role's document has a `node` that is not a table.
+    #[error("the bundle's document has a [node] that is not a table")]
+    NodeNotATable,
+    /// The role's document has `node.labels` that are not a table.
+    #[error("the bundle's document has node.labels that are not a table")]
+    LabelsNotATable,
+    /// The tokens file, for the group's report token.
+    #[error(transparent)]
+    Tokens(#[from] TokenFileError),
+}
+
+fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> GroupFileError + '_ {
+    move |source| GroupFileError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
 
 /// One group, as `groups.toml` keeps it.
 #[derive(Clone, Serialize, Deserialize)]
@@ -118,25 +178,27 @@ impl GroupFile {
 
     /// Every group; a missing file holds none. Errors name the line, never its text
     /// (it may hold a report token).
-    pub fn load(&self) -> Result<BTreeMap<String, Group>, String> {
+    pub fn load(&self) -> Result<BTreeMap<String, Group>, GroupFileError> {
         let text = match std::fs::read_to_string(&self.path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
-            Err(e) => return Err(format!("{}: {e}", self.path.display())),
+            Err(e) => return Err(io_at(&self.path)(e)),
         };
-        parse(&text).map_err(|e| format!("{}: {e}", self.path.display()))
+        parse(&text).map_err(|e| GroupFileError::Parse {
+            path: self.path.clone(),
+            error: Box::new(e),
+        })
     }
 
-    fn save(&self, groups: BTreeMap<String, Group>) -> Result<(), String> {
+    fn save(&self, groups: BTreeMap<String, Group>) -> Result<(), GroupFileError> {
         if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            std::fs::create_dir_all(dir).map_err(io_at(dir))?;
         }
         let text = format!(
             "# kubeboot serve's node groups (`kubeboot serve group`). SECRET: report tokens.\n{}",
-            toml::to_string(&FileContent { groups }).map_err(|e| e.to_string())?
+            toml::to_string(&FileContent { groups }).map_err(GroupFileError::Render)?
         );
-        write_file_atomic(&self.path, text.as_bytes(), 0o600)
-            .map_err(|e| format!("{}: {e}", self.path.display()))
+        write_file_atomic(&self.path, text.as_bytes(), 0o600).map_err(io_at(&self.path))
     }
 
     /// Record a new group with a report token from `tokens`; returns the enrollment
@@ -164,7 +226,7 @@ impl GroupFile {
         let credential = tokens::random_token();
         let (report_token, grant) = tokens
             .add(Scope::Report, false, &format!("group {}", req.name))
-            .map_err(AddGroupError::Files)?;
+            .map_err(|e| AddGroupError::Files(e.into()))?;
         let group = Group {
             role: req.role,
             url: req.url.trim_end_matches('/').to_string(),
@@ -184,15 +246,15 @@ impl GroupFile {
     }
 
     /// Refuse the group's credential from now on.
-    pub fn revoke(&self, name: &str) -> Result<Group, String> {
+    pub fn revoke(&self, name: &str) -> Result<Group, GroupFileError> {
         let _guard = self.lock.lock().expect("groups lock");
         let mut groups = self.load()?;
-        let group = groups.get_mut(name).ok_or_else(|| {
-            format!(
-                "no group {name} in {} (kubeboot serve group list)",
-                self.path.display()
-            )
-        })?;
+        let group = groups
+            .get_mut(name)
+            .ok_or_else(|| GroupFileError::NoGroup {
+                name: name.to_string(),
+                path: self.path.clone(),
+            })?;
         if group.revoked.is_none() {
             group.revoked = Some(now());
         }
@@ -206,7 +268,7 @@ impl GroupFile {
         let presented = presented.ok_or(Refused::Unauthorized)?;
         let groups = self.load().map_err(|e| {
             tracing::error!("groups file unreadable, refusing group documents: {e}");
-            Refused::Unavailable(e)
+            Refused::Unavailable(e.to_string())
         })?;
         let group = groups.get(name).ok_or(Refused::Unauthorized)?;
         let want = format!("sha256:{}", hex::encode(tokens::hash(presented)));
@@ -223,15 +285,12 @@ impl GroupFile {
 }
 
 /// The groups in a groups file's text. Errors name the line, never its text.
-fn parse(text: &str) -> Result<BTreeMap<String, Group>, String> {
+fn parse(text: &str) -> Result<BTreeMap<String, Group>, GroupFileError> {
     let content: FileContent = toml::from_str(text).map_err(|e| {
         let line = e
             .span()
             .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
-        format!(
-            "not a groups file{} (written by `kubeboot serve group add`; fix or remove that line)",
-            line.map(|l| format!(" at line {l}")).unwrap_or_default()
-        )
+        GroupFileError::Syntax { line }
     })?;
     Ok(content.groups)
 }
@@ -249,7 +308,7 @@ pub enum AddGroupError {
     Invalid(String),
     /// The groups or tokens file could not be read or written.
     #[error("{0}")]
-    Files(String),
+    Files(#[source] GroupFileError),
 }
 
 fn check_new(req: &NewGroup) -> Result<(), String> {
@@ -340,17 +399,20 @@ fn enrolled_path(data: &Path, name: &str) -> PathBuf {
     data.join("enrolled").join(format!("{name}.json"))
 }
 
-fn read_enrolled(data: &Path, name: &str) -> Result<Enrolled, String> {
+fn read_enrolled(data: &Path, name: &str) -> Result<Enrolled, GroupFileError> {
     let path = enrolled_path(data, name);
     match std::fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display())),
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| GroupFileError::Enrolled {
+            path: path.clone(),
+            source,
+        }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Enrolled::default()),
-        Err(e) => Err(format!("{}: {e}", path.display())),
+        Err(e) => Err(io_at(&path)(e)),
     }
 }
 
 /// How many machines group `name` has enrolled (serve's data directory `data`).
-pub fn enrolled_count(data: &Path, name: &str) -> Result<usize, String> {
+pub fn enrolled_count(data: &Path, name: &str) -> Result<usize, GroupFileError> {
     Ok(read_enrolled(data, name)?.machines.len())
 }
 
@@ -379,7 +441,7 @@ pub struct Admission<'a> {
 
 impl Admission<'_> {
     /// Count the machine in (`served`) or give its place back.
-    pub fn settle(mut self, served: bool) -> Result<(), String> {
+    pub fn settle(mut self, served: bool) -> Result<(), GroupFileError> {
         match self.groups.take() {
             Some(groups) => groups.settle(&self.name, &self.candidate, served),
             None => Ok(()),
@@ -415,7 +477,8 @@ impl Groups {
         let group = self.file.authorize(name, presented)?;
         // Under the lock settle() writes under: the count never misses a machine.
         let mut running = self.running.lock().expect("groups lock");
-        let enrolled = read_enrolled(&self.data, name).map_err(Refused::Unavailable)?;
+        let enrolled =
+            read_enrolled(&self.data, name).map_err(|e| Refused::Unavailable(e.to_string()))?;
         let r = running.entry(name.to_string()).or_insert_with(|| Running {
             budget: Budget::new(group.per_minute),
             pending: BTreeSet::new(),
@@ -450,7 +513,12 @@ impl Groups {
         })
     }
 
-    fn settle(&self, name: &str, candidate: &Candidate, served: bool) -> Result<(), String> {
+    fn settle(
+        &self,
+        name: &str,
+        candidate: &Candidate,
+        served: bool,
+    ) -> Result<(), GroupFileError> {
         let mut running = self.running.lock().expect("groups lock");
         if let Some(r) = running.get_mut(name) {
             r.pending.remove(&candidate.machine_id);
@@ -464,20 +532,18 @@ impl Groups {
             .insert(candidate.machine_id.clone(), candidate.node.clone());
         let path = enrolled_path(&self.data, name);
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            std::fs::create_dir_all(dir).map_err(io_at(dir))?;
         }
-        let bytes = serde_json::to_vec_pretty(&enrolled).map_err(|e| e.to_string())?;
-        write_file_atomic(&path, &bytes, 0o600).map_err(|e| format!("{}: {e}", path.display()))
+        let bytes = serde_json::to_vec_pretty(&enrolled).map_err(GroupFileError::RenderEnrolled)?;
+        write_file_atomic(&path, &bytes, 0o600).map_err(io_at(&path))
     }
 }
 
 /// The role's document made this machine's: the group's labels and its name
 /// (label `kubeboot.io/group`) in `[node]`, and a
 /// `[report]` table pointing at this serve.
-pub fn personalize(a: &Admission<'_>, text: &str) -> Result<String, String> {
-    let mut doc: toml::Table = text
-        .parse()
-        .map_err(|_| "the bundle's document is not valid TOML".to_string())?;
+pub fn personalize(a: &Admission<'_>, text: &str) -> Result<String, GroupFileError> {
+    let mut doc: toml::Table = text.parse().map_err(|_| GroupFileError::DocumentNotToml)?;
     let g = &a.group;
     let mut report = toml::Table::new();
     report.insert("url".into(), format!("{}/v1", g.url).into());
@@ -488,12 +554,12 @@ pub fn personalize(a: &Admission<'_>, text: &str) -> Result<String, String> {
         .entry("node")
         .or_insert_with(|| toml::Table::new().into())
         .as_table_mut()
-        .ok_or("the bundle's document has a [node] that is not a table")?;
+        .ok_or(GroupFileError::NodeNotATable)?;
     let labels = node
         .entry("labels")
         .or_insert_with(|| toml::Table::new().into())
         .as_table_mut()
-        .ok_or("the bundle's document has node.labels that are not a table")?;
+        .ok_or(GroupFileError::LabelsNotATable)?;
     for (k, v) in &g.labels {
         labels.insert(k.clone(), v.clone().into());
     }
@@ -506,7 +572,7 @@ pub fn personalize(a: &Admission<'_>, text: &str) -> Result<String, String> {
         a.candidate.node,
         a.candidate.machine_id,
         a.name,
-        toml::to_string(&doc).map_err(|e| e.to_string())?
+        toml::to_string(&doc).map_err(GroupFileError::Render)?
     ))
 }
 
@@ -704,6 +770,7 @@ mod tests {
                         prop_assert_eq!(toml::to_string(&FileContent { groups: again }).unwrap(), written);
                     }
                     Err(why) => {
+                        let why = why.to_string();
                         prop_assert!(why.starts_with("not a groups file"), "{}", why);
                         if let Some(l) = why.split(" at line ").nth(1) {
                             let l: usize = l.split(' ').next().unwrap().parse().unwrap();

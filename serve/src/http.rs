@@ -320,7 +320,7 @@ async fn serve_events(
             let next = events.last().map_or(q.from, |e| e.seq + 1);
             Json(json!({ "events": events, "next": next })).into_response()
         }
-        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
@@ -480,7 +480,7 @@ async fn get_group_document(
             Ok(text) => Ok(super::documents::Served { text, ..s }),
             Err(e) => {
                 documents.withdraw(&s.tokens).await;
-                Err(DocumentError::Bundle(e))
+                Err(DocumentError::Bundle(e.to_string()))
             }
         },
         Err(e) => Err(e),
@@ -493,7 +493,7 @@ async fn get_group_document(
         if let Ok(s) = &served {
             documents.withdraw(&s.tokens).await;
         }
-        return error(StatusCode::INTERNAL_SERVER_ERROR, e);
+        return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
     }
     respond(
         &app,

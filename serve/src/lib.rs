@@ -214,7 +214,7 @@ fn log_transition(ev: &StatusEvent) {
 /// until SIGINT/SIGTERM.
 pub fn run(opts: ServeOptions, on_listening: impl FnOnce(&Listening)) -> Result<(), String> {
     let tokens = tokens::TokenFile::new(&opts.tokens);
-    let grants = tokens.load()?;
+    let grants = tokens.load().map_err(|e| e.to_string())?;
     if !grants.iter().any(|g| g.scope == tokens::Scope::Report) {
         tracing::warn!(
             "{} holds no report token: nodes cannot report until one is added \
@@ -229,7 +229,7 @@ pub fn run(opts: ServeOptions, on_listening: impl FnOnce(&Listening)) -> Result<
         .as_ref()
         .map(|t| tls::load(t, &opts.data))
         .transpose()?;
-    let (store, events) = Store::open(&opts.data)?;
+    let (store, events) = Store::open(&opts.data).map_err(|e| e.to_string())?;
     let store = Arc::new(store);
     let stored = events.len() as u64;
     let mut nodes = Nodes::default();

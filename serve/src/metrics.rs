@@ -93,7 +93,8 @@ pub(crate) fn render(app: &App) -> Result<String, String> {
     }
     let live: Gauge = Gauge::default();
     live.set(
-        crate::blocking(|| super::minted::Ledger::new(&app.store).live(chrono::Utc::now()))? as i64,
+        crate::blocking(|| super::minted::Ledger::new(&app.store).live(chrono::Utc::now()))
+            .map_err(|e| e.to_string())? as i64,
     );
     registry.register(
         "kubeboot_minted_tokens_live",

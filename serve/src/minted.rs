@@ -16,7 +16,24 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::store::Store;
+use super::store::{Store, StoreError};
+
+/// Why the ledger of minted tokens could not be read or written. Carries the
+/// token's id (its public half), never its secret; the message is the store's.
+#[derive(Debug, thiserror::Error)]
+pub enum MintedError {
+    /// The record of token `id` could not be read or written.
+    #[error("{source}")]
+    Token { id: String, source: StoreError },
+    /// The ledger could not be listed.
+    #[error("{0}")]
+    List(#[source] StoreError),
+}
+
+fn token(id: &str) -> impl FnOnce(StoreError) -> MintedError {
+    let id = id.to_string();
+    move |source| MintedError::Token { id, source }
+}
 
 const PREFIX: &str = "minted-token/";
 
@@ -52,34 +69,40 @@ impl<'a> Ledger<'a> {
     }
 
     /// The cluster made token `id` for a request still being answered.
-    pub fn pending(&self, id: &str, expires: DateTime<Utc>) -> Result<(), String> {
+    pub fn pending(&self, id: &str, expires: DateTime<Utc>) -> Result<(), MintedError> {
         self.set(id, expires, State::Pending)
     }
 
     /// Mark `ids` (each already recorded) as `state`.
-    pub fn mark(&self, ids: &[String], state: State) -> Result<(), String> {
+    pub fn mark(&self, ids: &[String], state: State) -> Result<(), MintedError> {
         for id in ids {
-            if let Some(entry) = self.store.record::<Entry>(&Self::key(id))? {
+            if let Some(entry) = self
+                .store
+                .record::<Entry>(&Self::key(id))
+                .map_err(token(id))?
+            {
                 self.set(id, entry.expires, state)?;
             }
         }
         Ok(())
     }
 
-    fn set(&self, id: &str, expires: DateTime<Utc>, state: State) -> Result<(), String> {
+    fn set(&self, id: &str, expires: DateTime<Utc>, state: State) -> Result<(), MintedError> {
         self.store
             .put_record(&Self::key(id), &Entry { expires, state })
+            .map_err(token(id))
     }
 
     /// Token `id`'s Secret is gone (deleted, or expired and cleaned up).
-    pub fn forget(&self, id: &str) -> Result<(), String> {
-        self.store.delete_record(&Self::key(id))
+    pub fn forget(&self, id: &str) -> Result<(), MintedError> {
+        self.store.delete_record(&Self::key(id)).map_err(token(id))
     }
 
-    pub fn entries(&self) -> Result<Vec<(String, Entry)>, String> {
+    pub fn entries(&self) -> Result<Vec<(String, Entry)>, MintedError> {
         Ok(self
             .store
-            .records_with_prefix::<Entry>(PREFIX)?
+            .records_with_prefix::<Entry>(PREFIX)
+            .map_err(MintedError::List)?
             .into_iter()
             .map(|(k, e)| (k[PREFIX.len()..].to_string(), e))
             .collect())
@@ -88,7 +111,11 @@ impl<'a> Ledger<'a> {
     /// What the sweeper should do now: the ids to delete from the cluster
     /// (`withdraw`, and at `startup` also `pending`), after forgetting the
     /// expired ones, whose Secrets the cluster's tokencleaner removes.
-    pub fn sweep_plan(&self, now: DateTime<Utc>, startup: bool) -> Result<Vec<String>, String> {
+    pub fn sweep_plan(
+        &self,
+        now: DateTime<Utc>,
+        startup: bool,
+    ) -> Result<Vec<String>, MintedError> {
         let mut delete = Vec::new();
         for (id, e) in self.entries()? {
             match e.state {
@@ -103,7 +130,7 @@ impl<'a> Ledger<'a> {
 
     /// Tokens that exist in the cluster as far as serve knows: unexpired, or
     /// still to be deleted.
-    pub fn live(&self, now: DateTime<Utc>) -> Result<usize, String> {
+    pub fn live(&self, now: DateTime<Utc>) -> Result<usize, MintedError> {
         Ok(self
             .entries()?
             .iter()

@@ -7,7 +7,7 @@
 //! maps each event's identity (machine id, boot id, seq) to that id, which makes
 //! delivery idempotent.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 
@@ -30,21 +30,28 @@ pub struct Store {
     db: Database,
 }
 
-/// Why a write failed, in the terms the HTTP layer answers with.
-#[derive(Debug, Clone)]
+/// Why the store could not be opened, read or written. A write of status
+/// events fails `DiskFull` or `Other`, the terms the HTTP layer answers with;
+/// the other variants are for opening the store and for serve's own records.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// ENOSPC / EDQUOT: 507, the node keeps its events and retries.
+    #[error("the receiver's disk is full: {0}")]
     DiskFull(String),
+    #[error("the receiver could not store the event: {0}")]
     Other(String),
-}
-
-impl std::fmt::Display for StoreError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            StoreError::DiskFull(m) => write!(f, "the receiver's disk is full: {m}"),
-            StoreError::Other(m) => write!(f, "the receiver could not store the event: {m}"),
-        }
-    }
+    /// The store file at `path` could not be opened, made owner-only or read.
+    #[error("{}: {message}", path.display())]
+    Open { path: PathBuf, message: String },
+    /// The database refused a read or a write of serve's records.
+    #[error("{0}")]
+    Database(String),
+    /// The record under `key` is not what serve writes there.
+    #[error("stored record {key} is unreadable: {message}")]
+    Record { key: String, message: String },
+    /// A record could not be encoded as JSON.
+    #[error("{0}")]
+    Encode(String),
 }
 
 fn classify(e: impl Into<redb::Error>) -> StoreError {
@@ -61,8 +68,8 @@ fn classify(e: impl Into<redb::Error>) -> StoreError {
     }
 }
 
-fn text(e: impl Into<redb::Error>) -> String {
-    e.into().to_string()
+fn text(e: impl Into<redb::Error>) -> StoreError {
+    StoreError::Database(e.into().to_string())
 }
 
 /// The identity that makes a resent event a duplicate.
@@ -72,21 +79,23 @@ pub fn event_key(ev: &StatusEvent) -> String {
 
 impl Store {
     /// Open (or create) the store and read back every stored event, oldest first.
-    pub fn open(dir: &Path) -> Result<(Store, Vec<StatusEvent>), String> {
+    pub fn open(dir: &Path) -> Result<(Store, Vec<StatusEvent>), StoreError> {
         let path = dir.join(DB_FILE);
-        let db = Database::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let at = |message: String| StoreError::Open {
+            path: path.clone(),
+            message,
+        };
+        let db = Database::create(&path).map_err(|e| at(e.to_string()))?;
         // It holds the sealed certificate key and the election's claim: owner only.
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+            .map_err(|e| at(e.to_string()))?;
         let store = Store { db };
-        let events = store
-            .load()
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let events = store.load().map_err(|e| at(e.to_string()))?;
         Ok((store, events))
     }
 
-    fn load(&self) -> Result<Vec<StatusEvent>, String> {
+    fn load(&self) -> Result<Vec<StatusEvent>, StoreError> {
         let txn = self.db.begin_write().map_err(text)?;
         {
             // Make sure both tables exist, so a fresh store reads as empty.
@@ -155,7 +164,10 @@ impl Store {
 
 impl Store {
     /// A record of serve's own, if one was written under `key`.
-    pub fn record<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, String> {
+    pub fn record<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &str,
+    ) -> Result<Option<T>, StoreError> {
         let read = self.db.begin_read().map_err(text)?;
         let table = read.open_table(RECORDS).map_err(text)?;
         let Some(bytes) = table.get(key).map_err(text)? else {
@@ -163,12 +175,15 @@ impl Store {
         };
         serde_json::from_slice(bytes.value())
             .map(Some)
-            .map_err(|e| format!("stored record {key} is unreadable: {e}"))
+            .map_err(|e| StoreError::Record {
+                key: key.to_string(),
+                message: e.to_string(),
+            })
     }
 
     /// Write a record, durably (the commit fsyncs) before returning.
-    pub fn put_record<T: serde::Serialize>(&self, key: &str, value: &T) -> Result<(), String> {
-        let json = serde_json::to_vec(value).map_err(|e| e.to_string())?;
+    pub fn put_record<T: serde::Serialize>(&self, key: &str, value: &T) -> Result<(), StoreError> {
+        let json = serde_json::to_vec(value).map_err(|e| StoreError::Encode(e.to_string()))?;
         let txn = self.db.begin_write().map_err(text)?;
         {
             let mut table = txn.open_table(RECORDS).map_err(text)?;
@@ -181,7 +196,7 @@ impl Store {
     pub fn records_with_prefix<T: serde::de::DeserializeOwned>(
         &self,
         prefix: &str,
-    ) -> Result<Vec<(String, T)>, String> {
+    ) -> Result<Vec<(String, T)>, StoreError> {
         let read = self.db.begin_read().map_err(text)?;
         let table = read.open_table(RECORDS).map_err(text)?;
         let mut out = Vec::new();
@@ -191,15 +206,17 @@ impl Store {
             if !key.starts_with(prefix) {
                 break;
             }
-            let record = serde_json::from_slice(value.value())
-                .map_err(|e| format!("stored record {key} is unreadable: {e}"))?;
+            let record = serde_json::from_slice(value.value()).map_err(|e| StoreError::Record {
+                key: key.clone(),
+                message: e.to_string(),
+            })?;
             out.push((key, record));
         }
         Ok(out)
     }
 
     /// Remove a record, durably; removing one that is not there is fine.
-    pub fn delete_record(&self, key: &str) -> Result<(), String> {
+    pub fn delete_record(&self, key: &str) -> Result<(), StoreError> {
         let txn = self.db.begin_write().map_err(text)?;
         {
             let mut table = txn.open_table(RECORDS).map_err(text)?;
@@ -229,7 +246,7 @@ impl Store {
     }
 
     /// serve's own events with `seq` at least `from`, oldest first, at most `limit`.
-    pub fn serve_events(&self, from: u64, limit: usize) -> Result<Vec<ServeEvent>, String> {
+    pub fn serve_events(&self, from: u64, limit: usize) -> Result<Vec<ServeEvent>, StoreError> {
         let read = self.db.begin_read().map_err(text)?;
         let table = read.open_table(SERVE_EVENTS).map_err(text)?;
         let mut out = Vec::new();

@@ -29,6 +29,53 @@ use subtle::ConstantTimeEq;
 use kubeboot_core::document::Role;
 use kubeboot_core::host::write_file_atomic;
 
+const NOT_A_SCOPE: &str = "not a scope: use report, documents:worker, documents:control-plane, \
+                           documents:init or admin";
+
+/// Why the tokens file, or an argument naming a grant, was refused. No variant
+/// holds a token or a line of the file: a token pasted in clear would
+/// otherwise travel into the message (and into Debug output).
+#[derive(Debug, thiserror::Error)]
+pub enum TokenFileError {
+    /// A scope argument that names none.
+    #[error("{NOT_A_SCOPE}")]
+    NotAScope,
+    /// A line whose first word is not a scope.
+    #[error("line {line}: the first word is {NOT_A_SCOPE}")]
+    Scope { line: usize },
+    /// A line whose second word is not `sha256:` and 64 hex digits.
+    #[error(
+        "line {line}: the second word must be sha256:<64 hex digits>, the hash of the token \
+         (tokens are never stored in clear; make one with `kubeboot serve token add`)"
+    )]
+    Hash { line: usize },
+    /// A word after the hash other than `once` or `used=TIME`.
+    #[error("line {line}: unknown word after the hash (only `once` and `used=TIME`)")]
+    Word { line: usize },
+    /// The file at `path` did not parse (`error` names the line).
+    #[error("{}: {error}", path.display())]
+    Parse {
+        path: PathBuf,
+        #[source]
+        error: Box<TokenFileError>,
+    },
+    /// Reading, writing or looking at `path` (the file or its directory) failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The file's modification time could not be read.
+    #[error("{source}")]
+    Modified {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A revoke prefix too short, or not hex.
+    #[error("give at least 6 hex digits of the token's id (`kubeboot serve token list`)")]
+    ShortId,
+}
+
 /// What a token may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
@@ -38,17 +85,13 @@ pub enum Scope {
 }
 
 impl Scope {
-    pub fn parse(s: &str) -> Result<Scope, String> {
+    pub fn parse(s: &str) -> Result<Scope, TokenFileError> {
         match s {
             "report" => Ok(Scope::Report),
             "admin" => Ok(Scope::Admin),
             _ => match s.strip_prefix("documents:").map(|r| r.parse::<Role>()) {
                 Some(Ok(role)) => Ok(Scope::Documents(role)),
-                _ => Err(
-                    "not a scope: use report, documents:worker, documents:control-plane, \
-                     documents:init or admin"
-                        .into(),
-                ),
+                _ => Err(TokenFileError::NotAScope),
             },
         }
     }
@@ -122,7 +165,7 @@ pub fn random_token() -> String {
 
 /// Parse the tokens file. Errors name the line and never quote it (a token
 /// pasted in clear would otherwise travel into the error).
-pub fn parse(text: &str) -> Result<Vec<Grant>, String> {
+pub fn parse(text: &str) -> Result<Vec<Grant>, TokenFileError> {
     let mut grants = Vec::new();
     for (i, raw) in text.lines().enumerate() {
         let n = i + 1;
@@ -134,16 +177,13 @@ pub fn parse(text: &str) -> Result<Vec<Grant>, String> {
         let Some(scope) = words.next() else {
             continue;
         };
-        let scope = Scope::parse(scope).map_err(|e| format!("line {n}: the first word is {e}"))?;
+        let scope = Scope::parse(scope).map_err(|_| TokenFileError::Scope { line: n })?;
         let hash = words
             .next()
             .and_then(|h| h.strip_prefix("sha256:"))
             .and_then(|h| hex::decode(h).ok())
             .and_then(|h| <[u8; 32]>::try_from(h).ok())
-            .ok_or(format!(
-                "line {n}: the second word must be sha256:<64 hex digits>, the hash of the token \
-                 (tokens are never stored in clear; make one with `kubeboot serve token add`)"
-            ))?;
+            .ok_or(TokenFileError::Hash { line: n })?;
         let mut grant = Grant {
             scope,
             hash,
@@ -155,11 +195,7 @@ pub fn parse(text: &str) -> Result<Vec<Grant>, String> {
             match w.split_once('=') {
                 None if w == "once" => grant.once = true,
                 Some(("used", at)) if !at.is_empty() => grant.used = Some(at.to_string()),
-                _ => {
-                    return Err(format!(
-                        "line {n}: unknown word after the hash (only `once` and `used=TIME`)"
-                    ))
-                }
+                _ => return Err(TokenFileError::Word { line: n }),
             }
         }
         grants.push(grant);
@@ -232,52 +268,73 @@ impl TokenFile {
     }
 
     /// The grants; a missing file holds none.
-    pub fn load(&self) -> Result<Vec<Grant>, String> {
+    pub fn load(&self) -> Result<Vec<Grant>, TokenFileError> {
         let mut cache = self.cache.lock().expect("token lock");
         Ok(self.current(&mut cache)?.clone())
     }
 
     /// The cached grants, read again first if the file changed.
-    fn current<'a>(&self, cache: &'a mut Cache) -> Result<&'a mut Vec<Grant>, String> {
+    fn current<'a>(&self, cache: &'a mut Cache) -> Result<&'a mut Vec<Grant>, TokenFileError> {
         let stamp = self.stamp()?;
         if cache.stamp != Some(stamp) {
             cache.grants = match std::fs::read_to_string(&self.path) {
-                Ok(text) => parse(&text).map_err(|e| format!("{}: {e}", self.path.display()))?,
+                Ok(text) => parse(&text).map_err(|e| TokenFileError::Parse {
+                    path: self.path.clone(),
+                    error: Box::new(e),
+                })?,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-                Err(e) => return Err(format!("{}: {e}", self.path.display())),
+                Err(e) => return Err(self.io(e)),
             };
             cache.stamp = Some(stamp);
         }
         Ok(&mut cache.grants)
     }
 
-    fn stamp(&self) -> Result<Option<Stamp>, String> {
+    fn io(&self, source: std::io::Error) -> TokenFileError {
+        TokenFileError::Io {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn stamp(&self) -> Result<Option<Stamp>, TokenFileError> {
         use std::os::unix::fs::MetadataExt;
         match std::fs::metadata(&self.path) {
             Ok(m) => Ok(Some(Stamp {
-                modified: m.modified().map_err(|e| e.to_string())?,
+                modified: m.modified().map_err(|source| TokenFileError::Modified {
+                    path: self.path.clone(),
+                    source,
+                })?,
                 len: m.len(),
                 inode: m.ino(),
             })),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(format!("{}: {e}", self.path.display())),
+            Err(e) => Err(self.io(e)),
         }
     }
 
     /// Write `cache.grants` (creating the directory if need be) and remember
     /// the new file's metadata.
-    fn save(&self, cache: &mut Cache) -> Result<(), String> {
+    fn save(&self, cache: &mut Cache) -> Result<(), TokenFileError> {
         if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            std::fs::create_dir_all(dir).map_err(|source| TokenFileError::Io {
+                path: dir.to_path_buf(),
+                source,
+            })?;
         }
         write_file_atomic(&self.path, render(&cache.grants).as_bytes(), 0o600)
-            .map_err(|e| format!("{}: {e}", self.path.display()))?;
+            .map_err(|e| self.io(e))?;
         cache.stamp = Some(self.stamp()?);
         Ok(())
     }
 
     /// Make a token, store its hash, return the token (shown once).
-    pub fn add(&self, scope: Scope, once: bool, note: &str) -> Result<(String, Grant), String> {
+    pub fn add(
+        &self,
+        scope: Scope,
+        once: bool,
+        note: &str,
+    ) -> Result<(String, Grant), TokenFileError> {
         let mut cache = self.cache.lock().expect("token lock");
         let token = random_token();
         let grant = Grant {
@@ -294,11 +351,9 @@ impl TokenFile {
 
     /// Remove the grants whose id starts with `id_prefix` (at least 6 hex
     /// digits); how many went.
-    pub fn revoke(&self, id_prefix: &str) -> Result<usize, String> {
+    pub fn revoke(&self, id_prefix: &str) -> Result<usize, TokenFileError> {
         if id_prefix.len() < 6 || !id_prefix.chars().all(|c| c.is_ascii_hexdigit()) {
-            return Err(
-                "give at least 6 hex digits of the token's id (`kubeboot serve token list`)".into(),
-            );
+            return Err(TokenFileError::ShortId);
         }
         let mut cache = self.cache.lock().expect("token lock");
         let grants = self.current(&mut cache)?;
@@ -502,6 +557,9 @@ mod tests {
         assert_eq!(f.authorize(Some(&t), Scope::Report), Err(Denied::Unknown));
         let secret = "0123456789abcdef0123456789abcdef";
         let err = parse(&format!("# c\n\nreport {secret}\n")).unwrap_err();
+        assert!(matches!(err, TokenFileError::Hash { line: 3 }), "{err:?}");
+        assert!(!format!("{err:?}").contains(secret));
+        let err = err.to_string();
         assert!(
             err.starts_with("line 3: the second word must be sha256:"),
             "{err}"
@@ -509,6 +567,7 @@ mod tests {
         assert!(!err.contains(secret));
         assert!(parse(&format!("{secret}\n"))
             .unwrap_err()
+            .to_string()
             .contains("line 1: the first word is not a scope"));
         let ok = parse(&format!(
             "documents:worker sha256:{} once # pxe rack 4\n",
@@ -540,6 +599,7 @@ mod tests {
                 match parse(&text) {
                     Ok(grants) => prop_assert!(grants.len() <= text.lines().count()),
                     Err(why) => {
+                        let why = why.to_string();
                         prop_assert!(why.starts_with("line "), "{}", why);
                         prop_assert!(!why.contains("abab") && !why.contains("cdcd"), "{}", why);
                     }

@@ -110,7 +110,7 @@ fn group_add(a: GroupAddArgs) -> Result<(), (u8, String)> {
         .add(&req, &tokens)
         .map_err(|e| match e {
             AddGroupError::Invalid(e) => (2, e),
-            AddGroupError::Files(e) => (1, e),
+            AddGroupError::Files(e) => (1, e.to_string()),
         })?;
     let pointer = groups::pointer_document(&a.name, &group, &credential);
     let user_data = match a.format.as_str() {
@@ -158,10 +158,10 @@ fn serve_ca_hash(data: &Path) -> Result<String, String> {
 
 fn group_list(f: TokenFileArgs) -> Result<(), (u8, String)> {
     let file = group_file(&f);
-    let all = file.load().map_err(|e| (1, e))?;
+    let all = file.load().map_err(|e| (1, e.to_string()))?;
     let mut rows = Vec::new();
     for (name, g) in &all {
-        let enrolled = groups::enrolled_count(&f.data, name).map_err(|e| (1, e))?;
+        let enrolled = groups::enrolled_count(&f.data, name).map_err(|e| (1, e.to_string()))?;
         rows.push((name, g, enrolled));
     }
     match f.output {
@@ -207,7 +207,9 @@ fn group_list(f: TokenFileArgs) -> Result<(), (u8, String)> {
 }
 
 fn group_revoke(f: TokenFileArgs, name: &str) -> Result<(), (u8, String)> {
-    let g = group_file(&f).revoke(name).map_err(|e| (1, e))?;
+    let g = group_file(&f)
+        .revoke(name)
+        .map_err(|e| (1, e.to_string()))?;
     eprintln!(
         "kubeboot: revoked node group {name}: serve refuses its credential from the next request. \
          Its report token (id {}) still works, so joined machines keep reporting; \

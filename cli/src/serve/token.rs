@@ -67,7 +67,9 @@ pub(super) fn open(f: &TokenFileArgs) -> TokenFile {
 
 fn token_add(a: TokenAddArgs) -> Result<(), String> {
     let file = open(&a.file);
-    let (token, grant) = file.add(a.scope, a.once, &a.note)?;
+    let (token, grant) = file
+        .add(a.scope, a.once, &a.note)
+        .map_err(|e| e.to_string())?;
     match a.file.output {
         Output::Json => println!(
             "{}",
@@ -95,7 +97,7 @@ fn token_add(a: TokenAddArgs) -> Result<(), String> {
 
 fn token_list(f: TokenFileArgs) -> Result<(), String> {
     let file = open(&f);
-    let grants = file.load()?;
+    let grants = file.load().map_err(|e| e.to_string())?;
     match f.output {
         Output::Json => {
             let rows: Vec<_> = grants
@@ -132,7 +134,7 @@ fn token_list(f: TokenFileArgs) -> Result<(), String> {
 
 fn token_revoke(f: TokenFileArgs, id: &str) -> Result<(), String> {
     let file = open(&f);
-    match file.revoke(id)? {
+    match file.revoke(id).map_err(|e| e.to_string())? {
         0 => Err(format!(
             "no token with an id starting {id} in {}",
             file.path().display()

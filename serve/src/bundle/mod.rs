@@ -25,6 +25,124 @@ use crate::userdata;
 use kubeboot_core::document::{formats, Role, PKI_PAIRS};
 use kubeboot_core::tls::ca_hash_of_der;
 
+/// Why a bundle could not be made, rotated or read, or a document or
+/// kubeconfig made from it. No variant holds the bundle's secrets (token,
+/// certificate key, private keys): only paths, flags and the reason.
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    /// A command-line value that cannot be used; `why` says what would be.
+    #[error("{flag} {value:?}: {why}")]
+    Argument {
+        flag: &'static str,
+        value: String,
+        why: String,
+    },
+    /// The external etcd's client files without its URLs.
+    #[error(
+        "--external-etcd-ca/--external-etcd-cert/--external-etcd-key need --external-etcd URL,… (the etcd they belong to)"
+    )]
+    EtcdFilesWithoutUrl,
+    /// An external etcd client file given by `flag` could not be read.
+    #[error("{flag} {}: {source}", path.display())]
+    EtcdFile {
+        flag: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// An external etcd client file that is not the PEM it should be.
+    #[error("{flag} {}: not a PEM {what} (no \"{want}\" line)", path.display())]
+    NotPem {
+        flag: &'static str,
+        path: PathBuf,
+        what: &'static str,
+        want: &'static str,
+    },
+    /// `create` without `force` where a bundle is.
+    #[error(
+        "{} already exists: refusing to overwrite a bundle (use --force to replace it)",
+        path.display()
+    )]
+    Exists { path: PathBuf },
+    /// A directory could not be made.
+    #[error("create {}: {source}", path.display())]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The temporary directory beside the bundle could not be made.
+    #[error("create a temporary directory in {}: {source}", path.display())]
+    TempDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Key or certificate material could not be made or read.
+    #[error("{0}")]
+    Pki(String),
+    /// `discovery.toml` could not be read: probably not a bundle.
+    #[error("{}: {source} (is {} a kubeboot bundle?)", path.display(), dir.display())]
+    NotABundle {
+        path: PathBuf,
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    /// `discovery.toml` is not what kubeboot writes (`message` is scrubbed of
+    /// the file's text).
+    #[error("{}: {message}", path.display())]
+    Discovery { path: PathBuf, message: String },
+    /// A generated document failed the agent's validation (a kubeboot bug).
+    #[error("internal error: the generated {role} document is invalid: {message}")]
+    Invalid { role: Role, message: String },
+    /// A file of the bundle could not be read (`path` relative to the bundle
+    /// where the operator knows it so).
+    #[error("{}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Writing a file of the bundle failed at `step` (write, fsync, rename).
+    #[error("{step} {rel}: {source}")]
+    Write {
+        step: &'static str,
+        rel: String,
+        source: std::io::Error,
+    },
+    /// Setting up `path` for a file (permissions, temporary file) failed.
+    #[error("{source}")]
+    Prepare {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The old bundle at `path` could not be moved aside.
+    #[error("move the old bundle aside: {source}")]
+    MoveAside {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The new bundle could not be renamed to `path`.
+    #[error("rename into {}: {source}", path.display())]
+    RenameInto {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The old bundle, moved aside to `path`, could not be removed.
+    #[error("remove the old bundle: {source}")]
+    RemoveOld {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A document could not be rendered as TOML.
+    #[error("{0}")]
+    Toml(#[from] toml::ser::Error),
+    /// A kubeconfig could not be rendered as YAML.
+    #[error("{0}")]
+    Yaml(#[from] serde_yaml_ng::Error),
+}
+
+fn argument(flag: &'static str, value: &str) -> impl FnOnce(String) -> BundleError {
+    let value = value.to_string();
+    move |why| BundleError::Argument { flag, value, why }
+}
+
 pub const ROLES: [Role; 3] = [Role::Init, Role::ControlPlane, Role::Worker];
 
 /// What `bundle new` is asked to make.
@@ -107,61 +225,62 @@ pub struct Summary {
     pub files: Vec<String>,
 }
 
-fn check_request(req: &NewBundle) -> Result<(), String> {
+fn check_request(req: &NewBundle) -> Result<(), BundleError> {
     formats::parse_endpoint(&req.endpoint)
-        .map_err(|why| format!("--endpoint {:?}: {why}", req.endpoint))?;
+        .map_err(|why| argument("--endpoint", &req.endpoint)(why.to_string()))?;
     if let Some(v) = &req.kubernetes_version {
         formats::parse_kubernetes_version(v)
-            .map_err(|why| format!("--kubernetes-version {v:?}: {why}"))?;
+            .map_err(|why| argument("--kubernetes-version", v)(why.to_string()))?;
     }
     if let Some(s) = &req.pod_subnet {
-        formats::check_cidrs(s).map_err(|why| format!("--pod-subnet {s:?}: {why}"))?;
+        formats::check_cidrs(s).map_err(|why| argument("--pod-subnet", s)(why.to_string()))?;
     }
     if let Some(n) = &req.name {
         if !formats::is_dns_name(n) {
-            return Err(format!(
-                "--name {n:?}: use lowercase letters, digits, '-' and '.'"
+            return Err(argument("--name", n)(
+                "use lowercase letters, digits, '-' and '.'".into(),
             ));
         }
     }
     for u in &req.external_etcd {
         if !u.starts_with("https://") {
-            return Err(format!(
-                "--external-etcd {u:?}: etcd client URLs must be https://HOST:2379"
+            return Err(argument("--external-etcd", u)(
+                "etcd client URLs must be https://HOST:2379".into(),
             ));
         }
     }
     if req.external_etcd_client.is_some() && req.external_etcd.is_empty() {
-        return Err(
-            "--external-etcd-ca/--external-etcd-cert/--external-etcd-key need --external-etcd URL,… (the etcd they belong to)"
-                .into(),
-        );
+        return Err(BundleError::EtcdFilesWithoutUrl);
     }
     Ok(())
 }
 
 /// The external etcd's files, read and checked before anything is written.
-fn read_external_etcd(files: &EtcdClientFiles) -> Result<Vec<(String, u32, String)>, String> {
+fn read_external_etcd(files: &EtcdClientFiles) -> Result<Vec<(String, u32, String)>, BundleError> {
     let paths = [&files.ca, &files.cert, &files.key];
     let mut out = Vec::new();
     for ((flag, rel, mode), path) in EXTERNAL_ETCD_FILES.iter().zip(paths) {
-        let text =
-            fs::read_to_string(path).map_err(|e| format!("{flag} {}: {e}", path.display()))?;
+        let text = fs::read_to_string(path).map_err(|source| BundleError::EtcdFile {
+            flag,
+            path: path.clone(),
+            source,
+        })?;
         let want = if *mode == 0o600 {
             "PRIVATE KEY-----"
         } else {
             "BEGIN CERTIFICATE-----"
         };
         if !text.contains(want) {
-            return Err(format!(
-                "{flag} {}: not a PEM {} (no \"{want}\" line)",
-                path.display(),
-                if *mode == 0o600 {
+            return Err(BundleError::NotPem {
+                flag,
+                path: path.clone(),
+                what: if *mode == 0o600 {
                     "private key"
                 } else {
                     "certificate"
-                }
-            ));
+                },
+                want,
+            });
         }
         out.push((rel.to_string(), *mode, text));
     }
@@ -170,30 +289,35 @@ fn read_external_etcd(files: &EtcdClientFiles) -> Result<Vec<(String, u32, Strin
 
 /// Make a new bundle in `out`. Everything is written to a temporary directory
 /// beside it and renamed into place at the end: an interrupted run leaves no half bundle.
-pub fn create(req: &NewBundle, out: &Path, force: bool) -> Result<Summary, String> {
+pub fn create(req: &NewBundle, out: &Path, force: bool) -> Result<Summary, BundleError> {
     check_request(req)?;
     let external_etcd = match &req.external_etcd_client {
         Some(files) => read_external_etcd(files)?,
         None => Vec::new(),
     };
     if out.exists() && !force {
-        return Err(format!(
-            "{} already exists: refusing to overwrite a bundle (use --force to replace it)",
-            out.display()
-        ));
+        return Err(BundleError::Exists {
+            path: out.to_path_buf(),
+        });
     }
     let parent = out
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    fs::create_dir_all(parent).map_err(|e| format!("create {}: {e}", parent.display()))?;
+    fs::create_dir_all(parent).map_err(|source| BundleError::CreateDir {
+        path: parent.to_path_buf(),
+        source,
+    })?;
     let tmp = tempfile::Builder::new()
         .prefix(".kubeboot-bundle-")
         .tempdir_in(parent)
-        .map_err(|e| format!("create a temporary directory in {}: {e}", parent.display()))?;
-    let ca = pki::new_ca("kubernetes")?;
-    let front_proxy = pki::new_ca("front-proxy-ca")?;
-    let sa = pki::new_service_account_keys()?;
+        .map_err(|source| BundleError::TempDir {
+            path: parent.to_path_buf(),
+            source,
+        })?;
+    let ca = pki::new_ca("kubernetes").map_err(BundleError::Pki)?;
+    let front_proxy = pki::new_ca("front-proxy-ca").map_err(BundleError::Pki)?;
+    let sa = pki::new_service_account_keys().map_err(BundleError::Pki)?;
     let w = Writer(tmp.path().to_path_buf());
     w.file("pki/ca.crt", &ca.cert_pem, 0o644)?;
     w.file("pki/ca.key", &ca.key_pem, 0o600)?;
@@ -202,7 +326,7 @@ pub fn create(req: &NewBundle, out: &Path, force: bool) -> Result<Summary, Strin
     w.file("pki/sa.key", &sa.private_pem, 0o600)?;
     w.file("pki/sa.pub", &sa.public_pem, 0o644)?;
     if req.external_etcd.is_empty() {
-        let etcd = pki::new_ca("etcd-ca")?;
+        let etcd = pki::new_ca("etcd-ca").map_err(BundleError::Pki)?;
         w.file("pki/etcd/ca.crt", &etcd.cert_pem, 0o644)?;
         w.file("pki/etcd/ca.key", &etcd.key_pem, 0o600)?;
     }
@@ -212,7 +336,7 @@ pub fn create(req: &NewBundle, out: &Path, force: bool) -> Result<Summary, Strin
     let discovery = Discovery {
         endpoint: req.endpoint.clone(),
         token: secrets::new_bootstrap_token(),
-        ca_cert_hashes: vec![ca_hash_of_der(&ca.cert_der)?],
+        ca_cert_hashes: vec![ca_hash_of_der(&ca.cert_der).map_err(BundleError::Pki)?],
         certificate_key: secrets::new_certificate_key(),
         cluster: ClusterSettings {
             name: req.name.clone(),
@@ -249,7 +373,7 @@ pub enum Rotate {
 }
 
 /// Fresh token or certificate key for an existing bundle; documents rewritten.
-pub fn rotate(dir: &Path, what: Rotate) -> Result<Summary, String> {
+pub fn rotate(dir: &Path, what: Rotate) -> Result<Summary, BundleError> {
     let mut d = read_discovery(dir)?;
     match what {
         Rotate::Token => d.token = secrets::new_bootstrap_token(),
@@ -259,39 +383,35 @@ pub fn rotate(dir: &Path, what: Rotate) -> Result<Summary, String> {
     Ok(summary(dir, &d, files))
 }
 
-pub fn read_discovery(dir: &Path) -> Result<Discovery, String> {
+pub fn read_discovery(dir: &Path) -> Result<Discovery, BundleError> {
     let p = dir.join("discovery.toml");
-    let text = fs::read_to_string(&p).map_err(|e| {
-        format!(
-            "{}: {e} (is {} a kubeboot bundle?)",
-            p.display(),
-            dir.display()
-        )
+    let text = fs::read_to_string(&p).map_err(|source| BundleError::NotABundle {
+        path: p.clone(),
+        dir: dir.to_path_buf(),
+        source,
     })?;
-    toml::from_str(&text).map_err(|e| {
-        format!(
-            "{}: {}",
-            p.display(),
-            kubeboot_core::document::scrub(e.message())
-        )
+    toml::from_str(&text).map_err(|e| BundleError::Discovery {
+        message: kubeboot_core::document::scrub(e.message()),
+        path: p,
     })
 }
 
 /// discovery.toml, then each role's node document and cloud-config; each
 /// document is validated as the agent would before it is written.
-fn write_documents(w: &Writer, d: &Discovery) -> Result<Vec<String>, String> {
+fn write_documents(w: &Writer, d: &Discovery) -> Result<Vec<String>, BundleError> {
     let mut files = Vec::new();
     let discovery_toml = format!(
         "# kubeboot bundle: what nodes need to join this cluster. SECRET: holds the bootstrap token\n\
          # and the certificate key. Rotate with `kubeboot bundle token` / `kubeboot bundle certificate-key`.\n{}",
-        toml::to_string(d).map_err(|e| e.to_string())?
+        toml::to_string(d)?
     );
     w.file("discovery.toml", &discovery_toml, 0o600)?;
     files.push("discovery.toml".into());
     for role in ROLES {
         let doc = node_document(role, d, &w.0)?;
-        kubeboot_agent::agent::validate_fully(&doc).map_err(|e| {
-            format!("internal error: the generated {role} document is invalid: {e}")
+        kubeboot_agent::agent::validate_fully(&doc).map_err(|e| BundleError::Invalid {
+            role,
+            message: e.to_string(),
         })?;
         let name = format!("nodes/{role}.toml");
         w.file(&name, &doc, 0o600)?;
@@ -304,7 +424,7 @@ fn write_documents(w: &Writer, d: &Discovery) -> Result<Vec<String>, String> {
 }
 
 /// The node document for one role, as TOML.
-pub fn node_document(role: Role, d: &Discovery, bundle_dir: &Path) -> Result<String, String> {
+pub fn node_document(role: Role, d: &Discovery, bundle_dir: &Path) -> Result<String, BundleError> {
     use toml::{Table, Value};
     let s = |v: &str| Value::String(v.to_string());
     let mut doc = Table::new();
@@ -333,8 +453,12 @@ pub fn node_document(role: Role, d: &Discovery, bundle_dir: &Path) -> Result<Str
                 // Inline: the agent writes them under /etc/kubernetes/pki/external-etcd/.
                 for ((_, rel, _), key) in EXTERNAL_ETCD_FILES.iter().zip(["ca_cert", "cert", "key"])
                 {
-                    let text = fs::read_to_string(bundle_dir.join(rel))
-                        .map_err(|e| format!("{rel}: {e}"))?;
+                    let text = fs::read_to_string(bundle_dir.join(rel)).map_err(|source| {
+                        BundleError::Read {
+                            path: rel.into(),
+                            source,
+                        }
+                    })?;
                     etcd.insert(key.into(), s(&text));
                 }
             } else {
@@ -368,7 +492,10 @@ pub fn node_document(role: Role, d: &Discovery, bundle_dir: &Path) -> Result<Str
     if role == Role::Init {
         let mut pki = Table::new();
         let read = |f: &str| {
-            fs::read_to_string(bundle_dir.join("pki").join(f)).map_err(|e| format!("pki/{f}: {e}"))
+            fs::read_to_string(bundle_dir.join("pki").join(f)).map_err(|source| BundleError::Read {
+                path: Path::new("pki").join(f),
+                source,
+            })
         };
         // Every pair must be there, except the etcd CA (made for stacked etcd only).
         for spec in &PKI_PAIRS {
@@ -394,7 +521,7 @@ pub fn node_document(role: Role, d: &Discovery, bundle_dir: &Path) -> Result<Str
     } else {
         String::new()
     };
-    Ok(header + &toml::to_string(&doc).map_err(|e| e.to_string())? + &tuning)
+    Ok(header + &toml::to_string(&doc)? + &tuning)
 }
 
 /// The longest `control_plane_timeout_seconds` the bundle renders (`--slow-host`):
@@ -449,38 +576,55 @@ pub fn slow_host_tuning(role: Role, external_etcd: bool) -> String {
 struct Writer(PathBuf);
 
 impl Writer {
-    fn file(&self, rel: &str, content: &str, mode: u32) -> Result<(), String> {
+    fn file(&self, rel: &str, content: &str, mode: u32) -> Result<(), BundleError> {
         let p = self.0.join(rel);
         let dir = p.parent().expect("has parent");
-        fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(|e| e.to_string())?;
+        let prepare = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| BundleError::Prepare { path, source }
+        };
+        let write = |step: &'static str| {
+            move |source| BundleError::Write {
+                step,
+                rel: rel.to_string(),
+                source,
+            }
+        };
+        fs::create_dir_all(dir).map_err(|source| BundleError::CreateDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(prepare(dir))?;
         fs::set_permissions(&self.0, fs::Permissions::from_mode(0o700))
-            .map_err(|e| e.to_string())?;
-        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| e.to_string())?;
+            .map_err(prepare(&self.0))?;
+        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(prepare(dir))?;
         tmp.as_file()
             .set_permissions(fs::Permissions::from_mode(mode))
-            .map_err(|e| e.to_string())?;
-        std::io::Write::write_all(&mut tmp, content.as_bytes())
-            .map_err(|e| format!("write {rel}: {e}"))?;
-        tmp.as_file()
-            .sync_all()
-            .map_err(|e| format!("fsync {rel}: {e}"))?;
-        tmp.persist(&p)
-            .map_err(|e| format!("rename {rel}: {}", e.error))?;
+            .map_err(prepare(tmp.path()))?;
+        std::io::Write::write_all(&mut tmp, content.as_bytes()).map_err(write("write"))?;
+        tmp.as_file().sync_all().map_err(write("fsync"))?;
+        tmp.persist(&p).map_err(|e| write("rename")(e.error))?;
         Ok(())
     }
 }
 
 /// Put `new` at `out`, replacing an existing directory only after `new` is complete.
-fn replace_dir(new: &Path, out: &Path) -> Result<(), String> {
+fn replace_dir(new: &Path, out: &Path) -> Result<(), BundleError> {
+    let rename_into = |source| BundleError::RenameInto {
+        path: out.to_path_buf(),
+        source,
+    };
     if out.exists() {
         let old = out.with_extension("kubeboot-old");
         let _ = fs::remove_dir_all(&old);
-        fs::rename(out, &old).map_err(|e| format!("move the old bundle aside: {e}"))?;
-        fs::rename(new, out).map_err(|e| format!("rename into {}: {e}", out.display()))?;
-        fs::remove_dir_all(&old).map_err(|e| format!("remove the old bundle: {e}"))
+        fs::rename(out, &old).map_err(|source| BundleError::MoveAside {
+            path: old.clone(),
+            source,
+        })?;
+        fs::rename(new, out).map_err(rename_into)?;
+        fs::remove_dir_all(&old).map_err(|source| BundleError::RemoveOld { path: old, source })
     } else {
-        fs::rename(new, out).map_err(|e| format!("rename into {}: {e}", out.display()))
+        fs::rename(new, out).map_err(rename_into)
     }
 }
 
@@ -495,11 +639,14 @@ pub fn kubeconfig(
     groups: &[String],
     valid_hours: u64,
     server: Option<&str>,
-) -> Result<String, String> {
+) -> Result<String, BundleError> {
     use base64::Engine;
     let d = read_discovery(dir)?;
     let read = |p: &str| {
-        std::fs::read_to_string(dir.join(p)).map_err(|e| format!("{}: {e}", dir.join(p).display()))
+        std::fs::read_to_string(dir.join(p)).map_err(|source| BundleError::Read {
+            path: dir.join(p),
+            source,
+        })
     };
     let (ca_cert, ca_key) = (read("pki/ca.crt")?, read("pki/ca.key")?);
     let (cert, key) = pki::issue_client_cert(
@@ -508,7 +655,8 @@ pub fn kubeconfig(
         user,
         groups,
         std::time::Duration::from_secs(valid_hours * 3600),
-    )?;
+    )
+    .map_err(BundleError::Pki)?;
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
     let server = server.map_or_else(|| format!("https://{}", d.endpoint), str::to_string);
     let cluster = d
@@ -527,5 +675,5 @@ pub fn kubeconfig(
                        "context": { "cluster": cluster, "user": user } }],
         "current-context": format!("{user}@{cluster}"),
     });
-    serde_yaml_ng::to_string(&v).map_err(|e| e.to_string())
+    Ok(serde_yaml_ng::to_string(&v)?)
 }
