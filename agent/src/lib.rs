@@ -5,7 +5,7 @@
 //! - [`source`]: where the document comes from (kernel command line, cloud-init, file, HTTPS)
 //! - [`agent`]: the persisted phase machine (docs/design.md §3)
 //! - [`discovery`]: verifying the cluster before trusting it (cluster-info, JWS, CA pin)
-//! - [`kubeadm`]: config rendering per API version, running kubeadm
+//! - [`kubeadm`]: running kubeadm (its configuration is rendered by `kubeboot_core::kubeadm`)
 //! - [`report`]: the node's HTTPS reporter (durable outbox, ordered delivery)
 //! - [`cluster`]: the cluster's API as the node sees it (Ready wait, annotations, Events)
 //! - [`replace`]: cleaning up after a dead node this one replaces (etcd member, Node)

@@ -181,7 +181,7 @@ pub(crate) fn read_document(
     path: &std::path::Path,
 ) -> Result<(String, kubeboot_core::document::ValidDocument), u8> {
     let text = read_document_text(path)?;
-    let doc = kubeboot_agent::agent::validate_fully(&text).map_err(invalid_input)?;
+    let doc = kubeboot_core::kubeadm::validate_fully(&text).map_err(invalid_input)?;
     Ok((text, doc))
 }
 
@@ -202,6 +202,6 @@ pub(crate) fn read_deliverable(path: &std::path::Path) -> Result<(String, Delive
         kubeboot_core::document::validate_pointer(&parsed).map_err(invalid_input)?;
         return Ok((text, Deliverable::Pointer));
     }
-    let doc = kubeboot_agent::agent::validate_fully(&text).map_err(invalid_input)?;
+    let doc = kubeboot_core::kubeadm::validate_fully(&text).map_err(invalid_input)?;
     Ok((text, Deliverable::Document(Box::new(doc))))
 }

@@ -2,8 +2,8 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use kubeboot_agent::kubeadm::{self, ApiVersion, ConfigPaths};
 use kubeboot_core::host::Host;
+use kubeboot_core::kubeadm::{self, ApiVersion, ConfigPaths};
 use kubeboot_core::redact::Redactor;
 
 #[derive(Args, Debug)]
@@ -27,7 +27,7 @@ pub fn run(root: &std::path::Path, args: RenderArgs) -> u8 {
         Ok((_, doc)) => doc,
         Err(code) => return code,
     };
-    let version = kubeadm::version_to_use(&host, args.kubeadm_version.as_deref());
+    let version = kubeboot_agent::kubeadm::version_to_use(&host, args.kubeadm_version.as_deref());
     let api = match ApiVersion::for_version(version.as_deref()) {
         Ok(a) => a,
         Err(m) => {

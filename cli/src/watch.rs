@@ -57,7 +57,7 @@ pub fn run(args: WatchArgs) -> u8 {
             return 2;
         }
     };
-    let url = format!("{}/nodes", kubeboot_agent::report::api_root(&args.server));
+    let url = format!("{}/nodes", kubeboot_core::status::api_root(&args.server));
     let started = Instant::now();
     let redraw = args.output == Output::Text && std::io::stdout().is_terminal() && !args.once;
     let mut last_shown = String::new();

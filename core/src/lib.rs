@@ -1,8 +1,11 @@
 //! kubeboot-core: what the node agent and the operator tools share.
 //!
-//! - [`document`]: the node document (docs/design.md §2), parsing and validation
-//! - [`status`]: the status event and its local channels (docs/design.md §4)
+//! - [`document`]: the node document (docs/design.md §2), parsing and validation,
+//!   and how it travels in cloud-init user-data
+//! - [`status`]: the status event, its local channels and serve's `/v1` API root (docs/design.md §4)
 //! - [`host`]: the one interface that touches the machine, under a root prefix
+//! - [`kubeadm`]: the kubeadm configuration rendered from a document, per API version
+//!   (the agent runs it; `render` and `bundle` show it)
 //! - [`tls`]: CA pins (kubeadm's `sha256:` hash), HTTPS clients that check them
 //! - [`pki`]: certificates and keys (rcgen): cluster CAs, client certificates
 //! - [`backoff`], [`redact`]: jittered retries; secrets kept out of text
@@ -10,6 +13,7 @@
 pub mod backoff;
 pub mod document;
 pub mod host;
+pub mod kubeadm;
 pub mod pki;
 pub mod redact;
 pub mod status;

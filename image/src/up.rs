@@ -494,7 +494,7 @@ fn node_document(
     if port.is_some() && role != Role::Init {
         doc = doc.replacen("[discovery]\n", "[discovery]\ntimeout_seconds = 2400\n", 1);
     }
-    kubeboot_agent::agent::validate_fully(&doc).map_err(|e| format!("{name}: {e}"))?;
+    kubeboot_core::kubeadm::validate_fully(&doc).map_err(|e| format!("{name}: {e}"))?;
     Ok(doc)
 }
 
@@ -652,7 +652,7 @@ impl Watch<'_> {
         client
             .get(format!(
                 "{}/nodes",
-                kubeboot_agent::report::api_root(&self.receiver.url)
+                kubeboot_core::status::api_root(&self.receiver.url)
             ))
             .send()
             .ok()

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use kubeboot_agent::source::NODE_FILE;
+use kubeboot_core::document::user_data::{self, NODE_FILE};
 
 #[derive(Serialize)]
 struct CloudConfig<'a> {
@@ -48,7 +48,7 @@ pub fn mime(node_document: &str) -> String {
         "Content-Type: multipart/mixed; boundary=\"{boundary}\"\nMIME-Version: 1.0\n\n--{boundary}\n\
          Content-Type: {}; charset=\"utf-8\"\nMIME-Version: 1.0\nContent-Transfer-Encoding: base64\n\
          Content-Disposition: attachment; filename=\"node.toml\"\n\n{}\n--{boundary}--\n",
-        kubeboot_agent::source::USER_DATA_MIME_TYPE,
+        user_data::MIME_TYPE,
         wrapped.join("\n")
     )
 }
@@ -135,7 +135,7 @@ mod tests {
         let doc = "version = 1\nrole = \"worker\"\n[cluster]\nendpoint = \"a:6443\"\n";
         let m = mime(doc);
         assert_eq!(
-            kubeboot_agent::source::kubeboot_document_in_user_data(&m).as_deref(),
+            user_data::kubeboot_document_in_user_data(&m).as_deref(),
             Some(doc)
         );
     }

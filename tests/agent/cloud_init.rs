@@ -53,8 +53,8 @@ fn every_example_is_read_by_the_agent() {
             );
             assert_eq!(plan["role"], name.trim_end_matches("-write-files.yaml"));
         } else if name.ends_with("-pointer.toml") {
-            let doc =
-                kubeboot_agent::source::kubeboot_document_in_user_data(&content).expect(&name);
+            let doc = kubeboot_core::document::user_data::kubeboot_document_in_user_data(&content)
+                .expect(&name);
             let parsed = kubeboot_core::document::parse(&doc).unwrap();
             assert!(parsed.source.unwrap().url.starts_with("https://"));
         } else {

@@ -293,19 +293,19 @@ fn write_config_with_patches(
 ) -> std::path::PathBuf {
     let patches = dir.join("patches");
     std::fs::create_dir(&patches).unwrap();
-    for (file, patch) in kubeboot_agent::kubeadm::startup_patches(doc) {
+    for (file, patch) in kubeboot_core::kubeadm::startup_patches(doc) {
         std::fs::write(patches.join(file), patch).unwrap();
     }
-    let yaml = kubeboot_agent::kubeadm::render(
+    let yaml = kubeboot_core::kubeadm::render(
         doc,
-        kubeboot_agent::kubeadm::ApiVersion::V1Beta3,
-        &kubeboot_agent::kubeadm::ConfigPaths::default(),
-        &kubeboot_agent::kubeadm::NodeImage::unknown(),
+        kubeboot_core::kubeadm::ApiVersion::V1Beta3,
+        &kubeboot_core::kubeadm::ConfigPaths::default(),
+        &kubeboot_core::kubeadm::NodeImage::unknown(),
     )
     .unwrap()
     .expose()
     .replace(
-        kubeboot_agent::kubeadm::STARTUP_PATCHES_DIR,
+        kubeboot_core::kubeadm::STARTUP_PATCHES_DIR,
         patches.to_str().unwrap(),
     );
     let cfg = dir.join("kubeadm.yaml");

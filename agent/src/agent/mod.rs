@@ -21,11 +21,12 @@ use std::path::PathBuf;
 use chrono::Utc;
 use sha2::{Digest, Sha256};
 
-use crate::kubeadm::{self, ApiVersion};
+use crate::kubeadm;
 use crate::source::{self, FetchOptions};
 use draft::Draft;
 use kubeboot_core::document::{self, InvalidDocument, Role, ValidDocument};
 use kubeboot_core::host::{Facts, Host};
+use kubeboot_core::kubeadm::ApiVersion;
 use kubeboot_core::redact::Redactor;
 use kubeboot_core::status::{
     ErrorKind, ErrorReport, Phase, PhaseState, StatusEvent, StatusSink, LOG_TAIL_MAX_LINES,
@@ -242,7 +243,7 @@ impl Agent {
                 .log_tail(vec![format!("document from {}", loaded.origin)]),
         );
         self.emit(Draft::started(Phase::Validate));
-        let doc = match validate_fully(&loaded.text) {
+        let doc = match kubeboot_core::kubeadm::validate_fully(&loaded.text) {
             Ok(doc) => doc,
             Err(invalid) => {
                 let error = ErrorReport {
@@ -532,23 +533,4 @@ impl Agent {
         ApiVersion::for_version(self.kubeadm_version().as_deref())
             .map_err(|m| Failure::new(ErrorKind::VersionSkew, m))
     }
-}
-
-/// Parse, validate, and check that the kubeadm config renders (patches included).
-pub fn validate_fully(text: &str) -> Result<ValidDocument, InvalidDocument> {
-    let doc = document::load(text)?;
-    kubeadm::render(
-        &doc,
-        ApiVersion::NEWEST,
-        &kubeadm::ConfigPaths::default(),
-        &kubeadm::NodeImage::unknown(),
-    )
-    .map_err(|m| {
-        InvalidDocument::single(
-            "kubeadm.patch",
-            m,
-            "patch only fields kubeadm has, never apiVersion/kind",
-        )
-    })?;
-    Ok(doc)
 }

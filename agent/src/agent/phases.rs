@@ -8,11 +8,11 @@ use secrecy::ExposeSecret;
 use super::completion::{self, Completion};
 use super::{Agent, Failure};
 use crate::discovery;
-use crate::kubeadm::{self, ConfigPaths};
 use kubeboot_core::backoff::Backoff;
 use kubeboot_core::document::formats::parse_kubernetes_version;
 use kubeboot_core::document::{Role, ValidDocument, PKI_PAIRS};
 use kubeboot_core::host::ClusterIpv4;
+use kubeboot_core::kubeadm::{self, ConfigPaths};
 use kubeboot_core::status::{ErrorKind, Phase, PhaseState, LOG_TAIL_MAX_LINES};
 
 use super::draft::Draft;
@@ -492,7 +492,7 @@ impl Agent {
         cmd.args(&argv);
         let redactor = self.redactor.clone();
         let attempt = state.attempt(Phase::Kubeadm);
-        let outcome = kubeadm::run_with_heartbeat(
+        let outcome = crate::kubeadm::run_with_heartbeat(
             cmd,
             LOG_TAIL_MAX_LINES,
             |line| tracing::info!(target: "kubeadm", "{}", redactor.redact(line)),
@@ -537,10 +537,13 @@ impl Agent {
         // What kubeadm tells the operator to look at, so the report carries it.
         let mut found = Vec::new();
         if let Some(crictl) = self.host.find_program("crictl") {
-            found.extend(kubeadm::diagnose::containers(&crictl, doc.cri_socket()));
+            found.extend(crate::kubeadm::diagnose::containers(
+                &crictl,
+                doc.cri_socket(),
+            ));
         }
         if let Some(journalctl) = self.host.find_program("journalctl") {
-            found.extend(kubeadm::diagnose::kubelet_errors(&journalctl, 6));
+            found.extend(crate::kubeadm::diagnose::kubelet_errors(&journalctl, 6));
         }
         if !found.is_empty() {
             for line in &found {
@@ -625,7 +628,11 @@ impl Agent {
     fn reset(&self, kubeadm: &std::path::Path) {
         let mut cmd = self.host.command(kubeadm);
         cmd.args(["reset", "-f"]);
-        match kubeadm::run_streaming(cmd, 10, |line| tracing::info!(target: "kubeadm", "{line}")) {
+        match crate::kubeadm::run_streaming(
+            cmd,
+            10,
+            |line| tracing::info!(target: "kubeadm", "{line}"),
+        ) {
             Ok(o) if o.status.success() => {}
             Ok(o) => tracing::warn!("kubeadm reset -f exited with {}", o.status),
             Err(e) => tracing::warn!("could not run kubeadm reset -f: {e}"),
@@ -839,7 +846,7 @@ impl Agent {
         let mut files = vec![
             self.store.kubeadm_config_path(),
             self.store.document_path(),
-            crate::source::NODE_FILE.to_string(),
+            kubeboot_core::document::user_data::NODE_FILE.to_string(),
         ];
         files.extend(crate::source::cloud_init_cached_copies(&self.host));
         let target = format!("{}/outbox/target.json", self.opts.state_dir);

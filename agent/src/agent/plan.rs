@@ -7,8 +7,8 @@ use kubeboot_core::redact::Redactor;
 use kubeboot_core::status::Phase;
 
 use super::AgentOptions;
-use crate::kubeadm::{self, ApiVersion, ConfigPaths};
 use crate::source::{self, SourceError};
+use kubeboot_core::kubeadm::{self, ApiVersion, ConfigPaths};
 
 /// Why a dry run could not be prepared; the command line exits 2 for bad input
 /// (an invalid document, a kubeadm version or node image it cannot use), 1 when
@@ -48,8 +48,8 @@ impl DryRun {
                     None => DryRunError::Source(e),
                 }
             })?;
-        let doc = super::validate_fully(&loaded.text).map_err(DryRunError::Invalid)?;
-        let kubeadm_version = kubeadm::version_to_use(host, opts.kubeadm_version.as_deref());
+        let doc = kubeadm::validate_fully(&loaded.text).map_err(DryRunError::Invalid)?;
+        let kubeadm_version = crate::kubeadm::version_to_use(host, opts.kubeadm_version.as_deref());
         let version_source = match (&opts.kubeadm_version, host.find_program("kubeadm")) {
             (Some(_), _) => "--kubeadm-version".to_string(),
             (None, Some(k)) => k.display().to_string(),

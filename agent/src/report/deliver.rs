@@ -110,7 +110,7 @@ impl Courier {
         };
         let url = format!(
             "{}/nodes/{}/events",
-            super::api_root(&self.target.url),
+            kubeboot_core::status::api_root(&self.target.url),
             node
         );
         let mut req = self

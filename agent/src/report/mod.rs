@@ -26,18 +26,6 @@ pub use outbox::{Outbox, Target};
 
 pub const DEFAULT_DRAIN_SECONDS: u64 = 30;
 
-/// The receiver's API root. `https://host:8443` and `https://host:8443/v1` (with
-/// or without a trailing slash) both name `https://host:8443/v1`, so a report URL
-/// or a `watch --server` given either way reaches the same routes.
-pub fn api_root(url: &str) -> String {
-    let base = url.trim_end_matches('/');
-    if base.ends_with("/v1") {
-        base.to_string()
-    } else {
-        format!("{base}/v1")
-    }
-}
-
 pub struct Reporter {
     host: Host,
     outbox: Arc<Outbox>,
@@ -162,23 +150,5 @@ impl StatusSink for Reporter {
         self.signal
             .finish_by(Instant::now() + Duration::from_secs(drain));
         let _ = worker.join();
-    }
-}
-
-#[cfg(test)]
-mod api_root_tests {
-    use super::api_root;
-
-    #[test]
-    fn with_or_without_v1_both_name_the_same_root() {
-        for given in [
-            "https://10.0.2.100:8443",
-            "https://10.0.2.100:8443/",
-            "https://10.0.2.100:8443/v1",
-            "https://10.0.2.100:8443/v1/",
-        ] {
-            assert_eq!(api_root(given), "https://10.0.2.100:8443/v1", "{given}");
-        }
-        assert_eq!(api_root("https://r.example/kb"), "https://r.example/kb/v1");
     }
 }

@@ -17,10 +17,7 @@ use kubeboot_core::document::{self, InvalidDocument};
 use kubeboot_core::host::Host;
 use kubeboot_core::status::ErrorKind;
 
-pub use cloud_init::{
-    cached_copies as cloud_init_cached_copies, kubeboot_document_in_user_data, CloudInitUserData,
-    NodeFile, MIME_TYPE as USER_DATA_MIME_TYPE, NODE_FILE,
-};
+pub use cloud_init::{cached_copies as cloud_init_cached_copies, CloudInitUserData, NodeFile};
 pub use cmdline::KernelCommandLine;
 pub use https::{fetch_document, FetchOptions};
 pub use nocloud::{document_in_seed, local_hostname, seed_devices, NoCloudSeed};

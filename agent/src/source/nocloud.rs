@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::cloud_init::{kubeboot_document_in_user_data, NODE_FILE};
 use super::{DocumentSource, Fetcher, Loaded, SourceError};
+use kubeboot_core::document::user_data::{kubeboot_document_in_user_data, NODE_FILE};
 use kubeboot_core::host::Host;
 
 /// The labels cloud-init's NoCloud accepts (it compares them case-insensitively).

@@ -5,6 +5,7 @@
 //! the host changes.
 
 pub mod formats;
+pub mod user_data;
 mod validate;
 
 use std::collections::BTreeMap;

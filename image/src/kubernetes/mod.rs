@@ -23,7 +23,7 @@ use std::process::Command;
 
 pub use archives::{inspect, retag, ArchiveInfo, Format};
 pub use checksums::sha256;
-use kubeboot_agent::kubeadm::NodeImage;
+use kubeboot_core::kubeadm::NodeImage;
 pub use layout::{unpack_cached, Layout};
 pub use plan::{Group, ImagePlan, PlannedImage, Provider};
 

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use kubeboot_agent::kubeadm::NodeImage;
+use kubeboot_core::kubeadm::NodeImage;
 
 use super::archives::{self, split, tag};
 use super::{Binaries, KubernetesError, Layout};

@@ -409,7 +409,7 @@ fn write_documents(w: &Writer, d: &Discovery) -> Result<Vec<String>, BundleError
     files.push("discovery.toml".into());
     for role in ROLES {
         let doc = node_document(role, d, &w.0)?;
-        kubeboot_agent::agent::validate_fully(&doc).map_err(|e| BundleError::Invalid {
+        kubeboot_core::kubeadm::validate_fully(&doc).map_err(|e| BundleError::Invalid {
             role,
             message: e.to_string(),
         })?;

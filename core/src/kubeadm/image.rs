@@ -64,7 +64,7 @@ impl NodeImage {
     }
 
     /// Read the image's description under `host`'s root; an image without one gets kubeadm's defaults.
-    pub fn read(host: &kubeboot_core::host::Host) -> Result<NodeImage, String> {
+    pub fn read(host: &crate::host::Host) -> Result<NodeImage, String> {
         let path = host.path(Self::PATH);
         match std::fs::read_to_string(&path) {
             Ok(text) => toml::from_str(&text).map_err(|e| {

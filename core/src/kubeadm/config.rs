@@ -5,7 +5,7 @@ use secrecy::ExposeSecret;
 use serde_json::{json, Map, Value};
 
 use super::{ApiVersion, NodeImage, COREDNS_PHASE};
-use kubeboot_core::document::{ConfigPatches, Role, ValidDocument};
+use crate::document::{ConfigPatches, Role, ValidDocument};
 
 /// Where files live on the node, as kubeadm will see them.
 #[derive(Debug, Clone)]

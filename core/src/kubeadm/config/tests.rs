@@ -2,7 +2,7 @@
 //! version, from the example documents in cloud-init/examples/.
 
 use super::*;
-use kubeboot_core::document;
+use crate::document;
 
 fn render_example(text: &str, api: ApiVersion) -> String {
     let doc = document::load(text).expect("example documents are valid");
