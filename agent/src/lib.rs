@@ -4,19 +4,16 @@
 //!
 //! - [`source`]: where the document comes from (kernel command line, cloud-init, file, HTTPS)
 //! - [`agent`]: the persisted phase machine (docs/design.md §3)
-//! - [`discovery`]: verifying the cluster before trusting it (cluster-info, JWS, CA pin)
 //! - [`kubeadm`]: running kubeadm (its configuration is rendered by `kubeboot_core::kubeadm`)
 //! - [`report`]: the node's HTTPS reporter (durable outbox, ordered delivery)
-//! - [`cluster`]: the cluster's API as the node sees it (Ready wait, annotations, Events)
-//! - [`replace`]: cleaning up after a dead node this one replaces (etcd member, Node)
+//! - [`cluster`]: the Ready wait and the pod network on this host
 //!
-//! The shared types (document, status, host) are in `kubeboot-core`; the
-//! operator's tools in `kubeboot-serve` and `kubeboot-image`.
+//! The shared types (document, status, host) are in `kubeboot-core`; what it
+//! asks and decides of the cluster (discovery, boot reports, replacement) in
+//! `kubeboot-kube`; the operator's tools in `kubeboot-serve` and `kubeboot-image`.
 
 pub mod agent;
 pub mod cluster;
-pub mod discovery;
 pub mod kubeadm;
-pub mod replace;
 pub mod report;
 pub mod source;

@@ -5,8 +5,8 @@ use clap::Args;
 use secrecy::ExposeSecret;
 
 use super::Output;
-use kubeboot_agent::discovery;
 use kubeboot_core::document;
+use kubeboot_kube::discovery;
 
 #[derive(Args, Debug)]
 #[command(

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::Output;
-use kubeboot_agent::cluster::report::{self, NodeBoot};
+use kubeboot_kube::boot::{self as report, NodeBoot};
 
 #[derive(Args, Debug)]
 #[command(after_help = "\
@@ -34,8 +34,8 @@ pub fn run(args: NodesArgs) -> u8 {
         );
         return 2;
     }
-    let listed = kubeboot_agent::cluster::block_on(async {
-        let client = kubeboot_agent::cluster::client(&args.kubeconfig).await?;
+    let listed = kubeboot_kube::client::block_on(async {
+        let client = kubeboot_kube::client::client(&args.kubeconfig).await?;
         report::list(&client).await
     });
     let nodes = match listed {

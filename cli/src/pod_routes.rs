@@ -11,10 +11,11 @@ use clap::Args;
 
 use kubeboot_agent::agent::state::StateStore;
 use kubeboot_agent::agent::DEFAULT_STATE_DIR;
-use kubeboot_agent::cluster::block_on;
-use kubeboot_agent::cluster::pod_network::{self, PodRoute};
+use kubeboot_agent::cluster::pod_network;
 use kubeboot_agent::cluster::routes_from_serve::ServeRoutes;
 use kubeboot_core::host::Host;
+use kubeboot_kube::client::block_on;
+use kubeboot_kube::pod_routes::{self, PodRoute};
 
 #[derive(Args, Debug)]
 #[command(after_help = "\
@@ -70,8 +71,8 @@ impl Source {
         match self {
             Source::Serve(s) => s.fetch(host),
             Source::Cluster(kubeconfig) => block_on(async {
-                let client = kubeboot_agent::cluster::client(kubeconfig).await?;
-                pod_network::list_routes(&client).await
+                let client = kubeboot_kube::client::client(kubeconfig).await?;
+                pod_routes::list_routes(&client).await
             }),
         }
     }

@@ -5,7 +5,7 @@ use clap::Args;
 use secrecy::ExposeSecret;
 
 use super::Output;
-use kubeboot_agent::{discovery, replace};
+use kubeboot_kube::{discovery, replace};
 
 #[derive(Args, Debug)]
 #[command(
@@ -82,7 +82,7 @@ pub fn run(args: ReplaceArgs) -> u8 {
             }
         );
     }
-    let result = kubeboot_agent::cluster::block_on(replace::make_room(&access, &name, &opts));
+    let result = kubeboot_kube::client::block_on(replace::make_room(&access, &name, &opts));
     match (result, args.output) {
         (Ok(report), Output::Json) => {
             let v = serde_json::json!({"node": name, "dry_run": args.dry_run, "refused": null, "report": report});

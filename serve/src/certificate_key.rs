@@ -9,18 +9,17 @@
 
 use std::path::Path;
 
-use aes_gcm::aead::{Aead, KeyInit};
-use aes_gcm::{Aes256Gcm, Nonce};
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::mint::{self, UploadedKey};
+use kubeboot_kube::replace::uploaded_certs;
+
+use super::mint::UploadedKey;
 use super::store::Store;
 
 const RECORD: &str = "certificate-key";
-const NONCE_LEN: usize = 12;
 
 #[derive(Serialize, Deserialize)]
 struct Sealed {
@@ -41,7 +40,7 @@ fn sealing_key(pki: &Path) -> Result<[u8; 32], String> {
 
 /// Record `key` (sealed), durably, before it is handed out.
 pub fn keep(store: &Store, pki: &Path, key: &UploadedKey) -> Result<(), String> {
-    let sealed = mint::seal(&sealing_key(pki)?, key.key.expose_secret().as_bytes())?;
+    let sealed = uploaded_certs::seal(&sealing_key(pki)?, key.key.expose_secret().as_bytes())?;
     store
         .put_record(
             RECORD,
@@ -59,12 +58,7 @@ pub fn load(store: &Store, pki: &Path) -> Result<Option<UploadedKey>, String> {
         return Ok(None);
     };
     let bytes = hex::decode(&s.sealed).map_err(|_| "the kept certificate key is damaged")?;
-    if bytes.len() < NONCE_LEN {
-        return Ok(None);
-    }
-    let (nonce, ciphertext) = bytes.split_at(NONCE_LEN);
-    let cipher = Aes256Gcm::new_from_slice(&sealing_key(pki)?).map_err(|e| e.to_string())?;
-    let Ok(plain) = cipher.decrypt(Nonce::from_slice(nonce), ciphertext) else {
+    let Some(plain) = uploaded_certs::unseal(&sealing_key(pki)?, &bytes) else {
         tracing::warn!("the kept certificate key does not open with this bundle's CA; ignored");
         return Ok(None);
     };

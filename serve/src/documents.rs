@@ -31,9 +31,9 @@ use super::mint::{self, UploadedKey, Usage};
 use super::minted::{self, Ledger};
 use super::store::Store;
 use crate::bundle::{self, Discovery};
-use kubeboot_agent::cluster::pod_network::{self, PodRoute};
-use kubeboot_agent::cluster::Credentials;
 use kubeboot_core::document::Role;
+use kubeboot_kube::client::Credentials;
+use kubeboot_kube::pod_routes::{self, PodRoute};
 
 pub const TOKEN_TTL: Duration = Duration::from_secs(3600);
 pub const CERTS_TTL: Duration = Duration::from_secs(2 * 3600);
@@ -273,7 +273,7 @@ impl Documents {
     /// cluster under the bundle's CA closes the election for good; anything else
     /// answering is a 503 with the reason.
     async fn guard(&self, election: &Election, why: &str) -> Result<(), DocumentError> {
-        use kubeboot_agent::discovery::fence::{look, Seen};
+        use kubeboot_kube::discovery::fence::{look, Seen};
         let discovery = crate::blocking(|| bundle::read_discovery(&self.bundle))
             .map_err(|e| DocumentError::Bundle(e.to_string()))?;
         let endpoint = kubeboot_core::document::formats::parse_endpoint(&discovery.endpoint)
@@ -507,7 +507,7 @@ impl Documents {
     }
 
     /// The worker replaces a machine of the same name: its stale Node goes first
-    /// (kubeboot_agent::replace::worker), with an Event saying so.
+    /// (kubeboot_kube::replace::worker), with an Event saying so.
     async fn replace_worker(
         &self,
         admin: &kube::Client,
@@ -515,7 +515,7 @@ impl Documents {
         asker: &Asker<'_>,
         discovery: &Discovery,
     ) -> Result<Vec<Action>, DocumentError> {
-        use kubeboot_agent::replace::worker::{self, NotYet};
+        use kubeboot_kube::replace::worker::{self, NotYet};
         let grace = self.worker_grace().await;
         match worker::make_room(admin, &c.node, &c.machine_id, asker.group, grace).await {
             Ok(None) => Ok(Vec::new()),
@@ -529,7 +529,7 @@ impl Documents {
                 );
                 let mut actions = vec![Action::new(ActionKind::StaleNodeRemoved, line)];
                 let notes =
-                    kubeboot_agent::replace::record_events(admin, &[cleanup], "kubeboot-serve")
+                    kubeboot_kube::replace::record_events(admin, &[cleanup], "kubeboot-serve")
                         .await;
                 actions.extend(notes.into_iter().map(|n| Action::new(ActionKind::Note, n)));
                 Ok(actions)
@@ -592,7 +592,7 @@ impl Documents {
         let discovery = crate::blocking(|| bundle::read_discovery(&self.bundle))
             .map_err(|e| DocumentError::Bundle(e.to_string()))?;
         let admin = self.admin(&discovery)?;
-        match tokio::time::timeout(CLUSTER_TIMEOUT, pod_network::list_routes(&admin)).await {
+        match tokio::time::timeout(CLUSTER_TIMEOUT, pod_routes::list_routes(&admin)).await {
             Ok(Ok(routes)) => Ok(routes),
             Ok(Err(why)) => Err(DocumentError::ClusterUnavailable(format!(
                 "cannot list the Nodes at {}: {why}",
@@ -625,7 +625,7 @@ impl Documents {
             std::time::Duration::from_secs(10 * 60),
         )
         .map_err(DocumentError::Bundle)?;
-        kubeboot_agent::cluster::pinned_client(
+        kubeboot_kube::client::pinned_client(
             &format!("https://{}", discovery.endpoint),
             &ca_der,
             Credentials::Certificate {

@@ -25,7 +25,7 @@
 //!   event's own `at` plays no part. A winner that reports `failed` loses at once.
 //!   A restarted serve gives the winner a full lease from the restart.
 //!
-//! The agent fences itself as well (agent/src/discovery/fence.rs): told to init,
+//! The agent fences itself as well (kube/src/discovery/fence.rs): told to init,
 //! it refuses if a cluster under its CA already answers.
 
 use std::sync::Arc;

@@ -33,10 +33,10 @@ use subtle::ConstantTimeEq;
 use super::documents::Budget;
 use super::election::Candidate;
 use super::tokens::{self, Scope, TokenFile, TokenFileError};
-use kubeboot_agent::replace::worker::GROUP_LABEL;
 use kubeboot_core::document::formats::is_dns_name;
 use kubeboot_core::document::Role;
 use kubeboot_core::host::write_file_atomic;
+use kubeboot_kube::replace::worker::GROUP_LABEL;
 
 pub const FILE: &str = "groups.toml";
 
@@ -564,7 +564,7 @@ pub fn personalize(a: &Admission<'_>, text: &str) -> Result<String, GroupFileErr
         labels.insert(k.clone(), v.clone().into());
     }
     // The group's own label: a replacement through this group may remove only
-    // Nodes that carry it (kubeboot_agent::replace::worker::group_mismatch).
+    // Nodes that carry it (kubeboot_kube::replace::worker::group_mismatch).
     labels.insert(GROUP_LABEL.into(), a.name.clone().into());
     let role = doc.get("role").and_then(|r| r.as_str()).unwrap_or("?");
     Ok(format!(

@@ -16,8 +16,6 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use aes_gcm::aead::{Aead, KeyInit};
-use aes_gcm::{Aes256Gcm, Nonce};
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
@@ -25,11 +23,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use k8s_openapi::ByteString;
 use kube::api::PostParams;
 use kube::Api;
-use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 
-use kubeboot_agent::cluster::describe;
-use kubeboot_agent::replace::uploaded_certs::SECRET as CERTS_SECRET;
+use kubeboot_kube::client::describe;
+use kubeboot_kube::replace::uploaded_certs::{self, SECRET as CERTS_SECRET};
 
 const NAMESPACE: &str = "kube-system";
 /// kubeadm's group for tokens that join nodes (`kubeadm token create`'s default).
@@ -216,14 +213,11 @@ async fn seal_and_upload(
     owner_secret: Secret,
 ) -> Result<String, String> {
     let key_hex = crate::bundle::secrets::new_certificate_key();
-    let key = hex::decode(&key_hex).map_err(|e| e.to_string())?;
-    let mut data = BTreeMap::new();
-    for (name, pem) in files {
-        data.insert(
-            name.replace('/', "-"),
-            ByteString(seal(&key, pem.expose_secret().as_bytes())?),
-        );
-    }
+    let data: BTreeMap<String, ByteString> =
+        uploaded_certs::seal_files(files, &SecretString::from(key_hex.clone()))?
+            .into_iter()
+            .map(|(name, sealed)| (name, ByteString(sealed)))
+            .collect();
     let uid = owner_secret
         .metadata
         .uid
@@ -254,19 +248,6 @@ async fn seal_and_upload(
     .await?;
     certs_rbac(admin).await?;
     Ok(key_hex)
-}
-
-/// kubeadm's `cryptoutil.EncryptBytes`: AES-256-GCM, random 12-byte nonce first.
-pub(crate) fn seal(key: &[u8], plain: &[u8]) -> Result<Vec<u8>, String> {
-    let cipher = Aes256Gcm::new_from_slice(key).map_err(|e| e.to_string())?;
-    let mut nonce = [0u8; 12];
-    rand::rng().fill_bytes(&mut nonce);
-    let sealed = cipher
-        .encrypt(Nonce::from_slice(&nonce), plain)
-        .map_err(|_| "AES-GCM sealing failed".to_string())?;
-    let mut out = nonce.to_vec();
-    out.extend(sealed);
-    Ok(out)
 }
 
 /// The Role and RoleBinding kubeadm makes so joining nodes may GET kubeadm-certs.
@@ -365,31 +346,6 @@ pub fn read_pki(pki: &std::path::Path) -> Result<BTreeMap<String, SecretString>,
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sealed_files_open_with_the_key_as_kubeadm_reads_them() {
-        let key_hex = crate::bundle::secrets::new_certificate_key();
-        let key = hex::decode(&key_hex).unwrap();
-        let sealed = seal(&key, b"-----BEGIN CERTIFICATE-----\n").unwrap();
-        assert_eq!(sealed.len(), 12 + 28 + 16);
-        let data = BTreeMap::from([("etcd-ca.crt".to_string(), sealed)]);
-        let opened =
-            kubeboot_agent::replace::uploaded_certs::open(&data, &SecretString::from(key_hex))
-                .unwrap();
-        assert_eq!(
-            opened.pem("etcd/ca.crt").unwrap().expose_secret(),
-            "-----BEGIN CERTIFICATE-----\n"
-        );
-        // Another key does not open it.
-        let other = SecretString::from(crate::bundle::secrets::new_certificate_key());
-        assert!(kubeboot_agent::replace::uploaded_certs::open(&data, &other).is_err());
-    }
-
-    #[test]
-    fn two_seals_of_the_same_file_differ() {
-        let key = [7u8; 32];
-        assert_ne!(seal(&key, b"x").unwrap(), seal(&key, b"x").unwrap());
-    }
 
     #[test]
     fn debug_never_shows_the_secrets() {

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use kubeboot_agent::replace::etcd::EtcdAccess;
+use kubeboot_kube::replace::etcd::EtcdAccess;
 use secrecy::SecretString;
 
 pub struct EtcdMember {
@@ -126,10 +126,10 @@ impl EtcdCluster {
         let access = self.access();
         let url = self.members[i].client_url.clone();
         let deadline = Instant::now() + Duration::from_secs(60);
-        kubeboot_agent::cluster::block_on(async {
+        kubeboot_kube::client::block_on(async {
             loop {
                 let ok = async {
-                    let mut c = kubeboot_agent::replace::etcd::connect(&access, &url)
+                    let mut c = kubeboot_kube::replace::etcd::connect(&access, &url)
                         .await
                         .ok()?;
                     c.status().await.ok()
@@ -214,8 +214,8 @@ impl EtcdCluster {
         let access = self.access();
         let peer = m.peer_url.clone();
         let through = through.to_string();
-        let listed = kubeboot_agent::cluster::block_on(async move {
-            let mut c = kubeboot_agent::replace::etcd::connect(&access, &through)
+        let listed = kubeboot_kube::client::block_on(async move {
+            let mut c = kubeboot_kube::replace::etcd::connect(&access, &through)
                 .await
                 .unwrap();
             // etcd refuses to add a member until the cluster has been healthy for a few

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use kubeboot_agent::cluster::block_on;
+use kubeboot_kube::client::block_on;
 use kubeboot_serve::mint::{self, Usage};
 use secrecy::ExposeSecret;
 
@@ -51,7 +51,7 @@ fn minted_tokens_and_certificate_keys_work_with_real_kubeadm() {
     // One runtime per call: a kube client lives on the runtime that made it.
     let admin_conf = cp.admin_conf();
     let (token, _) = block_on(async {
-        let admin = kubeboot_agent::cluster::client(&admin_conf).await?;
+        let admin = kubeboot_kube::client::client(&admin_conf).await?;
         mint::bootstrap_token(
             &admin,
             Duration::from_secs(3600),
@@ -78,7 +78,7 @@ fn minted_tokens_and_certificate_keys_work_with_real_kubeadm() {
     let files = mint::read_pki(&cp.dir.join("pki")).unwrap();
     assert_eq!(files.len(), 8, "{:?}", files.keys());
     let uploaded = block_on(async {
-        let admin = kubeboot_agent::cluster::client(&admin_conf).await?;
+        let admin = kubeboot_kube::client::client(&admin_conf).await?;
         mint::upload_certs(&admin, &files, Duration::from_secs(2 * 3600)).await
     })
     .unwrap();
@@ -241,7 +241,7 @@ fn serve_hands_out_documents_with_credentials_minted_in_the_cluster() {
             (k.clone(), bytes)
         })
         .collect();
-    let opened = kubeboot_agent::replace::uploaded_certs::open(
+    let opened = kubeboot_kube::replace::uploaded_certs::open(
         &data,
         &secrecy::SecretString::from(key.to_string()),
     )

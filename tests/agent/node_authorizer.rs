@@ -7,7 +7,8 @@ use crate::harness::*;
 use crate::receiver::Receiver;
 use crate::tls_server;
 
-use kubeboot_agent::cluster::{self, node::NodeState};
+use kubeboot_kube::node::{self, NodeState};
+use kubeboot_kube::{client, pod_routes};
 
 /// The drop notes of the in-cluster report, from the receiver's history.
 fn report_drop_notes(r: &Receiver, name: &str) -> Vec<String> {
@@ -65,12 +66,12 @@ fn node_credentials_read_their_own_node_only() {
     let node = TestNode::new(WORKER);
     assert_exit(&node.agent(&[]), 0);
     let kubeconfig = node.path("/etc/kubernetes/kubelet.conf");
-    let (own, other, all) = cluster::block_on(async {
-        let client = cluster::client(&kubeconfig).await.unwrap();
+    let (own, other, all) = client::block_on(async {
+        let client = client::client(&kubeconfig).await.unwrap();
         (
-            cluster::node::state(&client, "worker-7").await,
-            cluster::node::state(&client, "cp-1").await,
-            cluster::pod_network::list_routes(&client).await,
+            node::state(&client, "worker-7").await,
+            node::state(&client, "cp-1").await,
+            pod_routes::list_routes(&client).await,
         )
     });
     assert!(
@@ -79,7 +80,7 @@ fn node_credentials_read_their_own_node_only() {
     );
     let forbidden = |r: &str| r.contains("403") && r.contains("system:node:worker-7");
     let other = other.expect_err("another Node must be refused");
-    assert!(forbidden(&cluster::describe(&other)), "{other}");
+    assert!(forbidden(&client::describe(&other)), "{other}");
     let all = all.expect_err("the list of all Nodes must be refused");
     assert!(forbidden(&all), "{all}");
     assert_eq!(tls_server::node_scope_refusals(node.endpoint).len(), 2);

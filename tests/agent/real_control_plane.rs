@@ -153,7 +153,7 @@ fn ready_follows_the_real_node_with_node_credentials() {
     let root = tempfile::tempdir().unwrap();
     let host = kubeboot_core::host::Host::system_at(root.path());
     let wait = |limit| {
-        kubeboot_agent::cluster::block_on(kubeboot_agent::cluster::node::wait_ready(
+        kubeboot_kube::client::block_on(kubeboot_agent::cluster::wait_ready(
             &host,
             &kubeconfig,
             name,
@@ -209,7 +209,7 @@ fn ready_with_credentials_the_cluster_rejects_says_so() {
     )
     .unwrap();
     let host = kubeboot_core::host::Host::system_at(d);
-    let err = kubeboot_agent::cluster::block_on(kubeboot_agent::cluster::node::wait_ready(
+    let err = kubeboot_kube::client::block_on(kubeboot_agent::cluster::wait_ready(
         &host,
         &kubeconfig,
         "stranger",
@@ -222,9 +222,9 @@ fn ready_with_credentials_the_cluster_rejects_says_so() {
     );
 }
 
-fn story(node: &str) -> kubeboot_agent::cluster::report::BootStory {
-    use kubeboot_agent::cluster::report::{BootStory, PhaseResult};
+fn story(node: &str) -> kubeboot_kube::boot::BootStory {
     use kubeboot_core::status::{Phase, PhaseState};
+    use kubeboot_kube::boot::{BootStory, PhaseResult};
     let at = chrono::Utc::now() - chrono::Duration::minutes(5);
     let result = |phase, state, ms| PhaseResult {
         phase,
@@ -262,7 +262,7 @@ fn story(node: &str) -> kubeboot_agent::cluster::report::BootStory {
 #[test]
 #[ignore = "needs real Kubernetes: KUBEBOOT_KUBERNETES (docs/real-kubernetes.md)"]
 fn the_boot_story_reaches_the_cluster_with_node_credentials() {
-    use kubeboot_agent::cluster::report;
+    use kubeboot_kube::boot as report;
     let cp = shared();
     let (mine, other) = ("story-node-1", "story-node-2");
     for name in [mine, other] {
@@ -272,8 +272,8 @@ fn the_boot_story_reaches_the_cluster_with_node_credentials() {
     }
     let kubeconfig = cp.kubeconfig_for(&format!("system:node:{mine}"), &["system:nodes"]);
     let publish = |story: &report::BootStory, already: &std::collections::BTreeSet<String>| {
-        kubeboot_agent::cluster::block_on(async {
-            let client = kubeboot_agent::cluster::client(&kubeconfig).await.unwrap();
+        kubeboot_kube::client::block_on(async {
+            let client = kubeboot_kube::client::client(&kubeconfig).await.unwrap();
             report::publish(&client, story, already).await
         })
     };

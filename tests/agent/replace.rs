@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use kubeboot_agent::replace::{self, etcd, ClusterAccess, Nodes, Options, Report};
+use kubeboot_kube::replace::{self, etcd, ClusterAccess, Nodes, Options, Report};
 use secrecy::SecretString;
 
 use crate::control_plane::{self, CERT_KEY, TOKEN};
@@ -24,7 +24,7 @@ fn opts(grace_ms: u64) -> Options {
 fn seen(cluster: &EtcdCluster) -> Vec<etcd::Member> {
     let access = cluster.access();
     let urls = cluster.client_urls();
-    kubeboot_agent::cluster::block_on(async { etcd::members(&access, &urls).await.unwrap() })
+    kubeboot_kube::client::block_on(async { etcd::members(&access, &urls).await.unwrap() })
 }
 
 /// The Nodes named like members: `stale` ones not Ready and silent past the
@@ -55,7 +55,7 @@ fn replacement(
     o: &Options,
 ) -> Outcome {
     let mut report = Report::default();
-    let r = kubeboot_agent::cluster::block_on(replace::remove_stale_member(
+    let r = kubeboot_kube::client::block_on(replace::remove_stale_member(
         &access,
         members,
         node,
@@ -78,7 +78,7 @@ fn names(cluster: &EtcdCluster) -> Vec<String> {
 
 fn put_get(cluster: &EtcdCluster, url: &str, value: &str) -> Result<String, String> {
     let access = cluster.access();
-    kubeboot_agent::cluster::block_on(async {
+    kubeboot_kube::client::block_on(async {
         let mut c = etcd::connect(&access, url).await?;
         c.put("kubeboot-test", value, None)
             .await
@@ -189,7 +189,7 @@ fn an_unfinished_join_of_this_node_is_removed_so_the_retry_can_join() {
     let add = |peer: &str| {
         let access = cluster.access();
         let (peer, cp1) = (peer.to_string(), cp1.clone());
-        kubeboot_agent::cluster::block_on(async move {
+        kubeboot_kube::client::block_on(async move {
             let mut c = etcd::connect(&access, &cp1).await?;
             c.member_add([peer], None)
                 .await
@@ -297,7 +297,7 @@ fn a_member_paused_while_a_replacement_joins_is_not_removed() {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let members =
-            kubeboot_agent::cluster::block_on(async { etcd::members(&access, &urls).await });
+            kubeboot_kube::client::block_on(async { etcd::members(&access, &urls).await });
         let outcome = members
             .map(|members| replacement(access, members, "cp9", &nodes(&["cp3"], &[]), &opts(400)));
         let _ = tx.send(outcome);
@@ -417,7 +417,7 @@ fn two_replacements_at_once_remove_one_dead_member_each() {
     assert_eq!(put_get(&cluster, &cp1, "quorum").unwrap(), "quorum");
     // Both let go of the membership lock: no lock key and no lease is left.
     let access = cluster.access();
-    let (keys, leases) = kubeboot_agent::cluster::block_on(async {
+    let (keys, leases) = kubeboot_kube::client::block_on(async {
         let mut c = etcd::connect(&access, &cp1).await.unwrap();
         let keys = c
             .get(
@@ -507,9 +507,8 @@ fn stale_nodes_go_ready_nodes_stay_and_uploaded_certs_open() {
     let access = cluster_access(cp, CERT_KEY);
     let o = opts(0);
 
-    let report =
-        kubeboot_agent::cluster::block_on(replace::make_room(&access, "replaced-stale", &o))
-            .expect("make room");
+    let report = kubeboot_kube::client::block_on(replace::make_room(&access, "replaced-stale", &o))
+        .expect("make room");
     assert_eq!(report.cleanups.len(), 1, "{report:?}");
     assert_eq!(report.cleanups[0].object, "Node");
     assert!(report.cleanups[0].removed);
@@ -531,7 +530,7 @@ fn stale_nodes_go_ready_nodes_stay_and_uploaded_certs_open() {
         "{report:?}"
     );
 
-    let err = kubeboot_agent::cluster::block_on(replace::make_room(&access, "replaced-ready", &o))
+    let err = kubeboot_kube::client::block_on(replace::make_room(&access, "replaced-ready", &o))
         .unwrap_err();
     assert!(
         err.contains("a Ready Node named replaced-ready exists"),
@@ -540,7 +539,7 @@ fn stale_nodes_go_ready_nodes_stay_and_uploaded_certs_open() {
     cp.kubectl_ok(&["get", "node", "replaced-ready"]);
 
     let wrong = "00".repeat(32);
-    let err = kubeboot_agent::cluster::block_on(replace::make_room(
+    let err = kubeboot_kube::client::block_on(replace::make_room(
         &cluster_access(cp, &wrong),
         "replaced-x",
         &o,
@@ -622,7 +621,7 @@ fn a_paused_member_costs_a_bounded_wait_not_a_hang() {
     let (tx, rx) = std::sync::mpsc::channel();
     let started = std::time::Instant::now();
     std::thread::spawn(move || {
-        let seen = kubeboot_agent::cluster::block_on(async { etcd::members(&access, &urls).await });
+        let seen = kubeboot_kube::client::block_on(async { etcd::members(&access, &urls).await });
         let _ = tx.send(seen);
     });
     let answer = rx.recv_timeout(Duration::from_secs(30));

@@ -461,7 +461,7 @@ pub fn cluster_info_json(server: &str, ca_pem: &str, token: Option<&str>) -> Str
         let (id, secret) = token.split_once('.').unwrap();
         data.insert(
             format!("jws-kubeconfig-{id}"),
-            kubeboot_agent::discovery::jws::detached_signature(&kubeconfig, id, secret).into(),
+            kubeboot_kube::discovery::jws::detached_signature(&kubeconfig, id, secret).into(),
         );
     }
     serde_json::json!({

@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use crate::cluster::report::{self, BootStory, PhaseResult};
 use kubeboot_core::status::{Phase, PhaseState};
+use kubeboot_kube::boot::{self as report, BootStory, PhaseResult};
 
 use super::phases::KUBELET_CONF;
 use super::state::AgentState;
@@ -37,8 +37,8 @@ impl Agent {
         let kubeconfig = self.host.path(KUBELET_CONF);
         let mut why = String::new();
         for attempt in 1..=TRIES {
-            let outcome = crate::cluster::block_on(async {
-                let client = crate::cluster::client(&kubeconfig)
+            let outcome = kubeboot_kube::client::block_on(async {
+                let client = kubeboot_kube::client::client(&kubeconfig)
                     .await
                     .map_err(|e| (report::Published::default(), e))?;
                 report::publish(&client, &story, &state.cluster_events).await

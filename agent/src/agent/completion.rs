@@ -103,7 +103,7 @@ pub fn check(host: &Host, expected: &Expected<'_>, limit: Duration) -> Completio
         return Completion::Unfinished(format!("{file} is missing"));
     }
     let kubeconfig = host.path(expected.kubeconfig(host));
-    crate::cluster::block_on(async {
+    kubeboot_kube::client::block_on(async {
         let started = Instant::now();
         loop {
             let why = match in_cluster(&kubeconfig, expected).await {
@@ -126,7 +126,7 @@ async fn in_cluster(
     kubeconfig: &std::path::Path,
     expected: &Expected<'_>,
 ) -> Result<Completion, String> {
-    let client = crate::cluster::client(kubeconfig).await?;
+    let client = kubeboot_kube::client::client(kubeconfig).await?;
     match expected.role {
         Role::Init => {
             let maps: Api<ConfigMap> = Api::namespaced(client.clone(), "kube-system");
@@ -179,7 +179,7 @@ async fn get<T>(
 ) -> Result<Option<T>, String> {
     match tokio::time::timeout(CALL_LIMIT, call).await {
         Err(_) => Err(format!("no answer in {} s", CALL_LIMIT.as_secs())),
-        Ok(Err(e)) => Err(crate::cluster::describe(&e)),
+        Ok(Err(e)) => Err(kubeboot_kube::client::describe(&e)),
         Ok(Ok(found)) => Ok(found),
     }
 }

@@ -7,13 +7,13 @@ use secrecy::ExposeSecret;
 
 use super::completion::{self, Completion};
 use super::{Agent, Failure};
-use crate::discovery;
 use kubeboot_core::backoff::Backoff;
 use kubeboot_core::document::formats::parse_kubernetes_version;
 use kubeboot_core::document::{Role, ValidDocument, PKI_PAIRS};
 use kubeboot_core::host::ClusterIpv4;
 use kubeboot_core::kubeadm::{self, ConfigPaths};
 use kubeboot_core::status::{ErrorKind, Phase, PhaseState, LOG_TAIL_MAX_LINES};
+use kubeboot_kube::discovery;
 
 use super::draft::Draft;
 use super::state::AgentState;
@@ -297,16 +297,20 @@ impl Agent {
         self.make_room(doc, &v)
     }
 
-    /// A control-plane join cleans up after the machine it replaces (crate::replace):
+    /// A control-plane join cleans up after the machine it replaces (kubeboot_kube::replace):
     /// each removal rides on discover's succeeded event and goes to the journal; a
     /// refusal fails the phase before kubeadm runs.
     fn make_room(&mut self, doc: &ValidDocument, v: &discovery::Verified) -> Result<(), Failure> {
-        let Some((access, name)) = crate::replace::for_join(doc, v, || self.host.hostname()) else {
+        let Some((access, name)) =
+            kubeboot_kube::replace::for_join(doc, v, || self.host.hostname())
+        else {
             return Ok(());
         };
         let opts = self.replace_options(doc);
-        let report = crate::cluster::block_on(crate::replace::make_room(&access, &name, &opts))
-            .map_err(|why| Failure::new(ErrorKind::ReplaceRefused, why))?;
+        let report = kubeboot_kube::client::block_on(kubeboot_kube::replace::make_room(
+            &access, &name, &opts,
+        ))
+        .map_err(|why| Failure::new(ErrorKind::ReplaceRefused, why))?;
         let _ = self.take_report("replace", &report);
         Ok(())
     }
@@ -314,7 +318,11 @@ impl Agent {
     /// Notes to the journal; each cleanup to the journal and onto the phase's
     /// succeeded event. Returns what it logged, notes then cleanups, each line
     /// prefixed with `context`.
-    fn take_report(&mut self, context: &str, report: &crate::replace::Report) -> Vec<String> {
+    fn take_report(
+        &mut self,
+        context: &str,
+        report: &kubeboot_kube::replace::Report,
+    ) -> Vec<String> {
         let mut logged = Vec::new();
         for note in &report.notes {
             let line = format!("{context}: {note}");
@@ -333,8 +341,8 @@ impl Agent {
     /// The document's replacement options, with this node's address (the one it
     /// advertises when `[node] advertise_address` is not set, see
     /// [`Self::default_advertise_address`]).
-    fn replace_options(&self, doc: &ValidDocument) -> crate::replace::Options {
-        let mut opts = crate::replace::Options::for_document(doc, false);
+    fn replace_options(&self, doc: &ValidDocument) -> kubeboot_kube::replace::Options {
+        let mut opts = kubeboot_kube::replace::Options::for_document(doc, false);
         if opts.own_address.is_none() {
             opts.own_address = self
                 .host
@@ -352,7 +360,9 @@ impl Agent {
     /// for the next attempt's started event (and logged); the retry says the rest.
     fn forget_unfinished_join(&mut self, doc: &ValidDocument) -> Vec<String> {
         let d = &doc.doc.discovery;
-        let (true, Some(token), None) = (crate::replace::applies_to(doc), &d.token, &d.file) else {
+        let (true, Some(token), None) =
+            (kubeboot_kube::replace::applies_to(doc), &d.token, &d.file)
+        else {
             return Vec::new();
         };
         let verified = discovery::verify_token(
@@ -372,12 +382,13 @@ impl Agent {
                 return vec![line];
             }
         };
-        let Some((access, name)) = crate::replace::for_join(doc, &v, || self.host.hostname())
+        let Some((access, name)) =
+            kubeboot_kube::replace::for_join(doc, &v, || self.host.hostname())
         else {
             return Vec::new();
         };
         let opts = self.replace_options(doc);
-        match crate::cluster::block_on(crate::replace::forget_unfinished_join(
+        match kubeboot_kube::client::block_on(kubeboot_kube::replace::forget_unfinished_join(
             &access, &name, &opts,
         )) {
             Ok(report) => self.take_report("before retrying the join", &report),
@@ -794,7 +805,7 @@ impl Agent {
         let kubeconfig = self.host.path(KUBELET_CONF);
         let host = self.host.clone();
         let started = Instant::now();
-        let outcome = crate::cluster::block_on(crate::cluster::node::wait_ready(
+        let outcome = kubeboot_kube::client::block_on(crate::cluster::wait_ready(
             &host,
             &kubeconfig,
             &name,

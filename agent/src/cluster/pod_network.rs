@@ -10,6 +10,7 @@
 use std::process::Command;
 
 use kubeboot_core::host::Host;
+use kubeboot_kube::pod_routes::PodRoute;
 
 pub const CNI_DIR: &str = "/etc/cni/net.d";
 pub const CONFIG_FILE: &str = "/etc/cni/net.d/10-kubeboot-bridge.conflist";
@@ -76,15 +77,6 @@ pub fn replace_route(cidr: &str, via: &str) -> Result<(), String> {
     }
 }
 
-/// One Node's pod subnet and where it is reached.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct PodRoute {
-    pub node: String,
-    pub pod_cidr: String,
-    /// The Node's InternalIP.
-    pub via: String,
-}
-
 /// Set the routes to every other node's pod subnet (`dry_run`: only say them).
 /// Returns them as `CIDR via IP (NODE)`.
 pub fn apply_routes(
@@ -100,44 +92,6 @@ pub fn apply_routes(
         set.push(format!("{} via {} ({})", r.pod_cidr, r.via, r.node));
     }
     Ok(set)
-}
-
-/// The pod route of every Node that has a podCIDR and an InternalIP, listed
-/// with `client`: credentials that may list Nodes (from Kubernetes 1.32 not a
-/// node's own, which ask `kubeboot serve` instead: `GET /v1/pod-routes`).
-pub async fn list_routes(client: &kube::Client) -> Result<Vec<PodRoute>, String> {
-    let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client.clone());
-    let list = nodes
-        .list(&Default::default())
-        .await
-        .map_err(|e| match &e {
-            kube::Error::Api(s) if s.code == 403 => format!(
-                "{}: these credentials may not list Nodes. From Kubernetes 1.32 (the Node \
-             authorizer with selectors) a node's own credentials read only its own Node: \
-             a node whose document came from `kubeboot serve` asks serve instead; else give \
-             credentials that may list Nodes (`kubeboot pod-routes --kubeconfig`)",
-                super::describe(&e)
-            ),
-            _ => super::describe(&e),
-        })?;
-    Ok(list.items.iter().filter_map(route_of).collect())
-}
-
-fn route_of(n: &k8s_openapi::api::core::v1::Node) -> Option<PodRoute> {
-    let via = n
-        .status
-        .as_ref()?
-        .addresses
-        .as_ref()?
-        .iter()
-        .find(|a| a.type_ == "InternalIP")?
-        .address
-        .clone();
-    Some(PodRoute {
-        node: n.metadata.name.clone()?,
-        pod_cidr: n.spec.as_ref()?.pod_cidr.clone()?,
-        via,
-    })
 }
 
 #[cfg(test)]

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::pod_network::PodRoute;
 use kubeboot_core::host::{Host, HostResult};
+use kubeboot_kube::pod_routes::PodRoute;
 
 /// Where the agent keeps serve's address for `kubeboot pod-routes`, under its state directory.
 pub const FILE: &str = "pod-routes.json";

@@ -194,7 +194,11 @@ pub async fn publish(
         Err(e) => {
             return Err((
                 done,
-                format!("reading Node {}: {}", story.node, super::describe(&e)),
+                format!(
+                    "reading Node {}: {}",
+                    story.node,
+                    crate::client::describe(&e)
+                ),
             ))
         }
     };
@@ -207,7 +211,7 @@ pub async fn publish(
             let why = format!(
                 "creating the Event for {}: {}",
                 r.key(),
-                super::describe(&e)
+                crate::client::describe(&e)
             );
             return Err((done, why));
         }
@@ -219,7 +223,11 @@ pub async fn publish(
             .patch(&story.node, &PatchParams::default(), &Patch::Merge(&patch))
             .await
         {
-            let why = format!("annotating Node {}: {}", story.node, super::describe(&e));
+            let why = format!(
+                "annotating Node {}: {}",
+                story.node,
+                crate::client::describe(&e)
+            );
             return Err((done, why));
         }
         done.annotated = true;
@@ -251,7 +259,7 @@ pub fn node_boot(node: &Node) -> NodeBoot {
         .get(ANNOTATION_DURATIONS)
         .and_then(|d| serde_json::from_str(d).ok())
         .unwrap_or_default();
-    let ready = super::node::ready_condition(node).is_some_and(|c| c.status == "True");
+    let ready = crate::node::ready_condition(node).is_some_and(|c| c.status == "True");
     NodeBoot {
         name: node.metadata.name.clone().unwrap_or_default(),
         ready,
@@ -272,7 +280,7 @@ pub async fn list(client: &kube::Client) -> Result<Vec<NodeBoot>, String> {
     let list = nodes
         .list(&Default::default())
         .await
-        .map_err(|e| format!("listing Nodes: {}", super::describe(&e)))?;
+        .map_err(|e| format!("listing Nodes: {}", crate::client::describe(&e)))?;
     let mut out: Vec<NodeBoot> = list.items.iter().map(node_boot).collect();
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)

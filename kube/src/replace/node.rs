@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use k8s_openapi::api::core::v1::Node;
 use serde::Serialize;
 
-use crate::cluster::node::ready_condition;
+use crate::node::ready_condition;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "decision", rename_all = "snake_case")]
@@ -54,7 +54,7 @@ pub async fn observe(admin: &kube::Client, name: &str) -> Result<Option<Seen>, S
     let Some(node) = nodes
         .get_opt(name)
         .await
-        .map_err(|e| format!("read Node {name}: {}", crate::cluster::describe(&e)))?
+        .map_err(|e| format!("read Node {name}: {}", crate::client::describe(&e)))?
     else {
         return Ok(None);
     };
@@ -62,7 +62,7 @@ pub async fn observe(admin: &kube::Client, name: &str) -> Result<Option<Seen>, S
     let lease = leases.get_opt(name).await.map_err(|e| {
         format!(
             "read Lease kube-node-lease/{name}: {}",
-            crate::cluster::describe(&e)
+            crate::client::describe(&e)
         )
     })?;
     let lease_renewed = lease

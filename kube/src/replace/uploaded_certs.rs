@@ -55,11 +55,7 @@ pub fn open(
     data: &BTreeMap<String, Vec<u8>>,
     certificate_key: &SecretString,
 ) -> Result<UploadedCerts, String> {
-    let key = hex::decode(certificate_key.expose_secret())
-        .ok()
-        .filter(|k| k.len() == 32)
-        .ok_or("discovery.certificate_key: not 64 hex digits (32 bytes)")?;
-    let cipher = Aes256Gcm::new_from_slice(&key).map_err(|e| e.to_string())?;
+    let cipher = cipher(certificate_key)?;
     let mut files = BTreeMap::new();
     for (name, sealed) in data {
         if sealed.len() < NONCE_LEN {
@@ -67,21 +63,77 @@ pub fn open(
                 "kube-system/{SECRET}: {name} is too short to be sealed by kubeadm"
             ));
         }
-        let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
-        let plain = cipher
-            .decrypt(Nonce::from_slice(nonce), ciphertext)
-            .map_err(|_| {
-                format!(
-                    "discovery.certificate_key does not open kube-system/{SECRET} ({name}): the key is \
-                     wrong, or the certificates were uploaded again with a new key. Run \
-                     `kubeadm init phase upload-certs --upload-certs` on a control plane and use the key it prints"
-                )
-            })?;
+        let plain = unseal_with(&cipher, sealed).ok_or_else(|| {
+            format!(
+                "discovery.certificate_key does not open kube-system/{SECRET} ({name}): the key is \
+                 wrong, or the certificates were uploaded again with a new key. Run \
+                 `kubeadm init phase upload-certs --upload-certs` on a control plane and use the key it prints"
+            )
+        })?;
         let text = String::from_utf8(plain)
             .map_err(|_| format!("kube-system/{SECRET}: {name} is not PEM text"))?;
         files.insert(file_name(name), SecretString::from(text));
     }
     Ok(UploadedCerts { files })
+}
+
+/// The Secret's data for `files` (kubeadm file names → PEM) sealed under the
+/// certificate key (64 hex digits): what kubeadm uploads and [`open`] opens.
+pub fn seal_files(
+    files: &BTreeMap<String, SecretString>,
+    certificate_key: &SecretString,
+) -> Result<BTreeMap<String, Vec<u8>>, String> {
+    let cipher = cipher(certificate_key)?;
+    files
+        .iter()
+        .map(|(name, pem)| {
+            let sealed = seal_with(&cipher, pem.expose_secret().as_bytes())?;
+            Ok((name.replace('/', "-"), sealed))
+        })
+        .collect()
+}
+
+/// kubeadm's `cryptoutil.EncryptBytes`: AES-256-GCM under a 32-byte key, a
+/// random 12-byte nonce first.
+pub fn seal(key: &[u8], plain: &[u8]) -> Result<Vec<u8>, String> {
+    let cipher = Aes256Gcm::new_from_slice(key).map_err(|_| "the sealing key is not 32 bytes")?;
+    seal_with(&cipher, plain)
+}
+
+fn seal_with(cipher: &Aes256Gcm, plain: &[u8]) -> Result<Vec<u8>, String> {
+    use rand::RngCore;
+    let mut nonce = [0u8; NONCE_LEN];
+    rand::rng().fill_bytes(&mut nonce);
+    let sealed = cipher
+        .encrypt(Nonce::from_slice(&nonce), plain)
+        .map_err(|_| "AES-GCM sealing failed".to_string())?;
+    let mut out = nonce.to_vec();
+    out.extend(sealed);
+    Ok(out)
+}
+
+/// What [`seal`] sealed under `key`; `None` when it does not open (another
+/// key, or damaged).
+pub fn unseal(key: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
+    let cipher = Aes256Gcm::new_from_slice(key).ok()?;
+    unseal_with(&cipher, sealed)
+}
+
+fn unseal_with(cipher: &Aes256Gcm, sealed: &[u8]) -> Option<Vec<u8>> {
+    if sealed.len() < NONCE_LEN {
+        return None;
+    }
+    let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
+    cipher.decrypt(Nonce::from_slice(nonce), ciphertext).ok()
+}
+
+/// The cipher for a certificate key given as 64 hex digits.
+fn cipher(certificate_key: &SecretString) -> Result<Aes256Gcm, String> {
+    let key = hex::decode(certificate_key.expose_secret())
+        .ok()
+        .filter(|k| k.len() == 32)
+        .ok_or("discovery.certificate_key: not 64 hex digits (32 bytes)")?;
+    Aes256Gcm::new_from_slice(&key).map_err(|e| e.to_string())
 }
 
 /// kubeadm's file name for a Secret key: only the `etcd/` directory was flattened.
@@ -110,7 +162,7 @@ pub async fn download(
     let secret = secrets.get_opt(SECRET).await.map_err(|e| {
         CertsError::Unavailable(format!(
             "read kube-system/{SECRET}: {}",
-            crate::cluster::describe(&e)
+            crate::client::describe(&e)
         ))
     })?;
     let secret = secret.ok_or_else(|| {
@@ -132,7 +184,8 @@ pub async fn download(
 mod tests {
     use super::*;
 
-    fn seal(key: &[u8], nonce: [u8; 12], text: &str) -> Vec<u8> {
+    /// Sealed with a chosen nonce, independently of [`super::seal`].
+    fn seal_at(key: &[u8], nonce: [u8; 12], text: &str) -> Vec<u8> {
         let c = Aes256Gcm::new_from_slice(key).unwrap();
         let mut out = nonce.to_vec();
         out.extend(
@@ -146,11 +199,11 @@ mod tests {
     fn opens_what_kubeadm_seals_and_names_files_like_kubeadm() {
         let key = [7u8; 32];
         let data = BTreeMap::from([
-            ("ca.key".to_string(), seal(&key, [1; 12], "CA KEY")),
-            ("etcd-ca.crt".to_string(), seal(&key, [2; 12], "ETCD CA")),
+            ("ca.key".to_string(), seal_at(&key, [1; 12], "CA KEY")),
+            ("etcd-ca.crt".to_string(), seal_at(&key, [2; 12], "ETCD CA")),
             (
                 "front-proxy-ca.crt".to_string(),
-                seal(&key, [3; 12], "FP CA"),
+                seal_at(&key, [3; 12], "FP CA"),
             ),
         ]);
         let certs = open(&data, &SecretString::from(hex::encode(key))).unwrap();
@@ -171,7 +224,7 @@ mod tests {
 
     #[test]
     fn a_wrong_key_is_named_and_the_way_out_given() {
-        let data = BTreeMap::from([("ca.key".to_string(), seal(&[7u8; 32], [1; 12], "CA KEY"))]);
+        let data = BTreeMap::from([("ca.key".to_string(), seal_at(&[7u8; 32], [1; 12], "CA KEY"))]);
         let wrong = SecretString::from(hex::encode([8u8; 32]));
         let err = open(&data, &wrong).unwrap_err();
         assert!(
@@ -185,5 +238,31 @@ mod tests {
         );
         let short = open(&data, &SecretString::from("abcd".to_string())).unwrap_err();
         assert!(short.contains("64 hex digits"), "{short}");
+    }
+
+    #[test]
+    fn sealed_files_open_with_the_key_as_kubeadm_reads_them() {
+        let key = SecretString::from(hex::encode([9u8; 32]));
+        let files = BTreeMap::from([(
+            "etcd/ca.crt".to_string(),
+            SecretString::from("-----BEGIN CERTIFICATE-----\n"),
+        )]);
+        let data = seal_files(&files, &key).unwrap();
+        assert_eq!(data.keys().collect::<Vec<_>>(), ["etcd-ca.crt"]);
+        assert_eq!(data["etcd-ca.crt"].len(), 12 + 28 + 16);
+        let opened = open(&data, &key).unwrap();
+        assert_eq!(
+            opened.pem("etcd/ca.crt").unwrap().expose_secret(),
+            "-----BEGIN CERTIFICATE-----\n"
+        );
+        let other = SecretString::from(hex::encode([8u8; 32]));
+        assert!(open(&data, &other).is_err());
+    }
+
+    #[test]
+    fn two_seals_of_the_same_file_differ() {
+        let key = [7u8; 32];
+        assert_ne!(seal(&key, b"x").unwrap(), seal(&key, b"x").unwrap());
+        assert!(seal(&[7u8; 31], b"x").is_err());
     }
 }

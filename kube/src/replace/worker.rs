@@ -18,8 +18,8 @@ use kube::Api;
 
 use super::node::{self, NodeDecision};
 use super::Cleanup;
-use crate::cluster::describe;
-use crate::cluster::report::ANNOTATION_MACHINE_ID;
+use crate::boot::ANNOTATION_MACHINE_ID;
+use crate::client::describe;
 
 /// Bound on each whole call to the API server (a read of the Node and its Lease,
 /// a delete), on top of the client's own connect and read bounds.

@@ -43,7 +43,7 @@ use kube::Api;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 
-use crate::cluster::{describe, Credentials};
+use crate::client::{describe, Credentials};
 
 /// The annotation kubeadm puts on each stacked etcd Pod: its client URLs.
 pub const ETCD_CLIENT_URLS_ANNOTATION: &str = "kubeadm.kubernetes.io/etcd.advertise-client-urls";
@@ -178,8 +178,7 @@ pub async fn record_events(
 ) -> Vec<String> {
     use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
-    let events: Api<Event> =
-        Api::namespaced(admin.clone(), crate::cluster::report::EVENT_NAMESPACE);
+    let events: Api<Event> = Api::namespaced(admin.clone(), crate::boot::EVENT_NAMESPACE);
     let mut notes = Vec::new();
     for c in cleanups.iter().filter(|c| c.removed) {
         let now = k8s_openapi::jiff::Timestamp::now();
@@ -724,5 +723,5 @@ fn client(
     credentials: Credentials<'_>,
     opts: &Options,
 ) -> Result<kube::Client, String> {
-    crate::cluster::pinned_client(&access.server, &access.ca_der, credentials, opts.timeout)
+    crate::client::pinned_client(&access.server, &access.ca_der, credentials, opts.timeout)
 }
