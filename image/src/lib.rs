@@ -1,7 +1,7 @@
 //! kubeboot-image: the node image (docs/design.md §5): building it with mkosi
 //! (`build`), the Kubernetes binaries and images it carries (`kubernetes`, `oci`),
-//! booting it under qemu (`vm`) on a network segment of its own (`segment`), and the
-//! PXE set (`pxe`). Used by `kubeboot image …`, `kubeboot up` and tests/e2e.
+//! booting it under qemu (`vm`), and the
+//! PXE set (`pxe`). Used by `kubeboot image …`, `kubeboot up` (in the CLI) and tests/e2e.
 
 pub mod build;
 pub mod disk;
@@ -10,8 +10,6 @@ pub mod oci;
 pub mod openpgp;
 pub mod pxe;
 pub mod reproducible;
-pub mod segment;
-pub mod up;
 pub mod vm;
 
 pub use build::{BuildOptions, Manifest, Profile};

@@ -1,11 +1,15 @@
-//! `kubeboot up`'s arguments; the work is `kubeboot_image::up`.
+//! `kubeboot up`: a local cluster of VMs from the node image. The arguments
+//! here; the stages in [`cluster`]; the VMs' own network in [`segment`].
+
+mod cluster;
+mod segment;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-use kubeboot_image::up::{self, EtcdTopology, UpOptions};
+use self::cluster::{self as up, EtcdTopology, UpOptions};
 use kubeboot_image::Profile;
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

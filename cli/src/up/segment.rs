@@ -214,7 +214,7 @@ impl Segment {
     /// is dropped (and with this process: it dies with its parent), output to `log`.
     fn spawn(&mut self, mut cmd: Command, log_path: &Path) -> Result<PathBuf, String> {
         let log = File::create(log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
-        super::vm::die_with_parent(&mut cmd);
+        kubeboot_image::vm::die_with_parent(&mut cmd);
         let child = cmd
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(|e| e.to_string())?)

@@ -3,7 +3,7 @@
 //!
 //! [`run`] goes through the stages in order; each stage is one function below.
 //! Production (real Kubernetes) puts the VMs on a network segment of their own
-//! (`segment`); the test profile uses qemu user networking and tests/'s doubles.
+//! ([`segment`](super::segment)); the test profile uses qemu user networking and tests/'s doubles.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -15,9 +15,10 @@ use kubeboot_core::document::Role;
 use kubeboot_serve::bundle::{self, NewBundle};
 use kubeboot_serve::{self as serve, tls::TlsSource, NodeSummary, ServeOptions};
 
-use crate::build::{self, Manifest, Profile};
-use crate::segment::{self, Port, Segment};
-use crate::vm;
+use kubeboot_image::build::{self, Manifest, Profile};
+use kubeboot_image::vm;
+
+use super::segment::{self, Port, Segment};
 
 /// Where a production cluster's etcd runs (`up --etcd`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -48,7 +49,7 @@ pub fn auto_profile(packages: Option<&Path>, kubernetes: Option<&Path>) -> Profi
     if packages.is_some() || kubernetes.is_some() {
         return Profile::Production;
     }
-    if let Some(found) = crate::kubernetes::find_local() {
+    if let Some(found) = kubeboot_image::kubernetes::find_local() {
         eprintln!(
             "up: booting the PRODUCTION profile: real Kubernetes from {} (a real cluster; \
              under qemu TCG this takes many minutes)",
@@ -192,12 +193,12 @@ fn ensure_image(o: &UpOptions) -> Result<PathBuf, String> {
     }
     let kubernetes = match (&o.kubernetes, &o.packages) {
         (Some(k), _) => Some(k.clone()),
-        (None, None) => crate::kubernetes::find_local(),
+        (None, None) => kubeboot_image::kubernetes::find_local(),
         (None, Some(_)) => None,
     };
     let opts = build::BuildOptions {
         profile: o.profile,
-        kubeadm_double: crate::sibling("kubeadm-test-double"),
+        kubeadm_double: kubeboot_image::sibling("kubeadm-test-double"),
         source_date_epoch: build::default_source_date_epoch(&o.mkosi_dir),
         mkosi_dir: o.mkosi_dir.clone(),
         out_dir: image_dir.clone(),
@@ -244,12 +245,12 @@ fn external_etcd(
     let source = o
         .kubernetes
         .clone()
-        .or_else(crate::kubernetes::find_local)
+        .or_else(kubeboot_image::kubernetes::find_local)
         .ok_or("--etcd external needs the Kubernetes artifacts: give --kubernetes PATH, or --etcd stacked")?;
-    let binaries = crate::kubernetes::prepare(&source)?;
+    let binaries = kubeboot_image::kubernetes::prepare(&source)?;
     let program = binaries
         .etcd()
-        .or_else(crate::kubernetes::local_etcd)
+        .or_else(kubeboot_image::kubernetes::local_etcd)
         .ok_or(
         "--etcd external needs an etcd: the artifacts carry none; install Debian's etcd-server \
          (or run scripts/setup.sh), set KUBEBOOT_ETCD, or use --etcd stacked",
@@ -386,7 +387,7 @@ fn cluster_endpoint(profile: Profile, bundle_dir: &Path, procs: &mut Procs) -> R
         return Ok(6443);
     }
     let port = free_port()?;
-    let program = crate::sibling("apiserver-double").ok_or(
+    let program = kubeboot_image::sibling("apiserver-double").ok_or(
         "apiserver-double not found next to kubeboot: build it with `cargo build --release -p kubeboot-tests` (scripts/up does)",
     )?;
     let mut double = Command::new(program);
