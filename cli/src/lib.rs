@@ -4,6 +4,7 @@
 mod agent;
 mod bundle;
 mod discover;
+mod document;
 mod image;
 mod nodes;
 mod pod_routes;
@@ -57,6 +58,8 @@ pub enum Command {
     Render(render::RenderArgs),
     /// Make and rotate cluster material ahead of time (CAs, token, certificate key, node documents).
     Bundle(bundle::BundleArgs),
+    /// Fit a node document to one machine (`set`: keys by path, validated, written 0600).
+    Document(document::DocumentArgs),
     /// Print a CA certificate's hash (sha256:…) exactly as kubeadm computes it.
     CaHash(tools::CaHashArgs),
     /// Render cloud-init user-data for a node document.
@@ -100,6 +103,7 @@ pub fn main() -> ExitCode {
         Command::Discover(args) => discover::run(args),
         Command::Replace(args) => replace::run(args),
         Command::Bundle(args) => bundle::run(args),
+        Command::Document(args) => document::run(args),
         Command::CaHash(args) => tools::ca_hash(args),
         Command::Userdata(args) => tools::userdata(args),
         Command::Seed(args) => tools::seed(args),

@@ -34,6 +34,7 @@ use super::documents::Budget;
 use super::election::Candidate;
 use super::tokens::{self, Scope, TokenFile, TokenFileError};
 use kubeboot_core::document::formats::is_dns_name;
+use kubeboot_core::document::writer::{WriteError, Writer};
 use kubeboot_core::document::Role;
 use kubeboot_core::host::write_file_atomic;
 use kubeboot_kube::replace::worker::GROUP_LABEL;
@@ -79,15 +80,9 @@ pub enum GroupFileError {
     /// `revoke` of a group the file does not hold.
     #[error("no group {name} in {} (kubeboot serve group list)", path.display())]
     NoGroup { name: String, path: PathBuf },
-    /// The role's document, to be made a group machine's, is not TOML.
-    #[error("the bundle's document is not valid TOML")]
-    DocumentNotToml,
-    /// The role's document has a `node` that is not a table.
-    #[error("the bundle's document has a [node] that is not a table")]
-    NodeNotATable,
-    /// The role's document has `node.labels` that are not a table.
-    #[error("the bundle's document has node.labels that are not a table")]
-    LabelsNotATable,
+    /// The role's document could not be made a group machine's.
+    #[error("the bundle's document: {0}")]
+    Document(#[from] WriteError),
     /// The tokens file, for the group's report token.
     #[error(transparent)]
     Tokens(#[from] TokenFileError),
@@ -355,22 +350,21 @@ fn check_new(req: &NewGroup) -> Result<(), String> {
 
 /// The pointer document for a group's user-data.
 pub fn pointer_document(name: &str, group: &Group, credential: &str) -> String {
-    let mut source = toml::Table::new();
+    let mut w = Writer::pointer(format!(
+        "kubeboot pointer document for node group {name} ({}): every machine of the group \
+         boots with it. SECRET: the group's enrollment credential.",
+        group.role,
+    ));
+    let source = w
+        .table_mut(&["source"])
+        .expect("a new document has no [source]");
     source.insert(
         "url".into(),
         format!("{}/v1/groups/{name}/document", group.url).into(),
     );
     source.insert("ca_cert_hash".into(), group.ca_cert_hash.clone().into());
     source.insert("token".into(), credential.into());
-    let mut doc = toml::Table::new();
-    doc.insert("version".into(), 1.into());
-    doc.insert("source".into(), source.into());
-    format!(
-        "# kubeboot pointer document for node group {name} ({}): every machine of the group \
-         boots with it. SECRET: the group's enrollment credential.\n{}",
-        group.role,
-        toml::to_string(&doc).expect("plain table")
-    )
+    w.render()
 }
 
 /// Why a group request was refused.
@@ -543,37 +537,22 @@ impl Groups {
 /// (label `kubeboot.io/group`) in `[node]`, and a
 /// `[report]` table pointing at this serve.
 pub fn personalize(a: &Admission<'_>, text: &str) -> Result<String, GroupFileError> {
-    let mut doc: toml::Table = text.parse().map_err(|_| GroupFileError::DocumentNotToml)?;
+    let mut w = Writer::parse(text)?;
     let g = &a.group;
-    let mut report = toml::Table::new();
-    report.insert("url".into(), format!("{}/v1", g.url).into());
-    report.insert("token".into(), g.report_token.clone().into());
-    report.insert("ca_cert_hash".into(), g.ca_cert_hash.clone().into());
-    doc.insert("report".into(), report.into());
-    let node = doc
-        .entry("node")
-        .or_insert_with(|| toml::Table::new().into())
-        .as_table_mut()
-        .ok_or(GroupFileError::NodeNotATable)?;
-    let labels = node
-        .entry("labels")
-        .or_insert_with(|| toml::Table::new().into())
-        .as_table_mut()
-        .ok_or(GroupFileError::LabelsNotATable)?;
+    w.report(&format!("{}/v1", g.url), &g.report_token, &g.ca_cert_hash)?;
+    let labels = w.table_mut(&["node", "labels"])?;
     for (k, v) in &g.labels {
         labels.insert(k.clone(), v.clone().into());
     }
     // The group's own label: a replacement through this group may remove only
     // Nodes that carry it (kubeboot_kube::replace::worker::group_mismatch).
     labels.insert(GROUP_LABEL.into(), a.name.clone().into());
-    let role = doc.get("role").and_then(|r| r.as_str()).unwrap_or("?");
-    Ok(format!(
-        "# kubeboot node document: role {role}, for {} (machine {}) of group {}, served by kubeboot serve. SECRET.\n{}",
-        a.candidate.node,
-        a.candidate.machine_id,
-        a.name,
-        toml::to_string(&doc).map_err(GroupFileError::Render)?
-    ))
+    let role = w.get_str(&["role"]).unwrap_or("?").to_string();
+    w.set_header(format!(
+        "kubeboot node document: role {role}, for {} (machine {}) of group {}, served by kubeboot serve. SECRET.",
+        a.candidate.node, a.candidate.machine_id, a.name,
+    ));
+    Ok(w.render())
 }
 
 #[cfg(test)]

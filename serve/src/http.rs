@@ -593,7 +593,7 @@ async fn answer(
                 };
                 match report_binding::bind_document(&served.text, ours, bound_for, &c.node) {
                     Ok(text) => served.text = text,
-                    Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
+                    Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
                 }
             }
             let done: Vec<&str> = served.actions.iter().map(|a| a.message.as_str()).collect();

@@ -16,6 +16,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use super::election::Candidate;
+use kubeboot_core::document::writer::{WriteError, Writer};
 use kubeboot_core::host::write_file_atomic;
 
 const PREFIX: &str = "kbn1.";
@@ -112,34 +113,18 @@ pub fn bind_document(
     ours: impl Fn(&str) -> bool,
     bound_for: impl Fn(&str) -> String,
     asked_as: &str,
-) -> Result<String, String> {
-    let mut doc: toml::Table = text
-        .parse()
-        .map_err(|_| "the document is not valid TOML".to_string())?;
-    let node = doc
-        .get("node")
-        .and_then(|n| n.get("name"))
-        .and_then(|n| n.as_str())
-        .unwrap_or(asked_as)
-        .to_string();
-    let Some(report) = doc.get_mut("report").and_then(|r| r.as_table_mut()) else {
-        return Ok(text.to_string());
+) -> Result<String, WriteError> {
+    let mut w = Writer::parse(text)?;
+    let node = w.get_str(&["node", "name"]).unwrap_or(asked_as).to_string();
+    let shared = match w.get(&["report"]) {
+        Some(r) if r.is_table() => w.get_str(&["report", "token"]).is_some_and(&ours),
+        _ => false,
     };
-    let shared = report
-        .get("token")
-        .and_then(|t| t.as_str())
-        .is_some_and(&ours);
     if !shared {
         return Ok(text.to_string());
     }
-    report.insert("token".into(), bound_for(&node).into());
-    let header: String = text
-        .lines()
-        .take_while(|l| l.starts_with('#'))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    let body = toml::to_string(&doc).map_err(|e| e.to_string())?;
-    Ok(format!("{header}{body}"))
+    w.set(&["report", "token"], bound_for(&node))?;
+    Ok(w.render())
 }
 
 #[cfg(test)]

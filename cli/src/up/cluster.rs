@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use kubeboot_core::document::writer::{WriteError, Writer};
 use kubeboot_core::document::Role;
 use kubeboot_serve::bundle::{self, NewBundle};
 use kubeboot_serve::{self as serve, tls::TlsSource, NodeSummary, ServeOptions};
@@ -477,26 +478,36 @@ fn node_document(
     port: Option<&Port>,
 ) -> Result<String, String> {
     let discovery = bundle::read_discovery(bundle_dir).map_err(|e| e.to_string())?;
-    // TCG: the control plane takes many minutes (the bundle is --slow-host); joins wait for it.
-    let extra = match port {
-        Some(p) => format!(
-            "advertise_address = \"{}\"\n\n[ready]\ntimeout_seconds = 1800\n",
-            p.address,
-        ),
-        None => String::new(),
-    };
-    let receiver_host = receiver.host;
-    let mut doc = format!(
-        "{}\n[node]\nname = \"{name}\"\n{extra}\n[preflight]\nclock_sync_timeout_seconds = 2\n\n[report]\nurl = \"https://{receiver_host}:8443/v1\"\ntoken = \"{}\"\nca_cert_hash = \"{}\"\n",
-        bundle::node_document(role, &discovery, bundle_dir).map_err(|e| e.to_string())?,
-        receiver.token,
-        receiver.ca_hash,
-    );
-    if port.is_some() && role != Role::Init {
-        doc = doc.replacen("[discovery]\n", "[discovery]\ntimeout_seconds = 2400\n", 1);
-    }
+    let text = bundle::node_document(role, &discovery, bundle_dir).map_err(|e| e.to_string())?;
+    let mut w = Writer::parse(&text).map_err(|e| e.to_string())?;
+    fit_to_vm(&mut w, receiver, name, role, port).map_err(|e| format!("{name}: {e}"))?;
+    let doc = w.render();
     kubeboot_core::kubeadm::validate_fully(&doc).map_err(|e| format!("{name}: {e}"))?;
     Ok(doc)
+}
+
+/// One VM's document: its name, this receiver for reports, a short clock wait;
+/// on a segment (TCG, a --slow-host bundle) its address and long waits for the
+/// control plane, which takes many minutes.
+fn fit_to_vm(
+    w: &mut Writer,
+    receiver: &Receiver,
+    name: &str,
+    role: Role,
+    port: Option<&Port>,
+) -> Result<(), WriteError> {
+    w.set(&["node", "name"], name)?;
+    w.set(&["preflight", "clock_sync_timeout_seconds"], 2)?;
+    let url = format!("https://{}:8443/v1", receiver.host);
+    w.report(&url, &receiver.token, &receiver.ca_hash)?;
+    if let Some(p) = port {
+        w.set(&["node", "advertise_address"], p.address.to_string())?;
+        w.set(&["ready", "timeout_seconds"], 1800)?;
+        if role != Role::Init {
+            w.set(&["discovery", "timeout_seconds"], 2400)?;
+        }
+    }
+    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]

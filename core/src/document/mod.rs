@@ -7,6 +7,7 @@
 pub mod formats;
 pub mod user_data;
 mod validate;
+pub mod writer;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;

@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::userdata;
+use kubeboot_core::document::writer::{WriteError, Writer};
 use kubeboot_core::document::{formats, Role, PKI_PAIRS};
 use kubeboot_core::tls::ca_hash_of_der;
 
@@ -89,6 +90,9 @@ pub enum BundleError {
     /// the file's text).
     #[error("{}: {message}", path.display())]
     Discovery { path: PathBuf, message: String },
+    /// A document could not be written (a kubeboot bug).
+    #[error("internal error: {0}")]
+    Document(#[from] WriteError),
     /// A generated document failed the agent's validation (a kubeboot bug).
     #[error("internal error: the generated {role} document is invalid: {message}")]
     Invalid { role: Role, message: String },
@@ -318,7 +322,7 @@ pub fn create(req: &NewBundle, out: &Path, force: bool) -> Result<Summary, Bundl
     let ca = pki::new_ca("kubernetes").map_err(BundleError::Pki)?;
     let front_proxy = pki::new_ca("front-proxy-ca").map_err(BundleError::Pki)?;
     let sa = pki::new_service_account_keys().map_err(BundleError::Pki)?;
-    let w = Writer(tmp.path().to_path_buf());
+    let w = BundleFiles(tmp.path().to_path_buf());
     w.file("pki/ca.crt", &ca.cert_pem, 0o644)?;
     w.file("pki/ca.key", &ca.key_pem, 0o600)?;
     w.file("pki/front-proxy-ca.crt", &front_proxy.cert_pem, 0o644)?;
@@ -379,7 +383,7 @@ pub fn rotate(dir: &Path, what: Rotate) -> Result<Summary, BundleError> {
         Rotate::Token => d.token = secrets::new_bootstrap_token(),
         Rotate::CertificateKey => d.certificate_key = secrets::new_certificate_key(),
     }
-    let files = write_documents(&Writer(dir.to_path_buf()), &d)?;
+    let files = write_documents(&BundleFiles(dir.to_path_buf()), &d)?;
     Ok(summary(dir, &d, files))
 }
 
@@ -398,7 +402,7 @@ pub fn read_discovery(dir: &Path) -> Result<Discovery, BundleError> {
 
 /// discovery.toml, then each role's node document and cloud-config; each
 /// document is validated as the agent would before it is written.
-fn write_documents(w: &Writer, d: &Discovery) -> Result<Vec<String>, BundleError> {
+fn write_documents(w: &BundleFiles, d: &Discovery) -> Result<Vec<String>, BundleError> {
     let mut files = Vec::new();
     let discovery_toml = format!(
         "# kubeboot bundle: what nodes need to join this cluster. SECRET: holds the bootstrap token\n\
@@ -425,103 +429,104 @@ fn write_documents(w: &Writer, d: &Discovery) -> Result<Vec<String>, BundleError
 
 /// The node document for one role, as TOML.
 pub fn node_document(role: Role, d: &Discovery, bundle_dir: &Path) -> Result<String, BundleError> {
-    use toml::{Table, Value};
-    let s = |v: &str| Value::String(v.to_string());
-    let mut doc = Table::new();
-    doc.insert("version".into(), Value::Integer(1));
-    doc.insert("role".into(), s(role.as_str()));
-    let mut cluster = Table::new();
-    cluster.insert("endpoint".into(), s(&d.endpoint));
+    let mut w = Writer::new(
+        role,
+        format!(
+            "kubeboot node document: role {role}. SECRET (bootstrap token{}). Made by `kubeboot bundle`.",
+            match role {
+                Role::Init => ", certificate key, CA keys",
+                Role::ControlPlane => ", certificate key",
+                Role::Worker => "",
+            }
+        ),
+    );
+    w.set(&["cluster", "endpoint"], d.endpoint.as_str())?;
     if let Some(v) = &d.cluster.kubernetes_version {
-        cluster.insert("kubernetes_version".into(), s(v));
+        w.set(&["cluster", "kubernetes_version"], v.as_str())?;
     }
     if role == Role::Init {
-        if let Some(n) = &d.cluster.name {
-            cluster.insert("name".into(), s(n));
-        }
-        if let Some(p) = &d.cluster.pod_subnet {
-            cluster.insert("pod_subnet".into(), s(p));
-        }
-        if !d.cluster.external_etcd.is_empty() {
-            let mut etcd = Table::new();
-            etcd.insert(
-                "external_endpoints".into(),
-                Value::Array(d.cluster.external_etcd.iter().map(|u| s(u)).collect()),
-            );
-            let inline = bundle_dir.join(EXTERNAL_ETCD_FILES[0].1);
-            if inline.exists() {
-                // Inline: the agent writes them under /etc/kubernetes/pki/external-etcd/.
-                for ((_, rel, _), key) in EXTERNAL_ETCD_FILES.iter().zip(["ca_cert", "cert", "key"])
-                {
-                    let text = fs::read_to_string(bundle_dir.join(rel)).map_err(|source| {
-                        BundleError::Read {
-                            path: rel.into(),
-                            source,
-                        }
-                    })?;
-                    etcd.insert(key.into(), s(&text));
-                }
-            } else {
-                // The operator puts them on the init node at kubeadm's usual paths.
-                etcd.insert("ca_file".into(), s("/etc/kubernetes/pki/etcd/ca.crt"));
-                etcd.insert(
-                    "cert_file".into(),
-                    s("/etc/kubernetes/pki/apiserver-etcd-client.crt"),
-                );
-                etcd.insert(
-                    "key_file".into(),
-                    s("/etc/kubernetes/pki/apiserver-etcd-client.key"),
-                );
-            }
-            cluster.insert("etcd".into(), Value::Table(etcd));
-        }
+        init_cluster(&mut w, d, bundle_dir)?;
     }
-    doc.insert("cluster".into(), Value::Table(cluster));
-    let mut discovery = Table::new();
-    discovery.insert("token".into(), s(&d.token));
+    w.set(&["discovery", "token"], d.token.as_str())?;
     if role != Role::Init {
-        discovery.insert(
-            "ca_cert_hashes".into(),
-            Value::Array(d.ca_cert_hashes.iter().map(|h| s(h)).collect()),
-        );
+        w.set(&["discovery", "ca_cert_hashes"], d.ca_cert_hashes.clone())?;
     }
     if role != Role::Worker {
-        discovery.insert("certificate_key".into(), s(&d.certificate_key));
+        w.set(
+            &["discovery", "certificate_key"],
+            d.certificate_key.as_str(),
+        )?;
     }
-    doc.insert("discovery".into(), Value::Table(discovery));
     if role == Role::Init {
-        let mut pki = Table::new();
-        let read = |f: &str| {
-            fs::read_to_string(bundle_dir.join("pki").join(f)).map_err(|source| BundleError::Read {
-                path: Path::new("pki").join(f),
-                source,
-            })
-        };
-        // Every pair must be there, except the etcd CA (made for stacked etcd only).
-        for spec in &PKI_PAIRS {
-            let optional = spec.cert_file.starts_with("etcd/");
-            if optional && !bundle_dir.join("pki").join(spec.cert_file).exists() {
-                continue;
-            }
-            pki.insert(spec.cert_key.into(), s(&read(spec.cert_file)?));
-            pki.insert(spec.key_key.into(), s(&read(spec.key_file)?));
-        }
-        doc.insert("pki".into(), Value::Table(pki));
+        init_pki(&mut w, bundle_dir)?;
     }
-    let header = format!(
-        "# kubeboot node document: role {role}. SECRET (bootstrap token{}). Made by `kubeboot bundle`.\n",
-        match role {
-            Role::Init => ", certificate key, CA keys",
-            Role::ControlPlane => ", certificate key",
-            Role::Worker => "",
+    if d.cluster.slow_host {
+        slow_host_tuning(&mut w, role, !d.cluster.external_etcd.is_empty())?;
+    }
+    Ok(w.render())
+}
+
+/// `[cluster]` as only the init node has it: name, pod subnet, external etcd.
+fn init_cluster(w: &mut Writer, d: &Discovery, bundle_dir: &Path) -> Result<(), BundleError> {
+    if let Some(n) = &d.cluster.name {
+        w.set(&["cluster", "name"], n.as_str())?;
+    }
+    if let Some(p) = &d.cluster.pod_subnet {
+        w.set(&["cluster", "pod_subnet"], p.as_str())?;
+    }
+    if d.cluster.external_etcd.is_empty() {
+        return Ok(());
+    }
+    let etcd = ["cluster", "etcd"];
+    w.set(
+        &["cluster", "etcd", "external_endpoints"],
+        d.cluster.external_etcd.clone(),
+    )?;
+    let inline = bundle_dir.join(EXTERNAL_ETCD_FILES[0].1);
+    if inline.exists() {
+        // Inline: the agent writes them under /etc/kubernetes/pki/external-etcd/.
+        for ((_, rel, _), key) in EXTERNAL_ETCD_FILES.iter().zip(["ca_cert", "cert", "key"]) {
+            let text =
+                fs::read_to_string(bundle_dir.join(rel)).map_err(|source| BundleError::Read {
+                    path: rel.into(),
+                    source,
+                })?;
+            w.table_mut(&etcd)?.insert(key.into(), text.into());
         }
-    );
-    let tuning = if d.cluster.slow_host {
-        slow_host_tuning(role, !d.cluster.external_etcd.is_empty())
     } else {
-        String::new()
+        // The operator puts them on the init node at kubeadm's usual paths.
+        let t = w.table_mut(&etcd)?;
+        t.insert("ca_file".into(), "/etc/kubernetes/pki/etcd/ca.crt".into());
+        t.insert(
+            "cert_file".into(),
+            "/etc/kubernetes/pki/apiserver-etcd-client.crt".into(),
+        );
+        t.insert(
+            "key_file".into(),
+            "/etc/kubernetes/pki/apiserver-etcd-client.key".into(),
+        );
+    }
+    Ok(())
+}
+
+/// `[pki]`: the cluster's CAs for the init node. Every pair must be there,
+/// except the etcd CA (made for stacked etcd only).
+fn init_pki(w: &mut Writer, bundle_dir: &Path) -> Result<(), BundleError> {
+    let read = |f: &str| {
+        fs::read_to_string(bundle_dir.join("pki").join(f)).map_err(|source| BundleError::Read {
+            path: Path::new("pki").join(f),
+            source,
+        })
     };
-    Ok(header + &toml::to_string(&doc)? + &tuning)
+    for spec in &PKI_PAIRS {
+        let optional = spec.cert_file.starts_with("etcd/");
+        if optional && !bundle_dir.join("pki").join(spec.cert_file).exists() {
+            continue;
+        }
+        w.set(&["pki", spec.cert_key], read(spec.cert_file)?)?;
+        w.set(&["pki", spec.key_key], read(spec.key_file)?)?;
+    }
+    Ok(())
 }
 
 /// The longest `control_plane_timeout_seconds` the bundle renders (`--slow-host`):
@@ -543,39 +548,53 @@ pub const SLOW_HOST_CONTROL_PLANE_TIMEOUT: u64 = 1500;
 ///   uploads and joining control planes read, so only `init` carries them;
 /// - every role's kubeadm waits as long for what it waits on (with kubeadm ≥ 1.31:
 ///   a join's TLS bootstrap and kubelet, a control plane's etcd calls).
-pub fn slow_host_tuning(role: Role, external_etcd: bool) -> String {
-    let timeout =
-        format!("\n[kubeadm]\ncontrol_plane_timeout_seconds = {SLOW_HOST_CONTROL_PLANE_TIMEOUT}\n");
-    const LOCAL_ETCD: &str = concat!(
-        "\n[kubeadm.patch.cluster_configuration.etcd.local.extraArgs]\n",
-        "heartbeat-interval = \"500\"\nelection-timeout = \"5000\"\n",
-    );
-    match role {
-        Role::Init => [
-            timeout.as_str(),
-            "static_pod_startup_seconds = 1500\nstatic_pod_liveness_seconds = 900\n",
-            // An external etcd is tuned where it runs.
-            if external_etcd { "" } else { LOCAL_ETCD },
-            "\n[kubeadm.patch.cluster_configuration.controllerManager.extraArgs]\n",
-            "leader-elect-lease-duration = \"120s\"\nleader-elect-renew-deadline = \"100s\"\n",
-            "leader-elect-retry-period = \"10s\"\n",
-            "\n[kubeadm.patch.cluster_configuration.scheduler.extraArgs]\n",
-            "leader-elect-lease-duration = \"120s\"\nleader-elect-renew-deadline = \"100s\"\n",
-            "leader-elect-retry-period = \"10s\"\n",
-        ]
-        .concat(),
-        Role::ControlPlane => [
-            timeout.as_str(),
-            "static_pod_startup_seconds = 1500\nstatic_pod_liveness_seconds = 900\n",
-        ]
-        .concat(),
-        Role::Worker => timeout,
+pub fn slow_host_tuning(w: &mut Writer, role: Role, external_etcd: bool) -> Result<(), WriteError> {
+    w.set(
+        &["kubeadm", "control_plane_timeout_seconds"],
+        SLOW_HOST_CONTROL_PLANE_TIMEOUT as i64,
+    )?;
+    if role == Role::Worker {
+        return Ok(());
     }
+    w.set(&["kubeadm", "static_pod_startup_seconds"], 1500)?;
+    w.set(&["kubeadm", "static_pod_liveness_seconds"], 900)?;
+    if role != Role::Init {
+        return Ok(());
+    }
+    let patch = |component: &'static str| {
+        [
+            "kubeadm",
+            "patch",
+            "cluster_configuration",
+            component,
+            "extraArgs",
+        ]
+    };
+    // An external etcd is tuned where it runs.
+    if !external_etcd {
+        let etcd = w.table_mut(&[
+            "kubeadm",
+            "patch",
+            "cluster_configuration",
+            "etcd",
+            "local",
+            "extraArgs",
+        ])?;
+        etcd.insert("heartbeat-interval".into(), "500".into());
+        etcd.insert("election-timeout".into(), "5000".into());
+    }
+    for component in ["controllerManager", "scheduler"] {
+        let args = w.table_mut(&patch(component))?;
+        args.insert("leader-elect-lease-duration".into(), "120s".into());
+        args.insert("leader-elect-renew-deadline".into(), "100s".into());
+        args.insert("leader-elect-retry-period".into(), "10s".into());
+    }
+    Ok(())
 }
 
-struct Writer(PathBuf);
+struct BundleFiles(PathBuf);
 
-impl Writer {
+impl BundleFiles {
     fn file(&self, rel: &str, content: &str, mode: u32) -> Result<(), BundleError> {
         let p = self.0.join(rel);
         let dir = p.parent().expect("has parent");

@@ -223,9 +223,13 @@ async fn a_cluster_serve_minted_in_is_never_initialised_again() {
 #[test]
 fn the_default_lease_outlasts_the_slowest_init_the_bundle_renders() {
     use crate::bundle::{slow_host_tuning, SLOW_HOST_CONTROL_PLANE_TIMEOUT};
-    let tuning = slow_host_tuning(kubeboot_core::document::Role::Init, false);
-    assert!(tuning.contains(&format!(
-        "control_plane_timeout_seconds = {SLOW_HOST_CONTROL_PLANE_TIMEOUT}"
-    )));
+    use kubeboot_core::document::{writer::Writer, Role};
+    let mut w = Writer::new(Role::Init, "");
+    slow_host_tuning(&mut w, Role::Init, false).unwrap();
+    let timeout = w.get(&["kubeadm", "control_plane_timeout_seconds"]);
+    assert_eq!(
+        timeout.and_then(|t| t.as_integer()),
+        Some(SLOW_HOST_CONTROL_PLANE_TIMEOUT as i64)
+    );
     assert!(DEFAULT_LEASE.as_secs() > SLOW_HOST_CONTROL_PLANE_TIMEOUT + 120);
 }
