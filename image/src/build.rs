@@ -9,6 +9,106 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use crate::kubernetes::KubernetesError;
+use crate::openpgp::OpenPgpError;
+use crate::pxe::PxeError;
+use crate::reproducible::ReproducibleError;
+
+/// What kept an image from being built, and what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(
+        "the production profile needs Kubernetes: --kubernetes PATH (air-gapped: the \
+         official release artifacts, e.g. kubernetes-server-linux-amd64.tar.gz; \
+         docs/real-kubernetes.md), --packages DIR (.deb files) or --from-repository (pkgs.k8s.io)"
+    )]
+    NoKubernetes,
+    #[error("give only one of --kubernetes, --packages and --from-repository")]
+    ManySources,
+    #[error("--images goes with --kubernetes (the production profile's air-gapped images)")]
+    ImagesWithoutKubernetes,
+    #[error(
+        "the test profile needs the kubeadm test double: build it with `cargo build --release -p kubeboot-tests` \
+         or pass --kubeadm-double PATH"
+    )]
+    NoKubeadmDouble,
+    #[error(
+        "{}: no mkosi.conf (run from the repository root, or pass --mkosi-dir)",
+        .0.display()
+    )]
+    NoMkosiConf(PathBuf),
+    #[error(
+        "{} was built with the test-only crash points (cargo feature test-crash-points, \
+         enabled when kubeboot-tests is built in the same cargo command); build the \
+         agent on its own: cargo build --release --locked -p kubeboot --bin kubeboot",
+        .0.display()
+    )]
+    TestHooks(PathBuf),
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("stage {}: {source}", from.display())]
+    Stage {
+        from: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("mkosi: {0} (install it with scripts/setup-image.sh)")]
+    Mkosi(#[source] std::io::Error),
+    #[error("mkosi failed ({status}); last lines:\n{tail}\n(full log: {})", log.display())]
+    MkosiFailed {
+        status: std::process::ExitStatus,
+        tail: String,
+        log: PathBuf,
+    },
+    #[error(transparent)]
+    Kubernetes(#[from] KubernetesError),
+    #[error(transparent)]
+    Reproducible(#[from] ReproducibleError),
+    #[error(transparent)]
+    Pxe(#[from] PxeError),
+    #[error("the HTTPS client for pkgs.k8s.io: {0}")]
+    HttpClient(String),
+    #[error(
+        "the production profile needs the Kubernetes packages: {url} is unreachable ({why}). \
+         For an air-gapped build pass --packages DIR (a directory of kubeadm, kubelet, kubectl, \
+         cri-tools and kubernetes-cni .deb files), or build --profile test"
+    )]
+    Unreachable { url: &'static str, why: String },
+    #[error("{url}: {source}")]
+    Download {
+        url: &'static str,
+        source: std::io::Error,
+    },
+    #[error("{from}: not a usable signing key: {source}")]
+    UnusableKey { from: String, source: OpenPgpError },
+    #[error(
+        "{from}: the signing key's fingerprint is {found}, not {expected} as kept in kubeboot; \
+         refusing it (if the repository really changed its key, update \
+         KUBERNETES_KEY_FINGERPRINT after checking the new one out of band)"
+    )]
+    WrongKey {
+        from: String,
+        found: String,
+        expected: String,
+    },
+}
+
+impl BuildError {
+    fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BuildError + '_ {
+        move |source| BuildError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Profile {
@@ -131,7 +231,7 @@ pub fn default_source_date_epoch(dir: &Path) -> u64 {
 const KUBERNETES_PACKAGES: &str = "kubeadm,kubelet,kubectl,cri-tools,kubernetes-cni";
 
 /// Where the production profile's Kubernetes comes from: exactly one source.
-fn production_source(opts: &BuildOptions) -> Result<(), String> {
+fn production_source(opts: &BuildOptions) -> Result<(), BuildError> {
     let given = [
         opts.kubernetes.is_some(),
         opts.packages.is_some(),
@@ -139,11 +239,8 @@ fn production_source(opts: &BuildOptions) -> Result<(), String> {
     ];
     match given.iter().filter(|g| **g).count() {
         1 => Ok(()),
-        0 => Err("the production profile needs Kubernetes: --kubernetes PATH (air-gapped: the \
-                  official release artifacts, e.g. kubernetes-server-linux-amd64.tar.gz; \
-                  docs/real-kubernetes.md), --packages DIR (.deb files) or --from-repository (pkgs.k8s.io)"
-            .into()),
-        _ => Err("give only one of --kubernetes, --packages and --from-repository".into()),
+        0 => Err(BuildError::NoKubernetes),
+        _ => Err(BuildError::ManySources),
     }
 }
 
@@ -152,7 +249,7 @@ fn stage_kubernetes(
     source: &Path,
     images: Option<&Path>,
     stage: &Path,
-) -> Result<KubernetesUsed, String> {
+) -> Result<KubernetesUsed, KubernetesError> {
     let binaries = super::kubernetes::prepare(source)?;
     for line in binaries.report() {
         eprintln!("{line}");
@@ -209,28 +306,29 @@ fn stage_kubernetes(
     })
 }
 
-fn stage(opts: &BuildOptions, stage: &Path) -> Result<Option<KubernetesUsed>, String> {
+fn stage(opts: &BuildOptions, stage: &Path) -> Result<Option<KubernetesUsed>, BuildError> {
     let mut used = None;
     if let (Profile::Production, Some(source)) = (opts.profile, &opts.kubernetes) {
         used = Some(stage_kubernetes(source, opts.images.as_deref(), stage)?);
     } else if opts.images.is_some() {
-        return Err(
-            "--images goes with --kubernetes (the production profile's air-gapped images)".into(),
-        );
+        return Err(BuildError::ImagesWithoutKubernetes);
     }
     let bin = stage.join("usr/bin");
-    std::fs::create_dir_all(&bin).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(&bin).map_err(BuildError::io(&bin))?;
     refuse_test_hooks(&opts.kubeboot_bin)?;
     let mut files = vec![(opts.kubeboot_bin.clone(), bin.join("kubeboot"))];
     if opts.profile == Profile::Test {
-        let double = opts.kubeadm_double.clone().ok_or(
-            "the test profile needs the kubeadm test double: build it with `cargo build --release -p kubeboot-tests` \
-             or pass --kubeadm-double PATH",
-        )?;
+        let double = opts
+            .kubeadm_double
+            .clone()
+            .ok_or(BuildError::NoKubeadmDouble)?;
         files.push((double, bin.join("kubeadm")));
     }
     for (from, to) in files {
-        std::fs::copy(&from, &to).map_err(|e| format!("stage {}: {e}", from.display()))?;
+        std::fs::copy(&from, &to).map_err(|source| BuildError::Stage {
+            from: from.clone(),
+            source,
+        })?;
         // Smaller image, and no build paths in the binary's debug info.
         let _ = Command::new("strip").arg(&to).status();
     }
@@ -247,27 +345,22 @@ fn test_hook_marker() -> Vec<u8> {
 /// The image ships no test hooks. Cargo unifies features per invocation, so
 /// `cargo build -p kubeboot -p kubeboot-tests` gives `kubeboot` the test-only crash
 /// points that kubeboot-tests asks for; such a binary is refused here.
-fn refuse_test_hooks(kubeboot: &Path) -> Result<(), String> {
-    let bytes = std::fs::read(kubeboot).map_err(|e| format!("read {}: {e}", kubeboot.display()))?;
+fn refuse_test_hooks(kubeboot: &Path) -> Result<(), BuildError> {
+    let bytes = std::fs::read(kubeboot).map_err(|source| BuildError::Read {
+        path: kubeboot.to_path_buf(),
+        source,
+    })?;
     let marker = test_hook_marker();
     if bytes.windows(marker.len()).any(|w| w == marker) {
-        return Err(format!(
-            "{} was built with the test-only crash points (cargo feature test-crash-points, \
-             enabled when kubeboot-tests is built in the same cargo command); build the \
-             agent on its own: cargo build --release --locked -p kubeboot --bin kubeboot",
-            kubeboot.display()
-        ));
+        return Err(BuildError::TestHooks(kubeboot.to_path_buf()));
     }
     Ok(())
 }
 
 /// Run mkosi; print its step lines (‣ …) as progress, keep everything in build.log.
-pub fn build(opts: &BuildOptions) -> Result<Manifest, String> {
+pub fn build(opts: &BuildOptions) -> Result<Manifest, BuildError> {
     if !opts.mkosi_dir.join("mkosi.conf").exists() {
-        return Err(format!(
-            "{}: no mkosi.conf (run from the repository root, or pass --mkosi-dir)",
-            opts.mkosi_dir.display()
-        ));
+        return Err(BuildError::NoMkosiConf(opts.mkosi_dir.clone()));
     }
     if opts.profile == Profile::Production {
         production_source(opts)?;
@@ -275,16 +368,13 @@ pub fn build(opts: &BuildOptions) -> Result<Manifest, String> {
             ensure_kubernetes_key(&opts.mkosi_dir)?;
         }
     }
-    std::fs::create_dir_all(&opts.out_dir)
-        .map_err(|e| format!("{}: {e}", opts.out_dir.display()))?;
-    std::fs::create_dir_all(&opts.cache_dir)
-        .map_err(|e| format!("{}: {e}", opts.cache_dir.display()))?;
-    let staged = tempfile::tempdir().map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(&opts.out_dir).map_err(BuildError::io(&opts.out_dir))?;
+    std::fs::create_dir_all(&opts.cache_dir).map_err(BuildError::io(&opts.cache_dir))?;
+    let staged = tempfile::tempdir().map_err(BuildError::io(&std::env::temp_dir()))?;
     let kubernetes = stage(opts, staged.path())?;
-    let out_dir = std::fs::canonicalize(&opts.out_dir).map_err(|e| e.to_string())?;
+    let out_dir = std::fs::canonicalize(&opts.out_dir).map_err(BuildError::io(&opts.out_dir))?;
     let log_path = out_dir.join("build.log");
-    let log =
-        std::fs::File::create(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
+    let log = std::fs::File::create(&log_path).map_err(BuildError::io(&log_path))?;
     let mut cmd = Command::new("mkosi");
     cmd.current_dir(&opts.mkosi_dir)
         .env("SOURCE_DATE_EPOCH", opts.source_date_epoch.to_string())
@@ -313,9 +403,7 @@ pub fn build(opts: &BuildOptions) -> Result<Manifest, String> {
         opts.profile.as_str(),
         log_path.display()
     );
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("mkosi: {e} (install it with scripts/setup-image.sh)"))?;
+    let mut child = cmd.spawn().map_err(BuildError::Mkosi)?;
     let log = std::sync::Arc::new(std::sync::Mutex::new(log));
     let stderr = child.stderr.take().expect("piped");
     let err_log = log.clone();
@@ -342,15 +430,14 @@ pub fn build(opts: &BuildOptions) -> Result<Manifest, String> {
         let _ = writeln!(log.lock().expect("log"), "{line}");
     }
     let err_lines = err_thread.join().unwrap_or_default();
-    let status = child.wait().map_err(|e| e.to_string())?;
+    let status = child.wait().map_err(BuildError::Mkosi)?;
     if !status.success() {
-        let tail: Vec<&String> = err_lines.iter().rev().take(15).collect();
-        let tail: Vec<&str> = tail.into_iter().rev().map(String::as_str).collect();
-        return Err(format!(
-            "mkosi failed ({status}); last lines:\n{}\n(full log: {})",
-            tail.join("\n"),
-            log_path.display()
-        ));
+        let tail = &err_lines[err_lines.len().saturating_sub(15)..];
+        return Err(BuildError::MkosiFailed {
+            status,
+            tail: tail.join("\n"),
+            log: log_path,
+        });
     }
     let raw = out_dir.join(format!("{IMAGE_NAME}.raw"));
     for done in crate::reproducible::normalize_disk(&raw, opts.source_date_epoch)? {
@@ -373,16 +460,16 @@ pub fn build(opts: &BuildOptions) -> Result<Manifest, String> {
         artifacts: describe(&out_dir)?,
     };
     let json = serde_json::to_vec_pretty(&manifest).expect("serializes");
-    kubeboot_core::host::write_file_atomic(&Manifest::path(&out_dir), &json, 0o644)
-        .map_err(|e| e.to_string())?;
+    let path = Manifest::path(&out_dir);
+    kubeboot_core::host::write_file_atomic(&path, &json, 0o644).map_err(BuildError::io(&path))?;
     Ok(manifest)
 }
 
 /// Size and SHA-256 of each output file (not the log or the manifest).
-pub fn describe(out_dir: &Path) -> Result<Vec<Artifact>, String> {
+pub fn describe(out_dir: &Path) -> Result<Vec<Artifact>, BuildError> {
     use std::os::unix::fs::MetadataExt;
     let mut files: Vec<PathBuf> = std::fs::read_dir(out_dir)
-        .map_err(|e| e.to_string())?
+        .map_err(BuildError::io(out_dir))?
         .filter_map(Result::ok)
         .map(|e| e.path())
         .filter(|p| p.is_file() && !p.is_symlink())
@@ -395,7 +482,7 @@ pub fn describe(out_dir: &Path) -> Result<Vec<Artifact>, String> {
     files
         .iter()
         .map(|p| {
-            let meta = std::fs::metadata(p).map_err(|e| e.to_string())?;
+            let meta = std::fs::metadata(p).map_err(BuildError::io(p))?;
             Ok(Artifact {
                 file: p
                     .file_name()
@@ -416,50 +503,55 @@ const KUBERNETES_KEY_FINGERPRINT: &str = "DE15B14486CD377B9E876E1A234654DA9A2964
 
 /// pkgs.k8s.io's signing key, fetched once into the production profile's apt
 /// tree, size-limited and checked against `KUBERNETES_KEY_FINGERPRINT`.
-fn ensure_kubernetes_key(mkosi_dir: &Path) -> Result<(), String> {
+fn ensure_kubernetes_key(mkosi_dir: &Path) -> Result<(), BuildError> {
     let key = mkosi_dir.join("kubernetes-repo/pkgmngr/etc/apt/keyrings/kubernetes.asc");
     if key.exists() {
-        let body = std::fs::read(&key).map_err(|e| format!("{}: {e}", key.display()))?;
-        return check_signing_key(&body, KUBERNETES_KEY_FINGERPRINT)
-            .map_err(|e| format!("{}: {e}", key.display()));
+        let body = std::fs::read(&key).map_err(BuildError::io(&key))?;
+        let from = key.display().to_string();
+        return check_signing_key(&body, KUBERNETES_KEY_FINGERPRINT, &from);
     }
+    let body = fetch_kubernetes_key()?;
+    // ASCII-armored, which apt reads from a .asc file.
+    kubeboot_core::host::write_file_atomic(&key, &body, 0o644).map_err(BuildError::io(&key))
+}
+
+/// pkgs.k8s.io's signing key, downloaded (at most `MAX_KEY_BYTES`) and checked.
+fn fetch_kubernetes_key() -> Result<Vec<u8>, BuildError> {
     let url = "https://pkgs.k8s.io/core:/stable:/v1.34/deb/Release.key";
-    let config = kubeboot_core::tls::client_config(None)?;
+    let config = kubeboot_core::tls::client_config(None).map_err(BuildError::HttpClient)?;
     let client = kubeboot_core::tls::https_client(config, std::time::Duration::from_secs(30))
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| BuildError::HttpClient(e.to_string()))?;
     let response = client
         .get(url)
         .send()
         .and_then(|r| r.error_for_status())
-        .map_err(|e| {
-            format!(
-                "the production profile needs the Kubernetes packages: {url} is unreachable ({}). \
-                 For an air-gapped build pass --packages DIR (a directory of kubeadm, kubelet, kubectl, \
-                 cri-tools and kubernetes-cni .deb files), or build --profile test",
-                kubeboot_core::tls::describe_http_error(&e)
-            )
+        .map_err(|e| BuildError::Unreachable {
+            url,
+            why: kubeboot_core::tls::describe_http_error(&e),
         })?;
     let mut body = Vec::new();
     std::io::Read::read_to_end(
         &mut std::io::Read::take(response, super::openpgp::MAX_KEY_BYTES as u64 + 1),
         &mut body,
     )
-    .map_err(|e| format!("{url}: {e}"))?;
-    check_signing_key(&body, KUBERNETES_KEY_FINGERPRINT).map_err(|e| format!("{url}: {e}"))?;
-    // ASCII-armored, which apt reads from a .asc file.
-    kubeboot_core::host::write_file_atomic(&key, &body, 0o644).map_err(|e| e.to_string())
+    .map_err(|source| BuildError::Download { url, source })?;
+    check_signing_key(&body, KUBERNETES_KEY_FINGERPRINT, url)?;
+    Ok(body)
 }
 
-/// The key is one OpenPGP public key whose fingerprint is `expected`.
-fn check_signing_key(armored: &[u8], expected: &str) -> Result<(), String> {
-    let found = super::openpgp::primary_fingerprint(armored)
-        .map_err(|e| format!("not a usable signing key: {e}"))?;
+/// The key (read from `from`) is one OpenPGP public key whose fingerprint is `expected`.
+fn check_signing_key(armored: &[u8], expected: &str, from: &str) -> Result<(), BuildError> {
+    let found =
+        super::openpgp::primary_fingerprint(armored).map_err(|source| BuildError::UnusableKey {
+            from: from.to_string(),
+            source,
+        })?;
     if found != expected {
-        return Err(format!(
-            "the signing key's fingerprint is {found}, not {expected} as kept in kubeboot; \
-             refusing it (if the repository really changed its key, update \
-             KUBERNETES_KEY_FINGERPRINT after checking the new one out of band)"
-        ));
+        return Err(BuildError::WrongKey {
+            from: from.to_string(),
+            found,
+            expected: expected.to_string(),
+        });
     }
     Ok(())
 }
@@ -471,12 +563,11 @@ mod tests {
     #[test]
     fn a_signing_key_must_have_the_kept_fingerprint() {
         let key = include_bytes!("../../tests/vectors/openpgp/debian-bookworm-stable.asc");
-        check_signing_key(key, "4D64FEC119C2029067D6E791F8D2585B8783D481").unwrap();
-        let err = check_signing_key(key, super::KUBERNETES_KEY_FINGERPRINT).unwrap_err();
-        assert!(err.contains("not DE15B144"), "{err}");
-        assert!(check_signing_key(b"<html>", "X")
-            .unwrap_err()
-            .starts_with("not a usable"));
+        check_signing_key(key, "4D64FEC119C2029067D6E791F8D2585B8783D481", "k.asc").unwrap();
+        let err = check_signing_key(key, super::KUBERNETES_KEY_FINGERPRINT, "k.asc").unwrap_err();
+        assert!(err.to_string().contains("not DE15B144"), "{err}");
+        let err = check_signing_key(b"<html>", "X", "k.asc").unwrap_err();
+        assert!(err.to_string().starts_with("k.asc: not a usable"), "{err}");
     }
 
     #[test]
@@ -487,7 +578,7 @@ mod tests {
         let mut bytes = vec![0u8; 4096];
         bytes.extend_from_slice(b"\0KUBEBOOT_TEST_CRASH\0");
         std::fs::write(&hooked, &bytes).unwrap();
-        let err = refuse_test_hooks(&hooked).unwrap_err();
+        let err = refuse_test_hooks(&hooked).unwrap_err().to_string();
         assert!(err.contains("test-only crash points"), "{err}");
         assert!(err.contains("-p kubeboot --bin kubeboot"), "{err}");
         let clean = dir.path().join("clean");

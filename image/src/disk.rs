@@ -1,13 +1,29 @@
 //! The GPT layout of a built disk image (`kubeboot.raw`): its partitions as
 //! `sfdisk --json` lists them, found by their discoverable-partitions type.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// GPT partition type of an EFI system partition.
 pub const ESP_TYPE: &str = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
 /// GPT partition type of an x86-64 root partition (discoverable partitions spec).
 pub const ROOT_X86_64_TYPE: &str = "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709";
+
+/// What went wrong reading a disk image's partition table.
+#[derive(Debug, thiserror::Error)]
+pub enum DiskError {
+    #[error("sfdisk: {0} (it is in util-linux)")]
+    Sfdisk(#[source] std::io::Error),
+    #[error("sfdisk --json {}: {stderr}", raw.display())]
+    SfdiskFailed { raw: PathBuf, stderr: String },
+    #[error("sfdisk --json {}: {why}", raw.display())]
+    Table { raw: PathBuf, why: String },
+    #[error(
+        "{}: no {what} (is it a kubeboot disk image? build one with `kubeboot image build`)",
+        raw.display()
+    )]
+    NoPartition { raw: PathBuf, what: &'static str },
+}
 
 /// One partition of a GPT disk image, as `sfdisk --json` lists it.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,55 +43,74 @@ pub fn find<'a>(parts: &'a [Partition], type_guid: &str) -> Option<&'a Partition
 }
 
 /// The partitions of a GPT image (`sfdisk --json`, util-linux).
-pub fn partitions(raw: &Path) -> Result<Vec<Partition>, String> {
+pub fn partitions(raw: &Path) -> Result<Vec<Partition>, DiskError> {
     let out = Command::new("sfdisk")
         .arg("--json")
         .arg(raw)
         .output()
-        .map_err(|e| format!("sfdisk: {e} (it is in util-linux)"))?;
+        .map_err(DiskError::Sfdisk)?;
     if !out.status.success() {
-        return Err(format!(
-            "sfdisk --json {}: {}",
-            raw.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
+        return Err(DiskError::SfdiskFailed {
+            raw: raw.to_path_buf(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
     }
-    parse_sfdisk_json(&out.stdout).map_err(|e| format!("sfdisk --json {}: {e}", raw.display()))
+    parse_sfdisk_json(raw, &out.stdout)
 }
 
-fn parse_sfdisk_json(json: &[u8]) -> Result<Vec<Partition>, String> {
-    let v: serde_json::Value = serde_json::from_slice(json).map_err(|e| e.to_string())?;
+fn parse_sfdisk_json(raw: &Path, json: &[u8]) -> Result<Vec<Partition>, DiskError> {
+    let bad = |why: String| DiskError::Table {
+        raw: raw.to_path_buf(),
+        why,
+    };
+    let v: serde_json::Value = serde_json::from_slice(json).map_err(|e| bad(e.to_string()))?;
     let table = &v["partitiontable"];
     if table["label"] != "gpt" {
-        return Err(format!("not a GPT disk (label {})", table["label"]));
+        return Err(bad(format!("not a GPT disk (label {})", table["label"])));
     }
     let sector = table["sectorsize"].as_u64().unwrap_or(512);
     let parts = table["partitions"]
         .as_array()
-        .ok_or("no partitions listed")?;
+        .ok_or_else(|| bad("no partitions listed".into()))?;
     parts
         .iter()
         .map(|p| {
-            let field = |k: &str| {
-                p[k].as_str()
-                    .map(str::to_string)
-                    .ok_or_else(|| format!("a partition without {k}"))
-            };
+            let text = |k: &str| p[k].as_str().map(str::to_string);
+            let number = |k: &str| p[k].as_u64().map(|n| n * sector);
+            let without = |k: &str| bad(format!("a partition without {k}"));
             Ok(Partition {
-                type_guid: field("type")?,
-                uuid: field("uuid")?,
-                offset: p["start"].as_u64().ok_or("a partition without start")? * sector,
-                size: p["size"].as_u64().ok_or("a partition without size")? * sector,
+                type_guid: text("type").ok_or_else(|| without("type"))?,
+                uuid: text("uuid").ok_or_else(|| without("uuid"))?,
+                offset: number("start").ok_or_else(|| without("start"))?,
+                size: number("size").ok_or_else(|| without("size"))?,
             })
         })
         .collect()
 }
 
-/// The root partition of a kubeboot disk image.
-pub fn root_partition(raw: &Path) -> Result<Partition, String> {
-    find(&partitions(raw)?, ROOT_X86_64_TYPE)
+/// The partition of type `type_guid` (`what`, for the error) of a disk image.
+pub fn find_in(
+    raw: &Path,
+    parts: &[Partition],
+    type_guid: &str,
+    what: &'static str,
+) -> Result<Partition, DiskError> {
+    find(parts, type_guid)
         .cloned()
-        .ok_or_else(|| format!("{}: no x86-64 root partition", raw.display()))
+        .ok_or_else(|| DiskError::NoPartition {
+            raw: raw.to_path_buf(),
+            what,
+        })
+}
+
+/// The root partition of a kubeboot disk image.
+pub fn root_partition(raw: &Path) -> Result<Partition, DiskError> {
+    find_in(
+        raw,
+        &partitions(raw)?,
+        ROOT_X86_64_TYPE,
+        "x86-64 root partition",
+    )
 }
 
 /// A small GPT image made the way systemd-repart makes kubeboot.raw, for tests.
@@ -125,11 +160,13 @@ mod tests {
           "firstlba": 2048, "lastlba": 8914950, "sectorsize": 512, "partitions": [
           {"node": "k.raw1", "start": 2048, "size": 524288, "type": "C12A7328-F81F-11D2-BA4B-00A0C93EC93B", "uuid": "25864355-E82D-4788-9B35-3810276B2ED8", "name": "esp"},
           {"node": "k.raw2", "start": 526336, "size": 8388608, "type": "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709", "uuid": "08708302-8809-4A3D-88E4-372806F6C7F1", "name": "root-x86-64"}]}}"#;
-        let p = parse_sfdisk_json(json).unwrap();
+        let raw = Path::new("k.raw");
+        let p = parse_sfdisk_json(raw, json).unwrap();
         assert_eq!(find(&p, ROOT_X86_64_TYPE).unwrap().offset, 526_336 * 512);
         assert_eq!(find(&p, ROOT_X86_64_TYPE).unwrap().size, 8_388_608 * 512);
         assert_eq!(find(&p, ESP_TYPE).unwrap().offset, 1 << 20);
         let mbr = br#"{"partitiontable": {"label": "dos", "partitions": []}}"#;
-        assert!(parse_sfdisk_json(mbr).unwrap_err().contains("not a GPT"));
+        let e = parse_sfdisk_json(raw, mbr).unwrap_err().to_string();
+        assert!(e.starts_with("sfdisk --json k.raw: not a GPT"), "{e}");
     }
 }

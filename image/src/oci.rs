@@ -19,6 +19,41 @@ use std::process::Command;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+/// What kept an image archive from being written.
+#[derive(Debug, thiserror::Error)]
+pub enum OciError {
+    #[error("image name {name:?}: {why}")]
+    Name { name: String, why: String },
+    #[error("{0:?}: a path in the image must be absolute and must not contain ..")]
+    Dest(String),
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: too many levels of symbolic links", .0.display())]
+    LinkLoop(PathBuf),
+    #[error("ldd {}: {source} (install libc-bin)", file.display())]
+    Ldd {
+        file: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("layer entry {entry}: {source}")]
+    Layer {
+        entry: String,
+        source: std::io::Error,
+    },
+}
+
+impl OciError {
+    fn io(path: &Path) -> impl FnOnce(std::io::Error) -> OciError + '_ {
+        move |source| OciError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
 /// What goes into one image.
 #[derive(Debug, Clone, Default)]
 pub struct ImageSpec {
@@ -57,32 +92,35 @@ enum Entry {
 }
 
 /// Check a reference the way kubeadm and containerd will read it: `host/path:tag`.
-pub fn validate_name(name: &str) -> Result<(), String> {
+pub fn validate_name(name: &str) -> Result<(), OciError> {
+    let bad = |why: String| OciError::Name {
+        name: name.to_string(),
+        why,
+    };
+    let expected = || bad("expected REGISTRY/REPOSITORY:TAG".into());
     let (repo, tag) = name
         .rsplit_once(':')
         .filter(|(repo, _)| !repo.is_empty() && !repo.ends_with('/'))
-        .ok_or_else(|| format!("image name {name:?}: expected REGISTRY/REPOSITORY:TAG"))?;
+        .ok_or_else(expected)?;
     if tag.contains('/') || tag.is_empty() {
-        return Err(format!(
-            "image name {name:?}: expected REGISTRY/REPOSITORY:TAG"
-        ));
+        return Err(expected());
     }
     if !repo.contains('/') {
-        return Err(format!(
-            "image name {name:?}: give the registry too (e.g. registry.k8s.io/{repo}:{tag})"
-        ));
+        return Err(bad(format!(
+            "give the registry too (e.g. registry.k8s.io/{repo}:{tag})"
+        )));
     }
     let ok = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-/:".contains(c);
     if !repo.chars().all(ok) {
-        return Err(format!(
-            "image name {name:?}: the repository may hold only lower-case letters, digits and . _ - /"
+        return Err(bad(
+            "the repository may hold only lower-case letters, digits and . _ - /".into(),
         ));
     }
     Ok(())
 }
 
 /// Build the layer's entry list: files, their parent directories, links and libraries.
-fn entries(spec: &ImageSpec) -> Result<BTreeMap<String, Entry>, String> {
+fn entries(spec: &ImageSpec) -> Result<BTreeMap<String, Entry>, OciError> {
     let mut out = BTreeMap::new();
     let mut elf = Vec::new();
     for (source, dest) in &spec.files {
@@ -106,11 +144,9 @@ fn entries(spec: &ImageSpec) -> Result<BTreeMap<String, Entry>, String> {
     Ok(out)
 }
 
-fn check_dest(dest: &str) -> Result<(), String> {
+fn check_dest(dest: &str) -> Result<(), OciError> {
     if !dest.starts_with('/') || dest.split('/').any(|c| c == "..") || dest == "/" {
-        return Err(format!(
-            "{dest:?}: a path in the image must be absolute and must not contain .."
-        ));
+        return Err(OciError::Dest(dest.to_string()));
     }
     Ok(())
 }
@@ -134,7 +170,7 @@ fn add_path(
     dest: &str,
     follow: bool,
     elf: &mut Vec<PathBuf>,
-) -> Result<(), String> {
+) -> Result<(), OciError> {
     check_dest(dest)?;
     // A path named on the command line is followed; links inside a directory are kept.
     let meta = if follow {
@@ -142,10 +178,9 @@ fn add_path(
     } else {
         std::fs::symlink_metadata(source)
     }
-    .map_err(|e| format!("{}: {e}", source.display()))?;
+    .map_err(OciError::io(source))?;
     if meta.file_type().is_symlink() {
-        let target =
-            std::fs::read_link(source).map_err(|e| format!("{}: {e}", source.display()))?;
+        let target = std::fs::read_link(source).map_err(OciError::io(source))?;
         out.insert(
             dest.into(),
             Entry::Link(target.to_string_lossy().into_owned()),
@@ -153,7 +188,7 @@ fn add_path(
     } else if meta.is_dir() {
         out.insert(dest.into(), Entry::Dir);
         let mut children: Vec<_> = std::fs::read_dir(source)
-            .map_err(|e| format!("{}: {e}", source.display()))?
+            .map_err(OciError::io(source))?
             .filter_map(Result::ok)
             .map(|e| e.file_name())
             .collect();
@@ -185,11 +220,10 @@ fn add_path(
 
 /// A library as the dynamic linker names it (`/lib/x86_64-linux-gnu/libc.so.6`):
 /// the real file at its resolved path, and links from every name on the way.
-fn add_library(out: &mut BTreeMap<String, Entry>, lib: &Path) -> Result<(), String> {
+fn add_library(out: &mut BTreeMap<String, Entry>, lib: &Path) -> Result<(), OciError> {
     let mut path = lib.to_path_buf();
     for _ in 0..16 {
-        let meta =
-            std::fs::symlink_metadata(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let meta = std::fs::symlink_metadata(&path).map_err(OciError::io(&path))?;
         let dest = path.to_string_lossy().into_owned();
         if !meta.file_type().is_symlink() {
             out.insert(
@@ -201,14 +235,11 @@ fn add_library(out: &mut BTreeMap<String, Entry>, lib: &Path) -> Result<(), Stri
             );
             return Ok(());
         }
-        let target = std::fs::read_link(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let target = std::fs::read_link(&path).map_err(OciError::io(&path))?;
         out.insert(dest, Entry::Link(target.to_string_lossy().into_owned()));
         path = path.parent().unwrap_or(Path::new("/")).join(target);
     }
-    Err(format!(
-        "{}: too many levels of symbolic links",
-        lib.display()
-    ))
+    Err(OciError::LinkLoop(lib.to_path_buf()))
 }
 
 fn is_elf(path: &Path) -> bool {
@@ -220,11 +251,14 @@ fn is_elf(path: &Path) -> bool {
 }
 
 /// The libraries `ldd` resolves for a file (none for a static binary).
-fn libraries_of(file: &Path) -> Result<Vec<PathBuf>, String> {
+fn libraries_of(file: &Path) -> Result<Vec<PathBuf>, OciError> {
     let out = Command::new("ldd")
         .arg(file)
         .output()
-        .map_err(|e| format!("ldd {}: {e} (install libc-bin)", file.display()))?;
+        .map_err(|source| OciError::Ldd {
+            file: file.to_path_buf(),
+            source,
+        })?;
     let text = String::from_utf8_lossy(&out.stdout);
     // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x…)" or "/lib64/ld-linux-x86-64.so.2 (0x…)".
     Ok(text
@@ -246,9 +280,12 @@ fn header(mtime: u64) -> tar::Header {
     h
 }
 
-fn layer(entries: &BTreeMap<String, Entry>, mtime: u64) -> Result<Vec<u8>, String> {
+fn layer(entries: &BTreeMap<String, Entry>, mtime: u64) -> Result<Vec<u8>, OciError> {
     let mut b = tar::Builder::new(Vec::new());
-    let err = |p: &str, e: std::io::Error| format!("layer entry {p}: {e}");
+    let err = |entry: &str, source| OciError::Layer {
+        entry: entry.to_string(),
+        source,
+    };
     for (path, entry) in entries {
         let name = path.trim_start_matches('/');
         let mut h = header(mtime);
@@ -261,8 +298,7 @@ fn layer(entries: &BTreeMap<String, Entry>, mtime: u64) -> Result<Vec<u8>, Strin
                     .map_err(|e| err(path, e))?;
             }
             Entry::File { source, mode } => {
-                let data =
-                    std::fs::read(source).map_err(|e| format!("{}: {e}", source.display()))?;
+                let data = std::fs::read(source).map_err(OciError::io(source))?;
                 h.set_entry_type(tar::EntryType::Regular);
                 h.set_mode(*mode);
                 h.set_size(data.len() as u64);
@@ -278,7 +314,7 @@ fn layer(entries: &BTreeMap<String, Entry>, mtime: u64) -> Result<Vec<u8>, Strin
             }
         }
     }
-    b.into_inner().map_err(|e| e.to_string())
+    b.into_inner().map_err(|e| err("(end of the layer)", e))
 }
 
 fn digest(bytes: &[u8]) -> String {
@@ -292,8 +328,34 @@ fn created(mtime: u64) -> String {
         .to_string()
 }
 
+/// The archive's directories and `files`, written to `file` and synced.
+fn write_tar(
+    file: &mut std::fs::File,
+    files: &[(String, &[u8])],
+    mtime: u64,
+) -> std::io::Result<()> {
+    let mut b = tar::Builder::new(&mut *file);
+    for d in ["blobs/", "blobs/sha256/"] {
+        let mut h = header(mtime);
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(0o755);
+        h.set_size(0);
+        b.append_data(&mut h, d, std::io::empty())?;
+    }
+    for (name, data) in files {
+        let mut h = header(mtime);
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(0o644);
+        h.set_size(data.len() as u64);
+        b.append_data(&mut h, name, *data)?;
+    }
+    let file = b.into_inner()?;
+    file.flush()?;
+    file.sync_all()
+}
+
 /// Write the image as an OCI image-layout tar archive at `out` (atomically).
-pub fn write_archive(spec: &ImageSpec, out: &Path) -> Result<Written, String> {
+pub fn write_archive(spec: &ImageSpec, out: &Path) -> Result<Written, OciError> {
     validate_name(&spec.name)?;
     let entries = entries(spec)?;
     let layer = layer(&entries, spec.mtime)?;
@@ -353,39 +415,20 @@ pub fn write_archive(spec: &ImageSpec, out: &Path) -> Result<Written, String> {
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let mut tmp =
-        tempfile::NamedTempFile::new_in(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    {
-        let mut b = tar::Builder::new(&mut tmp);
-        for d in ["blobs/", "blobs/sha256/"] {
-            let mut h = header(spec.mtime);
-            h.set_entry_type(tar::EntryType::Directory);
-            h.set_mode(0o755);
-            h.set_size(0);
-            b.append_data(&mut h, d, std::io::empty())
-                .map_err(|e| e.to_string())?;
-        }
-        for (name, data) in &files {
-            let mut h = header(spec.mtime);
-            h.set_entry_type(tar::EntryType::Regular);
-            h.set_mode(0o644);
-            h.set_size(data.len() as u64);
-            b.append_data(&mut h, name, *data)
-                .map_err(|e| e.to_string())?;
-        }
-        b.finish().map_err(|e| e.to_string())?;
-    }
-    tmp.as_file_mut().flush().map_err(|e| e.to_string())?;
-    tmp.as_file().sync_all().map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(dir).map_err(OciError::io(dir))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(OciError::io(dir))?;
+    let tmp_path = tmp.path().to_path_buf();
+    write_tar(tmp.as_file_mut(), &files, spec.mtime).map_err(OciError::io(&tmp_path))?;
     let archive_bytes = tmp.as_file().metadata().map(|m| m.len()).unwrap_or(0);
     std::fs::set_permissions(
-        tmp.path(),
+        &tmp_path,
         std::os::unix::fs::PermissionsExt::from_mode(0o644),
     )
-    .map_err(|e| e.to_string())?;
-    tmp.persist(out)
-        .map_err(|e| format!("{}: {e}", out.display()))?;
+    .map_err(OciError::io(&tmp_path))?;
+    tmp.persist(out).map_err(|e| OciError::Io {
+        path: out.to_path_buf(),
+        source: e.error,
+    })?;
     Ok(Written {
         name: spec.name.clone(),
         manifest_digest: digest(&manifest),
@@ -553,7 +596,8 @@ mod tests {
         s.files
             .push((d.path().join("tool"), "relative/tool".into()));
         let err = write_archive(&s, &d.path().join("x.tar")).unwrap_err();
-        assert!(err.contains("absolute"), "{err}");
+        assert!(matches!(err, OciError::Dest(_)), "{err}");
+        assert!(err.to_string().contains("absolute"), "{err}");
         assert!(!d.path().join("x.tar").exists());
     }
 }

@@ -13,22 +13,45 @@ use sha1::{Digest, Sha1};
 /// signatures are tens of KiB).
 pub const MAX_KEY_BYTES: usize = 256 * 1024;
 
+/// Why a file is not a usable OpenPGP public key.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenPgpError {
+    #[error("the key file is over {} bytes", MAX_KEY_BYTES)]
+    TooLarge,
+    #[error("the key file is not ASCII armor")]
+    NotArmor,
+    #[error("no -----BEGIN PGP PUBLIC KEY BLOCK----- line")]
+    NoKeyBlock,
+    #[error("the armored key is not base64: {0}")]
+    Base64(#[source] base64::DecodeError),
+    #[error("the key data ends inside its first packet")]
+    Truncated,
+    #[error("not an OpenPGP packet")]
+    NotPacket,
+    #[error("{0} packet lengths are not used by public keys")]
+    PacketLength(&'static str),
+    #[error("the first packet is of type {0}, not a public key (6)")]
+    NotPublicKey(u8),
+    #[error("not a version 4 public key")]
+    NotVersion4,
+    #[error("public key packet too long")]
+    TooLong,
+}
+
 /// The v4 fingerprint of the primary key, 40 upper-case hex digits.
-pub fn primary_fingerprint(armored: &[u8]) -> Result<String, String> {
+pub fn primary_fingerprint(armored: &[u8]) -> Result<String, OpenPgpError> {
     if armored.len() > MAX_KEY_BYTES {
-        return Err(format!("the key file is over {MAX_KEY_BYTES} bytes"));
+        return Err(OpenPgpError::TooLarge);
     }
     let packets = dearmor(armored)?;
     let (tag, body) = first_packet(&packets)?;
     if tag != 6 {
-        return Err(format!(
-            "the first packet is of type {tag}, not a public key (6)"
-        ));
+        return Err(OpenPgpError::NotPublicKey(tag));
     }
     if body.first() != Some(&4) {
-        return Err("not a version 4 public key".into());
+        return Err(OpenPgpError::NotVersion4);
     }
-    let len = u16::try_from(body.len()).map_err(|_| "public key packet too long")?;
+    let len = u16::try_from(body.len()).map_err(|_| OpenPgpError::TooLong)?;
     let mut h = Sha1::new();
     h.update([0x99]);
     h.update(len.to_be_bytes());
@@ -38,13 +61,13 @@ pub fn primary_fingerprint(armored: &[u8]) -> Result<String, String> {
 
 /// The binary packets of a `PUBLIC KEY BLOCK`: the base64 lines after the
 /// armor headers, up to the checksum line.
-fn dearmor(armored: &[u8]) -> Result<Vec<u8>, String> {
-    let text = std::str::from_utf8(armored).map_err(|_| "the key file is not ASCII armor")?;
+fn dearmor(armored: &[u8]) -> Result<Vec<u8>, OpenPgpError> {
+    let text = std::str::from_utf8(armored).map_err(|_| OpenPgpError::NotArmor)?;
     let mut lines = text.lines().map(str::trim);
     lines
         .by_ref()
         .find(|l| *l == "-----BEGIN PGP PUBLIC KEY BLOCK-----")
-        .ok_or("no -----BEGIN PGP PUBLIC KEY BLOCK----- line")?;
+        .ok_or(OpenPgpError::NoKeyBlock)?;
     // Armor headers (`Comment: …`) end with an empty line.
     let mut body = String::new();
     let mut in_headers = true;
@@ -66,16 +89,16 @@ fn dearmor(armored: &[u8]) -> Result<Vec<u8>, String> {
     }
     base64::engine::general_purpose::STANDARD
         .decode(body)
-        .map_err(|e| format!("the armored key is not base64: {e}"))
+        .map_err(OpenPgpError::Base64)
 }
 
 /// The first packet's tag and body (old and new packet formats, definite
 /// lengths only).
-fn first_packet(p: &[u8]) -> Result<(u8, &[u8]), String> {
-    let short = || "the key data ends inside its first packet".to_string();
+fn first_packet(p: &[u8]) -> Result<(u8, &[u8]), OpenPgpError> {
+    let short = || OpenPgpError::Truncated;
     let b0 = *p.first().ok_or_else(short)?;
     if b0 & 0x80 == 0 {
-        return Err("not an OpenPGP packet".into());
+        return Err(OpenPgpError::NotPacket);
     }
     let (tag, header, len) = if b0 & 0x40 != 0 {
         let o1 = *p.get(1).ok_or_else(short)? as usize;
@@ -86,7 +109,7 @@ fn first_packet(p: &[u8]) -> Result<(u8, &[u8]), String> {
                 ((o1 - 192) << 8) + *p.get(2).ok_or_else(short)? as usize + 192,
             ),
             255 => (6, be(p.get(2..6).ok_or_else(short)?)),
-            _ => return Err("partial packet lengths are not used by public keys".into()),
+            _ => return Err(OpenPgpError::PacketLength("partial")),
         };
         (b0 & 0x3f, header, len)
     } else {
@@ -94,7 +117,7 @@ fn first_packet(p: &[u8]) -> Result<(u8, &[u8]), String> {
             0 => (2, *p.get(1).ok_or_else(short)? as usize),
             1 => (3, be(p.get(1..3).ok_or_else(short)?)),
             2 => (5, be(p.get(1..5).ok_or_else(short)?)),
-            _ => return Err("indeterminate packet lengths are not used by public keys".into()),
+            _ => return Err(OpenPgpError::PacketLength("indeterminate")),
         };
         ((b0 >> 2) & 0x0f, header, len)
     };
@@ -130,6 +153,7 @@ mod tests {
         assert!(primary_fingerprint(b"<html>not found</html>").is_err());
         assert!(primary_fingerprint(&vec![b'a'; MAX_KEY_BYTES + 1])
             .unwrap_err()
+            .to_string()
             .contains("over"));
         let cut = "-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nmQINBGPL\n-----END PGP PUBLIC KEY BLOCK-----\n";
         assert!(primary_fingerprint(cut.as_bytes()).is_err());

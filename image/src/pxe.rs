@@ -17,7 +17,9 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
+
+use crate::disk::DiskError;
 
 /// The root file system archive, next to the other outputs of an image build.
 pub const ROOT_ARCHIVE: &str = "kubeboot.root.cpio.zst";
@@ -27,6 +29,75 @@ pub const KERNEL: &str = "kubeboot.vmlinuz";
 pub const SCRIPT: &str = "boot.ipxe";
 /// The image's first process of a diskless boot (mkosi/mkosi.extra).
 pub const RAMROOT_INIT: &str = "/usr/lib/kubeboot/ramroot";
+
+/// What is wrong with a PXE set's values, or what kept it from being written.
+/// A token is never part of it.
+#[derive(Debug, thiserror::Error)]
+pub enum PxeError {
+    #[error("--ca-hash: {0} (kubeboot serve prints the hash at start)")]
+    CaHash(&'static str),
+    #[error(
+        "--document-url {0:?}: must be an https:// URL (kubeboot serve: https://HOST:PORT/v1/documents/ROLE)"
+    )]
+    DocumentUrl(String),
+    #[error(
+        "{flag}: must not contain spaces or control characters (it goes on the kernel command line)"
+    )]
+    CommandLine { flag: &'static str },
+    #[error(
+        "{}: missing (build the image with this kubeboot: `kubeboot image build`)",
+        .0.display()
+    )]
+    Missing(PathBuf),
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Disk(#[from] DiskError),
+    #[error("{program}: {source}{hint}")]
+    Program {
+        program: &'static str,
+        /// What to do about it, when the program could not be started.
+        hint: &'static str,
+        source: std::io::Error,
+    },
+    #[error(
+        "mounting the root partition of {} read-only: {stderr} (this needs root and loop devices)",
+        raw.display()
+    )]
+    Mount { raw: PathBuf, stderr: String },
+    #[error("find (listing the root file system): {stderr}")]
+    Find { stderr: String },
+    #[error("{program} (writing {}): {status}: {stderr}", out.display())]
+    Archive {
+        program: &'static str,
+        out: PathBuf,
+        status: ExitStatus,
+        stderr: String,
+    },
+}
+
+impl PxeError {
+    fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PxeError + '_ {
+        move |source| PxeError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    fn program(
+        program: &'static str,
+        hint: &'static str,
+    ) -> impl FnOnce(std::io::Error) -> PxeError {
+        move |source| PxeError::Program {
+            program,
+            hint,
+            source,
+        }
+    }
+}
 
 pub struct PxeParams<'a> {
     /// Where the node fetches kernel and root archive; None: the directory the
@@ -42,14 +113,11 @@ pub struct PxeParams<'a> {
 
 impl PxeParams<'_> {
     /// One clear error for a value that would only fail on the node, later.
-    pub fn check(&self) -> Result<(), String> {
-        kubeboot_core::document::formats::check_ca_hash(self.ca_hash)
-            .map_err(|e| format!("--ca-hash: {e} (kubeboot serve prints the hash at start)"))?;
+    pub fn check(&self) -> Result<(), PxeError> {
+        kubeboot_core::document::formats::check_ca_hash(self.ca_hash).map_err(PxeError::CaHash)?;
         let url = self.document_url;
         if !url.starts_with("https://") || url.len() <= "https://".len() {
-            return Err(format!(
-                "--document-url {url:?}: must be an https:// URL (kubeboot serve: https://HOST:PORT/v1/documents/ROLE)"
-            ));
+            return Err(PxeError::DocumentUrl(url.to_string()));
         }
         for (flag, value) in [
             ("--document-url", url),
@@ -57,9 +125,7 @@ impl PxeParams<'_> {
             ("--token-file", self.token.unwrap_or("")),
         ] {
             if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                return Err(format!(
-                    "{flag}: must not contain spaces or control characters (it goes on the kernel command line)"
-                ));
+                return Err(PxeError::CommandLine { flag });
             }
         }
         Ok(())
@@ -99,23 +165,21 @@ pub fn ipxe_script(p: &PxeParams) -> String {
 
 /// Copy kernel and root archive from an image build into `dir` and write
 /// `boot.ipxe` (0600: it may hold a token).
-pub fn write_set(image_dir: &Path, dir: &Path, p: &PxeParams) -> Result<(), String> {
+pub fn write_set(image_dir: &Path, dir: &Path, p: &PxeParams) -> Result<(), PxeError> {
     p.check()?;
     for f in [KERNEL, ROOT_ARCHIVE] {
         if !image_dir.join(f).exists() {
-            return Err(format!(
-                "{}: missing (build the image with this kubeboot: `kubeboot image build`)",
-                image_dir.join(f).display()
-            ));
+            return Err(PxeError::Missing(image_dir.join(f)));
         }
     }
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    std::fs::create_dir_all(dir).map_err(PxeError::io(dir))?;
     for f in [KERNEL, ROOT_ARCHIVE] {
         let from = image_dir.join(f);
-        std::fs::copy(&from, dir.join(f)).map_err(|e| format!("{}: {e}", from.display()))?;
+        std::fs::copy(&from, dir.join(f)).map_err(PxeError::io(&from))?;
     }
-    kubeboot_core::host::write_file_atomic(&dir.join(SCRIPT), ipxe_script(p).as_bytes(), 0o600)
-        .map_err(|e| e.to_string())
+    let script = dir.join(SCRIPT);
+    kubeboot_core::host::write_file_atomic(&script, ipxe_script(p).as_bytes(), 0o600)
+        .map_err(PxeError::io(&script))
 }
 
 /// A read-only loop mount, unmounted when dropped.
@@ -124,21 +188,20 @@ struct LoopMount {
 }
 
 impl LoopMount {
-    fn ext4(raw: &Path, offset: u64, size: u64) -> Result<LoopMount, String> {
-        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    fn ext4(raw: &Path, offset: u64, size: u64) -> Result<LoopMount, PxeError> {
+        let dir = tempfile::tempdir().map_err(PxeError::io(&std::env::temp_dir()))?;
         let out = Command::new("mount")
             .args(["-t", "ext4", "-o"])
             .arg(format!("loop,ro,noload,offset={offset},sizelimit={size}"))
             .arg(raw)
             .arg(dir.path())
             .output()
-            .map_err(|e| format!("mount: {e}"))?;
+            .map_err(PxeError::program("mount", ""))?;
         if !out.status.success() {
-            return Err(format!(
-                "mounting the root partition of {} read-only: {} (this needs root and loop devices)",
-                raw.display(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
+            return Err(PxeError::Mount {
+                raw: raw.to_path_buf(),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
         }
         Ok(LoopMount { dir })
     }
@@ -152,7 +215,7 @@ impl Drop for LoopMount {
 
 /// Write `out` (a zstd-compressed newc cpio) from the root partition of the disk
 /// image `raw`. Returns its size in bytes.
-pub fn write_root_archive(raw: &Path, out: &Path) -> Result<u64, String> {
+pub fn write_root_archive(raw: &Path, out: &Path) -> Result<u64, PxeError> {
     let root = crate::disk::root_partition(raw)?;
     let mount = LoopMount::ext4(raw, root.offset, root.size)?;
     let names = sorted_names(mount.dir.path())?;
@@ -163,23 +226,22 @@ pub fn write_root_archive(raw: &Path, out: &Path) -> Result<u64, String> {
         let _ = std::fs::remove_file(&partial);
         return Err(e);
     }
-    std::fs::rename(&partial, out).map_err(|e| format!("{}: {e}", out.display()))?;
-    Ok(std::fs::metadata(out).map_err(|e| e.to_string())?.len())
+    std::fs::rename(&partial, out).map_err(PxeError::io(out))?;
+    Ok(std::fs::metadata(out).map_err(PxeError::io(out))?.len())
 }
 
 /// Every path under `dir` on its file system, `./`-relative, in byte order
 /// (what `find . | LC_ALL=C sort` gives), NUL-terminated for `cpio --null`.
-fn sorted_names(dir: &Path) -> Result<Vec<u8>, String> {
+fn sorted_names(dir: &Path) -> Result<Vec<u8>, PxeError> {
     let out = Command::new("find")
         .args([".", "-xdev", "-mindepth", "1", "-print0"])
         .current_dir(dir)
         .output()
-        .map_err(|e| format!("find: {e}"))?;
+        .map_err(PxeError::program("find", ""))?;
     if !out.status.success() {
-        return Err(format!(
-            "find (listing the root file system): {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
+        return Err(PxeError::Find {
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
     }
     let mut names: Vec<&[u8]> = out
         .stdout
@@ -195,7 +257,8 @@ fn sorted_names(dir: &Path) -> Result<Vec<u8>, String> {
 }
 
 /// cpio (newc, reproducible) of `names` under `dir`, piped through zstd into `out`.
-fn archive(dir: &Path, names: &[u8], out: &Path) -> Result<(), String> {
+fn archive(dir: &Path, names: &[u8], out: &Path) -> Result<(), PxeError> {
+    const SETUP: &str = " (run scripts/setup-image.sh)";
     let mut cpio = Command::new("cpio")
         .args(["-o", "-H", "newc", "--reproducible", "--null", "--quiet"])
         .current_dir(dir)
@@ -203,30 +266,34 @@ fn archive(dir: &Path, names: &[u8], out: &Path) -> Result<(), String> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("cpio: {e} (run scripts/setup-image.sh)"))?;
+        .map_err(PxeError::program("cpio", SETUP))?;
     let zstd = Command::new("zstd")
         .args(["-q", "-f", "-T1", "-3", "-o"])
         .arg(out)
         .stdin(cpio.stdout.take().expect("piped"))
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("zstd: {e} (run scripts/setup-image.sh)"))?;
+        .map_err(PxeError::program("zstd", SETUP))?;
     let mut stdin = cpio.stdin.take().expect("piped");
     let written = stdin.write_all(names);
     drop(stdin);
-    let cpio_out = cpio.wait_with_output().map_err(|e| format!("cpio: {e}"))?;
-    let zstd_out = zstd.wait_with_output().map_err(|e| format!("zstd: {e}"))?;
-    for (what, o) in [("cpio", &cpio_out), ("zstd", &zstd_out)] {
+    let cpio_out = cpio
+        .wait_with_output()
+        .map_err(PxeError::program("cpio", ""))?;
+    let zstd_out = zstd
+        .wait_with_output()
+        .map_err(PxeError::program("zstd", ""))?;
+    for (program, o) in [("cpio", cpio_out), ("zstd", zstd_out)] {
         if !o.status.success() {
-            return Err(format!(
-                "{what} (writing {}): {}: {}",
-                out.display(),
-                o.status,
-                String::from_utf8_lossy(&o.stderr).trim()
-            ));
+            return Err(PxeError::Archive {
+                program,
+                out: out.to_path_buf(),
+                status: o.status,
+                stderr: String::from_utf8_lossy(&o.stderr).trim().to_string(),
+            });
         }
     }
-    written.map_err(|e| format!("cpio: {e}"))
+    written.map_err(PxeError::program("cpio", ""))
 }
 
 #[cfg(test)]
@@ -269,20 +336,31 @@ mod tests {
         let out = dir.path().join("pxe");
         let mut p = params(None);
         p.ca_hash = "sha256:12";
-        let e = write_set(dir.path(), &out, &p).unwrap_err();
+        let e = write_set(dir.path(), &out, &p).unwrap_err().to_string();
         assert!(e.starts_with("--ca-hash: "), "{e}");
         let mut p = params(None);
         p.document_url = "http://10.0.0.2/v1/documents/worker";
         assert!(write_set(dir.path(), &out, &p)
             .unwrap_err()
+            .to_string()
             .contains("https://"));
         let mut p = params(None);
         p.token = Some("a b");
-        assert!(write_set(dir.path(), &out, &p)
-            .unwrap_err()
-            .starts_with("--token-file"));
+        let e = write_set(dir.path(), &out, &p).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                PxeError::CommandLine {
+                    flag: "--token-file"
+                }
+            ),
+            "{e}"
+        );
+        assert!(!e.to_string().contains("a b"), "the token stays out: {e}");
         // A good set of values, but no image: still nothing written.
-        let e = write_set(dir.path(), &out, &params(None)).unwrap_err();
+        let e = write_set(dir.path(), &out, &params(None))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("kubeboot.vmlinuz: missing"), "{e}");
         assert!(!out.exists());
     }

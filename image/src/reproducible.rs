@@ -18,36 +18,73 @@
 //! user could exploit known directory hashes.
 
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::disk::{self, ESP_TYPE, ROOT_X86_64_TYPE};
+use crate::disk::{self, DiskError, ESP_TYPE, ROOT_X86_64_TYPE};
 
 use sha2::{Digest, Sha256};
 
+/// What kept a disk image from being made reproducible.
+#[derive(Debug, thiserror::Error)]
+pub enum ReproducibleError {
+    #[error(transparent)]
+    Disk(#[from] DiskError),
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{program}: {source}{hint}")]
+    E2fsprogs {
+        program: &'static str,
+        /// What to do about it, when the program could not be started.
+        hint: &'static str,
+        source: std::io::Error,
+    },
+    #[error("{command} on the root partition of {}: {output}", raw.display())]
+    Ext4 {
+        command: String,
+        raw: PathBuf,
+        output: String,
+    },
+    #[error("{}: the ESP's volume label: {source}", raw.display())]
+    EspLabel {
+        raw: PathBuf,
+        source: std::io::Error,
+    },
+}
+
 /// Make `raw`'s two random values fixed (see the module documentation). Returns
 /// what was done, one line each, for the build's output.
-pub fn normalize_disk(raw: &Path, source_date_epoch: u64) -> Result<Vec<String>, String> {
+pub fn normalize_disk(
+    raw: &Path,
+    source_date_epoch: u64,
+) -> Result<Vec<String>, ReproducibleError> {
     let parts = disk::partitions(raw)?;
     let mut done = Vec::new();
-    let root = disk::find(&parts, ROOT_X86_64_TYPE)
-        .ok_or_else(|| format!("{}: no x86-64 root partition", raw.display()))?;
+    let root = disk::find_in(raw, &parts, ROOT_X86_64_TYPE, "x86-64 root partition")?;
     let seed = hash_seed_for(&root.uuid);
     set_ext4_hash_seed(raw, root.offset, &seed, source_date_epoch)?;
     done.push(format!(
         "ext4 directory-hash seed {seed} (from the root partition's UUID)"
     ));
-    let esp = disk::find(&parts, ESP_TYPE)
-        .ok_or_else(|| format!("{}: no EFI system partition", raw.display()))?;
+    let esp = disk::find_in(raw, &parts, ESP_TYPE, "EFI system partition")?;
     let (date, time) = dos_date_time(source_date_epoch);
     let mut file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open(raw)
-        .map_err(|e| format!("{}: {e}", raw.display()))?;
-    if set_fat_label_time(&mut file, esp.offset, date, time)
-        .map_err(|e| format!("{}: the ESP's volume label: {e}", raw.display()))?
-    {
+        .map_err(|source| ReproducibleError::Io {
+            path: raw.to_path_buf(),
+            source,
+        })?;
+    if set_fat_label_time(&mut file, esp.offset, date, time).map_err(|source| {
+        ReproducibleError::EspLabel {
+            raw: raw.to_path_buf(),
+            source,
+        }
+    })? {
         done.push("ESP volume-label time set to SOURCE_DATE_EPOCH".into());
     }
     Ok(done)
@@ -83,47 +120,69 @@ pub fn hash_seed_for(partition_uuid: &str) -> String {
 /// updated), then check the file system with `e2fsck -fn`. debugfs stamps each
 /// copy's last-write time: E2FSPROGS_FAKE_TIME makes that `SOURCE_DATE_EPOCH`
 /// (measured: without it two builds differed in `s_wtime` of every copy).
-fn set_ext4_hash_seed(raw: &Path, offset: u64, seed: &str, epoch: u64) -> Result<(), String> {
+fn set_ext4_hash_seed(
+    raw: &Path,
+    offset: u64,
+    seed: &str,
+    epoch: u64,
+) -> Result<(), ReproducibleError> {
     let device = format!("{}?offset={offset}", raw.display());
     let commands = format!("ssv hash_seed {seed}\nclose_filesys -a\n");
-    let run = |program: &str, args: &[&str], input: &str| -> Result<(), String> {
-        let mut child = Command::new(program)
-            .args(args)
-            .arg(&device)
-            .env("E2FSPROGS_FAKE_TIME", epoch.to_string())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("{program}: {e} (it is in e2fsprogs)"))?;
-        child
-            .stdin
-            .take()
-            .expect("piped")
-            .write_all(input.as_bytes())
-            .map_err(|e| format!("{program}: {e}"))?;
-        let out = child
-            .wait_with_output()
-            .map_err(|e| format!("{program}: {e}"))?;
-        // debugfs -f reports a failed command on stderr and still exits 0.
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let failed = stderr.lines().any(|l| {
-            !l.starts_with("debugfs ") && !l.starts_with("e2fsck ") && !l.trim().is_empty()
-        });
-        if out.status.success() && !(program == "debugfs" && failed) {
-            Ok(())
-        } else {
-            Err(format!(
-                "{program} {} on the root partition of {}: {} {}",
-                args.join(" "),
-                raw.display(),
-                String::from_utf8_lossy(&out.stdout).trim(),
-                stderr.trim()
-            ))
-        }
-    };
+    let run =
+        |program: &'static str, args: &[&str], input: &str| -> Result<(), ReproducibleError> {
+            let failed = |hint: &'static str| {
+                move |source| ReproducibleError::E2fsprogs {
+                    program,
+                    hint,
+                    source,
+                }
+            };
+            let mut child = Command::new(program)
+                .args(args)
+                .arg(&device)
+                .env("E2FSPROGS_FAKE_TIME", epoch.to_string())
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .map_err(failed(" (it is in e2fsprogs)"))?;
+            child
+                .stdin
+                .take()
+                .expect("piped")
+                .write_all(input.as_bytes())
+                .map_err(failed(""))?;
+            let out = child.wait_with_output().map_err(failed(""))?;
+            check_e2fsprogs(raw, program, args, &out)
+        };
     run("debugfs", &["-w", "-f", "-"], &commands)?;
     run("e2fsck", &["-fn"], "")
+}
+
+/// Whether debugfs or e2fsck did its work on the root partition of `raw`.
+fn check_e2fsprogs(
+    raw: &Path,
+    program: &str,
+    args: &[&str],
+    out: &std::process::Output,
+) -> Result<(), ReproducibleError> {
+    // debugfs -f reports a failed command on stderr and still exits 0.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let failed = stderr
+        .lines()
+        .any(|l| !l.starts_with("debugfs ") && !l.starts_with("e2fsck ") && !l.trim().is_empty());
+    if out.status.success() && !(program == "debugfs" && failed) {
+        return Ok(());
+    }
+    Err(ReproducibleError::Ext4 {
+        command: format!("{program} {}", args.join(" ")),
+        raw: raw.to_path_buf(),
+        output: format!(
+            "{} {}",
+            String::from_utf8_lossy(&out.stdout).trim(),
+            stderr.trim()
+        ),
+    })
 }
 
 /// DOS date and time (UTC, two-second resolution) of a Unix time; FAT's range
@@ -158,19 +217,19 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 
 /// Set the creation, access and modification stamps of the volume-label entry in
 /// the root directory of the FAT32 file system at `offset`. Returns false when the
-/// root directory's first cluster holds no label entry.
+/// root directory's first cluster holds no label entry; `InvalidData` when
+/// `offset` holds no FAT32 file system.
 pub fn set_fat_label_time<F: Read + Write + Seek>(
     disk: &mut F,
     offset: u64,
     date: u16,
     time: u16,
-) -> Result<bool, String> {
+) -> std::io::Result<bool> {
     let mut boot = [0u8; 512];
-    disk.seek(SeekFrom::Start(offset))
-        .map_err(|e| e.to_string())?;
-    disk.read_exact(&mut boot).map_err(|e| e.to_string())?;
+    disk.seek(SeekFrom::Start(offset))?;
+    disk.read_exact(&mut boot)?;
     if &boot[82..90] != b"FAT32   " || boot[510..512] != [0x55, 0xaa] {
-        return Err("not a FAT32 file system".into());
+        return Err(invalid("not a FAT32 file system"));
     }
     let u16_at = |i: usize| u64::from(u16::from_le_bytes([boot[i], boot[i + 1]]));
     let u32_at = |i: usize| {
@@ -188,14 +247,13 @@ pub fn set_fat_label_time<F: Read + Write + Seek>(
     let fat_sectors = u32_at(36);
     let root_cluster = u32_at(44);
     if bytes_per_sector == 0 || sectors_per_cluster == 0 || root_cluster < 2 {
-        return Err("a boot sector with impossible geometry".into());
+        return Err(invalid("a boot sector with impossible geometry"));
     }
     let first_data = reserved + fats * fat_sectors;
     let root = offset + (first_data + (root_cluster - 2) * sectors_per_cluster) * bytes_per_sector;
     let mut cluster = vec![0u8; (bytes_per_sector * sectors_per_cluster) as usize];
-    disk.seek(SeekFrom::Start(root))
-        .map_err(|e| e.to_string())?;
-    disk.read_exact(&mut cluster).map_err(|e| e.to_string())?;
+    disk.seek(SeekFrom::Start(root))?;
+    disk.read_exact(&mut cluster)?;
     for (i, entry) in cluster.chunks_exact_mut(32).enumerate() {
         match entry[0] {
             0x00 => break,    // end of directory
@@ -212,12 +270,15 @@ pub fn set_fat_label_time<F: Read + Write + Seek>(
         entry[18..20].copy_from_slice(&date.to_le_bytes()); // last access date
         entry[22..24].copy_from_slice(&time.to_le_bytes());
         entry[24..26].copy_from_slice(&date.to_le_bytes());
-        disk.seek(SeekFrom::Start(root + (i as u64) * 32))
-            .map_err(|e| e.to_string())?;
-        disk.write_all(entry).map_err(|e| e.to_string())?;
+        disk.seek(SeekFrom::Start(root + (i as u64) * 32))?;
+        disk.write_all(entry)?;
         return Ok(true);
     }
     Ok(false)
+}
+
+fn invalid(why: &'static str) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, why)
 }
 
 #[cfg(test)]

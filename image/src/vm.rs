@@ -6,7 +6,73 @@
 //! caller made ([`super::lan`]): several VMs on one L2 segment, no route out.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
+
+use crate::disk::DiskError;
+
+/// What kept a VM from starting, or from being watched.
+#[derive(Debug, thiserror::Error)]
+pub enum VmError {
+    #[error(
+        "no OVMF firmware in /usr/share/OVMF: run scripts/setup-image.sh (Debian package ovmf)"
+    )]
+    NoOvmf,
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("copy {}: {source}", vars.display())]
+    OvmfVars {
+        vars: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{program}: {source}{hint}")]
+    Program {
+        program: &'static str,
+        /// What to do about it, when the program could not be started.
+        hint: &'static str,
+        source: std::io::Error,
+    },
+    #[error("{command}: {status}: {stderr}")]
+    Failed {
+        command: &'static str,
+        status: ExitStatus,
+        stderr: String,
+    },
+    #[error("a network boot (PXE) uses qemu's TFTP server: not with a tap device")]
+    PxeWithTap,
+    #[error(transparent)]
+    Disk(#[from] DiskError),
+    #[error("{}: no image (run `kubeboot image build` first)", .0.display())]
+    NoImage(PathBuf),
+    #[error(
+        "{}: no iPXE script (write the PXE set with `kubeboot image pxe --out {}`)",
+        script.display(),
+        dir.display()
+    )]
+    NoPxeScript { script: PathBuf, dir: PathBuf },
+}
+
+impl VmError {
+    fn io(path: &Path) -> impl FnOnce(std::io::Error) -> VmError + '_ {
+        move |source| VmError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    fn program(
+        program: &'static str,
+        hint: &'static str,
+    ) -> impl FnOnce(std::io::Error) -> VmError {
+        move |source| VmError::Program {
+            program,
+            hint,
+            source,
+        }
+    }
+}
 
 /// The address guests reach the host's services on (qemu user networking).
 pub const HOST_ALIAS: &str = "10.0.2.100";
@@ -136,7 +202,7 @@ impl VmSpec {
     }
 }
 
-fn find_ovmf() -> Result<(PathBuf, PathBuf), String> {
+fn find_ovmf() -> Result<(PathBuf, PathBuf), VmError> {
     for (code, vars) in [
         (
             "/usr/share/OVMF/OVMF_CODE_4M.fd",
@@ -151,29 +217,27 @@ fn find_ovmf() -> Result<(PathBuf, PathBuf), String> {
             return Ok((code.into(), vars.into()));
         }
     }
-    Err(
-        "no OVMF firmware in /usr/share/OVMF: run scripts/setup-image.sh (Debian package ovmf)"
-            .into(),
-    )
+    Err(VmError::NoOvmf)
 }
 
-fn run(cmd: &mut Command, what: &str) -> Result<(), String> {
-    let out = cmd.output().map_err(|e| format!("{what}: {e}"))?;
+fn run(cmd: &mut Command, what: &'static str) -> Result<(), VmError> {
+    let out = cmd
+        .output()
+        .map_err(VmError::program(what, " (run scripts/setup-image.sh)"))?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!(
-            "{what}: {}: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
+        Err(VmError::Failed {
+            command: what,
+            status: out.status,
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })
     }
 }
 
 /// The qemu command line for `spec` (after preparing the overlay and firmware vars).
-pub fn command(spec: &VmSpec) -> Result<Command, String> {
-    std::fs::create_dir_all(&spec.workdir)
-        .map_err(|e| format!("{}: {e}", spec.workdir.display()))?;
+pub fn command(spec: &VmSpec) -> Result<Command, VmError> {
+    std::fs::create_dir_all(&spec.workdir).map_err(VmError::io(&spec.workdir))?;
     let mut c = Command::new("qemu-system-x86_64");
     c.args([
         "-name",
@@ -210,8 +274,10 @@ pub fn command(spec: &VmSpec) -> Result<Command, String> {
             let (code, vars) = find_ovmf()?;
             let my_vars = spec.workdir.join(format!("{}.vars.fd", spec.name));
             if !my_vars.exists() {
-                std::fs::copy(&vars, &my_vars)
-                    .map_err(|e| format!("copy {}: {e}", vars.display()))?;
+                std::fs::copy(&vars, &my_vars).map_err(|source| VmError::OvmfVars {
+                    vars: vars.clone(),
+                    source,
+                })?;
             }
             c.arg("-drive").arg(format!(
                 "if=pflash,format=raw,unit=0,readonly=on,file={}",
@@ -226,8 +292,7 @@ pub fn command(spec: &VmSpec) -> Result<Command, String> {
     if let Some(image) = &spec.image {
         let overlay = spec.workdir.join(format!("{}.qcow2", spec.name));
         if !overlay.exists() {
-            let image =
-                std::fs::canonicalize(image).map_err(|e| format!("{}: {e}", image.display()))?;
+            let image = std::fs::canonicalize(image).map_err(VmError::io(image))?;
             run(
                 Command::new("qemu-img")
                     .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
@@ -249,9 +314,7 @@ pub fn command(spec: &VmSpec) -> Result<Command, String> {
     }
     if spec.pxe.is_some() {
         if spec.tap.is_some() {
-            return Err(
-                "a network boot (PXE) uses qemu's TFTP server: not with a tap device".into(),
-            );
+            return Err(VmError::PxeWithTap);
         }
         c.args(["-boot", "n"]);
     }
@@ -267,8 +330,7 @@ pub fn command(spec: &VmSpec) -> Result<Command, String> {
         None => {
             let mut netdev = "user,id=net0,restrict=on".to_string();
             if let Some(dir) = &spec.pxe {
-                let dir =
-                    std::fs::canonicalize(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+                let dir = std::fs::canonicalize(dir).map_err(VmError::io(dir))?;
                 netdev.push_str(&format!(
                     ",tftp={},bootfile={}",
                     dir.display(),
@@ -292,8 +354,8 @@ pub fn command(spec: &VmSpec) -> Result<Command, String> {
 
 /// If qemu has exited: its status and what it wrote to stderr (why it failed:
 /// a bad option, missing firmware, no memory).
-pub fn exited(child: &mut Child) -> Result<Option<(std::process::ExitStatus, String)>, String> {
-    let Some(status) = child.try_wait().map_err(|e| format!("qemu: {e}"))? else {
+pub fn exited(child: &mut Child) -> Result<Option<(ExitStatus, String)>, VmError> {
+    let Some(status) = child.try_wait().map_err(VmError::program("qemu", ""))? else {
         return Ok(None);
     };
     let mut err = String::new();
@@ -365,7 +427,7 @@ pub fn die_with_parent(c: &mut Command) {
 }
 
 /// Start the VM in the background.
-pub fn start(spec: &VmSpec) -> Result<Child, String> {
+pub fn start(spec: &VmSpec) -> Result<Child, VmError> {
     let mut c = command(spec)?;
     die_with_parent(&mut c);
     if spec.nice != 0 {
@@ -384,12 +446,14 @@ pub fn start(spec: &VmSpec) -> Result<Child, String> {
     c.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    c.spawn()
-        .map_err(|e| format!("qemu-system-x86_64: {e} (run scripts/setup-image.sh)"))
+    c.spawn().map_err(VmError::program(
+        "qemu-system-x86_64",
+        " (run scripts/setup-image.sh)",
+    ))
 }
 
 /// Root partition's PARTUUID of a built disk image (deterministic from mkosi's Seed=).
-pub fn root_partuuid(raw: &std::path::Path) -> Result<String, String> {
+pub fn root_partuuid(raw: &std::path::Path) -> Result<String, VmError> {
     Ok(crate::disk::root_partition(raw)?.uuid.to_ascii_lowercase())
 }
 
@@ -402,13 +466,10 @@ pub fn spec_for_image(
     seed: Option<PathBuf>,
     direct_cmdline: Option<&str>,
     forwards: Vec<Forward>,
-) -> Result<VmSpec, String> {
+) -> Result<VmSpec, VmError> {
     let raw = image_dir.join("kubeboot.raw");
     if !raw.exists() {
-        return Err(format!(
-            "{}: no image (run `kubeboot image build` first)",
-            raw.display()
-        ));
+        return Err(VmError::NoImage(raw));
     }
     let direct = match direct_cmdline {
         Some(extra) => Some(DirectBoot {
@@ -437,14 +498,13 @@ pub fn spec_for_pxe(
     workdir: PathBuf,
     firmware: Firmware,
     forwards: Vec<Forward>,
-) -> Result<VmSpec, String> {
+) -> Result<VmSpec, VmError> {
     let script = pxe_dir.join(crate::pxe::SCRIPT);
     if !script.exists() {
-        return Err(format!(
-            "{}: no iPXE script (write the PXE set with `kubeboot image pxe --out {}`)",
-            script.display(),
-            pxe_dir.display()
-        ));
+        return Err(VmError::NoPxeScript {
+            script,
+            dir: pxe_dir.to_path_buf(),
+        });
     }
     Ok(VmSpec {
         pxe: Some(pxe_dir.to_path_buf()),
