@@ -6,6 +6,7 @@ mod bundle;
 mod discover;
 mod document;
 mod image;
+mod lab;
 mod nodes;
 mod pod_routes;
 mod render;
@@ -80,6 +81,8 @@ pub enum Command {
     Image(image::ImageArgs),
     /// A local cluster of VMs: image, bundle, receiver, seeds, boots, live status.
     Up(up::UpArgs),
+    /// Pieces of `up`'s local VM lab for scripts that build their own (haproxy-config).
+    Lab(lab::LabArgs),
     /// Every Node of a cluster with its boot state, from the cluster itself (Node annotations).
     Nodes(nodes::NodesArgs),
     /// Keep routes to the other nodes' pod subnets (the bridge pod network; a node service).
@@ -111,6 +114,7 @@ pub fn main() -> ExitCode {
         Command::Watch(args) => watch::run(args),
         Command::Image(args) => image::run(args),
         Command::Up(args) => up::run(args),
+        Command::Lab(args) => lab::run(args),
         Command::Nodes(args) => nodes::run(args),
         Command::PodRoutes(args) => pod_routes::run(&cli.root, args),
     };

@@ -2,7 +2,7 @@
 //! here; the stages in [`cluster`]; the VMs' own network in [`segment`].
 
 mod cluster;
-mod segment;
+pub(crate) mod segment;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -64,14 +64,22 @@ impl Port {
 }
 
 /// haproxy's configuration: TCP on ENDPOINT:6443, health-checked with
-/// `GET /readyz` (anonymous on kube-apiserver) against every control plane.
+/// `GET /readyz` (anonymous on kube-apiserver) against every control plane
+/// (name, address). The one load balancer of `kubeboot up` and of
+/// tests/e2e/real-cluster (through `kubeboot lab haproxy-config`).
 pub fn haproxy_config(control_planes: &[(String, String)]) -> String {
     let mut s = format!(
-        "global\n    log stdout format raw local0 info\ndefaults\n    mode tcp\n    log global\n    \
-         option tcplog\n    timeout connect 5s\n    timeout client 10m\n    timeout server 10m\n    timeout check 20s\n\
+        "global\n    log stdout format raw local0 info\n\
+         defaults\n    mode tcp\n    log global\n    option tcplog\n\
+         \x20   # A connection to a dead control plane (its VM stopped: \"No route to host\" once ARP\n\
+         \x20   # gives up) is retried on another server at once, and the first failure marks it\n\
+         \x20   # down (observe layer4), so no client waits out the health checks.\n\
+         \x20   retries 3\n    option redispatch 1\n\
+         \x20   timeout connect 3s\n    timeout client 10m\n    timeout server 10m\n    timeout check 20s\n\
          frontend kube-apiserver\n    bind {ENDPOINT}:6443\n    default_backend control-planes\n\
-         backend control-planes\n    option httpchk GET /readyz\n    http-check expect status 200\n    \
-         default-server inter 10s fall 6 rise 1 check check-ssl verify none\n"
+         backend control-planes\n    option httpchk GET /readyz\n    http-check expect status 200\n\
+         \x20   default-server inter 10s fall 6 rise 1 check check-ssl verify none observe layer4 \
+         error-limit 1 on-error mark-down\n"
     );
     for (name, address) in control_planes {
         s.push_str(&format!("    server {name} {address}:6443\n"));
@@ -372,5 +380,13 @@ mod tests {
         assert!(cfg.contains("option httpchk GET /readyz"));
         assert!(cfg.contains("server cp-1-open 10.88.0.11:6443 backup no-check\n"));
         assert!(!cfg.contains("cp-2-open"), "{cfg}");
+        assert!(
+            cfg.contains("    retries 3\n    option redispatch 1\n"),
+            "{cfg}"
+        );
+        assert!(
+            cfg.contains("observe layer4 error-limit 1 on-error mark-down\n"),
+            "{cfg}"
+        );
     }
 }
