@@ -16,6 +16,7 @@ mod images;
 #[allow(dead_code)]
 #[path = "../src/kubeadm_double/schema.rs"]
 mod kubeadm_schema;
+mod lab;
 mod mint;
 mod minted;
 mod node_authorizer;

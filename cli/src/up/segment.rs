@@ -2,8 +2,8 @@
 //! route out, one bridge, one tap per VM, static addresses, and haproxy as the
 //! control-plane endpoint in front of the control-plane VMs (as the kubeadm HA
 //! guides do it). `kubeboot up --profile production` runs everything it starts
-//! (the receiver, haproxy, qemu) inside it; tests/e2e/real-cluster builds the
-//! same layout in shell.
+//! (the receiver, haproxy, qemu) inside it; tests/e2e/real-cluster holds the
+//! same segment with `kubeboot lab segment` and starts its own processes in it.
 //!
 //! Layout (10.88.0.0/24 on bridge `br0`):
 //!   .1  the operator side: the receiver, kubectl (and the VMs' gateway: the
