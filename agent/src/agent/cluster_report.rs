@@ -8,7 +8,7 @@ use std::time::Duration;
 use kubeboot_core::status::{Phase, PhaseState};
 use kubeboot_kube::boot::{self as report, BootStory, PhaseResult};
 
-use super::phases::KUBELET_CONF;
+use super::completion::KUBELET_CONF;
 use super::state::AgentState;
 use super::Agent;
 

@@ -24,8 +24,10 @@ use kube::Api;
 use kubeboot_core::document::Role;
 use kubeboot_core::host::Host;
 
-use super::phases::{ADMIN_CONF, KUBELET_CONF};
 
+/// The kubeconfigs kubeadm writes: the kubelet's, and the cluster admin's (control planes).
+pub const KUBELET_CONF: &str = "/etc/kubernetes/kubelet.conf";
+pub const ADMIN_CONF: &str = "/etc/kubernetes/admin.conf";
 /// Where the kubelet keeps its rotated client certificate.
 pub const KUBELET_CLIENT_CERT: &str = "/var/lib/kubelet/pki/kubelet-client-current.pem";
 /// What kubeadm's upload-config phase creates.

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use secrecy::ExposeSecret;
 
-use super::completion::{self, Completion};
+use super::completion::{self, Completion, ADMIN_CONF, KUBELET_CONF};
 use super::{Agent, Failure};
 use kubeboot_core::backoff::Backoff;
 use kubeboot_core::document::formats::parse_kubernetes_version;
@@ -31,8 +31,6 @@ const IPV6_SYSCTLS: [(&str, &str); 2] = [
     ("net.ipv6.conf.all.forwarding", "1"),
 ];
 const MIB: u64 = 1024 * 1024;
-pub(super) const KUBELET_CONF: &str = "/etc/kubernetes/kubelet.conf";
-pub(super) const ADMIN_CONF: &str = "/etc/kubernetes/admin.conf";
 
 /// Resource minimums: (cpus, memory MiB, free disk MiB). Control planes follow
 /// kubeadm's own checks (2 CPUs, 1700 MB); disk covers images and etcd.
