@@ -24,7 +24,6 @@ use kube::Api;
 use kubeboot_core::document::Role;
 use kubeboot_core::host::Host;
 
-
 /// The kubeconfigs kubeadm writes: the kubelet's, and the cluster admin's (control planes).
 pub const KUBELET_CONF: &str = "/etc/kubernetes/kubelet.conf";
 pub const ADMIN_CONF: &str = "/etc/kubernetes/admin.conf";

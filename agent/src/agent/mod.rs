@@ -120,6 +120,8 @@ pub struct Agent {
     /// What a phase wants the operator to know about its success (sent as the
     /// succeeded event's log tail), e.g. that init skipped CoreDNS.
     notes: Vec<String>,
+    /// Publishes the boot story into the cluster, off the critical path.
+    cluster: cluster_report::ClusterReporter,
 }
 
 struct Identity {
@@ -151,6 +153,7 @@ impl Agent {
             redactor: Redactor::default(),
             facts: None,
             notes: Vec::new(),
+            cluster: Default::default(),
         }
     }
 
