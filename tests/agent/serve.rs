@@ -393,6 +393,59 @@ fn watch_shows_the_table_and_json_and_exits_by_outcome() {
         ]),
         3,
     );
+    // --node: only the named nodes count. worker-ok alone is done; worker-bad alone failed.
+    let out = watch(&["--until-settled", "--node", "worker-ok", "--output", "json"]);
+    assert_exit(&out, 0);
+    // One document, the last, with the named node only; its progress on stderr.
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["nodes"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v["nodes"][0]["name"], "worker-ok");
+    assert!(v["nodes"][0].get("history").is_none(), "{v}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("worker-ok: done succeeded"),
+        "{}",
+        text(&out)
+    );
+    let out = watch(&[
+        "--until-settled",
+        "--node",
+        "worker-bad",
+        "--output",
+        "json",
+        "--history",
+    ]);
+    assert_exit(&out, 1);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["nodes"][0]["name"], "worker-bad");
+    assert_eq!(
+        v["nodes"][0]["history"].as_array().unwrap().len(),
+        10,
+        "{v}"
+    );
+    // A named node that has not reported is not settled: --timeout 0 looks once, exit 3.
+    let out = watch(&[
+        "--until-settled",
+        "--node",
+        "worker-ok",
+        "--node",
+        "worker-new",
+        "--timeout",
+        "0",
+        "--output",
+        "json",
+    ]);
+    assert_exit(&out, 3);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["nodes"][0]["name"], "worker-ok");
+    assert_eq!(v["not_reported"], json!(["worker-new"]), "{v}");
+    let out = watch(&["--once", "--node", "worker-new"]);
+    assert_exit(&out, 0);
+    assert!(
+        text(&out).contains("not reported yet: worker-new"),
+        "{}",
+        text(&out)
+    );
+    assert_exit(&watch(&["--once", "--history"]), 2);
     // A wrong pin is refused.
     let out = Command::new(env!("CARGO_BIN_EXE_kubeboot-under-test"))
         .args(["watch", "--once", "--server", &r.url(), "--ca-cert-hash"])
