@@ -108,18 +108,23 @@ fn publish_all(rx: &Receiver<Job>, shared: &(Mutex<Outcome>, Condvar), redactor:
             taken += 1;
         }
         told.extend(job.already.iter().cloned());
-        let dropped = runtime.block_on(publish(&job, &mut told, redactor));
+        let (sent, dropped) = runtime.block_on(publish(&job, &mut told, redactor));
         let mut o = shared.0.lock().expect("reporter state");
-        o.sent
-            .extend(told.iter().filter(|k| !job.already.contains(*k)).cloned());
+        o.sent.extend(sent);
         o.dropped.extend(dropped);
         o.pending -= taken;
         shared.1.notify_all();
     }
 }
 
-/// One story, a few bounded tries; `Some(note)` when the cluster did not take it.
-async fn publish(job: &Job, told: &mut BTreeSet<String>, redactor: &Redactor) -> Option<String> {
+/// One story, a few bounded tries: the keys of the Events it sent, and
+/// `Some(note)` when the cluster did not take it.
+async fn publish(
+    job: &Job,
+    told: &mut BTreeSet<String>,
+    redactor: &Redactor,
+) -> (Vec<String>, Option<String>) {
+    let mut sent = Vec::new();
     let mut why = String::new();
     for attempt in 1..=TRIES {
         let outcome = match kubeboot_kube::client::client(&job.kubeconfig).await {
@@ -130,13 +135,14 @@ async fn publish(job: &Job, told: &mut BTreeSet<String>, redactor: &Redactor) ->
             Ok(p) => (p, None),
             Err((p, e)) => (p, Some(e)),
         };
-        told.extend(published.events_sent);
+        told.extend(published.events_sent.iter().cloned());
+        sent.extend(published.events_sent);
         match error {
             None => {
                 if !published.annotated {
                     tracing::debug!("Node not registered yet: its annotations wait");
                 }
-                return None;
+                return (sent, None);
             }
             Some(e) => why = redactor.redact(&e),
         }
@@ -148,7 +154,7 @@ async fn publish(job: &Job, told: &mut BTreeSet<String>, redactor: &Redactor) ->
         "kubeboot: the report into the cluster (Node annotations, Events) was dropped after {TRIES} tries: {why}"
     );
     tracing::warn!("{note}");
-    Some(note)
+    (sent, Some(note))
 }
 
 impl Agent {
