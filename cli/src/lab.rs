@@ -2,6 +2,7 @@
 //! build their own (tests/e2e/real-cluster), so both use one definition.
 
 use clap::{Args, Subcommand};
+use kubeboot_core::document::formats::is_dns_name;
 
 use super::up::segment;
 
@@ -144,13 +145,9 @@ fn control_planes(args: &[String]) -> Result<Vec<(String, String)>, String> {
             let (name, address) = a
                 .split_once('=')
                 .ok_or_else(|| format!("{a:?}: expected NAME=ADDRESS (cp1=10.88.0.11)"))?;
-            let ok_name = !name.is_empty()
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
-            if !ok_name {
+            if !is_dns_name(name) {
                 return Err(format!(
-                    "{a:?}: the name may hold letters, digits, '-' and '.'"
+                    "{a:?}: the name is a Node name (lowercase a-z, 0-9, '-', '.')"
                 ));
             }
             address

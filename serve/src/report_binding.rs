@@ -116,10 +116,7 @@ pub fn bind_document(
 ) -> Result<String, WriteError> {
     let mut w = Writer::parse(text)?;
     let node = w.get_str(&["node", "name"]).unwrap_or(asked_as).to_string();
-    let shared = match w.get(&["report"]) {
-        Some(r) if r.is_table() => w.get_str(&["report", "token"]).is_some_and(&ours),
-        _ => false,
-    };
+    let shared = w.get_str(&["report", "token"]).is_some_and(&ours);
     if !shared {
         return Ok(text.to_string());
     }

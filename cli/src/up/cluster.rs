@@ -478,8 +478,7 @@ fn node_document(
     port: Option<&Port>,
 ) -> Result<String, String> {
     let discovery = bundle::read_discovery(bundle_dir).map_err(|e| e.to_string())?;
-    let text = bundle::node_document(role, &discovery, bundle_dir).map_err(|e| e.to_string())?;
-    let mut w = Writer::parse(&text).map_err(|e| e.to_string())?;
+    let mut w = bundle::node_writer(role, &discovery, bundle_dir).map_err(|e| e.to_string())?;
     fit_to_vm(&mut w, receiver, name, role, port).map_err(|e| format!("{name}: {e}"))?;
     let doc = w.render();
     kubeboot_core::kubeadm::validate_fully(&doc).map_err(|e| format!("{name}: {e}"))?;

@@ -102,18 +102,6 @@ impl Writer {
         self.set(&path, value)
     }
 
-    /// Set only where nothing is set yet.
-    pub fn set_default(
-        &mut self,
-        path: &[&str],
-        value: impl Into<Value>,
-    ) -> Result<&mut Self, WriteError> {
-        if self.get(path).is_none() {
-            self.set(path, value)?;
-        }
-        Ok(self)
-    }
-
     /// The table at `path`, made (empty) where missing.
     pub fn table_mut(&mut self, path: &[&str]) -> Result<&mut Table, WriteError> {
         let mut table = &mut self.doc;
@@ -255,21 +243,15 @@ mod tests {
     }
 
     #[test]
-    fn defaults_do_not_overwrite() {
+    fn a_new_document_has_its_role_version_and_header() {
         let mut w = Writer::new(Role::Worker, "header");
         w.set(&["ready", "timeout_seconds"], 60).unwrap();
-        w.set_default(&["ready", "timeout_seconds"], 1800).unwrap();
-        w.set_default(&["preflight", "clock_sync_timeout_seconds"], 2)
-            .unwrap();
         let text = w.render();
         assert!(text.starts_with("# header\n"), "{text}");
         let t: Table = text.parse().unwrap();
         assert_eq!(t["ready"]["timeout_seconds"].as_integer(), Some(60));
-        assert_eq!(
-            t["preflight"]["clock_sync_timeout_seconds"].as_integer(),
-            Some(2)
-        );
         assert_eq!(t["role"].as_str(), Some("worker"));
+        assert_eq!(t["version"].as_integer(), Some(1));
     }
 
     #[test]

@@ -429,6 +429,11 @@ fn write_documents(w: &BundleFiles, d: &Discovery) -> Result<Vec<String>, Bundle
 
 /// The node document for one role, as TOML.
 pub fn node_document(role: Role, d: &Discovery, bundle_dir: &Path) -> Result<String, BundleError> {
+    Ok(node_writer(role, d, bundle_dir)?.render())
+}
+
+/// The node document for one role, to be fitted further (`kubeboot up`).
+pub fn node_writer(role: Role, d: &Discovery, bundle_dir: &Path) -> Result<Writer, BundleError> {
     let mut w = Writer::new(
         role,
         format!(
@@ -463,7 +468,7 @@ pub fn node_document(role: Role, d: &Discovery, bundle_dir: &Path) -> Result<Str
     if d.cluster.slow_host {
         slow_host_tuning(&mut w, role, !d.cluster.external_etcd.is_empty())?;
     }
-    Ok(w.render())
+    Ok(w)
 }
 
 /// `[cluster]` as only the init node has it: name, pod subnet, external etcd.
